@@ -1,0 +1,109 @@
+"""``phorque-status``: the cluster, the clouds and Phorque's own state, as Phorque sees them."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+from phorque.cli.common import (
+    EXIT_OK,
+    base_parser,
+    config_secrets,
+    load_or_exit,
+    printable,
+    setup_logging,
+)
+from phorque.config import Config
+from phorque.errors import PhorqueError
+from phorque.model import Job, Node, in_queues, summarize
+from phorque.torque.commands import Torque
+
+# Torque prints state words in this order (encode_state); others follow alphabetically.
+_STATE_ORDER = ("state-unknown", "down", "offline", "reserve", "job-exclusive", "busy",
+                "MOM-list-not-sent", "free")
+
+
+def state_words(node: Node) -> list[str]:
+    rank = {word: i for i, word in enumerate(_STATE_ORDER)}
+    return sorted(node.state, key=lambda w: (rank.get(w, len(rank)), w))
+
+
+def job_dict(job: Job) -> dict[str, Any]:
+    return {"id": job.id, "state": job.state, "queue": job.queue, "cores": job.cores,
+            "walltime_secs": job.walltime_secs, "name": job.name}
+
+
+def node_dict(node: Node) -> dict[str, Any]:
+    return {"name": node.name, "np": node.np, "state": state_words(node), "jobs": list(node.jobs),
+            "note": node.note}
+
+
+def cluster_status(config: Config, torque: Torque | None = None) -> dict[str, Any]:
+    """The ``cluster`` object: counts, jobs of the configured queues, and nodes."""
+    torque = torque or Torque(config.phorque.cluster_directory, config.phorque.command_timeout_secs)
+    out: dict[str, Any] = {}
+    try:
+        jobs = in_queues(torque.jobs(), config.phorque.queues)
+        nodes = torque.nodes()
+    except PhorqueError as exc:
+        return {"error": str(exc), "queued_jobs": None, "queued_cores": None, "running_jobs": None,
+                "total_cores": None, "free_cores": None, "down_cores": None, "jobs": [], "nodes": []}
+    out.update(summarize(jobs, nodes).as_dict())
+    out["jobs"] = [job_dict(j) for j in jobs]
+    out["nodes"] = [node_dict(n) for n in nodes]
+    return out
+
+
+def collect(config: Config) -> dict[str, Any]:
+    return {"config": config.path, "policy": config.policy.name, "cluster": cluster_status(config)}
+
+
+def render(status: dict[str, Any]) -> str:
+    lines: list[str] = []
+    cluster = status["cluster"]
+    lines.append(f"Phorque status ({printable(status['config'])}, policy {status['policy']})")
+    lines.append("")
+    if cluster.get("error"):
+        lines.append(f"Torque: unreachable: {printable(cluster['error'], 300)}")
+    else:
+        lines.append(
+            f"Torque: {cluster['queued_jobs']} queued jobs ({cluster['queued_cores']} cores), "
+            f"{cluster['running_jobs']} running; cores {cluster['total_cores']} total, "
+            f"{cluster['free_cores']} free, {cluster['down_cores']} down")
+        lines.append("")
+        lines.append(f"{'NODE':<32} {'NP':>4} {'STATE':<28} JOBS")
+        for node in cluster["nodes"]:
+            lines.append(f"{printable(node['name'], 32):<32} {node['np']:>4} "
+                         f"{printable(','.join(node['state']), 28):<28} "
+                         f"{printable(','.join(node['jobs']), 60)}")
+        queued = [j for j in cluster["jobs"] if j["state"] == "Q"]
+        if queued:
+            lines.append("")
+            lines.append(f"{'QUEUED JOB':<32} {'QUEUE':<10} {'CORES':>5} {'WALLTIME':>9}")
+            for job in queued[:50]:
+                wall = job["walltime_secs"]
+                lines.append(f"{printable(job['id'], 32):<32} {printable(job['queue'], 10):<10} "
+                             f"{job['cores']:>5} {wall if wall is not None else '--':>9}")
+            if len(queued) > 50:
+                lines.append(f"... and {len(queued) - 50} more")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = base_parser("phorque-status", "Show the cluster, clouds and Phorque's state.")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    args = parser.parse_args(argv)
+    config = load_or_exit(args.config)
+    setup_logging(args.debug, "", config_secrets(config))
+    status = collect(config)
+    if args.json:
+        json.dump(status, sys.stdout, sort_keys=True)
+        sys.stdout.write("\n")
+    else:
+        print(render(status))
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

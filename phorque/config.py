@@ -1,0 +1,397 @@
+"""Loading and checking ``phorque.conf``.
+
+The file has a ``[Phorque]`` section, a ``[Policy]`` section and one ``[Cloud-<Name>]`` section
+per cloud. Every option is typed and checked here; any mistake raises :class:`ConfigError`
+naming the file, the section and the option. A value that starts with ``$`` (``$VAR`` or
+``${VAR}``) is read from that environment variable; ``$$`` starts a literal ``$``.
+"""
+
+from __future__ import annotations
+
+import configparser
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from phorque.errors import ConfigError
+from phorque.options import (
+    Option,
+    OptionValueError,
+    Secret,
+    bool_option,
+    budget_option,
+    float_option,
+    int_option,
+    list_option,
+    str_option,
+)
+
+DEFAULT_CONFIG = "/etc/phorque/phorque.conf"
+CLOUD_PREFIX = "Cloud-"
+CLOUD_TYPES = ("aws", "nimbus", "phantom")
+
+PHORQUE_OPTIONS: dict[str, Option] = {
+    "loop_sleep_secs": int_option(120, minimum=1, help="seconds between full reconciliations"),
+    "cluster_directory": str_option("/usr/local", help="Torque install prefix; bin/ holds the commands"),
+    "queue_name": str_option("", help="queue(s) whose jobs count; empty or * for every queue"),
+    "torque_home": str_option("/var/spool/torque", help="Torque's spool; server_priv/ lives here"),
+    "state_dir": str_option("/var/lib/phorque", help="where Phorque keeps its state database"),
+    "lock_file": str_option("", help="lock serializing cloud changes; default <state_dir>/phorque.lock"),
+    "command_timeout_secs": float_option(30.0, minimum=0.1, help="timeout of each Torque command"),
+    "watch_files": bool_option(True, help="react to Torque's files; false = poll every loop_sleep_secs"),
+    "event_delay_secs": float_option(0.2, minimum=0.0, help="how long a burst of events is gathered"),
+    "boot_timeout_secs": int_option(900, minimum=1, help="default time an instance has to join Torque"),
+    "log_file": str_option("", help="log file; empty for standard error"),
+}
+
+POLICY_OPTIONS: dict[str, Option] = {
+    "name": str_option(None, required=True, help="the policy class in phorque/policy/policies.py"),
+    "price_per_hour": budget_option(help="spending limit per hour over all clouds; unlimited if unset"),
+    "multiplier": int_option(1, minimum=1, help="factor on the number of instances a policy launches"),
+}
+
+CLOUD_OPTIONS: dict[str, Option] = {
+    "cloud_type": str_option("aws", choices=CLOUD_TYPES, help="API dialect: aws, or nimbus/phantom"),
+    "cloud_uri": str_option(None, help="EC2 endpoint host or URL"),
+    "cloud_port": int_option(None, minimum=1, maximum=65535, help="EC2 endpoint port"),
+    "autoscale_uri": str_option(None, help="Auto Scaling endpoint host or URL"),
+    "autoscale_port": int_option(None, minimum=1, maximum=65535, help="Auto Scaling endpoint port"),
+    "region": str_option("us-east-1", help="API region name"),
+    "image_id": str_option(None, required=True, help="image to launch"),
+    "price": float_option(0.0, minimum=0.0, help="price of one instance per hour"),
+    "access_id": str_option(None, secret=True, help="access key id (or $VARIABLE)"),
+    "secret_key": str_option(None, secret=True, help="secret key (or $VARIABLE)"),
+    "profile": str_option(None, help="named boto3 profile, instead of access_id/secret_key"),
+    "launch_config_name": str_option(None, help="launch configuration (or template) name"),
+    "autoscale_group_name": str_option(None, required=True, help="auto-scaling group name"),
+    "availability_zone": str_option("us-east-1a", help="availability zone"),
+    "instance_type": str_option(None, required=True, help="instance size to launch"),
+    "instance_cores": int_option(None, minimum=1, required=True, help="cores of one instance"),
+    "max_instances": int_option(None, minimum=0, required=True, help="most instances on this cloud"),
+    "charge_time_secs": int_option(3600, minimum=0, help="billing period; 0 for per-second billing"),
+    "user_data_file": str_option("", help="file passed to instances as user data"),
+    "key_name": str_option("", help="key pair for the instances; none if empty"),
+    "security_groups": list_option(help="comma-separated security groups"),
+    "ca_bundle": str_option("", help="CA bundle to verify the endpoints' TLS certificates"),
+    "verify_tls": bool_option(True, help="false to skip TLS certificate checks (self-signed sites)"),
+    "connect_timeout_secs": float_option(5.0, minimum=0.1, help="API connect timeout"),
+    "read_timeout_secs": float_option(30.0, minimum=0.1, help="API read timeout"),
+    "max_attempts": int_option(3, minimum=1, maximum=20, help="API attempts (botocore standard retries)"),
+    "boot_secs": int_option(120, minimum=0, help="how long an instance usually takes to join"),
+    "boot_timeout_secs": int_option(None, minimum=1, help="overrides [Phorque] boot_timeout_secs"),
+    "node_properties": list_option(help="Torque properties given to this cloud's nodes"),
+    "node_dns": str_option("public", choices=("public", "private"),
+                           help="which DNS name becomes the Torque node name"),
+    "launch_method": str_option("auto", choices=("auto", "configuration", "template"),
+                                help="launch configuration or launch template (aws dialect)"),
+}
+
+
+@dataclass(frozen=True)
+class PhorqueSettings:
+    loop_sleep_secs: int = 120
+    cluster_directory: str = "/usr/local"
+    queue_name: str = ""
+    torque_home: str = "/var/spool/torque"
+    state_dir: str = "/var/lib/phorque"
+    lock_file: str = ""
+    command_timeout_secs: float = 30.0
+    watch_files: bool = True
+    event_delay_secs: float = 0.2
+    boot_timeout_secs: int = 900
+    log_file: str = ""
+
+    @property
+    def queues(self) -> frozenset[str] | None:
+        """The queues whose jobs count, or None for every queue."""
+        names = {q.strip() for q in self.queue_name.split(",") if q.strip()}
+        if not names or "*" in names:
+            return None
+        return frozenset(names)
+
+    @property
+    def lock_path(self) -> str:
+        return self.lock_file or os.path.join(self.state_dir, "phorque.lock")
+
+    @property
+    def state_path(self) -> str:
+        return os.path.join(self.state_dir, "phorque.db")
+
+
+@dataclass(frozen=True)
+class PolicySettings:
+    name: str
+    price_per_hour: float | None = None
+    multiplier: int = 1
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CloudSettings:
+    name: str
+    image_id: str
+    autoscale_group_name: str
+    instance_type: str
+    instance_cores: int
+    max_instances: int
+    cloud_type: str = "aws"
+    cloud_uri: str | None = None
+    cloud_port: int | None = None
+    autoscale_uri: str | None = None
+    autoscale_port: int | None = None
+    region: str = "us-east-1"
+    price: float = 0.0
+    access_id: Secret | None = field(default=None, repr=False)
+    secret_key: Secret | None = field(default=None, repr=False)
+    profile: str | None = None
+    launch_config_name: str | None = None
+    availability_zone: str = "us-east-1a"
+    charge_time_secs: int = 3600
+    user_data_file: str = ""
+    key_name: str = ""
+    security_groups: tuple[str, ...] = ()
+    ca_bundle: str = ""
+    verify_tls: bool = True
+    connect_timeout_secs: float = 5.0
+    read_timeout_secs: float = 30.0
+    max_attempts: int = 3
+    boot_secs: int = 120
+    boot_timeout_secs: int = 900
+    node_properties: tuple[str, ...] = ()
+    node_dns: str = "public"
+    launch_method: str = "auto"
+
+    @property
+    def dialect(self) -> str:
+        """``phantom`` for Nimbus/Phantom services, ``aws`` for standard endpoints."""
+        return "phantom" if self.cloud_type in ("nimbus", "phantom") else "aws"
+
+    @property
+    def launch_name(self) -> str:
+        return self.launch_config_name or f"{self.autoscale_group_name}-lc"
+
+    def endpoint_url(self, which: str) -> str | None:
+        """The URL of the ``cloud`` (EC2) or ``autoscale`` endpoint, or None for the default.
+
+        A bare host gets ``https://`` and the configured port; a full URL is used as given,
+        except that a configured port is added when the URL names none.
+        """
+        host = getattr(self, f"{which}_uri")
+        port = getattr(self, f"{which}_port")
+        if not host:
+            return None
+        if "://" in host:
+            scheme, rest = host.split("://", 1)
+            netloc, _, path = rest.partition("/")
+            if port and not re.search(r":\d+$", netloc):
+                netloc = f"{netloc}:{port}"
+            return f"{scheme}://{netloc}/{path}"
+        netloc = host.rstrip("/")
+        if port:
+            netloc = f"{netloc}:{port}"
+        return f"https://{netloc}/"
+
+
+@dataclass(frozen=True)
+class Config:
+    path: str
+    phorque: PhorqueSettings
+    policy: PolicySettings
+    clouds: tuple[CloudSettings, ...]
+
+    def cloud(self, name: str) -> CloudSettings:
+        for cloud in self.clouds:
+            if cloud.name == name:
+                return cloud
+        raise KeyError(name)
+
+    def summary(self) -> str:
+        """One line describing the configuration, with no secret in it."""
+        budget = ("unlimited" if self.policy.price_per_hour is None
+                  else f"{self.policy.price_per_hour:g}/h")
+        clouds = ", ".join(
+            f"{c.name} ({c.cloud_type}, {c.instance_type} x{c.instance_cores} cores, "
+            f"price {c.price:g}, max {c.max_instances})" for c in self.clouds)
+        return (f"{self.path}: OK: policy {self.policy.name}, budget {budget}, "
+                f"queue {self.phorque.queue_name or '*'}, torque_home {self.phorque.torque_home}, "
+                f"{len(self.clouds)} cloud(s): {clouds}")
+
+
+_ENV_RE = re.compile(r"^\$(?:\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)\}|(?P<bare>[A-Za-z_][A-Za-z0-9_]*))$")
+
+
+def _expand(path: str, section: str, option: str, raw: str, environ: dict[str, str]) -> str:
+    value = raw.strip()
+    if value.startswith("$$"):
+        return value[1:]
+    if not value.startswith("$"):
+        return raw
+    match = _ENV_RE.match(value)
+    if not match:
+        raise ConfigError(path, section, option,
+                          f"{value!r} is not a valid environment variable reference ($NAME or ${{NAME}})")
+    name = match.group("braced") or match.group("bare")
+    if name not in environ:
+        raise ConfigError(path, section, option, f"environment variable {name} is not set")
+    return environ[name]
+
+
+def _parse_section(path: str, parser: configparser.ConfigParser, section: str,
+                   options: dict[str, Option], environ: dict[str, str]) -> dict[str, Any]:
+    present = parser[section]
+    for name in present:
+        if name not in options:
+            known = ", ".join(sorted(options))
+            raise ConfigError(path, section, name, f"unknown option (known options: {known})")
+    values: dict[str, Any] = {}
+    for name, spec in options.items():
+        if name not in present:
+            if spec.required:
+                raise ConfigError(path, section, name, "required option is missing")
+            if spec.default is not None:
+                values[name] = spec.default
+            continue
+        raw = _expand(path, section, name, present[name], environ)
+        if not raw.strip():
+            if spec.required:
+                raise ConfigError(path, section, name, "required option is empty")
+            if spec.default is not None:
+                values[name] = spec.default
+            continue
+        try:
+            values[name] = spec.parse(raw)
+        except OptionValueError as exc:
+            # A secret's value never reaches a message, even when it is malformed.
+            problem = "is not valid" if spec.secret else str(exc)
+            raise ConfigError(path, section, name, problem) from None
+    return values
+
+
+def _read(path: str) -> configparser.ConfigParser:
+    parser = configparser.ConfigParser(interpolation=None, strict=True,
+                                       default_section="__phorque_no_defaults__")
+    try:
+        with open(path, encoding="utf-8") as handle:
+            parser.read_file(handle, source=path)
+    except FileNotFoundError:
+        raise ConfigError(path, None, None, "configuration file not found") from None
+    except PermissionError:
+        raise ConfigError(path, None, None, "configuration file is not readable (permission denied)") from None
+    except IsADirectoryError:
+        raise ConfigError(path, None, None, "is a directory, not a configuration file") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(path, None, None, f"is not UTF-8 text (byte {exc.start})") from None
+    except configparser.DuplicateSectionError as exc:
+        raise ConfigError(path, exc.section, None, f"section appears twice (line {exc.lineno})") from None
+    except configparser.DuplicateOptionError as exc:
+        raise ConfigError(path, exc.section, exc.option, f"option appears twice (line {exc.lineno})") from None
+    except configparser.MissingSectionHeaderError as exc:
+        raise ConfigError(path, None, None, f"line {exc.lineno}: an option before any [Section] header") from None
+    except configparser.ParsingError as exc:
+        lines = ", ".join(str(lineno) for lineno, _ in exc.errors[:5])
+        raise ConfigError(path, None, None, f"cannot parse line(s) {lines}") from None
+    except configparser.Error as exc:
+        raise ConfigError(path, None, None, f"cannot parse: {exc.message}") from None
+    except OSError as exc:
+        raise ConfigError(path, None, None, f"cannot read: {exc.strerror}") from None
+    return parser
+
+
+def _policy_options(path: str, name: str) -> dict[str, Option]:
+    # Imported here: the policy package is pure, but it is not needed to read [Phorque].
+    from phorque.policy import policy_class
+
+    try:
+        cls = policy_class(name)
+    except KeyError as exc:
+        raise ConfigError(path, "Policy", "name", str(exc.args[0])) from None
+    return dict(cls.OPTIONS)
+
+
+def _check_cloud(path: str, section: str, values: dict[str, Any]) -> None:
+    dialect = "phantom" if values["cloud_type"] in ("nimbus", "phantom") else "aws"
+    has_id, has_key = values.get("access_id") is not None, values.get("secret_key") is not None
+    if has_id != has_key:
+        missing = "secret_key" if has_id else "access_id"
+        raise ConfigError(path, section, missing, "access_id and secret_key must be given together")
+    if has_id and values.get("profile"):
+        raise ConfigError(path, section, "profile", "give either profile or access_id/secret_key, not both")
+    lc = values.get("launch_config_name")
+    if dialect == "phantom" and (not lc or "@" not in lc):
+        raise ConfigError(path, section, "launch_config_name",
+                          "the Phantom dialect needs a name of the form <name>@<site>")
+    for which in ("cloud", "autoscale"):
+        uri = values.get(f"{which}_uri")
+        if uri and "://" in uri and not uri.lower().startswith(("http://", "https://")):
+            raise ConfigError(path, section, f"{which}_uri", f"{uri!r}: only http:// and https:// URLs")
+    if dialect == "phantom" and not values.get("autoscale_uri"):
+        raise ConfigError(path, section, "autoscale_uri", "required for cloud_type "
+                          f"{values['cloud_type']} (there is no default Phantom endpoint)")
+    udf = values.get("user_data_file")
+    if udf and not os.access(udf, os.R_OK):
+        raise ConfigError(path, section, "user_data_file", f"{udf}: file is missing or not readable")
+    ca = values.get("ca_bundle")
+    if ca and not os.access(ca, os.R_OK):
+        raise ConfigError(path, section, "ca_bundle", f"{ca}: file is missing or not readable")
+
+
+def load_config(path: str | os.PathLike[str] | None = None,
+                environ: dict[str, str] | None = None) -> Config:
+    """Read, check and convert a configuration file. Raises :class:`ConfigError`."""
+    env = dict(os.environ if environ is None else environ)
+    path = str(path or env.get("PHORQUE_CONFIG") or DEFAULT_CONFIG)
+    parser = _read(path)
+
+    for section in parser.sections():
+        if section not in ("Phorque", "Policy") and not (
+                section.startswith(CLOUD_PREFIX) and len(section) > len(CLOUD_PREFIX)):
+            raise ConfigError(path, section, None,
+                              "unknown section (expected [Phorque], [Policy] or [Cloud-<Name>])")
+    if not parser.has_section("Policy"):
+        raise ConfigError(path, "Policy", "name", "section [Policy] with option name is missing")
+
+    if parser.has_section("Phorque"):
+        phorque_values = _parse_section(path, parser, "Phorque", PHORQUE_OPTIONS, env)
+    else:
+        phorque_values = {k: o.default for k, o in PHORQUE_OPTIONS.items() if o.default is not None}
+    phorque = PhorqueSettings(**phorque_values)
+
+    name_raw = parser["Policy"].get("name", "")
+    name = _expand(path, "Policy", "name", name_raw, env).strip()
+    if not name:
+        raise ConfigError(path, "Policy", "name", "required option is missing")
+    specific = _policy_options(path, name)
+    policy_values = _parse_section(path, parser, "Policy", {**POLICY_OPTIONS, **specific}, env)
+    policy = PolicySettings(
+        name=policy_values.pop("name"),
+        price_per_hour=policy_values.pop("price_per_hour", None),
+        multiplier=policy_values.pop("multiplier", 1),
+        options=policy_values,
+    )
+
+    clouds: list[CloudSettings] = []
+    groups: dict[tuple[str | None, str], str] = {}
+    for section in parser.sections():
+        if not section.startswith(CLOUD_PREFIX):
+            continue
+        values = _parse_section(path, parser, section, CLOUD_OPTIONS, env)
+        _check_cloud(path, section, values)
+        values.setdefault("boot_timeout_secs", phorque.boot_timeout_secs)
+        key = (values.get("autoscale_uri"), values["autoscale_group_name"])
+        if key in groups:
+            raise ConfigError(path, section, "autoscale_group_name",
+                              f"group {key[1]!r} is already used by [{groups[key]}]")
+        groups[key] = section
+        clouds.append(CloudSettings(name=section[len(CLOUD_PREFIX):], **values))
+    if not clouds:
+        raise ConfigError(path, None, None, "no [Cloud-<Name>] section: Phorque needs at least one cloud")
+    # Cheapest first; the file's order breaks ties, so the administrator's order is kept.
+    clouds.sort(key=lambda c: c.price)
+    return Config(path=path, phorque=phorque, policy=policy, clouds=tuple(clouds))
+
+
+def config_path_from(arg: str | None) -> str:
+    """The file to read: the -c argument, else $PHORQUE_CONFIG, else the default."""
+    return arg or os.environ.get("PHORQUE_CONFIG") or DEFAULT_CONFIG
+

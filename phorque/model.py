@@ -1,0 +1,305 @@
+"""Plain data shared by every part of Phorque: jobs, nodes, cloud instances, the snapshot.
+
+Nothing here does I/O. Adapters (Torque commands, boto3, the state store) turn the outside world
+into these values; policies read them; the executor and the simulator act on the plan.
+Times are epoch seconds (floats); a snapshot carries its own ``now``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from types import MappingProxyType
+from typing import Any, NewType
+
+JobId = NewType("JobId", str)
+NodeName = NewType("NodeName", str)
+InstanceId = NewType("InstanceId", str)
+
+# Node state bits as Torque prints them (encode_state in attr_node_func.c). "free" means none.
+DOWN = "down"
+OFFLINE = "offline"
+STATE_UNKNOWN = "state-unknown"
+RESERVE = "reserve"
+JOB_EXCLUSIVE = "job-exclusive"
+BUSY = "busy"
+FREE = "free"
+
+#: Phorque writes this at the start of the note of every node it offlines or creates, so an
+#: administrator's own offline (any other note) is recognised and left alone.
+NOTE_MARK = "phorque:"
+
+# Torque job states.
+QUEUED = "Q"
+RUNNING = "R"
+EXITING = "E"
+COMPLETED = "C"
+HELD = "H"
+WAITING = "W"
+TRANSIT = "T"
+SUSPENDED = "S"
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """One ``+`` part of a ``nodes=`` request: ``count`` nodes with ``ppn`` cores each.
+
+    ``host`` is set when the part names a host (``n1:ppn=2``), which counts as one node.
+    ``spread`` marks cores that may land anywhere, several per node (``procs=N``).
+    """
+
+    count: int
+    ppn: int
+    host: str | None = None
+    spread: bool = False
+
+    @property
+    def cores(self) -> int:
+        return self.count * self.ppn
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """A Torque job as Phorque needs it."""
+
+    id: str
+    state: str
+    queue: str = ""
+    cores: int = 1
+    chunks: tuple[Chunk, ...] = ()
+    walltime_secs: int | None = None
+    remaining_secs: int | None = None
+    name: str = ""
+    owner: str = ""
+    exec_hosts: tuple[str, ...] = ()
+    queued_at: float | None = None
+    started_at: float | None = None
+    gpus: int = 0
+
+    @property
+    def is_queued(self) -> bool:
+        return self.state == QUEUED
+
+    @property
+    def is_running(self) -> bool:
+        return self.state in (RUNNING, EXITING)
+
+    @property
+    def shape(self) -> tuple[Chunk, ...]:
+        """The node shape to pack: the chunks, or ``cores`` single cores when none are given."""
+        return self.chunks or (Chunk(count=self.cores, ppn=1, spread=True),)
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    """A Torque node (``pbsnodes -x``). ``state`` is the set of state words."""
+
+    name: str
+    np: int
+    state: frozenset[str] = frozenset({FREE})
+    jobs: tuple[str, ...] = ()
+    used_slots: int = 0
+    properties: tuple[str, ...] = ()
+    note: str = ""
+
+    @property
+    def is_down(self) -> bool:
+        return DOWN in self.state or STATE_UNKNOWN in self.state
+
+    @property
+    def is_offline(self) -> bool:
+        return OFFLINE in self.state
+
+    @property
+    def is_usable(self) -> bool:
+        """Can the scheduler start a job here (up and not offline)?"""
+        return not (self.is_down or self.is_offline or RESERVE in self.state)
+
+    @property
+    def is_idle(self) -> bool:
+        return not self.jobs and self.used_slots == 0
+
+    @property
+    def free_cores(self) -> int:
+        if not self.is_usable or JOB_EXCLUSIVE in self.state or BUSY in self.state:
+            return 0
+        return max(0, self.np - self.used_slots)
+
+    @property
+    def marked_by_phorque(self) -> bool:
+        return self.note.startswith(NOTE_MARK)
+
+
+class InstanceState(StrEnum):
+    """What an instance is, whatever the cloud's own words for it."""
+
+    REQUESTED = "requested"  # asked for, no VM yet (Phantom's empty instance id)
+    PENDING = "pending"      # the VM exists and is starting
+    RUNNING = "running"
+    FAILED = "failed"        # will never serve: error states, failed health
+    GONE = "gone"            # terminating or terminated
+
+    @property
+    def is_valid(self) -> bool:
+        """Counts against capacity (the original's "valid": pending or running)."""
+        return self in (InstanceState.REQUESTED, InstanceState.PENDING, InstanceState.RUNNING)
+
+
+@dataclass(frozen=True, slots=True)
+class Instance:
+    """An instance of a Phorque group, as the auto-scaling service and EC2 describe it."""
+
+    id: str
+    state: InstanceState
+    lifecycle: str = ""
+    dns: str | None = None
+    private_dns: str | None = None
+    launch_time: float | None = None
+
+    @property
+    def node_name(self) -> str | None:
+        """The Torque node name this instance gets: a real DNS name, never ``[unknown]``."""
+        return self.dns
+
+
+class Health(StrEnum):
+    OK = "ok"
+    BACKOFF = "backoff"
+    FAILED = "failed"
+    UNREACHABLE = "unreachable"
+
+
+@dataclass(frozen=True, slots=True)
+class CloudState:
+    """One cloud (one ``[Cloud-<Name>]`` section) as seen at snapshot time."""
+
+    name: str
+    price: float
+    instance_cores: int
+    max_instances: int
+    charge_time_secs: int = 3600
+    boot_secs: int = 120
+    boot_timeout_secs: int = 900
+    desired: int = 0
+    instances: tuple[Instance, ...] = ()
+    health: Health = Health.OK
+    backoff_until: float | None = None
+    error: str = ""
+    node_properties: tuple[str, ...] = ()
+
+    @property
+    def usable(self) -> bool:
+        """May the policy launch here now?"""
+        return self.health == Health.OK
+
+    @property
+    def valid_instances(self) -> tuple[Instance, ...]:
+        return tuple(i for i in self.instances if i.state.is_valid)
+
+    @property
+    def capacity(self) -> int:
+        """Instances paid for or asked for: the larger of desired and the valid members."""
+        return max(self.desired, len(self.valid_instances))
+
+    @property
+    def headroom(self) -> int:
+        return max(0, self.max_instances - self.capacity)
+
+
+class Stage(StrEnum):
+    """The lifecycle of an instance Phorque owns, as the state store records it."""
+
+    REQUESTED = "requested"
+    BOOTING = "booting"
+    JOINED = "joined"
+    BUSY = "busy"
+    IDLE = "idle"
+    DRAINING = "draining"
+    TERMINATING = "terminating"
+    GONE = "gone"
+    FAILED = "failed"
+
+    @property
+    def is_live(self) -> bool:
+        return self not in (Stage.GONE,)
+
+
+@dataclass(frozen=True, slots=True)
+class Owned:
+    """What the state store remembers about one instance Phorque launched."""
+
+    instance_id: str
+    cloud: str
+    stage: Stage
+    node: str | None = None
+    first_seen: float | None = None
+    launch_time: float | None = None
+    joined_at: float | None = None
+    idle_since: float | None = None
+    drain_started: float | None = None
+    updated_at: float | None = None
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Everything a policy may look at. ``clouds`` are in price order (cheapest first)."""
+
+    now: float
+    jobs: tuple[Job, ...] = ()
+    nodes: tuple[Node, ...] = ()
+    clouds: tuple[CloudState, ...] = ()
+    owned: tuple[Owned, ...] = ()
+    memory: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    torque_ok: bool = True
+
+    def cloud(self, name: str) -> CloudState:
+        for cloud in self.clouds:
+            if cloud.name == name:
+                return cloud
+        raise KeyError(name)
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterSummary:
+    queued_jobs: int
+    queued_cores: int
+    running_jobs: int
+    total_cores: int
+    free_cores: int
+    down_cores: int
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "queued_jobs": self.queued_jobs,
+            "queued_cores": self.queued_cores,
+            "running_jobs": self.running_jobs,
+            "total_cores": self.total_cores,
+            "free_cores": self.free_cores,
+            "down_cores": self.down_cores,
+        }
+
+
+def summarize(jobs: Iterable[Job], nodes: Iterable[Node]) -> ClusterSummary:
+    """The cluster's numbers: queued work, and cores by node condition."""
+    queued_jobs = queued_cores = running_jobs = 0
+    for job in jobs:
+        if job.is_queued:
+            queued_jobs += 1
+            queued_cores += job.cores
+        elif job.is_running:
+            running_jobs += 1
+    total = free = down = 0
+    for node in nodes:
+        total += node.np
+        free += node.free_cores
+        if node.is_down:
+            down += node.np
+    return ClusterSummary(queued_jobs, queued_cores, running_jobs, total, free, down)
+
+
+def in_queues(jobs: Iterable[Job], queues: frozenset[str] | None) -> tuple[Job, ...]:
+    """Only the jobs of the given queues (all of them when ``queues`` is None)."""
+    if queues is None:
+        return tuple(jobs)
+    return tuple(j for j in jobs if j.queue in queues)

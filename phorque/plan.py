@@ -1,0 +1,111 @@
+"""A plan: what a policy decided, as printable actions each with the reason for it.
+
+Policies return a :class:`Plan`; the executor (daemon, ``phorque-evaluate``) or the replay
+simulator applies it. Actions are applied in :data:`ORDER`, so that nodes join before new
+launches are asked for, and terminations free budget before launches spend it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from types import MappingProxyType
+from typing import Any
+
+
+class Kind(StrEnum):
+    LAUNCH = "launch"        # raise a group's desired capacity by ``count``
+    CANCEL = "cancel"        # lower desired capacity by ``count`` requests that never became VMs
+    JOIN = "join"            # add a booted instance to Torque as a node
+    UNDRAIN = "undrain"      # clear Phorque's offline mark: the node is wanted again
+    DRAIN = "drain"          # mark a node offline with Phorque's note; terminate if still empty
+    TERMINATE = "terminate"  # terminate one instance, decrementing desired capacity
+    REMOVE = "remove"        # delete a node from Torque
+
+
+ORDER = (Kind.JOIN, Kind.UNDRAIN, Kind.DRAIN, Kind.TERMINATE, Kind.REMOVE, Kind.CANCEL, Kind.LAUNCH)
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    """One step of a plan. Fields that do not apply to the kind are None."""
+
+    kind: Kind
+    reason: str
+    cloud: str | None = None
+    count: int | None = None
+    instance: str | None = None
+    node: str | None = None
+    np: int | None = None
+    current: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"action": self.kind.value}
+        for key in ("cloud", "count", "instance", "node"):
+            value = getattr(self, key)
+            if value is not None:
+                out[key] = value
+        out["reason"] = self.reason
+        return out
+
+    def __str__(self) -> str:
+        k = self.kind
+        if k in (Kind.LAUNCH, Kind.CANCEL):
+            sign = "+" if k == Kind.LAUNCH else "-"
+            size = ""
+            if self.current is not None and self.count is not None:
+                new = self.current + self.count if k == Kind.LAUNCH else self.current - self.count
+                size = f" ({self.current}->{new})"
+            return f"{k} {sign}{self.count} on {self.cloud}{size}: {self.reason}"
+        target = self.node or self.instance or "?"
+        extra = f" [{self.instance}]" if self.node and self.instance else ""
+        on = f" on {self.cloud}" if self.cloud else ""
+        return f"{k} {target}{extra}{on}: {self.reason}"
+
+
+def launch(cloud: str, count: int, current: int, reason: str) -> Action:
+    return Action(Kind.LAUNCH, reason, cloud=cloud, count=count, current=current)
+
+
+def cancel(cloud: str, count: int, current: int, reason: str) -> Action:
+    return Action(Kind.CANCEL, reason, cloud=cloud, count=count, current=current)
+
+
+def join(cloud: str, instance: str, node: str, np: int, reason: str) -> Action:
+    return Action(Kind.JOIN, reason, cloud=cloud, instance=instance, node=node, np=np)
+
+
+def undrain(node: str, reason: str, cloud: str | None = None, instance: str | None = None) -> Action:
+    return Action(Kind.UNDRAIN, reason, cloud=cloud, instance=instance, node=node)
+
+
+def drain(node: str, reason: str, cloud: str | None = None, instance: str | None = None) -> Action:
+    return Action(Kind.DRAIN, reason, cloud=cloud, instance=instance, node=node)
+
+
+def terminate(cloud: str, instance: str, reason: str, node: str | None = None) -> Action:
+    return Action(Kind.TERMINATE, reason, cloud=cloud, instance=instance, node=node)
+
+
+def remove(node: str, reason: str, cloud: str | None = None, instance: str | None = None) -> Action:
+    return Action(Kind.REMOVE, reason, cloud=cloud, instance=instance, node=node)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Actions in the order they are to be applied, observations, and the policy's memory."""
+
+    actions: tuple[Action, ...] = ()
+    notes: tuple[str, ...] = ()
+    memory: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+
+    def ordered(self) -> tuple[Action, ...]:
+        rank = {kind: i for i, kind in enumerate(ORDER)}
+        return tuple(sorted(self.actions, key=lambda a: rank[a.kind]))
+
+    def of(self, kind: Kind) -> tuple[Action, ...]:
+        return tuple(a for a in self.actions if a.kind == kind)
+
+    def launched(self, cloud: str | None = None) -> int:
+        return sum(a.count or 0 for a in self.of(Kind.LAUNCH) if cloud is None or a.cloud == cloud)

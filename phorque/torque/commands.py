@@ -1,0 +1,163 @@
+"""Reading and changing Torque through its own commands (qstat, pbsnodes, qmgr).
+
+Commands are looked up in ``<cluster_directory>/bin/``, then on ``PATH``. Every call is an
+argument vector with a timeout (:mod:`phorque.runner`). Names that go inside a ``qmgr``
+directive are checked first: qmgr reads ``;`` and quotes itself, so a name that is not a plain
+host name is refused rather than passed on.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from phorque.errors import CommandError, TorqueError
+from phorque.model import NOTE_MARK, Job, Node
+from phorque.runner import Runner
+from phorque.torque import xmlparse
+
+log = logging.getLogger(__name__)
+
+# RFC 1123 host names (and dotted IPv4), as Torque node names must be resolvable host names.
+_HOST_RE = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9\-_]{0,62})(?:\.[A-Za-z0-9\-_]{1,63})*$")
+_PROPERTY_RE = re.compile(r"^[A-Za-z0-9_\-.]{1,64}$")
+NOTE_LIMIT = 200
+
+
+class UnsafeName(TorqueError):
+    """A name that cannot be passed to qmgr safely."""
+
+
+def is_host_name(name: str) -> bool:
+    return bool(_HOST_RE.match(name)) and ".." not in name
+
+
+def clean_note(text: str) -> str:
+    """A one-line printable note (pbsnodes stores it verbatim and prints it unescaped)."""
+    flat = " ".join("".join(ch if ch.isprintable() else " " for ch in text).split())
+    return flat[:NOTE_LIMIT]
+
+
+def phorque_note(text: str) -> str:
+    """A note marked as Phorque's, so an administrator's own offline is told apart."""
+    return clean_note(f"{NOTE_MARK} {text}")
+
+
+def _mentions(error: CommandError, *phrases: str) -> bool:
+    text = error.stderr.lower()
+    return any(p.lower() in text for p in phrases)
+
+
+@dataclass
+class Torque:
+    """The Torque server, through its commands."""
+
+    cluster_directory: str = "/usr/local"
+    timeout: float = 30.0
+    runner: Runner | None = None
+
+    def __post_init__(self) -> None:
+        if self.runner is None:
+            self.runner = Runner(self.timeout)
+
+    # -- helpers -------------------------------------------------------------------------
+    def command(self, name: str) -> str:
+        """The path of a Torque command: ``<cluster_directory>/bin/<name>``, else ``PATH``."""
+        candidate = os.path.join(self.cluster_directory, "bin", name)
+        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
+        found = shutil.which(name)
+        if found:
+            return found
+        raise CommandError([name], None, "",
+                           f"not found in {os.path.join(self.cluster_directory, 'bin')} or on PATH")
+
+    def _run(self, name: str, args: Sequence[str], check: bool = True):
+        assert self.runner is not None
+        return self.runner.run([self.command(name), *args], check=check)
+
+    # -- reading -------------------------------------------------------------------------
+    def jobs(self) -> list[Job]:
+        """Every job, array sub-jobs included (``qstat -f -x -t``)."""
+        assert self.runner is not None
+        argv = [self.command("qstat"), "-f", "-x", "-t"]
+        return self.runner.stream(argv, lambda out: list(xmlparse.parse_jobs(out, "qstat -f -x -t")))
+
+    def nodes(self) -> list[Node]:
+        """Every node (``pbsnodes -x``)."""
+        assert self.runner is not None
+        argv = [self.command("pbsnodes"), "-x"]
+        return self.runner.stream(argv, lambda out: list(xmlparse.parse_nodes(out, "pbsnodes -x")))
+
+    def node(self, name: str) -> Node | None:
+        """One node, read again now; None when Torque does not know it."""
+        assert self.runner is not None
+        argv = [self.command("pbsnodes"), "-x", "--", name]
+        try:
+            found = self.runner.stream(argv, lambda out: list(xmlparse.parse_nodes(out, "pbsnodes -x")))
+        except CommandError as exc:
+            if _mentions(exc, "unknown node", "cannot locate"):
+                return None
+            raise
+        for node in found:
+            if node.name == name:
+                return node
+        return None
+
+    # -- changing ------------------------------------------------------------------------
+    def _qmgr(self, directive: str) -> None:
+        self._run("qmgr", ["-c", directive])
+
+    def add_node(self, name: str, np: int, properties: Sequence[str] = (), note: str = "") -> bool:
+        """Create a node. Returns False when it already existed (not an error)."""
+        if not is_host_name(name):
+            raise UnsafeName(f"refusing to create node {name!r}: not a plain host name")
+        attrs = [f"np={int(np)}"]
+        props = [p for p in properties if p]
+        for prop in props:
+            if not _PROPERTY_RE.match(prop):
+                raise UnsafeName(f"refusing node property {prop!r}")
+        if props:
+            attrs.append(f'properties="{",".join(props)}"')
+        try:
+            self._qmgr(f"create node {name} {','.join(attrs)}")
+        except CommandError as exc:
+            if _mentions(exc, "already exists"):
+                log.info("node %s already exists in Torque", name)
+                return False
+            raise
+        if note:
+            self.set_note(name, note)
+        return True
+
+    def delete_node(self, name: str) -> bool:
+        """Delete a node. Returns False when Torque did not know it (not an error)."""
+        if not is_host_name(name):
+            raise UnsafeName(f"refusing to delete node {name!r}: not a plain host name")
+        try:
+            self._qmgr(f"delete node {name}")
+        except CommandError as exc:
+            if _mentions(exc, "unknown node", "cannot locate"):
+                log.info("node %s was already gone from Torque", name)
+                return False
+            raise
+        return True
+
+    def offline(self, name: str, note: str) -> None:
+        """Mark a node offline (running jobs go on; no new job starts there)."""
+        self._run("pbsnodes", ["-o", "-N", clean_note(note), "--", name])
+
+    def clear_offline(self, name: str, note: str = "") -> None:
+        """Clear a node's offline mark, and set its note."""
+        self._run("pbsnodes", ["-c", "-N", clean_note(note), "--", name])
+
+    def set_note(self, name: str, note: str) -> None:
+        self._run("pbsnodes", ["-N", clean_note(note), "--", name])
+
+    def schedule(self) -> None:
+        """Ask pbs_server to run a scheduling cycle now."""
+        self._qmgr("set server scheduling=true")
