@@ -176,7 +176,8 @@ def count_slot_spec(spec: str) -> int:
         if not piece:
             continue
         low, dash, high = piece.partition("-")
-        if dash and low.isdigit() and high.isdigit():
+        # isdecimal, not isdigit: int() rejects digits such as "²" that isdigit accepts.
+        if dash and low.isdecimal() and high.isdecimal():
             total += max(0, int(high) - int(low) + 1)
         else:
             total += 1

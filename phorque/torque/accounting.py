@@ -1,40 +1,42 @@
 """Torque's accounting log: one record per line, parsed into :class:`Record`.
 
-pbs_server writes ``MM/DD/YYYY HH:MM:SS;T;JOBID;TEXT`` (``fprintf`` in src/server/accounting.c)
-in the server's local time. TEXT is ``key=value`` pairs joined by single spaces, often with a
-trailing space, and nothing in it is quoted: Torque 6's ``Resource_Request_2.0`` value holds
-spaces and ``=`` (``-L tasks=1:lprocs=1 -L tasks=2``), and C and T records carry prose.
-
-Parsing is split in two so that the common case stays cheap. :func:`parse_line` reads only the
+pbs_server writes ``MM/DD/YYYY HH:MM:SS;T;JOBID;TEXT`` (``fprintf`` in src/server/accounting.c).
+Parsing is split in two so that the common case stays cheap: :func:`parse_line` reads only the
 header (time, type, job id) and keeps TEXT as it is; :attr:`Record.fields` tokenizes TEXT on
-first use. Timestamps are converted once per hour of the log (``time.mktime`` of the hour, plus
-minutes and seconds), which keeps ``mktime``'s answer across daylight-saving changes.
+first use, by the rules of :mod:`phorque.torque.accounting_text`. The daemon mostly needs the
+type and the job id; the replay reads the fields of Q, S, E and D records.
 
-Tokenizing: a space-separated token that looks like ``name=`` starts a new pair, any other token
-is appended (with a space) to the previous value. Inside ``Resource_Request_2.0`` only the keys
-Torque itself writes (:data:`KNOWN_KEYS`, ``Resource_List.*``, ``resources_used.*``) end the
-value, so its inner ``tasks=...`` stay part of it. Recognising any ``name=`` elsewhere, rather
-than only the known keys, keeps a key added by another Torque version from being glued onto the
-value before it (an ``exec_host`` with a stranger's text appended would count wrong slots).
+:class:`AccountingParser` wraps the parsing for whole files and streams of lines: a line that does
+not parse is counted and logged (rate-limited), never fatal.
 """
 
 from __future__ import annotations
 
-import calendar
 import logging
 import os
-import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from functools import lru_cache
 from itertools import chain
 from os import PathLike
-from types import MappingProxyType
 from typing import Any, NamedTuple
 
-from phorque.errors import TorqueError
 from phorque.resources import count_slots, duration_or_none, job_cores
+from phorque.torque.accounting_text import (
+    KNOWN_KEYS,
+    MMSS,
+    AccountingFormatError,
+    fields_of,
+    hours,
+    reset_time_cache,
+    stamp_time,
+    tokenize,
+)
 from phorque.torque.lines import MAX_LINE, LineReader
+
+__all__ = [
+    "KNOWN_KEYS", "RECORD_TYPES", "AccountingFormatError", "AccountingParser", "Record",
+    "format_line", "format_text", "parse_line", "reset_time_cache", "tokenize",
+]
 
 log = logging.getLogger(__name__)
 
@@ -42,107 +44,9 @@ log = logging.getLogger(__name__)
 RECORD_TYPES = "QSEDARCT"
 _TYPES = frozenset(RECORD_TYPES)
 
-#: Keys pbs_server writes (acct_job, account_jobend, req_deletejob), besides the prefixed ones.
-KNOWN_KEYS = frozenset((
-    "user", "group", "account", "jobname", "queue", "ctime", "qtime", "etime", "start_count",
-    "start", "owner", "exec_host", "login_node", "session", "alt_id", "total_execution_slots",
-    "unique_node_count", "end", "Exit_status", "requestor", "Resource_Request_2.0", "x",
-))
-_KNOWN_PREFIXES = ("Resource_List.", "resources_used.")
-_REQUEST2 = "Resource_Request_2.0"
-
-# A pair starts after a space (a space is put before TEXT, so also at its start). Each try begins
-# at a space and its possessive name never gives characters back, so even hostile text (a
-# million spaces, a million letters) costs linear time.
-_PAIR = re.compile(r" ([A-Za-z_][A-Za-z0-9_.]*+)=")
-
-# Seconds for ":MM:SS" (60 is a leap second, which mktime also accepts).
-_MMSS = {f":{m:02d}:{s:02d}": m * 60 + s for m in range(60) for s in range(61)}
-_HOUR_RE = re.compile(r"(\d\d)/(\d\d)/(\d{4}) (\d\d)", re.ASCII)
-_hours: dict[str, float] = {}
-_HOURS_KEPT = 16384
-# Texts longer than this are tokenized anew on each use rather than kept in the cache.
-_CACHED_TEXT = 16384
-
-
-class AccountingFormatError(TorqueError):
-    """A line that is not an accounting record."""
-
-
-def reset_time_cache() -> None:
-    """Forget converted timestamps; call after changing the time zone (``time.tzset``)."""
-    _hours.clear()
-
-
-def _hour_start(prefix: str) -> float:
-    """Epoch seconds of ``MM/DD/YYYY HH`` at minute 0, by ``time.mktime``; cached."""
-    match = _HOUR_RE.fullmatch(prefix)
-    if match is None:
-        raise AccountingFormatError(f"bad timestamp {prefix!r}: expected MM/DD/YYYY HH:MM:SS")
-    month, day, year, hour = (int(g) for g in match.groups())
-    if not (year >= 1 and 1 <= month <= 12 and hour <= 23
-            and 1 <= day <= calendar.monthrange(year, month)[1]):
-        raise AccountingFormatError(f"bad timestamp {prefix!r}: no such date or hour")
-    try:
-        start = time.mktime((year, month, day, hour, 0, 0, 0, 0, -1))
-    except (OverflowError, ValueError) as exc:
-        raise AccountingFormatError(f"bad timestamp {prefix!r}: {exc}") from exc
-    if len(_hours) >= _HOURS_KEPT:
-        _hours.clear()
-    _hours[prefix] = start
-    return start
-
-
-def _known(key: str) -> bool:
-    return key in KNOWN_KEYS or key.startswith(_KNOWN_PREFIXES)
-
-
-def tokenize(text: str) -> dict[str, str]:
-    """The ``key=value`` pairs of a TEXT part, by the rules in the module's docstring.
-
-    Prose before the first key (C and T records) is not a pair and is left out; values lose
-    the spaces after them. A key given twice keeps its last value.
-    """
-    parts = _PAIR.split(" " + text)
-    if len(parts) == 1:
-        return {}
-    if "  " in text:
-        # Torque separates pairs by one space; tolerate more, without slowing the usual case.
-        parts = [part.rstrip(" ") for part in parts]
-    else:
-        parts[-1] = parts[-1].rstrip(" ")
-    pairs = iter(parts)
-    next(pairs)  # the prose before the first key
-    fields = dict(zip(pairs, pairs))
-    if _REQUEST2 not in fields:
-        return fields
-    # Rebuild Resource_Request_2.0: its inner "tasks=..." tokens were split off as pairs.
-    fields = {}
-    current = ""
-    for i in range(1, len(parts), 2):
-        key, value = parts[i], parts[i + 1]
-        if current == _REQUEST2 and not _known(key):
-            fields[current] += f" {key}={value}"
-        else:
-            current = key
-            fields[key] = value
-    return fields
-
-
-@lru_cache(maxsize=256)
-def _cached_fields(text: str) -> Mapping[str, str]:
-    return MappingProxyType(tokenize(text))
-
-
-def _fields_of(text: str) -> Mapping[str, str]:
-    if len(text) > _CACHED_TEXT:
-        return MappingProxyType(tokenize(text))
-    return _cached_fields(text)
-
-
 def _int(value: str | None) -> int | None:
     """An integer written as Torque writes it (ASCII digits, optional minus), else None."""
-    if not value or not value.isascii():
+    if not value or not value.isascii() or len(value) > 20:
         return None
     digits = value[1:] if value[0] == "-" else value
     return int(value) if digits.isdigit() else None
@@ -150,20 +54,20 @@ def _int(value: str | None) -> int | None:
 
 def _text_field(key: str) -> property:
     def get(self: Record) -> str | None:
-        return _fields_of(self.text).get(key)
+        return fields_of(self.text).get(key)
     return property(get, doc=f"``{key}`` or None.")
 
 
 def _time_field(key: str) -> property:
     def get(self: Record) -> float | None:
-        value = _int(_fields_of(self.text).get(key))
+        value = _int(fields_of(self.text).get(key))
         return None if value is None else float(value)
     return property(get, doc=f"``{key}`` in epoch seconds, or None when absent or unreadable.")
 
 
 def _duration_field(key: str) -> property:
     def get(self: Record) -> int | None:
-        return duration_or_none(_fields_of(self.text).get(key))
+        return duration_or_none(fields_of(self.text).get(key))
     return property(get, doc=f"``{key}`` in seconds, or None when absent or unreadable.")
 
 
@@ -183,11 +87,11 @@ class Record(NamedTuple):
     @property
     def fields(self) -> Mapping[str, str]:
         """The ``key=value`` pairs of TEXT (read-only; tokenized on first use)."""
-        return _fields_of(self.text)
+        return fields_of(self.text)
 
     def get(self, key: str, default: str | None = None) -> str | None:
         """One value of :attr:`fields`."""
-        return _fields_of(self.text).get(key, default)
+        return fields_of(self.text).get(key, default)
 
     queue = _text_field("queue")
     user = _text_field("user")
@@ -207,38 +111,46 @@ class Record(NamedTuple):
     @property
     def exit_status(self) -> int | None:
         """``Exit_status``: 0 ok, 256+signal killed, negative a start failure."""
-        return _int(_fields_of(self.text).get("Exit_status"))
+        return _int(fields_of(self.text).get("Exit_status"))
 
     @property
     def resources(self) -> dict[str, str]:
         """``Resource_List.*`` without the prefix."""
-        return {k[14:]: v for k, v in _fields_of(self.text).items()
+        return {k[14:]: v for k, v in fields_of(self.text).items()
                 if k.startswith("Resource_List.")}
 
     @property
     def resources_used(self) -> dict[str, str]:
         """``resources_used.*`` without the prefix."""
-        return {k[15:]: v for k, v in _fields_of(self.text).items()
+        return {k[15:]: v for k, v in fields_of(self.text).items()
                 if k.startswith("resources_used.")}
 
     @property
     def cores(self) -> int | None:
         """Cores requested, by Torque's arithmetic; None when the record has no request."""
-        request2 = _fields_of(self.text).get(_REQUEST2)
+        request2 = fields_of(self.text).get("Resource_Request_2.0")
         resources = self.resources
         if not resources and request2 is None:
             return None
-        return job_cores(resources, request2)
+        try:
+            return job_cores(resources, request2)
+        except ValueError:  # a number too long for int(), in a hostile line
+            return None
 
     @property
     def execution_slots(self) -> int | None:
         """Slots the job ran on: ``total_execution_slots``, else counted from ``exec_host``."""
-        fields = _fields_of(self.text)
+        fields = fields_of(self.text)
         total = _int(fields.get("total_execution_slots"))
         if total is not None:
             return total
         exec_host = fields.get("exec_host")
-        return count_slots(exec_host)[0] if exec_host else None
+        if not exec_host:
+            return None
+        try:
+            return count_slots(exec_host)[0]
+        except ValueError:  # a number too long for int(), in a hostile line
+            return None
 
 
 _new_record = tuple.__new__
@@ -250,7 +162,7 @@ def _parse(line: str) -> Record:
     # in the cache raises here and is sorted out by _parse_slowly.
     try:
         stamp, rtype, job_id, text = line.split(";", 3)
-        when = _hours[stamp[:13]] + _MMSS[stamp[13:]]
+        when = hours[stamp[:13]] + MMSS[stamp[13:]]
     except (ValueError, KeyError):
         return _parse_slowly(line)
     if rtype in _TYPES and job_id and " " not in job_id:
@@ -263,17 +175,12 @@ def _parse_slowly(line: str) -> Record:
     if len(parts) != 4:
         raise AccountingFormatError("expected MM/DD/YYYY HH:MM:SS;TYPE;JOBID;TEXT")
     stamp, rtype, job_id, text = parts
-    seconds = _MMSS.get(stamp[13:])
-    if seconds is None:
-        raise AccountingFormatError(f"bad timestamp {stamp[:40]!r}: expected MM/DD/YYYY HH:MM:SS")
-    base = _hours.get(stamp[:13])
-    if base is None:
-        base = _hour_start(stamp[:13])
+    when = stamp_time(stamp)
     if rtype not in _TYPES:
         raise AccountingFormatError(f"unknown record type {rtype[:10]!r}")
     if not job_id or " " in job_id:
         raise AccountingFormatError(f"bad job id {job_id[:80]!r}")
-    return _new_record(Record, (base + seconds, rtype, job_id, text))
+    return _new_record(Record, (when, rtype, job_id, text))
 
 
 def parse_line(line: str) -> Record:
