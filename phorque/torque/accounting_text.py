@@ -114,14 +114,21 @@ def tokenize(text: str) -> dict[str, str]:
         return fields
     # Rebuild Resource_Request_2.0: its inner "tasks=..." tokens were split off as pairs.
     fields = {}
+    request: list[str] = []
     current = ""
     for i in range(1, len(parts), 2):
         key, value = parts[i], parts[i + 1]
         if current == _REQUEST2 and not _known(key):
-            fields[current] += f" {key}={value}"
-        else:
-            current = key
-            fields[key] = value
+            request.append(f"{key}={value}")
+            continue
+        if current == _REQUEST2:
+            fields[_REQUEST2] = " ".join(request)
+        current = key
+        if key == _REQUEST2:
+            request = [value]
+        fields[key] = value
+    if current == _REQUEST2:
+        fields[_REQUEST2] = " ".join(request)
     return fields
 
 
