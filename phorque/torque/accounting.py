@@ -268,13 +268,14 @@ class AccountingParser:
         line.
         """
         chunk = lines if limit is None or limit >= len(lines) else lines[:limit]
+        before = len(out)
         try:
             # At most one record per line, so ``chunk`` cannot overshoot the limit.
-            records = list(map(_parse, chunk))
+            out.extend(map(_parse, chunk))
         except AccountingFormatError:
+            del out[before:]  # start the block again, line by line
             return self._feed_one_by_one(lines, out, limit, locate)
-        out.extend(records)
-        self.parsed += len(records)
+        self.parsed += len(chunk)
         return len(chunk)
 
     def _feed_one_by_one(self, lines: list[str], out: list[Record], limit: int | None,

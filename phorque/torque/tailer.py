@@ -124,7 +124,7 @@ class AccountingTailer:
         self._single_name = os.path.basename(path) if self.single else ""
         self.parser = parser if parser is not None else AccountingParser(path)
         self._skipping = False
-        self._warned_missing = ""
+        self._warned = ""
         if position is None:
             position = self._initial(from_start)
         elif self.single and position.file != self._single_name:
@@ -147,9 +147,8 @@ class AccountingTailer:
         try:
             return sorted(n for n in os.listdir(self.directory) if _DAY_FILE.fullmatch(n))
         except OSError as exc:
-            if self._warned_missing != self.directory:
-                log.warning("%s: cannot list the accounting directory: %s", self.directory, exc)
-                self._warned_missing = self.directory
+            self._warn_once(f"list {self.directory}",
+                            "%s: cannot list the accounting directory: %s", self.directory, exc)
             return []
 
     def _later(self) -> str | None:
@@ -206,7 +205,7 @@ class AccountingTailer:
             # Look for a later file before reading: once it exists, the current file is final,
             # so reading it to the end afterwards cannot miss a line written in between.
             later = self._later()
-            stopped, pending = self._read_current(out, limit)
+            stopped, pending = self._read_current(out, limit, later)
             if stopped or later is None:
                 return out
             if pending:
@@ -219,7 +218,14 @@ class AccountingTailer:
         self._pos = TailPosition(name, 0, 0)
         self._skipping = False
 
-    def _read_current(self, out: list[Record], limit: int | None) -> tuple[bool, int]:
+    def _warn_once(self, key: str, message: str, *args: Any) -> None:
+        """Warn about a lasting problem once, not at every poll, until it clears."""
+        if self._warned != key:
+            log.warning(message, *args)
+            self._warned = key
+
+    def _read_current(self, out: list[Record], limit: int | None,
+                      later: str | None) -> tuple[bool, int]:
         """Read complete lines of the current file into ``out``.
 
         Returns ``(stopped, pending)``: whether the limit stopped the reading, and how many bytes
@@ -230,14 +236,16 @@ class AccountingTailer:
         try:
             stream = open(path, "rb", buffering=0)
         except FileNotFoundError:
-            if self._warned_missing != path:
-                log.warning("%s: the current accounting file is gone; waiting for a later one",
-                            path)
-                self._warned_missing = path
+            if later is None:
+                self._warn_once(f"gone {path}", "%s: the current accounting file is gone; "
+                                "waiting for a later one", path)
+            else:
+                log.warning("%s is gone; going on with %s", path, later)
             return False, 0
         except OSError as exc:
-            log.warning("%s: cannot open: %s", path, exc)
+            self._warn_once(f"open {path}", "%s: cannot open: %s", path, exc)
             return False, 0
+        self._warned = ""
         with stream:
             stat = os.fstat(stream.fileno())
             offset = pos.offset
