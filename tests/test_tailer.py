@@ -223,6 +223,14 @@ def test_single_pinned_file(tmp_path):
     assert tailer.position.file == "accounting.log"
 
 
+def test_single_pinned_file_that_does_not_exist_yet(tmp_path):
+    pinned = tmp_path / "accounting.log"
+    tailer = AccountingTailer(str(pinned), single_file=True)
+    assert tailer.poll() == []
+    append(pinned, lines(1, 2))
+    assert ids(tailer.poll()) == [1, 2]
+
+
 def test_resume_from_saved_position(acct, tmp_path):
     state = PositionFile(tmp_path / "position.json")
     assert state.load() is None

@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 RECORD_TYPES = "QSEDARCT"
 _TYPES = frozenset(RECORD_TYPES)
 
+
 def _int(value: str | None) -> int | None:
     """An integer written as Torque writes it (ASCII digits, optional minus), else None."""
     if not value or not value.isascii() or len(value) > 20:
@@ -295,7 +296,11 @@ class AccountingParser:
         return len(lines)
 
     def parse_file(self, path: str | PathLike[str]) -> Iterator[Record]:
-        """Every record of a file, streamed in bounded memory; bad bytes are replaced."""
+        """Every record of a file, streamed in bounded memory; bad bytes are replaced.
+
+        A last line without its newline is read too: the file is taken as complete. Raises
+        OSError (once iterated) when the file cannot be read.
+        """
         return chain.from_iterable(self._file_blocks(os.fspath(path)))
 
     def _file_blocks(self, name: str) -> Iterator[list[Record]]:

@@ -112,14 +112,17 @@ class PositionFile:
 class AccountingTailer:
     """Reads new accounting records as they are written; see the module's docstring.
 
-    ``directory`` is ``server_priv/accounting`` or a single pinned file. Without a position the
-    tailer starts at the end of the newest file, or at its start with ``from_start``.
+    ``directory`` is ``server_priv/accounting`` or a single pinned file (``pbs_server -A``);
+    ``single_file`` says which, and is guessed from what exists when left None. Without a
+    position the tailer starts at the end of the newest file, or at its start with
+    ``from_start``.
     """
 
     def __init__(self, directory: str | os.PathLike[str], position: TailPosition | None = None,
-                 parser: AccountingParser | None = None, from_start: bool = False):
+                 parser: AccountingParser | None = None, from_start: bool = False,
+                 *, single_file: bool | None = None):
         path = os.fspath(directory)
-        self.single = os.path.isfile(path)
+        self.single = os.path.isfile(path) if single_file is None else single_file
         self.directory = os.path.dirname(path) if self.single else path
         self._single_name = os.path.basename(path) if self.single else ""
         self.parser = parser if parser is not None else AccountingParser(path)
