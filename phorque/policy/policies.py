@@ -15,11 +15,11 @@ from phorque.model import DOWN, FREE
 from phorque.options import bool_option, int_option
 from phorque.policy.base import NOTE_LIMIT, Decision, Policy
 from phorque.policy.common import (
+    Limits,
     cores_to_instances,
     draining_nodes,
     fill_cheapest,
     idle_nodes,
-    largest_node,
     launch_clouds,
     never_fits,
     retire,
@@ -192,10 +192,10 @@ class CostAware(Policy):
         pool = self._pool(view, life, clouds, expendable, draining)
         opened = {c.name: 0 for c in clouds}
         spent = 0.0
-        largest = largest_node(view)
+        limits = Limits.of(view)
         never = 0
         for job in view.queued:
-            why = never_fits(view, job, largest)
+            why = never_fits(job, limits)
             if why:
                 never += 1
                 if never <= NOTE_LIMIT:
