@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from functools import lru_cache
 
 from phorque.model import Chunk
 
@@ -20,6 +21,7 @@ _TASKS_RE = re.compile(r"(?:^|:)tasks=(\d+)")
 _LPROCS_RE = re.compile(r"(?:^|:)lprocs=(\d+|all)")
 
 
+@lru_cache(maxsize=4096)
 def parse_duration(text: str) -> int:
     """Seconds from ``S``, ``MM:SS``, ``HH:MM:SS`` or ``D:HH:MM:SS`` (fractions dropped).
 
@@ -54,6 +56,7 @@ def _leading_int(token: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
+@lru_cache(maxsize=4096)
 def parse_nodes(spec: str) -> tuple[Chunk, ...]:
     """The parts of a ``nodes=`` value, e.g. ``2:ppn=8+n1:ppn=2#excl``."""
     spec = spec.split("#", 1)[0].strip()
