@@ -326,3 +326,24 @@ def test_restarts_at_random_points_lose_and_repeat_nothing(count, plan):
             got += ids(batch)
         assert got == list(range(count))
         assert tailer.parser.bad == 0
+
+
+@given(st.lists(st.tuples(st.binary(max_size=300), st.one_of(st.none(), st.integers(1, 4))),
+                max_size=12))
+@settings(max_examples=150, deadline=None)
+def test_arbitrary_bytes_never_break_the_tailer(writes):
+    with tempfile.TemporaryDirectory() as tmp:
+        day = Path(tmp) / "20261125"
+        append(day, b"")
+        tailer = AccountingTailer(tmp)
+        records = []
+        for data, limit in writes:
+            append(day, data)
+            records += tailer.poll(limit=limit)
+        while batch := tailer.poll():
+            records += batch
+        data = b"".join(d for d, _ in writes)
+        complete = data.count(b"\n")
+        assert tailer.parser.parsed == len(records)
+        assert tailer.parser.parsed + tailer.parser.bad == complete
+        assert tailer.position.offset == data.rfind(b"\n") + 1
