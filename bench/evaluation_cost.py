@@ -106,7 +106,7 @@ def main() -> None:
         snap = Snap(now=1_700_001_000.0, jobs=tuple(jobs), nodes=tuple(nodes), clouds=clouds())
         times = {}
         for cls in (CostAware, OnDemandPlusPlus, OnDemand):
-            times[cls.__name__], plan = timed(lambda cls=cls: cls(price_per_hour=40).plan(snap), repeat)
+            times[cls.__name__], plan = timed(lambda cls=cls, snap=snap: cls(price_per_hour=40).plan(snap), repeat)
             if cls is CostAware:
                 launched = plan.launched()
         total = t_parse + times["CostAware"]

@@ -16,9 +16,10 @@ from functools import lru_cache
 from phorque.model import Chunk
 
 _DURATION_RE = re.compile(r"^\s*(\d+(?::\d+){0,3})(?:\.\d*)?\s*$")
-_LEADING_INT_RE = re.compile(r"^(\d+)")
-_TASKS_RE = re.compile(r"(?:^|:)tasks=(\d+)")
-_LPROCS_RE = re.compile(r"(?:^|:)lprocs=(\d+|all)")
+# Bounded: Torque uses atoi(), and int() refuses numbers of thousands of digits.
+_LEADING_INT_RE = re.compile(r"^(\d{1,18})")
+_TASKS_RE = re.compile(r"(?:^|:)tasks=(\d{1,9})")
+_LPROCS_RE = re.compile(r"(?:^|:)lprocs=(\d{1,9}|all)")
 
 
 @lru_cache(maxsize=4096)
@@ -180,7 +181,7 @@ def count_slot_spec(spec: str) -> int:
             continue
         low, dash, high = piece.partition("-")
         # isdecimal, not isdigit: int() rejects digits such as "²" that isdigit accepts.
-        if dash and low.isdecimal() and high.isdecimal():
+        if dash and low.isdecimal() and high.isdecimal() and len(low) < 10 and len(high) < 10:
             total += max(0, int(high) - int(low) + 1)
         else:
             total += 1

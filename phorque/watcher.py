@@ -23,7 +23,7 @@ log = logging.getLogger("phorque.watcher")
 
 JOB_SUFFIXES = (".JB", ".SC", ".TA")
 #: Records read per poll of the tailer, so a large backlog is read in bounded memory.
-BATCH = 10_000
+BATCH = 1_000
 
 
 class TorqueWatcher(FileSystemEventHandler):
@@ -73,7 +73,7 @@ class TorqueWatcher(FileSystemEventHandler):
                     position = self.positions.load()
                 except Exception as exc:  # a damaged position file only costs the backlog
                     log.warning("ignoring the saved accounting position: %s", exc)
-            self._tailer = AccountingTailer(self.accounting_dir, position=position)
+            self._tailer = AccountingTailer(self.accounting_dir, position=position, parser=self.parser)
             self.read_accounting()
 
     def stop(self) -> None:

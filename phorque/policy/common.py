@@ -43,24 +43,6 @@ def launch_clouds(view: View, extra: set[str] | None = None) -> list[CloudState]
     return [c for c in view.known_clouds if c.usable and c.name not in skip]
 
 
-def fill_cheapest(view: View, instances: int, budget: float | None, clouds: list[CloudState],
-                  reason: str) -> tuple[list[p.Action], int]:
-    """Launch ``instances`` on the cheapest clouds first, each up to what ``max_instances`` and
-    the budget allow. Returns the launches and how many could not be placed."""
-    actions: list[p.Action] = []
-    spent = 0.0
-    for cloud in clouds:
-        if instances <= 0:
-            break
-        count = min(instances, view.affordable(cloud, budget, spent))
-        if count <= 0:
-            continue
-        actions.append(p.launch(cloud.name, count, cloud.capacity, reason))
-        spent += count * cloud.price
-        instances -= count
-    return actions, max(0, instances)
-
-
 def cores_to_instances(cores: int, instance_cores: int) -> int:
     return math.ceil(cores / instance_cores) if cores > 0 else 0
 
