@@ -21,9 +21,9 @@ import sys
 import time
 
 from phorque.sandbox import cluster, faults, server
-from phorque.sandbox.client import server_running
 from phorque.sandbox.engine import Engine
 from phorque.sandbox.layout import Layout
+from phorque.sandbox.server import server_running
 from phorque.sandbox.store import Session
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2

@@ -13,14 +13,15 @@ from phorque.sandbox.engine import Engine
 from phorque.sandbox.layout import COMMANDS, Layout
 
 SCRIPT = '''#!{python} -S
-"""Torque's `{name}`, played by phorque-sandbox (written by `phorque-sandbox init`).
+"""Torque's `{name}` for a phorque-sandbox cluster (written by `phorque-sandbox init`).
 
+A client, as the real one: it sends its arguments to the sandbox server and prints the answer.
 Runs without site-packages (-S) so that it starts fast; Phorque is found at the path below.
 """
 import sys
 sys.path.insert(0, {package_parent!r})
-from phorque.sandbox.commands.{name} import main
-sys.exit(main(__file__, sys.argv[1:]))
+from phorque.sandbox.wire import main
+sys.exit(main({name!r}, __file__, sys.argv[1:]))
 '''
 
 

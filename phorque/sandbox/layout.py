@@ -11,7 +11,8 @@ The tree mirrors a Torque home (``$TORQUE_HOME``) so that Phorque can be pointed
     DIR/server_priv/nodes               one line per node, rewritten on create/delete
     DIR/sandbox/state.db                the sandbox's own state (sqlite, WAL)
     DIR/sandbox/lock                    every change is made holding this lock
-    DIR/sandbox/server.lock             held by the running server ("pbs_server is up")
+    DIR/sandbox/server.lock             held by the running server; holds its pid
+    DIR/sandbox/server.sock             where the server takes the commands' requests
     DIR/sandbox/server.log              the server's own log
     DIR/sandbox/faults.json             fault injection for tests (see faults.py)
 """

@@ -1,8 +1,8 @@
 """The sandbox's state: one sqlite database, changed only while holding one lock.
 
-Every command and every server tick opens a :class:`Session`: it takes an exclusive
-``flock`` on ``sandbox/lock`` (the kernel queues waiters, so a burst of 1,000 qsubs is served
-in turn instead of polling), then runs one sqlite transaction. Files outside the database
+Every request the server answers, every tick and every ``phorque-sandbox`` action opens a
+:class:`Session`: it takes an exclusive ``flock`` on ``sandbox/lock`` (the kernel queues
+waiters, without polling), then runs one sqlite transaction. Files outside the database
 (accounting log, job files) are written inside the same session, so they always agree with it.
 
 The database runs in WAL mode with ``synchronous=OFF``: a commit is atomic and survives a crash
@@ -117,6 +117,22 @@ DEFAULTS: dict[str, str] = {
 }
 
 
+#: Connections a long-running process keeps open, by database path (see :func:`keep_open`).
+_kept: dict[str, sqlite3.Connection] = {}
+
+
+def keep_open(layout: Layout) -> None:
+    """Let this process's sessions share one open connection (the server, which serves many
+    requests: a fresh connection re-reads the schema and starts with a cold cache)."""
+    if layout.database not in _kept:
+        _kept[layout.database] = connect(layout)
+
+
+def close_kept() -> None:
+    while _kept:
+        _kept.popitem()[1].close()
+
+
 class Session:
     """One locked transaction on a sandbox cluster's state.
 
@@ -137,7 +153,7 @@ class Session:
         self._fd = os.open(self.layout.lock, os.O_RDWR | os.O_CREAT, 0o644)
         fcntl.flock(self._fd, fcntl.LOCK_EX)
         try:
-            self.db = connect(self.layout)
+            self.db = _kept.get(self.layout.database) or connect(self.layout)
             self.db.execute("BEGIN IMMEDIATE")
         except BaseException:
             self._release()
@@ -157,7 +173,8 @@ class Session:
 
     def _release(self) -> None:
         if self.db is not None:
-            self.db.close()
+            if self.db is not _kept.get(self.layout.database):
+                self.db.close()
             self.db = None
         if self._fd >= 0:
             fcntl.flock(self._fd, fcntl.LOCK_UN)

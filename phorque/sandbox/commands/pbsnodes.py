@@ -11,12 +11,11 @@ Changes are sent at the end, node by node, as ``set_all_nodeattrs`` does; a fail
 
 from __future__ import annotations
 
-import sys
 import time
 
 from phorque.sandbox import nodeadmin, render
-from phorque.sandbox.client import Reply, getopt, run
 from phorque.sandbox.engine import Engine, TorqueError
+from phorque.sandbox.invocation import Reply, Request, getopt
 from phorque.sandbox.layout import Layout
 from phorque.sandbox.nodeattrs import node_attributes
 from phorque.sandbox.store import Session
@@ -80,8 +79,8 @@ def _change(engine: Engine, name: str, note: str | None, append: bool, mark: str
         nodeadmin.set_offline(engine, name, False)
 
 
-def work(layout: Layout, argv: list[str]) -> Reply:
-    argv = ["-x" if a == "--xml" else a for a in argv]
+def work(layout: Layout, request: Request) -> Reply:
+    argv = ["-x" if a == "--xml" else a for a in request.argv]
     try:
         options, operands = getopt(argv, "acdlm:opqrs:xN:A:n")
     except ValueError:
@@ -146,10 +145,3 @@ def work(layout: Layout, argv: list[str]) -> Reply:
         engine.schedule(now)
     return Reply("", "".join(err), code)
 
-
-def main(script: str, argv: list[str]) -> int:
-    return run("pbsnodes", script, argv, work)
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[0], sys.argv[1:]))

@@ -9,12 +9,10 @@ job at once instead of keeping it as completed. ``-W``, ``-m``, ``-a`` and ``-c`
 
 from __future__ import annotations
 
-import os
-import sys
 import time
 
-from phorque.sandbox.client import Reply, getopt, job_id, run
 from phorque.sandbox.engine import Engine, TorqueError
+from phorque.sandbox.invocation import Reply, Request, getopt, job_id
 from phorque.sandbox.layout import Layout
 from phorque.sandbox.request import RequestError, array_indices
 from phorque.sandbox.store import Session
@@ -23,18 +21,9 @@ USAGE = ("usage: qdel [{ -a | -c | -p | -t | -W delay | -m message}] [<JOBID>[<J
          "'all'|'ALL']...\n       -a -c, -m, -p, -t, and -W are mutually exclusive\n")
 
 
-def _requestor() -> str:
-    import pwd
+def work(layout: Layout, request: Request) -> Reply:
     try:
-        user = pwd.getpwuid(os.getuid()).pw_name
-    except KeyError:
-        user = os.environ.get("USER") or str(os.getuid())
-    return f"{user}@{os.uname().nodename}"
-
-
-def work(layout: Layout, argv: list[str]) -> Reply:
-    try:
-        options, operands = getopt(argv, "acpt:W:m:b:")
+        options, operands = getopt(request.argv, "acpt:W:m:b:")
     except ValueError:
         return Reply(err=USAGE, code=2)
     if not operands:
@@ -46,7 +35,7 @@ def work(layout: Layout, argv: list[str]) -> Reply:
             indices = set(array_indices(flags["t"])[0])
         except RequestError:
             return Reply(err="qdel: illegal -t value (array range cannot be zero length)\n", code=2)
-    requestor = _requestor()
+    requestor = request.requestor
     err, code = [], 0
     with Session(layout) as session:
         engine = Engine(session)
@@ -89,10 +78,3 @@ def work(layout: Layout, argv: list[str]) -> Reply:
         engine.schedule(now)
     return Reply("", "".join(err), code)
 
-
-def main(script: str, argv: list[str]) -> int:
-    return run("qdel", script, argv, work)
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[0], sys.argv[1:]))

@@ -15,17 +15,16 @@ does for a failed ``-c`` directive.
 
 from __future__ import annotations
 
-import os
-import sys
 import time
 
 from phorque.sandbox import nodeadmin
-from phorque.sandbox.client import Reply, getopt, run
 from phorque.sandbox.engine import Engine, TorqueError
+from phorque.sandbox.invocation import Reply, Request, getopt
 from phorque.sandbox.layout import Layout
 from phorque.sandbox.nodeattrs import node_attributes
 from phorque.sandbox.qmgrparse import Directive, QmgrSyntaxError, parse
 from phorque.sandbox.store import Session
+from phorque.sandbox.wire import QMGR_OPTIONS
 
 USAGE = "Usage: qmgr [-a] [-c command] [-e] [-n] [-z] [server...]\n"
 PBSE_NOATTR = 15002
@@ -159,19 +158,14 @@ def execute(engine: Engine, directive: Directive, requestor: str, now: float) ->
     return ""
 
 
-def work(layout: Layout, argv: list[str]) -> Reply:
+def work(layout: Layout, request: Request) -> Reply:
     try:
-        options, _servers = getopt(argv, "ac:enz")
+        options, _servers = getopt(request.argv, QMGR_OPTIONS)
     except ValueError:
         return Reply(err=USAGE, code=1)
     flags = dict(options)
-    lines = [flags["c"]] if "c" in flags else sys.stdin.read().splitlines()
-    import pwd
-    try:
-        user = pwd.getpwuid(os.getuid()).pw_name
-    except KeyError:
-        user = str(os.getuid())
-    requestor = f"{user}@{os.uname().nodename}"
+    lines = [flags["c"]] if "c" in flags else request.text().splitlines()
+    requestor = request.requestor
     out, err, code = [], [], 0
     with Session(layout) as session:
         engine = Engine(session)
@@ -206,10 +200,3 @@ def work(layout: Layout, argv: list[str]) -> Reply:
         engine.schedule(now)
     return Reply("".join(out), "".join(err), code)
 
-
-def main(script: str, argv: list[str]) -> int:
-    return run("qmgr", script, argv, work)
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[0], sys.argv[1:]))

@@ -9,12 +9,11 @@ id operand is a separate status request, with its own output, as in the real cli
 
 from __future__ import annotations
 
-import sys
 import time
 
 from phorque.sandbox import render
-from phorque.sandbox.client import Reply, getopt, job_id, run
 from phorque.sandbox.engine import Engine
+from phorque.sandbox.invocation import Reply, Request, getopt, job_id
 from phorque.sandbox.jobattrs import job_attributes
 from phorque.sandbox.layout import Layout
 from phorque.sandbox.store import Session
@@ -43,9 +42,9 @@ def _rows(engine: Engine, ids: list[str] | None, expand_arrays: bool):
     return requests
 
 
-def work(layout: Layout, argv: list[str]) -> Reply:
+def work(layout: Layout, request: Request) -> Reply:
     try:
-        options, operands = getopt(argv, "fxta1nriu:eGMRs")
+        options, operands = getopt(request.argv, "fxta1nriu:eGMRs")
     except ValueError:
         return Reply(err=USAGE, code=2)
     flags = {letter for letter, _ in options}
@@ -89,10 +88,3 @@ def work(layout: Layout, argv: list[str]) -> Reply:
             header = False
     return Reply("".join(out), "".join(err), code)
 
-
-def main(script: str, argv: list[str]) -> int:
-    return run("qstat", script, argv, work)
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[0], sys.argv[1:]))

@@ -14,11 +14,10 @@ How long the job really runs comes from the sandbox-only directive
 from __future__ import annotations
 
 import os
-import sys
 import time
 
-from phorque.sandbox.client import Reply, getopt, run, server_name
 from phorque.sandbox.engine import Engine
+from phorque.sandbox.invocation import Reply, Request, getopt
 from phorque.sandbox.layout import Layout
 from phorque.sandbox.request import (
     RequestError,
@@ -31,8 +30,8 @@ from phorque.sandbox.request import (
     valid_job_name,
 )
 from phorque.sandbox.store import Session
+from phorque.sandbox.wire import QSUB_OPTIONS as OPTIONS
 
-OPTIONS = "a:A:c:C:d:D:e:fF:hIj:k:l:L:m:M:nN:o:p:P:q:r:S:t:T:u:v:VW:x:Xz"
 UNSUPPORTED = {"I": "interactive jobs", "h": "held jobs", "a": "deferred jobs",
                "L": "-L resource requests", "x": "interactive jobs", "X": "X11 forwarding",
                "F": "job arguments", "P": "proxy users", "T": "job types"}
@@ -40,26 +39,9 @@ QUEUE = "batch"
 PBSE_UNKQUE = 15020
 
 
-def _identity() -> tuple[str, str, str]:
-    """The submitting user, group and host."""
-    import grp
-    import pwd
-
-    try:
-        user = pwd.getpwuid(os.getuid()).pw_name
-    except KeyError:
-        user = os.environ.get("USER") or str(os.getuid())
-    try:
-        group = grp.getgrgid(os.getgid()).gr_name
-    except KeyError:
-        group = str(os.getgid())
-    return user, group, os.uname().nodename
-
-
-def _variables(workdir: str, host: str, server: str, queue: str, extra: list[str],
-               everything: bool) -> str:
+def _variables(env: dict[str, str], workdir: str, host: str, server: str, queue: str,
+               extra: list[str], everything: bool) -> str:
     """``Variable_List``: the ``PBS_O_*`` values qsub sends, then ``-v``/``-V`` ones."""
-    env = os.environ
     pairs = [("PBS_O_QUEUE", queue)]
     for name, key in (("PBS_O_HOME", "HOME"), ("PBS_O_LOGNAME", "LOGNAME"), ("PBS_O_PATH", "PATH"),
                       ("PBS_O_MAIL", "MAIL"), ("PBS_O_SHELL", "SHELL"), ("PBS_O_LANG", "LANG")):
@@ -82,7 +64,7 @@ def _path(value: str, host: str, workdir: str) -> str:
     return f"{host}:{value if value.startswith('/') else os.path.join(workdir, value)}"
 
 
-def build(argv: list[str], script: str, script_name: str,
+def build(request: Request, script: str, script_name: str,
           server: str) -> tuple[dict, list[int] | None, int | None, str | None]:
     """The job qsub submits: ``(fields, array indices, slot limit, array request)``.
 
@@ -90,7 +72,7 @@ def build(argv: list[str], script: str, script_name: str,
     applies). Raises RequestError with qsub's message for anything it or pbs_server refuses.
     """
     try:
-        command_line, _ = getopt(argv, OPTIONS)
+        command_line, _ = getopt(request.argv, OPTIONS)
         directives, _ = getopt(pbs_directives(script), OPTIONS)
     except ValueError:
         raise RequestError("qsub: invalid option or missing value\n" + USAGE) from None
@@ -116,8 +98,8 @@ def build(argv: list[str], script: str, script_name: str,
             extra_vars.append(value)
         elif letter != "l":
             values[letter] = value
-    user, group, host = _identity()
-    workdir = values.get("d") or values.get("D") or os.getcwd()
+    user, group, host = request.user, request.group, request.host
+    workdir = request.path(values.get("d") or values.get("D") or request.cwd)
     name = values.get("N", script_name)
     if not valid_job_name(name):
         raise RequestError("qsub: illegal -N value" if "N" in values
@@ -142,9 +124,10 @@ def build(argv: list[str], script: str, script_name: str,
     fields = {
         "name": name, "owner": f"{user}@{host}", "euser": user, "egroup": group,
         "account": values.get("A"), "queue": queue, "resources": encode_resources(resources),
-        "submit_args": " ".join(argv), "runtime": runtime, "walltime": walltime,
+        "submit_args": " ".join(request.argv), "runtime": runtime, "walltime": walltime,
         "exit_code": exit_code, "rerunable": 1 if rerun == "y" else 0,
-        "variables": _variables(workdir, host, server, queue, extra_vars, "V" in values),
+        "variables": _variables(request.env, workdir, host, server, queue, extra_vars,
+                                "V" in values),
         "join_path": values.get("j", "n"), "keep_files": values.get("k", "n"),
         "mail_points": values.get("m", "a"), "priority": priority,
         "output_path": _path(values["o"], host, workdir) if "o" in values else None,
@@ -161,9 +144,9 @@ USAGE = ("usage: qsub [-a date_time] [-A account_string] [-c interval] [-C direc
          "[-z] [script]\n")
 
 
-def work(layout: Layout, argv: list[str]) -> Reply:
+def work(layout: Layout, request: Request) -> Reply:
     try:
-        options, operands = getopt(argv, OPTIONS)
+        options, operands = getopt(request.argv, OPTIONS)
     except ValueError:
         return Reply(err=USAGE, code=2)
     if len(operands) > 1:
@@ -171,32 +154,25 @@ def work(layout: Layout, argv: list[str]) -> Reply:
     if operands:
         path = operands[0]
         try:
-            with open(path, encoding="utf-8", errors="replace") as handle:
+            with open(request.path(path), encoding="utf-8", errors="replace") as handle:
                 script = handle.read()
         except OSError as exc:
             return Reply(err=f"qsub: script file '{path}' cannot be loaded - {exc.strerror}\n",
                          code=1)
         script_name = os.path.basename(path)
     else:
-        script = sys.stdin.read()
+        script = request.text()
         script_name = "STDIN"
-    try:
-        fields, indices, limit, request = build(argv, script, script_name, server_name(layout))
-    except RequestError as exc:
-        return Reply(err=f"{exc}\n", code=exc.code & 0xFF or 1)
-    with Session(layout) as session:  # the lock is held only for this
+    with Session(layout) as session:
         engine = Engine(session)
         now = engine.advance(time.time())
+        try:
+            fields, indices, limit, array = build(request, script, script_name, engine.server_name)
+        except RequestError as exc:
+            return Reply(err=f"{exc}\n", code=exc.code & 0xFF or 1)
         if fields["runtime"] is None:
             fields["runtime"] = session.get_float("default_runtime")
-        job_id = engine.enqueue(fields, script, now, indices, limit, request)
+        job_id = engine.enqueue(fields, script, now, indices, limit, array)
     quiet = any(letter == "z" for letter, _ in options)
     return Reply("" if quiet else f"{job_id}\n")
 
-
-def main(script: str, argv: list[str]) -> int:
-    return run("qsub", script, argv, work)
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[0], sys.argv[1:]))
