@@ -5,7 +5,7 @@ An :class:`Engine` works inside one locked :class:`~phorque.sandbox.store.Sessio
 time is over, a booting node's mom reports in, a completed job's ``keep_completed`` expires) in
 time order, each at its own due time, and runs a scheduling pass after each, as pbs_server runs
 its scheduler whenever resources free up. Because events carry their own times, the outcome is
-the same whether the ticking server or a command happens to process them.
+the same whether a server tick or a command's request happens to process them.
 
 Time: timestamps are real wall-clock seconds. Durations the user gives (a job's run time, the
 boot delay, ``keep_completed``) are sandbox seconds, which pass ``speed`` times faster than
