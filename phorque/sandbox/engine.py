@@ -12,9 +12,7 @@ boot delay, ``keep_completed``) are sandbox seconds, which pass ``speed`` times 
 real ones; a job records the speed it started with, so changing the speed affects what starts
 afterwards.
 
-Scheduler: pbs_sched's default FIFO: queued jobs in submission order, each started if it fits
-now and skipped otherwise (``scheduler=strict`` stops at the first job that does not fit).
-A job that can never fit stays queued, with pbs_sched's comment.
+The scheduler (:mod:`phorque.sandbox.scheduler`) runs after each event, as pbs_sched does.
 """
 
 from __future__ import annotations
@@ -23,13 +21,11 @@ import time
 from collections.abc import Mapping
 from sqlite3 import Row
 
-from phorque.sandbox import acct, jobfiles
+from phorque.sandbox import acct, jobfiles, scheduler
 from phorque.sandbox.jobattrs import array_summary_state, job_attributes
-from phorque.sandbox.placement import FreeNode, exec_host, parse_parts, place
-from phorque.sandbox.request import decode_resources
+from phorque.sandbox.placement import exec_host
 from phorque.sandbox.store import Session
 
-NOT_RUNNING = "Not Running: Not enough of the right type of nodes are available"
 SIGTERM_EXIT = 271  # 256 + SIGTERM: a running job deleted with qdel
 WALLTIME_EXIT = -11  # JOB_EXEC_OVERLIMIT_WT
 
@@ -147,71 +143,9 @@ class Engine:
             self.purge(job)
 
     # -- scheduling ------------------------------------------------------------------------
-    def free_nodes(self) -> list[FreeNode]:
-        """Nodes a new job may start on (mom up, not offline), with their free slots."""
-        used: dict[str, set[int]] = {}
-        for node, slot in self.db.execute("SELECT node, slot FROM alloc"):
-            used.setdefault(node, set()).add(slot)
-        nodes = []
-        for row in self.db.execute(
-                "SELECT name, np, properties FROM nodes WHERE up = 1 AND offline = 0 ORDER BY seq"):
-            taken = used.get(row["name"], set())
-            free = [s for s in range(row["np"]) if s not in taken]
-            props = [p for p in row["properties"].split(",") if p]
-            nodes.append(FreeNode(row["name"], props, free))
-        return nodes
-
     def schedule(self, when: float) -> None:
         """One pbs_sched cycle at ``when`` (only when something changed since the last)."""
-        if self.session.get("sched_dirty") != "1" or self.session.get("scheduling") != "1":
-            return
-        self.session.set("sched_dirty", 0)
-        self._run_pass(when)
-        # Every job still queued was looked at and did not fit: pbs_sched says so.
-        self.db.execute("UPDATE jobs SET comment = ? WHERE state = 'Q' AND kind != 'template'"
-                        " AND comment IS NOT ?", (NOT_RUNNING, NOT_RUNNING))
-
-    def _run_pass(self, when: float) -> None:
-        nodes = self.free_nodes()
-        free_total = sum(len(n.free) for n in nodes)
-        if free_total == 0:
-            return
-        strict = self.session.get("scheduler") == "strict"
-        running_subjobs: dict[int, int] = {}
-        for seq, count in self.db.execute(
-                "SELECT seq, COUNT(*) FROM jobs WHERE kind = 'sub' AND state = 'R' GROUP BY seq"):
-            running_subjobs[seq] = count
-        limits = dict(self.db.execute(
-            "SELECT seq, slot_limit FROM jobs WHERE kind = 'template' AND slot_limit IS NOT NULL"
-            " AND state = 'Q'").fetchall())
-        shapes: dict[str, list] = {}
-        queued = self.db.execute(
-            "SELECT * FROM jobs WHERE state = 'Q' AND kind != 'template' ORDER BY seq, idx").fetchall()
-        for job in queued:
-            if free_total == 0:
-                break
-            limit = limits.get(job["seq"])
-            if limit is not None and running_subjobs.get(job["seq"], 0) >= limit:
-                continue
-            request = dict(decode_resources(job["resources"]))
-            spec = request.get("nodes", "")
-            if spec not in shapes:
-                shapes[spec] = parse_parts(spec) if spec else []
-            procs = int(request.get("procs", 0))
-            alloc = None
-            if sum(p.count * p.ppn for p in shapes[spec]) + procs <= free_total:
-                alloc = place(shapes[spec], procs, nodes)
-            if alloc is None:
-                if strict:
-                    break
-                continue
-            self.start(job, alloc, when)
-            for node in nodes:
-                if node.name in alloc:
-                    node.free = [s for s in node.free if s not in alloc[node.name]]
-            free_total -= sum(len(s) for s in alloc.values())
-            if job["kind"] == "sub":
-                running_subjobs[job["seq"]] = running_subjobs.get(job["seq"], 0) + 1
+        scheduler.cycle(self, when)
 
     # -- the life of a job -----------------------------------------------------------------
     def enqueue(self, spec: Mapping[str, object], script: str, when: float,
