@@ -280,3 +280,20 @@ def test_speed_scales_durations_not_timestamps(make_sandbox):
     fields = dict(t.split("=", 1) for t in sb.records("E", job)[0][3].split(" "))
     assert fields["resources_used.walltime"] == "00:01:40"
     assert abs(int(fields["start"]) - start) < 5  # real wall-clock time
+
+
+def test_script_file_directives_and_the_command_line(sandbox):
+    (sandbox.root / "job.sh").write_text(
+        "#!/bin/sh\n#PBS -N scripted\n#PBS -l nodes=1:ppn=2\n#PBS -l walltime=5:00\n"
+        "#SANDBOX runtime=300\nhostname\n")
+    job = sandbox.run("qsub", "-l", "walltime=10:00", "job.sh", check=True).stdout.strip()
+    root = ET.fromstring(xmlparse.sanitize(sandbox.run("qstat", "-f", "-x", job).stdout.split("\n")[1]))
+    attrs = root[0]
+    assert attrs.findtext("Job_Name") == "scripted"  # from the script
+    resources = {child.tag: child.text for child in attrs.find("Resource_List")}
+    assert resources == {"walltime": "00:10:00", "nodes": "1:ppn=2", "nodect": "1"}  # -l wins
+    assert attrs.findtext("submit_args") == "-l walltime=10:00 job.sh"
+    assert attrs.findtext("init_work_dir") == str(sandbox.root)
+    assert (sandbox.root / "server_priv/jobs" / f"{job}.SC").read_text().startswith("#!/bin/sh\n#PBS")
+    missing = sandbox.run("qsub", "nosuch.sh")
+    assert missing.returncode == 1 and missing.stderr.startswith("qsub: script file 'nosuch.sh'")

@@ -81,23 +81,13 @@ def build(request: Request, script: str, script_name: str,
     for letter, _ in options:
         if letter in UNSUPPORTED:
             raise RequestError(f"qsub: the Torque sandbox does not run {UNSUPPORTED[letter]} (-{letter})")
-    values: dict[str, str] = {}
-    requested: list[tuple[str, str]] = []
-    script_requested: list[tuple[str, str]] = []
-    extra_vars: list[str] = []
-    for letter, value in command_line:
-        if letter == "l":
-            requested += split_resources(value)
-    for letter, value in directives:
-        if letter == "l":
-            script_requested += split_resources(value)
-    names = {n for n, _ in requested}
-    requested += [(n, v) for n, v in script_requested if n not in names]
-    for letter, value in options:
-        if letter == "v":
-            extra_vars.append(value)
-        elif letter != "l":
-            values[letter] = value
+    # Resources: the command line's, then those only the script asks for.
+    requested = [pair for k, v in command_line if k == "l" for pair in split_resources(v)]
+    asked = {name for name, _ in requested}
+    requested += [(n, v) for k, text in directives if k == "l"
+                  for n, v in split_resources(text) if n not in asked]
+    values = {k: v for k, v in options if k not in ("l", "v")}
+    extra_vars = [v for k, v in options if k == "v"]
     user, group, host = request.user, request.group, request.host
     workdir = request.path(values.get("d") or values.get("D") or request.cwd)
     name = values.get("N", script_name)
