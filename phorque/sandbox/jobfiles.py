@@ -18,6 +18,7 @@ import os
 from collections.abc import Mapping, Sequence
 
 from phorque.sandbox.layout import Layout
+from phorque.sandbox.render import grouped
 
 STATE_NUMBERS = {"T": 0, "Q": 1, "H": 2, "W": 3, "R": 4, "E": 5, "C": 6}
 SUBSTATE_NUMBERS = {"T": 0, "Q": 10, "H": 20, "W": 30, "R": 42, "E": 50, "C": 59}
@@ -50,22 +51,13 @@ def job_xml(job: Mapping, state: str, attrs: Sequence[tuple[str, str | None, str
         f"  <record_type>{2 if state in ('R', 'E') else 1}</record_type>",
         "  <attributes>",
     ]
-    group = None
-    for name, res, value in attrs:
-        if res is None:
-            if group is not None:
-                lines.append(f"    </{group}>")
-                group = None
+    for name, value in grouped(attrs):
+        if isinstance(value, str):
             lines.append(f'    <{name} flags="1">{_escape(value)}</{name}>')
             continue
-        if group != name:
-            if group is not None:
-                lines.append(f"    </{group}>")
-            lines.append(f"    <{name}>")
-            group = name
-        lines.append(f'      <{res} flags="1">{_escape(value)}</{res}>')
-    if group is not None:
-        lines.append(f"    </{group}>")
+        lines.append(f"    <{name}>")
+        lines += [f'      <{res} flags="1">{_escape(v)}</{res}>' for res, v in value]
+        lines.append(f"    </{name}>")
     lines += ["  </attributes>", "</job>", ""]
     return "\n".join(lines)
 

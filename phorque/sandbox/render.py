@@ -31,22 +31,28 @@ def mxml_value(value: str) -> str:
     return value.replace("<", "\x0e")
 
 
-def _xml_attrs(attrs: Sequence[Attr]) -> str:
-    out = []
-    group = None
+def grouped(attrs: Sequence[Attr]) -> list[tuple[str, str | list[tuple[str, str]]]]:
+    """Attributes as XML nests them: ``(name, value)``, or ``(name, [(resource, value)...])``
+    for a run of resource attributes (``Resource_List``, ``resources_used``, ``Walltime``)."""
+    out: list[tuple[str, str | list[tuple[str, str]]]] = []
     for name, res, value in attrs:
         if res is None:
-            if group is not None:
-                out.append(f"</{group}>")
-                group = None
+            out.append((name, value))
+        elif out and out[-1][0] == name and isinstance(out[-1][1], list):
+            out[-1][1].append((res, value))
+        else:
+            out.append((name, [(res, value)]))
+    return out
+
+
+def _xml_attrs(attrs: Sequence[Attr]) -> str:
+    out = []
+    for name, value in grouped(attrs):
+        if isinstance(value, str):
             out.append(f"<{name}>{mxml_value(value)}</{name}>")
-            continue
-        if group is None:
-            out.append(f"<{name}>")
-            group = name
-        out.append(f"<{res}>{mxml_value(value)}</{res}>")
-    if group is not None:
-        out.append(f"</{group}>")
+        else:
+            inner = "".join(f"<{res}>{mxml_value(v)}</{res}>" for res, v in value)
+            out.append(f"<{name}>{inner}</{name}>")
     return "".join(out)
 
 

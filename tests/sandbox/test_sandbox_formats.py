@@ -263,7 +263,14 @@ def test_job_files_are_created_and_purged(make_sandbox):
     assert {f"{job}.JB", f"{job}.SC", f"{array}.TA", f"{array}.SC",
             f"{number}[0].srv.test.JB", f"{number}[1].srv.test.JB"} <= files
     assert f"{number}[0].srv.test.SC" not in files  # sub-jobs share the template's script
-    assert "<job>" in (sb.root / "server_priv/jobs" / f"{job}.JB").read_text()
+    image = ET.parse(sb.root / "server_priv/jobs" / f"{job}.JB").getroot()  # saveJobToXML's
+    assert image.tag == "job" and image.findtext("jobid") == job
+    numbers = {"Q": "1", "R": "4", "C": "6"}  # JOB_STATE_* (it may have started already)
+    assert image.findtext("state") == numbers[image.findtext("attributes/job_state")]
+    assert image.findtext("attributes/Resource_List/walltime") == "01:00:00"
+    assert image.find("attributes/Job_Name").get("flags") == "1"
+    template = ET.parse(sb.root / "server_priv/jobs" / f"{array}.TA").getroot()
+    assert template.findtext("attributes/job_array_request") == "0-1"
     sb.wait_for(lambda: sb.run("qstat", job).stdout.split("\n")[2].split()[4] == "C",
                 what="completion")
     assert f"{job}.JB" in sb.job_files()  # kept while completed (keep_completed)
