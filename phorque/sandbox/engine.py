@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from sqlite3 import Row
 
 from phorque.sandbox import acct, jobfiles, scheduler
-from phorque.sandbox.jobattrs import array_summary_state, job_attributes
+from phorque.sandbox.jobattrs import array_summary_state, elapsed, job_attributes
 from phorque.sandbox.placement import exec_host
 from phorque.sandbox.store import Session
 
@@ -244,9 +244,6 @@ class Engine:
                 self._update(template[0], state="C", comp_time=when, mtime=when)
                 self.save(template[0], when)
 
-    def elapsed(self, job: Row, when: float) -> float:
-        return max(0.0, (when - (job["start"] or when)) * (job["speed"] or 1.0))
-
     def delete(self, job_id: str, requestor: str, when: float) -> None:
         """qdel of one job or sub-job: D record; a running job is killed (then E)."""
         job = self.job(job_id)
@@ -260,7 +257,7 @@ class Engine:
                                              " for job - COMPLETE")
         self.session.record(when, acct.DELETE, job_id, f"requestor={requestor}")
         if job["state"] == "R":
-            self.finish(job, when, SIGTERM_EXIT, min(self.elapsed(job, when), job["walltime"]))
+            self.finish(job, when, SIGTERM_EXIT, min(elapsed(job, when), job["walltime"]))
         else:
             self._complete_unstarted(job, when)
 
@@ -273,7 +270,7 @@ class Engine:
             if indices is not None and job["idx"] not in indices:
                 continue
             if job["state"] == "R":
-                self.finish(job, when, SIGTERM_EXIT, min(self.elapsed(job, when), job["walltime"]))
+                self.finish(job, when, SIGTERM_EXIT, min(elapsed(job, when), job["walltime"]))
             else:
                 self._complete_unstarted(job, when)
 

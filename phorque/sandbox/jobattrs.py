@@ -23,10 +23,6 @@ Attr = tuple[str, "str | None", str]
 HIDDEN_RESOURCES = frozenset({"neednodes"})
 
 
-def resources(job: Mapping) -> list[tuple[str, str]]:
-    return decode_resources(job["resources"])
-
-
 def elapsed(job: Mapping, now: float) -> float:
     """Sandbox seconds a running job has run (real time times the speed it started with)."""
     if job["start"] is None or job["state"] != "R":
@@ -82,7 +78,8 @@ def job_attributes(job: Mapping, now: float, server: str, state: str | None = No
         ("qtime", None, str(int(job["qtime"]))),
         ("Rerunable", None, "True" if job["rerunable"] else "False"),
     ]
-    out += [("Resource_List", k, v) for k, v in resources(job) if k not in HIDDEN_RESOURCES]
+    out += [("Resource_List", k, v) for k, v in decode_resources(job["resources"])
+            if k not in HIDDEN_RESOURCES]
     if job["session"] is not None and started:
         out.append(("session_id", None, str(job["session"])))
     variables = job["variables"]

@@ -17,7 +17,9 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
-from phorque.sandbox.engine import Engine, TorqueError
+from phorque.sandbox import acct
+from phorque.sandbox.engine import SIGTERM_EXIT, Engine, TorqueError
+from phorque.sandbox.jobattrs import elapsed
 
 PBSE_UNKNODE = 15064
 PBSE_NODEEXIST = 15068
@@ -68,7 +70,7 @@ def delete_node(engine: Engine, name: str, requestor: str, when: float) -> None:
         if job is None:
             continue
         if not node["up"]:
-            engine.session.record(when, "D", job_id, f"requestor={requestor}")
+            engine.session.record(when, acct.DELETE, job_id, f"requestor={requestor}")
             engine.db.execute("DELETE FROM alloc WHERE job = ?", (job_id,))
             engine.purge(job)
             engine.after_subjob(job, when)
@@ -76,8 +78,8 @@ def delete_node(engine: Engine, name: str, requestor: str, when: float) -> None:
         elif job["rerunable"]:
             engine.requeue(job, when)
         else:
-            engine.session.record(when, "D", job_id, f"requestor={requestor}")
-            engine.finish(job, when, 271, min(engine.elapsed(job, when), job["walltime"]))
+            engine.session.record(when, acct.DELETE, job_id, f"requestor={requestor}")
+            engine.finish(job, when, SIGTERM_EXIT, min(elapsed(job, when), job["walltime"]))
     engine.db.execute("DELETE FROM alloc WHERE node = ?", (name,))
     engine.db.execute("DELETE FROM nodes WHERE name = ?", (name,))
     write_nodes_file(engine)
