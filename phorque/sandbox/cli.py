@@ -16,13 +16,13 @@ Settings: ``--speed X``, ``--boot-delay SECS``, ``--cloud-endpoint URL`` (cloud-
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 
 from phorque.sandbox import cluster, faults, server
 from phorque.sandbox.engine import Engine
 from phorque.sandbox.layout import Layout
+from phorque.sandbox.nodeattrs import state_words
 from phorque.sandbox.server import server_running
 from phorque.sandbox.store import Session
 
@@ -153,14 +153,8 @@ def status_text(layout: Layout) -> str:
         f"{'NODE':<24} {'STATE':<22} {'NP':>4} {'USED':>5}  NOTE",
     ]
     for node in nodes:
-        state = []
-        if not node["up"]:
-            state.append("down")
-        if node["offline"]:
-            state.append("offline")
-        if used.get(node["name"], 0) >= node["np"]:
-            state.append("job-exclusive")
-        lines.append(f"{node['name']:<24} {','.join(state) or 'free':<22} {node['np']:>4}"
+        state = ",".join(state_words(node, used.get(node["name"], 0)))
+        lines.append(f"{node['name']:<24} {state:<22} {node['np']:>4}"
                      f" {used.get(node['name'], 0):>5}  {node['note']}")
     counts: dict[str, int] = {}
     for job in jobs:
@@ -247,11 +241,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.command or not args.mode:
             print("phorque-sandbox: fault needs COMMAND and MODE (or --clear)", file=sys.stderr)
             return EXIT_USAGE
-        try:
-            with open(layout.faults, encoding="utf-8") as handle:
-                table = json.load(handle)
-        except (OSError, ValueError):
-            table = {}
+        table = faults.read(layout)
         entry: dict[str, object] = {"mode": args.mode}
         if args.count is not None:
             entry["count"] = args.count

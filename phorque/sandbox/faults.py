@@ -37,13 +37,8 @@ def take(layout: Layout, command: str) -> str | None:
     fd = os.open(layout.lock, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
-        import json  # only when faults are injected
-        try:
-            with open(layout.faults, encoding="utf-8") as handle:
-                table = json.load(handle)
-        except (OSError, ValueError):
-            return None  # a missing or half-written file injects nothing
-        entry = table.get(command) if isinstance(table, dict) else None
+        table = read(layout)
+        entry = table.get(command)
         if not isinstance(entry, dict) or entry.get("mode") not in MODES:
             return None
         count = entry.get("count")
@@ -58,6 +53,17 @@ def take(layout: Layout, command: str) -> str | None:
         return str(entry["mode"])
     finally:
         os.close(fd)
+
+
+def read(layout: Layout) -> dict:
+    """The fault table; empty when there is none or it cannot be read (it injects nothing)."""
+    import json  # only when faults are injected
+    try:
+        with open(layout.faults, encoding="utf-8") as handle:
+            table = json.load(handle)
+    except (OSError, ValueError):
+        return {}
+    return table if isinstance(table, dict) else {}
 
 
 def write(layout: Layout, table: dict) -> None:
