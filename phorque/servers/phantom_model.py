@@ -1,0 +1,307 @@
+"""The state behind the Phantom double: launch configurations, domains (groups) and their VMs.
+
+It follows Phantom's engine as read from its code: a group keeps ``minimum_vms`` VMs alive
+(``n_preserving``), ``SetDesiredCapacity`` sets minimum and maximum, a terminate with
+decrement lowers both by one *every time it is called* (so a blindly repeated terminate
+lowers capacity twice and the engine then kills a VM of its choosing), dead VMs stay listed.
+VMs move through EPU states as time passes: ``200-REQUESTED`` (no id) → ``400-PENDING`` (an id,
+``[unknown]`` DNS) → ``600-RUNNING``; ``700-TERMINATING`` → ``800-TERMINATED``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+REQUESTED, ERROR_RETRYING, PENDING, RUNNING = "200-REQUESTED", "300-ERROR_RETRYING", "400-PENDING", "600-RUNNING"
+TERMINATING, TERMINATED = "700-TERMINATING", "800-TERMINATED"
+#: Tag keys Phantom accepts (definitions.py's whitelist); anything else is refused.
+KNOWN_TAGS = {"PHANTOM_DEFINITION", "clouds", "minimum_vms", "maximum_vms", "cooldown_period",
+              "metric", "sample_function", "sensor_type", "scale_up_threshold",
+              "scale_up_n_vms", "scale_down_threshold", "scale_down_n_vms", "sensor_data",
+              "sensor_cooldown"}
+DEFINITIONS = {"error_overflow_n_preserving", "sensor_engine"}
+
+
+class PhantomFault(Exception):
+    """A request Phantom refuses: the code and HTTP status it answers with."""
+
+    def __init__(self, code: str, detail: str = "", status: int = 400):
+        super().__init__(detail or code)
+        self.code, self.detail, self.status = code, detail, status
+
+
+@dataclass
+class VM:
+    """One EPU instance record (a request, then a VM)."""
+
+    serial: int
+    group: str
+    site: str
+    lc: str
+    requested_at: float
+    state: str = REQUESTED
+    instance_id: str = ""
+    changed_at: float = 0.0
+    launch_time: float | None = None
+    image_id: str = ""
+    instance_type: str = ""
+    ran: bool = False
+
+    @property
+    def code(self) -> int:
+        return int(self.state[:3])
+
+    @property
+    def alive(self) -> bool:
+        return self.code <= 600 and self.code != 650
+
+
+@dataclass
+class Group:
+    name: str
+    owner: str
+    lc: str
+    minimum: int
+    maximum: int
+    zones: list[str]
+    tags: dict[str, str]
+    created: float
+    sites: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Timing:
+    """Seconds a VM spends in each phase; ``requests_fail`` keeps requests retrying forever."""
+
+    requested_secs: float = 0.5
+    pending_secs: float = 1.0
+    terminating_secs: float = 0.5
+    requests_fail: bool = False
+    public_dns: bool = True
+
+
+class PhantomModel:
+    """All state, behind one lock; time moves on lazily at each call (``clock``)."""
+
+    def __init__(self, timing: Timing | None = None, clock: Callable[[], float] = time.time,
+                 seed: int | None = None):
+        self.timing = timing or Timing()
+        self.clock = clock
+        self.lock = threading.RLock()
+        self.launch_configs: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
+        self.groups: dict[tuple[str, str], Group] = {}
+        self.vms: list[VM] = []
+        self._serial = itertools.count(1)
+        self._random = random.Random(seed)
+        self.stuck: Callable[[str], bool] = lambda _id: False
+
+    def reset(self) -> None:
+        with self.lock:
+            self.launch_configs.clear()
+            self.groups.clear()
+            self.vms.clear()
+
+    # ---- launch configurations ---------------------------------------------------------
+
+    @staticmethod
+    def split_name(name: str) -> tuple[str, str]:
+        base, sep, site = name.partition("@")
+        if not sep or not base or not site:
+            raise PhantomFault("InvalidParameterValue", f"The name {name} is not in the proper "
+                               "format.  It must be <dt name>@<site name>")
+        return base, site
+
+    def create_launch_config(self, owner: str, name: str, spec: dict[str, Any]) -> None:
+        base, site = self.split_name(name)
+        with self.lock:
+            sites = self.launch_configs.setdefault((owner, base), {})
+            if site in sites:
+                raise PhantomFault("InvalidParameterValue", "Name already in use")
+            sites[site] = dict(spec, created=self.clock())
+
+    def launch_configs_of(self, owner: str, names: list[str]) -> list[tuple[str, dict[str, Any]]]:
+        with self.lock:
+            out = []
+            for (who, base), sites in sorted(self.launch_configs.items()):
+                for site, spec in sorted(sites.items()):
+                    full = f"{base}@{site}"
+                    if who == owner and (not names or full in names):
+                        out.append((full, spec))
+            return out
+
+    def delete_launch_config(self, owner: str, name: str) -> None:
+        base, site = self.split_name(name)
+        with self.lock:
+            sites = self.launch_configs.get((owner, base))
+            if not sites or site not in sites:
+                raise PhantomFault("InvalidParameterValue", f"Name {name} not found")
+            del sites[site]
+            if not sites:
+                del self.launch_configs[(owner, base)]
+
+    # ---- groups --------------------------------------------------------------------------
+
+    @staticmethod
+    def check_tags(tags: list[dict[str, str]]) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for tag in tags:
+            missing = [f for f in ("Key", "Value", "PropagateAtLaunch", "ResourceId", "ResourceType")
+                       if f not in tag]
+            if missing:
+                raise PhantomFault("MissingParameter", f"tag field(s) {', '.join(missing)} missing")
+            key = tag["Key"]
+            if key == "n_preserve":
+                raise PhantomFault("InvalidParameterValue",
+                                   "n_preserve is no longer supported; use minimum_vms")
+            if key not in KNOWN_TAGS:
+                raise PhantomFault("InvalidParameterValue", f"unknown tag {key}")
+            out[key] = tag["Value"]
+        if out.get("PHANTOM_DEFINITION", "error_overflow_n_preserving") not in DEFINITIONS:
+            raise PhantomFault("InvalidParameterValue", f"unknown definition {out['PHANTOM_DEFINITION']}")
+        return out
+
+    @staticmethod
+    def parse_clouds(text: str) -> list[str]:
+        sites = []
+        for part in text.split(","):
+            site, _, limit = part.strip().partition(":")
+            try:
+                int(limit)
+            except ValueError:
+                raise PhantomFault("InvalidParameterValue", f"clouds: {part!r} is not site:max") from None
+            sites.append(site)
+        return sites
+
+    def create_group(self, owner: str, name: str, lc_name: str, minimum: int, maximum: int,
+                     zones: list[str], tags: list[dict[str, str]]) -> None:
+        base = lc_name.split("@", 1)[0]
+        checked = self.check_tags(tags)
+        with self.lock:
+            if (owner, name) in self.groups:
+                raise PhantomFault("InvalidParameterValue", "auto scale name already exists")
+            lc_sites = self.launch_configs.get((owner, base))
+            if not lc_sites:
+                raise PhantomFault("InvalidParameterValue", f"launch configuration {lc_name} not found")
+            sites = self.parse_clouds(checked["clouds"]) if "clouds" in checked else sorted(lc_sites)
+            for site in sites:
+                if site not in lc_sites:
+                    raise PhantomFault("InvalidParameterValue", f"no launch configuration {base}@{site}")
+            # MinSize and MaxSize overwrite the minimum_vms/maximum_vms tags.
+            checked["minimum_vms"], checked["maximum_vms"] = str(minimum), str(maximum)
+            self.groups[(owner, name)] = Group(name, owner, base, minimum, maximum, zones, checked,
+                                               self.clock(), sites)
+            self._reconcile(self.groups[(owner, name)])
+
+    def group(self, owner: str, name: str) -> Group:
+        found = self.groups.get((owner, name))
+        if found is None:
+            raise PhantomFault("InvalidParameterValue", f"auto scale group {name} not found")
+        return found
+
+    def update_tags(self, owner: str, tags: list[dict[str, str]]) -> None:
+        checked = self.check_tags(tags)
+        with self.lock:
+            for tag in tags:
+                group = self.group(owner, tag["ResourceId"])
+                group.tags.update({k: v for k, v in checked.items() if k == tag["Key"]})
+                if tag["Key"] == "clouds":
+                    group.sites = self.parse_clouds(tag["Value"])
+                if tag["Key"] == "minimum_vms":
+                    group.minimum = int(tag["Value"])
+                self._reconcile(group)
+
+    def set_desired(self, owner: str, name: str, desired: int) -> None:
+        if desired < 0:
+            raise PhantomFault("InvalidParameterValue", "DesiredCapacity must be >= 0")
+        with self.lock:
+            self.advance()
+            group = self.group(owner, name)
+            group.minimum = group.maximum = desired  # Phantom: min = max = desired
+            self._reconcile(group)
+
+    def delete_group(self, owner: str, name: str) -> None:
+        with self.lock:
+            self.group(owner, name)
+            del self.groups[(owner, name)]
+            for vm in self.vms:
+                if vm.group == name and vm.alive:
+                    self._set(vm, TERMINATING)
+
+    def terminate(self, owner: str, instance_id: str, decrement: bool) -> None:
+        with self.lock:
+            self.advance()
+            for vm in self.vms:
+                if vm.instance_id and vm.instance_id == instance_id and (owner, vm.group) in self.groups:
+                    break
+            else:
+                raise PhantomFault("InvalidParameterValue",
+                                   "There is no domain associated with that instnace id")
+            group = self.groups[(owner, vm.group)]
+            if vm.alive:
+                self._set(vm, TERMINATING)
+            if decrement:
+                # As Phantom: lowered on every call, even for a VM already terminating.
+                group.minimum = group.maximum = max(0, group.minimum - 1)
+            self._reconcile(group)
+
+    def members(self, owner: str, name: str) -> list[VM]:
+        with self.lock:
+            self.advance()
+            return [vm for vm in self.vms if vm.group == name and (owner, name) in self.groups]
+
+    def vms_of(self, owner: str) -> list[VM]:
+        with self.lock:
+            self.advance()
+            return [vm for vm in self.vms if (owner, vm.group) in self.groups or vm.instance_id]
+
+    # ---- the engine ----------------------------------------------------------------------
+
+    def _set(self, vm: VM, state: str) -> None:
+        vm.state, vm.changed_at = state, self.clock()
+
+    def _reconcile(self, group: Group) -> None:
+        alive = [vm for vm in self.vms if vm.group == group.name and vm.alive]
+        missing = group.minimum - len(alive)
+        for _ in range(max(0, missing)):
+            site = group.sites[0] if group.sites else "default"
+            spec = self.launch_configs.get((group.owner, group.lc), {}).get(site, {})
+            now = self.clock()
+            self.vms.append(VM(next(self._serial), group.name, site, group.lc, now, changed_at=now,
+                               image_id=spec.get("ImageId", ""), instance_type=spec.get("InstanceType", "")))
+        if missing < 0:
+            # The engine picks its victims itself: Phorque must never lower capacity this way.
+            for vm in self._random.sample(alive, -missing):
+                self._set(vm, TERMINATING)
+
+    def advance(self) -> None:
+        """Move every VM along its lifecycle up to now."""
+        t, now = self.timing, self.clock()
+        with self.lock:
+            for vm in self.vms:
+                if vm.state == REQUESTED and now - vm.changed_at >= t.requested_secs:
+                    if t.requests_fail:
+                        self._set(vm, ERROR_RETRYING)
+                        continue
+                    vm.instance_id = f"i-{vm.serial:08x}"
+                    vm.launch_time = now
+                    self._set(vm, PENDING)
+                if vm.state == PENDING and now - vm.changed_at >= t.pending_secs:
+                    if not self.stuck(vm.instance_id):
+                        self._set(vm, RUNNING)
+                        vm.ran = True
+                if vm.state == TERMINATING and now - vm.changed_at >= t.terminating_secs:
+                    self._set(vm, TERMINATED)
+
+    def dns(self, vm: VM) -> tuple[str, str]:
+        """(public, private) DNS names: ``[unknown]`` until the VM runs, as Nimbus reports."""
+        if not vm.ran:
+            return "[unknown]", "[unknown]"
+        private = f"vm-{vm.serial}.{vm.site}.internal.test"
+        public = f"vm-{vm.serial}.{vm.site}.phantom.test" if self.timing.public_dns else "[unknown]"
+        return public, private
