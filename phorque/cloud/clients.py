@@ -15,6 +15,7 @@ import boto3
 import botocore.exceptions as bce
 from botocore import xform_name
 from botocore.config import Config as BotoConfig
+from botocore.parsers import ResponseParserError
 
 from phorque.config import CloudSettings
 from phorque.errors import CloudError, CloudUnreachable
@@ -64,7 +65,7 @@ def translate(exc: Exception, cloud: str, operation: str, secrets: tuple[str, ..
                                 code=type(exc).__name__)
     if isinstance(exc, _CREDENTIALS):
         return CloudError(cloud, operation, redact(str(exc), secrets), code="NoCredentials")
-    if isinstance(exc, bce.ResponseParserError):
+    if isinstance(exc, ResponseParserError):
         # The first line says what could not be parsed; the rest is the raw body.
         first = str(exc).splitlines()[0] if str(exc) else "unparsable reply"
         return CloudError(cloud, operation, redact(first, secrets), code="BadResponse")
@@ -81,7 +82,7 @@ def translated(cloud: str, operation: str, secrets: tuple[str, ...]) -> Iterator
         yield
     except CloudError:
         raise
-    except (bce.BotoCoreError, bce.ClientError, KeyError) as exc:
+    except (bce.BotoCoreError, bce.ClientError, ResponseParserError, KeyError) as exc:
         raise translate(exc, cloud, operation, secrets) from exc
 
 

@@ -280,23 +280,23 @@ class PhantomModel:
                 self._set(vm, TERMINATING)
 
     def advance(self) -> None:
-        """Move every VM along its lifecycle up to now."""
+        """Move every VM along its lifecycle up to now (each step at the time it was due)."""
         t, now = self.timing, self.clock()
         with self.lock:
             for vm in self.vms:
-                if vm.state == REQUESTED and now - vm.changed_at >= t.requested_secs:
+                due = vm.changed_at + t.requested_secs
+                if vm.state == REQUESTED and now >= due:
                     if t.requests_fail:
-                        self._set(vm, ERROR_RETRYING)
+                        vm.state, vm.changed_at = ERROR_RETRYING, due
                         continue
                     vm.instance_id = f"i-{vm.serial:08x}"
-                    vm.launch_time = now
-                    self._set(vm, PENDING)
-                if vm.state == PENDING and now - vm.changed_at >= t.pending_secs:
-                    if not self.stuck(vm.instance_id):
-                        self._set(vm, RUNNING)
-                        vm.ran = True
-                if vm.state == TERMINATING and now - vm.changed_at >= t.terminating_secs:
-                    self._set(vm, TERMINATED)
+                    vm.state, vm.changed_at, vm.launch_time = PENDING, due, due
+                due = vm.changed_at + t.pending_secs
+                if vm.state == PENDING and now >= due and not self.stuck(vm.instance_id):
+                    vm.state, vm.changed_at, vm.ran = RUNNING, due, True
+                due = vm.changed_at + t.terminating_secs
+                if vm.state == TERMINATING and now >= due:
+                    vm.state, vm.changed_at = TERMINATED, due
 
     def dns(self, vm: VM) -> tuple[str, str]:
         """(public, private) DNS names: ``[unknown]`` until the VM runs, as Nimbus reports."""
