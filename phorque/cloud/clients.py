@@ -13,8 +13,10 @@ from typing import Any
 
 import boto3
 import botocore.exceptions as bce
+import botocore.session
 from botocore import xform_name
 from botocore.config import Config as BotoConfig
+from botocore.loaders import create_loader
 from botocore.parsers import ResponseParserError
 
 from phorque.config import CloudSettings
@@ -92,19 +94,35 @@ def settings_secrets(settings: CloudSettings) -> tuple[str, ...]:
     return tuple(sorted((s for s in found if s), key=len, reverse=True))
 
 
+_LOADER: Any = None
+
+
+def _botocore_session() -> botocore.session.Session:
+    """A fresh botocore session sharing one model loader, so each cloud's clients are cheap
+    to build (the service models are read once per process, not once per cloud)."""
+    global _LOADER
+    if _LOADER is None:
+        _LOADER = create_loader()
+    session = botocore.session.get_session()
+    session.register_component("data_loader", _LOADER)
+    return session
+
+
 def make_session(settings: CloudSettings) -> boto3.session.Session:
     """A boto3 session: explicit keys, else the named profile, else boto3's default chain."""
+    core = _botocore_session()
     if settings.access_id is not None and settings.secret_key is not None:
         return boto3.session.Session(aws_access_key_id=settings.access_id.reveal(),
                                      aws_secret_access_key=settings.secret_key.reveal(),
-                                     region_name=settings.region)
+                                     region_name=settings.region, botocore_session=core)
     if settings.profile:
         try:
-            return boto3.session.Session(profile_name=settings.profile, region_name=settings.region)
+            return boto3.session.Session(profile_name=settings.profile, region_name=settings.region,
+                                         botocore_session=core)
         except bce.ProfileNotFound as exc:
             raise CloudError(settings.name, "credentials", f"profile {settings.profile!r} not found",
                              code="NoCredentials") from exc
-    return boto3.session.Session(region_name=settings.region)
+    return boto3.session.Session(region_name=settings.region, botocore_session=core)
 
 
 def boto_config(settings: CloudSettings, attempts: int | None = None) -> BotoConfig:
@@ -138,7 +156,9 @@ def make_client(session: boto3.session.Session, settings: CloudSettings, service
         client = session.client(service, endpoint_url=settings.endpoint_url(which),
                                 verify=verify_arg(settings),
                                 config=boto_config(settings, attempts))
-    except (bce.BotoCoreError, ValueError) as exc:
+    except bce.BotoCoreError as exc:
+        raise translate(exc, settings.name, f"{service} client", settings_secrets(settings)) from exc
+    except ValueError as exc:  # e.g. a malformed endpoint URL
         raise CloudError(settings.name, f"{service} client",
                          redact(str(exc), settings_secrets(settings))) from exc
     if on_before_parse is not None:
