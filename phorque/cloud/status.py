@@ -81,13 +81,14 @@ def describe_clouds(config: Config, health: Mapping[str, CloudHealthRecord] | No
 
     def one(settings: CloudSettings) -> dict[str, Any]:
         try:
-            provider = provider_for(settings)
-        except CloudError as exc:
+            return cloud_dict(settings, provider_for(settings), records.get(settings.name), when)
+        except Exception as exc:  # a status line per cloud, whatever went wrong with one
+            log.exception("cloud %s: cannot describe", settings.name)
             return {"name": settings.name, "type": settings.cloud_type, "price": settings.price,
                     "group": settings.autoscale_group_name, "desired": None,
                     "max_instances": settings.max_instances, "instances": [],
-                    "health": Health.UNREACHABLE.value, "error": str(exc), "backoff_until": None}
-        return cloud_dict(settings, provider, records.get(settings.name), when)
+                    "health": Health.FAILED.value, "error": f"{type(exc).__name__}: {exc}",
+                    "backoff_until": None}
 
     if not config.clouds:
         return []

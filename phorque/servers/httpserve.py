@@ -57,6 +57,8 @@ class _Handler(BaseHTTPRequestHandler):
             "wsgi.run_once": False, "phorque.drop": drop, "phorque.stopping": self.server.stopping,
         }
         for key, value in self.headers.items():
+            if key.lower() in ("content-type", "content-length"):
+                continue  # CONTENT_TYPE / CONTENT_LENGTH above, as WSGI says
             name = "HTTP_" + key.upper().replace("-", "_")
             environ[name] = f"{environ[name]},{value}" if name in environ else value
         reply: list[Any] = []

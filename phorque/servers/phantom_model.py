@@ -41,6 +41,7 @@ class VM:
     """One EPU instance record (a request, then a VM)."""
 
     serial: int
+    owner: str
     group: str
     site: str
     lc: str
@@ -230,14 +231,14 @@ class PhantomModel:
             self.group(owner, name)
             del self.groups[(owner, name)]
             for vm in self.vms:
-                if vm.group == name and vm.alive:
+                if vm.owner == owner and vm.group == name and vm.alive:
                     self._set(vm, TERMINATING)
 
     def terminate(self, owner: str, instance_id: str, decrement: bool) -> None:
         with self.lock:
             self.advance()
             for vm in self.vms:
-                if vm.instance_id and vm.instance_id == instance_id and (owner, vm.group) in self.groups:
+                if vm.instance_id == instance_id and vm.owner == owner and (owner, vm.group) in self.groups:
                     break
             else:
                 raise PhantomFault("InvalidParameterValue",
@@ -253,12 +254,13 @@ class PhantomModel:
     def members(self, owner: str, name: str) -> list[VM]:
         with self.lock:
             self.advance()
-            return [vm for vm in self.vms if vm.group == name and (owner, name) in self.groups]
+            return [vm for vm in self.vms if vm.owner == owner and vm.group == name
+                    and (owner, name) in self.groups]
 
     def vms_of(self, owner: str) -> list[VM]:
         with self.lock:
             self.advance()
-            return [vm for vm in self.vms if (owner, vm.group) in self.groups or vm.instance_id]
+            return [vm for vm in self.vms if vm.owner == owner]
 
     # ---- the engine ----------------------------------------------------------------------
 
@@ -266,13 +268,13 @@ class PhantomModel:
         vm.state, vm.changed_at = state, self.clock()
 
     def _reconcile(self, group: Group) -> None:
-        alive = [vm for vm in self.vms if vm.group == group.name and vm.alive]
+        alive = [vm for vm in self.vms if vm.owner == group.owner and vm.group == group.name and vm.alive]
         missing = group.minimum - len(alive)
         for _ in range(max(0, missing)):
             site = group.sites[0] if group.sites else "default"
             spec = self.launch_configs.get((group.owner, group.lc), {}).get(site, {})
             now = self.clock()
-            self.vms.append(VM(next(self._serial), group.name, site, group.lc, now, changed_at=now,
+            self.vms.append(VM(next(self._serial), group.owner, group.name, site, group.lc, now, changed_at=now,
                                image_id=spec.get("ImageId", ""), instance_type=spec.get("InstanceType", "")))
         if missing < 0:
             # The engine picks its victims itself: Phorque must never lower capacity this way.

@@ -45,3 +45,28 @@ def test_a_second_process_waits_for_the_lock(tmp_path) -> None:
         assert waited > 0.3  # it really waited for the holder to let go
     finally:
         holder.wait(timeout=10)
+
+
+def test_nested_use_in_one_thread_does_not_deadlock_but_threads_exclude(tmp_path) -> None:
+    import threading
+
+    path = str(tmp_path / "phorque.lock")
+    outcome: list[str] = []
+
+    def other_thread() -> None:
+        try:
+            with cloud_lock(path, timeout=0.2):
+                outcome.append("acquired")
+        except filelock.Timeout:
+            outcome.append("timed out")
+
+    with cloud_lock(path, timeout=1):
+        with cloud_lock(path, timeout=1):  # e.g. an executor step inside an evaluation
+            worker = threading.Thread(target=other_thread)
+            worker.start()
+            worker.join()
+    assert outcome == ["timed out"]
+    worker = threading.Thread(target=other_thread)
+    worker.start()
+    worker.join()
+    assert outcome == ["timed out", "acquired"]
