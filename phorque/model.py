@@ -238,6 +238,7 @@ class Owned:
     joined_at: float | None = None
     idle_since: float | None = None
     drain_started: float | None = None
+    down_since: float | None = None
     updated_at: float | None = None
 
 

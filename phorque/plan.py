@@ -39,6 +39,9 @@ class Action:
     node: str | None = None
     np: int | None = None
     current: int | None = None
+    #: The action answers a fault of its cloud (an instance that never joined, a stalled
+    #: request): executing it also counts a failure against the cloud, for back-off.
+    fault: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"action": self.kind.value}
@@ -68,8 +71,8 @@ def launch(cloud: str, count: int, current: int, reason: str) -> Action:
     return Action(Kind.LAUNCH, reason, cloud=cloud, count=count, current=current)
 
 
-def cancel(cloud: str, count: int, current: int, reason: str) -> Action:
-    return Action(Kind.CANCEL, reason, cloud=cloud, count=count, current=current)
+def cancel(cloud: str, count: int, current: int, reason: str, fault: bool = False) -> Action:
+    return Action(Kind.CANCEL, reason, cloud=cloud, count=count, current=current, fault=fault)
 
 
 def join(cloud: str, instance: str, node: str, np: int, reason: str) -> Action:
@@ -84,8 +87,9 @@ def drain(node: str, reason: str, cloud: str | None = None, instance: str | None
     return Action(Kind.DRAIN, reason, cloud=cloud, instance=instance, node=node)
 
 
-def terminate(cloud: str, instance: str, reason: str, node: str | None = None) -> Action:
-    return Action(Kind.TERMINATE, reason, cloud=cloud, instance=instance, node=node)
+def terminate(cloud: str, instance: str, reason: str, node: str | None = None,
+              fault: bool = False) -> Action:
+    return Action(Kind.TERMINATE, reason, cloud=cloud, instance=instance, node=node, fault=fault)
 
 
 def remove(node: str, reason: str, cloud: str | None = None, instance: str | None = None) -> Action:
@@ -94,11 +98,17 @@ def remove(node: str, reason: str, cloud: str | None = None, instance: str | Non
 
 @dataclass(frozen=True)
 class Plan:
-    """Actions in the order they are to be applied, observations, and the policy's memory."""
+    """Actions, observations, the policy's memory, and when to look again.
+
+    ``wake_at`` is the earliest time at which the policy would decide differently with no
+    event in between (an idle instance reaching its drain moment); the daemon and the
+    simulator evaluate again then.
+    """
 
     actions: tuple[Action, ...] = ()
     notes: tuple[str, ...] = ()
     memory: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    wake_at: float | None = None
 
     def ordered(self) -> tuple[Action, ...]:
         rank = {kind: i for i, kind in enumerate(ORDER)}

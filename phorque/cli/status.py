@@ -14,7 +14,7 @@ from phorque.cli.common import (
     printable,
     setup_logging,
 )
-from phorque.cloud.status import describe_clouds, render_clouds
+from phorque.cloud.status import describe_clouds, render_clouds, stored_health
 from phorque.config import Config
 from phorque.errors import PhorqueError
 from phorque.model import Job, Node, in_queues, summarize
@@ -58,7 +58,7 @@ def cluster_status(config: Config, torque: Torque | None = None) -> dict[str, An
 
 def collect(config: Config) -> dict[str, Any]:
     return {"config": config.path, "policy": config.policy.name, "cluster": cluster_status(config),
-            "clouds": describe_clouds(config)}
+            "clouds": describe_clouds(config, stored_health(config))}
 
 
 def render(status: dict[str, Any]) -> str:

@@ -7,6 +7,7 @@ A cloud that cannot be reached (or answers with an error) is listed with its err
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -16,7 +17,7 @@ from typing import Any
 from phorque.cloud.backoff import CloudHealthRecord, health_at
 from phorque.cloud.provider import CloudProvider, make_provider
 from phorque.config import CloudSettings, Config
-from phorque.errors import CloudError, CloudUnreachable
+from phorque.errors import CloudError, CloudUnreachable, StateError
 from phorque.model import Health, Instance
 
 log = logging.getLogger(__name__)
@@ -30,6 +31,7 @@ def iso_time(epoch: float | None) -> str | None:
 
 
 def instance_dict(inst: Instance) -> dict[str, Any]:
+    """One instance as ``phorque-status --json`` shows it."""
     return {"id": inst.id, "state": inst.state.value, "lifecycle": inst.lifecycle,
             "dns": inst.dns, "private_dns": inst.private_dns,
             "launch_time": iso_time(inst.launch_time)}
@@ -65,6 +67,31 @@ def cloud_dict(settings: CloudSettings, provider: CloudProvider,
     out["desired"] = view.desired
     out["instances"] = [instance_dict(i) for i in view.instances]
     return out
+
+
+def stored_health(config: Config) -> dict[str, CloudHealthRecord]:
+    """The clouds' failure records kept in the state database (none when there is no database)."""
+    path = config.phorque.state_path
+    if not os.path.exists(path):
+        return {}
+    from phorque.state import StateStore  # only status needs it here
+
+    try:
+        store = StateStore(path)
+        try:
+            rows = store.health()
+        finally:
+            store.close()
+    except StateError as exc:
+        log.warning("cloud health not shown: %s", exc)
+        return {}
+    records = {}
+    for name, row in rows.items():
+        try:
+            records[name] = CloudHealthRecord(**row)
+        except TypeError:
+            log.warning("cloud %s: unreadable health record %r", name, row)
+    return records
 
 
 def describe_clouds(config: Config, health: Mapping[str, CloudHealthRecord] | None = None,

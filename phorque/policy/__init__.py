@@ -20,4 +20,12 @@ def policy_class(name: str) -> type[Policy]:
     return found[name]
 
 
-__all__ = ["Policy", "policy_class", "registry"]
+def make_policy(config) -> Policy:
+    """The policy a configuration names, with its options."""
+    cls = policy_class(config.policy.name)
+    return cls(price_per_hour=config.policy.price_per_hour, multiplier=config.policy.multiplier,
+               queues=config.phorque.queues, loop_sleep_secs=config.phorque.loop_sleep_secs,
+               **config.policy.options)
+
+
+__all__ = ["Policy", "make_policy", "policy_class", "registry"]

@@ -1,13 +1,37 @@
-"""The policy protocol: ``plan = policy.plan(snapshot)``, with no I/O, no clock and no globals."""
+"""The policy protocol: ``plan = policy.plan(snapshot)``, with no I/O, no clock and no globals.
+
+A policy sees the snapshot through a :class:`~phorque.policy.view.View`. The shared lifecycle
+rules (joins, boot timeouts, orphans) run first; the policy's :meth:`Policy.decide` adds the
+launches and the scale-in, and may read what the lifecycle already handled.
+"""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from phorque.model import Snapshot
 from phorque.options import Option
-from phorque.plan import Plan
+from phorque.plan import Action, Plan
+from phorque.policy.lifecycle import Lifecycle, lifecycle
+from phorque.policy.view import View
+
+#: How many "this job can never run" notes a plan carries; the rest are counted.
+NOTE_LIMIT = 20
+
+
+@dataclass
+class Decision:
+    """A policy's own part of a plan."""
+
+    actions: list[Action] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    memory: dict[str, Any] = field(default_factory=dict)
+    wake_at: float | None = None
+
+    def wake(self, at: float) -> None:
+        self.wake_at = at if self.wake_at is None else min(self.wake_at, at)
 
 
 class Policy(ABC):
@@ -15,14 +39,19 @@ class Policy(ABC):
 
     ``OPTIONS`` declares the ``[Policy]`` options a policy reads beyond ``name``,
     ``price_per_hour`` and ``multiplier``; the configuration loader checks them.
+    ``queues`` limits the jobs that count (None: every queue); ``loop_sleep_secs`` is how often
+    the daemon looks when nothing happens.
     """
 
     OPTIONS: ClassVar[dict[str, Option]] = {}
+    SUMMARY: ClassVar[str] = ""
 
     def __init__(self, price_per_hour: float | None = None, multiplier: int = 1,
-                 **options: Any):
+                 queues: frozenset[str] | None = None, loop_sleep_secs: int = 120, **options: Any):
         self.price_per_hour = price_per_hour
-        self.multiplier = multiplier
+        self.multiplier = max(1, int(multiplier))
+        self.queues = queues
+        self.loop_sleep_secs = loop_sleep_secs
         unknown = set(options) - set(self.OPTIONS)
         if unknown:
             raise TypeError(f"{type(self).__name__}: unknown option(s) {', '.join(sorted(unknown))}")
@@ -33,6 +62,14 @@ class Policy(ABC):
     def name(self) -> str:
         return type(self).__name__
 
-    @abstractmethod
     def plan(self, snapshot: Snapshot) -> Plan:
-        """Decide what to do. Must not do I/O, read the clock or keep hidden state."""
+        view = View(snapshot, self.queues)
+        life = lifecycle(view)
+        decision = self.decide(view, life)
+        notes = life.notes + decision.notes
+        return Plan(actions=tuple(life.actions + decision.actions), notes=tuple(notes),
+                    memory={**life.memory, **decision.memory}, wake_at=decision.wake_at)
+
+    @abstractmethod
+    def decide(self, view: View, life: Lifecycle) -> Decision:
+        """Launches and scale-in for this snapshot. Must not do I/O or read the clock."""

@@ -1,25 +1,339 @@
-"""The policies, one class each; ``[Policy] name`` picks one by class name."""
+"""The policies, one class each; ``[Policy] name`` picks one by class name.
+
+Every policy is pure: it reads a :class:`~phorque.policy.view.View` of the snapshot and returns a
+:class:`~phorque.policy.base.Decision`. All of them respect ``price_per_hour`` (through
+``View.affordable``) and ``max_instances``, never touch a node Phorque does not own, and retire a
+node only through drain -> re-read -> terminate -> remove.
+"""
 
 from __future__ import annotations
 
-from phorque.model import Snapshot
-from phorque.plan import Plan
-from phorque.policy.base import Policy
+from typing import Any
+
+from phorque import plan as p
+from phorque.model import DOWN, FREE
+from phorque.options import bool_option, int_option
+from phorque.policy.base import NOTE_LIMIT, Decision, Policy
+from phorque.policy.common import (
+    Limits,
+    cores_to_instances,
+    draining_nodes,
+    idle_nodes,
+    launch_clouds,
+    never_fits,
+    retire,
+)
+from phorque.policy.lifecycle import Lifecycle
+from phorque.policy.packing import BinPool
+from phorque.policy.view import CloudNode, View
+
+
+def _idle_for(view: View, cn: CloudNode) -> float:
+    since = cn.owned.idle_since if cn.owned else None
+    return 0.0 if since is None else max(0.0, view.now - since)
 
 
 class OnDemandPlusPlus(Policy):
-    def plan(self, snapshot: Snapshot) -> Plan:
-        return Plan()
+    """The original Phorque policy, with its known defects fixed.
+
+    Launches ``ceil((queued - free - pending - down) / instance_cores) * multiplier`` instances
+    on the cheapest cloud that has not failed and is not at ``max_instances``. A cloud whose
+    requested instances do not appear for ``stall_limit`` looks (one look per
+    ``loop_sleep_secs``) is marked failed, its requests are cancelled and the next cloud is used;
+    any termination on it clears the mark. With nothing to launch, idle nodes within
+    ``3 * loop_sleep_secs`` of their next charge are drained and terminated.
+    """
+
+    SUMMARY = "the original's arithmetic: launch for queued cores, scale in near charge boundaries"
+    OPTIONS = {"stall_limit": int_option(3, minimum=1, help="looks without progress before a cloud fails")}
+
+    def decide(self, view: View, life: Lifecycle) -> Decision:
+        d = Decision()
+        now = view.now
+        memory: dict[str, dict[str, Any]] = {
+            name: dict(entry) for name, entry in view.snapshot.memory.get("odpp", {}).items()}
+        queued = sum(j.cores for j in view.queued)
+        free = sum(n.np for n in view.snapshot.nodes if n.state == frozenset({FREE}))
+        down = sum(n.np for n in view.snapshot.nodes if DOWN in n.state)
+        pending = view.pending_cores
+        to_launch = queued - (free + pending + down) if queued > 0 else 0
+
+        for cloud in view.known_clouds:
+            m = memory.setdefault(cloud.name, {"stalls": 0, "failed": False, "valid": None,
+                                               "checked": None})
+            valid = len(cloud.valid_instances)
+            if cloud.desired <= valid:
+                m.update(stalls=0, valid=valid, checked=now)
+                continue
+            if m["checked"] is not None and now - m["checked"] < self.loop_sleep_secs:
+                continue  # one look per loop, as the original counted
+            m["stalls"] = m["stalls"] + 1 if m["valid"] == valid else 0
+            m.update(valid=valid, checked=now)
+            if m["stalls"] >= self.options["stall_limit"]:
+                m.update(failed=True, stalls=0)
+                d.actions.append(p.cancel(cloud.name, cloud.desired - valid, cloud.desired,
+                                          f"no progress for {self.options['stall_limit']} looks: cloud "
+                                          "marked failed, its requests cancelled", fault=True))
+        if to_launch > 0:
+            self._launch(view, d, memory, to_launch)
+        else:
+            self._scale_in(view, life, d, memory)
+        d.memory["odpp"] = memory
+        return d
+
+    def _launch(self, view: View, d: Decision, memory: dict, to_launch: int) -> None:
+        cloud = next((c for c in launch_clouds(view)
+                      if not memory[c.name]["failed"] and len(c.valid_instances) < c.max_instances
+                      and c.capacity < c.max_instances), None)
+        if cloud is None:
+            d.notes.append(f"{to_launch} queued cores wait: no cloud can take more instances")
+            return
+        if cloud.desired > len(cloud.valid_instances):
+            d.notes.append(f"waiting for {cloud.desired - len(cloud.valid_instances)} instance(s) "
+                           f"on {cloud.name}")
+            return
+        count = cores_to_instances(to_launch, cloud.instance_cores) * self.multiplier
+        count = min(count, view.affordable(cloud, self.price_per_hour))
+        if count <= 0:
+            d.notes.append(f"{to_launch} queued cores wait: price_per_hour reached")
+            return
+        d.actions.append(p.launch(cloud.name, count, cloud.capacity,
+                                  f"{to_launch} queued cores not covered by free, pending or down cores"))
+
+    def _scale_in(self, view: View, life: Lifecycle, d: Decision, memory: dict) -> None:
+        window = 3 * self.loop_sleep_secs
+        for cn in idle_nodes(view, life) + draining_nodes(view, life):
+            assert cn.node is not None
+            booted = not cn.node.is_down or (cn.owned is not None and cn.owned.joined_at is not None)
+            if not booted or not cn.node.is_idle:
+                continue
+            left = cn.charge_left(view.now)
+            if cn.cloud.charge_time_secs <= 0 or left < window:
+                d.actions.extend(retire(cn, f"idle, {left:.0f} s before its next charge"))
+                memory[cn.cloud.name]["failed"] = False
+            else:
+                d.wake(view.now + left - window)
 
 
 class OnDemand(Policy):
-    def plan(self, snapshot: Snapshot) -> Plan:
-        return Plan()
+    """On-demand provisioning: launch for the queued cores that free and pending capacity do not
+    cover (cheapest cloud first, overflowing to the next), and release an instance as soon as it
+    has been idle for ``idle_secs`` and the queue does not need it."""
+
+    SUMMARY = "launch for queued cores; release instances once idle"
+    OPTIONS = {"idle_secs": int_option(60, minimum=0, help="idle time before an instance is released")}
+
+    def decide(self, view: View, life: Lifecycle) -> Decision:
+        d = Decision()
+        queued = sum(j.cores for j in view.queued)
+        free = sum(n.free_cores for n in view.snapshot.nodes)
+        booting = sum(cn.node.np for cn in view.cloud_nodes
+                      if cn.node is not None and cn.node.is_down and not cn.admin_offline)
+        need = queued - free - view.pending_cores - booting
+        draining = draining_nodes(view, life)
+        for cn in draining:
+            assert cn.node is not None
+            if need > 0:
+                d.actions.append(p.undrain(cn.node.name, "queued work needs it again",
+                                           cloud=cn.cloud.name, instance=cn.instance.id))
+                need -= cn.node.np
+            elif cn.node.is_idle:
+                d.actions.extend(retire(cn, "idle, and the queue does not need it"))
+        if need > 0:
+            remaining, spent = need, 0.0
+            for cloud in launch_clouds(view):
+                if remaining <= 0:
+                    break
+                count = min(cores_to_instances(remaining, cloud.instance_cores) * self.multiplier,
+                            view.affordable(cloud, self.price_per_hour, spent))
+                if count <= 0:
+                    continue
+                d.actions.append(p.launch(cloud.name, count, cloud.capacity,
+                                          f"{need} queued cores not covered by free or pending cores"))
+                spent += count * cloud.price
+                remaining -= count * cloud.instance_cores
+            if remaining > 0:
+                d.notes.append(f"{remaining} queued cores wait: max_instances or price_per_hour reached")
+            return d
+        surplus = free - queued
+        idle_secs = self.options["idle_secs"]
+        for cn in sorted(idle_nodes(view, life), key=lambda c: -_idle_for(view, c)):
+            assert cn.node is not None
+            idle_for = _idle_for(view, cn)
+            if idle_for < idle_secs:
+                d.wake(view.now + idle_secs - idle_for)
+                continue
+            if surplus >= cn.node.np:
+                surplus -= cn.node.np
+                d.actions.extend(retire(cn, f"idle for {idle_for:.0f} s"))
+        return d
 
 
 class CostAware(Policy):
-    def plan(self, snapshot: Snapshot) -> Plan:
-        return Plan()
+    """Packs queued jobs by shape onto the nodes there are, the nodes that are booting, the cores
+    running jobs will free before a new instance could boot, and the paid-for instances it drained;
+    launches for the rest on the cheapest clouds first, within ``max_instances`` and the budget.
+    An idle instance is kept while its charge period is paid, and drained ``scale_in_margin_secs``
+    before its next boundary (per-second billing: after ``idle_secs``, default its cloud's
+    ``boot_secs``). Jobs that can never fit are named instead of launched for.
+    """
+
+    SUMMARY = "packs job shapes, uses paid time, launches cheapest first, drains before boundaries"
+    OPTIONS = {
+        "scale_in_margin_secs": int_option(120, minimum=0,
+                                           help="drain an idle instance this long before its boundary"),
+        "idle_secs": int_option(None, minimum=0, help="per-second billing: idle time before release"),
+        "walltime_aware": bool_option(True, help="count cores running jobs free before a boot"),
+    }
+
+    def decide(self, view: View, life: Lifecycle) -> Decision:
+        d = Decision()
+        clouds = launch_clouds(view)
+        expendable = self._expendable(view, life, d)
+        draining = draining_nodes(view, life)
+        pool = self._pool(view, life, clouds, expendable, draining)
+        opened = {c.name: 0 for c in clouds}
+        spent = 0.0
+        limits = Limits.of(view)
+        never = 0
+        for job in view.queued:
+            why = never_fits(job, limits)
+            if why:
+                never += 1
+                if never <= NOTE_LIMIT:
+                    d.notes.append(why)
+                continue
+            if pool.place(job.shape) is not None:
+                continue
+            for cloud in clouds:
+                limit = min(view.affordable(cloud, self.price_per_hour, spent),
+                            cloud.headroom - opened[cloud.name])
+                if limit <= 0:
+                    continue
+                count = pool.place(job.shape, open_limit=limit, open_size=cloud.instance_cores)
+                if count is not None:
+                    opened[cloud.name] += count
+                    spent += count * cloud.price
+                    break
+        if never > NOTE_LIMIT:
+            d.notes.append(f"... and {never - NOTE_LIMIT} more jobs that can never run")
+        wanted = pool.used_names()
+        spent = 0.0
+        for cloud in clouds:
+            count = opened[cloud.name]
+            if count:
+                count = min(count * self.multiplier, view.affordable(cloud, self.price_per_hour, spent))
+                spent += count * cloud.price
+                d.actions.append(p.launch(cloud.name, count, cloud.capacity,
+                                          "queued jobs packed onto new instances of this cloud"))
+        for cn in expendable:
+            assert cn.node is not None
+            if cn.node.name not in wanted:
+                d.actions.extend(retire(cn, self._retire_reason(view, cn)))
+        for cn in draining:
+            assert cn.node is not None
+            if cn.node.name in wanted:
+                d.actions.append(p.undrain(cn.node.name, "queued jobs fit on it and its time is paid",
+                                           cloud=cn.cloud.name, instance=cn.instance.id))
+            elif cn.node.is_idle:
+                d.actions.extend(retire(cn, "drained and still idle"))
+        return d
+
+    def _margin(self, charge: int) -> float:
+        return min(float(self.options["scale_in_margin_secs"]), charge / 4)
+
+    def _retire_reason(self, view: View, cn: CloudNode) -> str:
+        if cn.cloud.charge_time_secs > 0:
+            return f"idle, {cn.charge_left(view.now):.0f} s before its next charge boundary"
+        return f"idle for {_idle_for(view, cn):.0f} s (per-second billing)"
+
+    def _expendable(self, view: View, life: Lifecycle, d: Decision) -> list[CloudNode]:
+        """Idle instances at their drain moment; wake up for the others' drain moments."""
+        out = []
+        for cn in idle_nodes(view, life):
+            charge = cn.cloud.charge_time_secs
+            if charge > 0:
+                margin = self._margin(charge)
+                left = cn.charge_left(view.now)
+                if left <= margin:
+                    out.append(cn)
+                else:
+                    d.wake(view.now + left - margin)
+            else:
+                grace = self.options["idle_secs"]
+                grace = cn.cloud.boot_secs if grace is None else grace
+                idle_for = _idle_for(view, cn)
+                if idle_for >= grace:
+                    out.append(cn)
+                else:
+                    d.wake(view.now + grace - idle_for)
+        return out
+
+    def _pool(self, view: View, life: Lifecycle, clouds: list, expendable: list[CloudNode],
+              draining: list[CloudNode]) -> BinPool:
+        """Capacity queued jobs can use without a launch."""
+        pool = BinPool()
+        named = {cn.node.name for cn in expendable + draining if cn.node is not None}
+        free = {n.name: n.free_cores for n in view.snapshot.nodes if n.is_usable and n.name not in named}
+        if self.options["walltime_aware"] and clouds:
+            horizon = min(c.boot_secs for c in clouds)
+            for job in view.running:
+                left = job.remaining_secs
+                if left is None and job.walltime_secs is not None and job.started_at is not None:
+                    left = job.walltime_secs - (view.now - job.started_at)
+                hosts = [h for h in job.exec_hosts if h in free]
+                if left is None or left > horizon or not hosts:
+                    continue
+                share = max(1, job.cores // max(1, len(job.exec_hosts)))
+                for host in hosts:
+                    free[host] = min(view.nodes_by_name[host].np, free[host] + share)
+        for cores in free.values():
+            pool.add(cores)
+        for cloud in view.known_clouds:
+            for _ in range(view.pending_count(cloud)):
+                pool.add(cloud.instance_cores)
+        for cn in view.cloud_nodes:
+            if cn.node is not None and cn.node.is_down and not cn.admin_offline and \
+                    cn.node.name not in life.handled:
+                pool.add(cn.node.np)
+        for cn in sorted(expendable + draining, key=lambda c: -c.charge_left(view.now)):
+            assert cn.node is not None
+            pool.add_named(cn.node.name, max(0, cn.node.np - cn.node.used_slots))
+        return pool
 
 
-POLICIES: tuple[type[Policy], ...] = (OnDemandPlusPlus, OnDemand, CostAware)
+class LocalOnly(Policy):
+    """Never launches: the cluster as it is (a replay baseline). Instances already running are
+    still joined, and released when idle at their charge boundary."""
+
+    SUMMARY = "no cloud at all (a baseline)"
+
+    def decide(self, view: View, life: Lifecycle) -> Decision:
+        d = Decision()
+        for cn in idle_nodes(view, life) + [c for c in draining_nodes(view, life) if not c.busy]:
+            d.actions.extend(retire(cn, "LocalOnly: no cloud instances are kept"))
+        return d
+
+
+class LaunchMax(Policy):
+    """Keeps every cloud at ``max_instances`` (within the budget) from the start and never scales
+    in: the "provision the maximum up front" baseline of the cloud-bursting literature."""
+
+    SUMMARY = "every cloud at max_instances all the time (a baseline)"
+
+    def decide(self, view: View, life: Lifecycle) -> Decision:
+        d = Decision()
+        for cn in draining_nodes(view, life):
+            assert cn.node is not None
+            d.actions.append(p.undrain(cn.node.name, "LaunchMax keeps every instance",
+                                       cloud=cn.cloud.name, instance=cn.instance.id))
+        spent = 0.0
+        for cloud in launch_clouds(view):
+            count = view.affordable(cloud, self.price_per_hour, spent)
+            if count > 0:
+                d.actions.append(p.launch(cloud.name, count, cloud.capacity, "LaunchMax: fill to max_instances"))
+                spent += count * cloud.price
+        return d
+
+
+POLICIES: tuple[type[Policy], ...] = (OnDemandPlusPlus, OnDemand, CostAware, LocalOnly, LaunchMax)

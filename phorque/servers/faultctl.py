@@ -111,6 +111,7 @@ class FaultState:
             self.extra = dict(doc.get("extra") or {})
 
     def clear(self) -> None:
+        """Forget every fault and the request counts."""
         with self._lock:
             self.rules, self.stuck_ids, self.stuck_new = [], set(), False
             self.counts.clear()
@@ -129,14 +130,17 @@ class FaultState:
         return None
 
     def count(self, action: str) -> None:
+        """Count one request for ``action`` (shown by ``GET /_faults``)."""
         with self._lock:
             self.counts[action or "?"] += 1
 
     def observe(self, ids: Iterable[str]) -> None:
+        """Remember instance ids seen in replies (``stuck_pending.new`` spares these)."""
         with self._lock:
             self.seen.update(i for i in ids if i)
 
     def is_stuck(self, instance_id: str) -> bool:
+        """Must this instance look pending?"""
         if not instance_id:
             return False
         with self._lock:
@@ -147,6 +151,7 @@ class FaultState:
         return bool(self.stuck_ids or self.stuck_new)
 
     def snapshot(self) -> dict[str, Any]:
+        """The controls and counts as JSON data."""
         with self._lock:
             return {"rules": [asdict(r) for r in self.rules], "counts": dict(self.counts),
                     "stuck_pending": {"ids": sorted(self.stuck_ids), "new": self.stuck_new},
@@ -157,6 +162,7 @@ Reply = tuple[str, list[tuple[str, str]], bytes]
 
 
 def json_reply(status: str, doc: Any) -> Reply:
+    """A JSON answer of the control endpoints."""
     return status, [("Content-Type", "application/json")], json.dumps(doc, sort_keys=True).encode()
 
 

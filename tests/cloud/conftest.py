@@ -6,12 +6,12 @@ import os
 from collections.abc import Iterator
 
 import pytest
-from cloudkit import PHANTOM_ID, PHANTOM_SECRET, http
 from moto.server import ThreadedMotoServer
 
 from phorque.servers import faults as fault_proxy
 from phorque.servers import phantom as phantom_server
 from phorque.servers.phantom_model import Timing
+from tests.cloud.cloudkit import PHANTOM_ID, PHANTOM_SECRET, http
 
 # Timings short enough for tests, long enough to observe every EPU state.
 FAST = Timing(requested_secs=0.3, pending_secs=0.4, terminating_secs=0.3)

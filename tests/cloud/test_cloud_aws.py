@@ -8,12 +8,12 @@ from datetime import UTC, datetime
 
 import boto3
 import pytest
-from cloudkit import AWS_ID, AWS_SECRET, aws_settings, set_faults
 
 from phorque.cloud import make_provider
 from phorque.cloud.aws import AwsProvider
 from phorque.errors import CloudError
 from phorque.model import InstanceState
+from tests.cloud.cloudkit import AWS_ID, AWS_SECRET, aws_settings, set_faults
 
 
 def raw(url: str, service: str):

@@ -10,9 +10,8 @@ import sys
 import time
 from pathlib import Path
 
-from cloudkit import aws_settings
-
 from phorque.cloud import make_provider
+from tests.cloud.cloudkit import aws_settings
 
 PROCESSES = 20
 DEMAND = 4
@@ -20,7 +19,8 @@ SCRIPT = Path(__file__).with_name("provision_step.py")
 
 
 def run_step_everywhere(url: str, lock_file: str, barrier: Path) -> list[int]:
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(SCRIPT.parent), os.environ.get("PYTHONPATH", "")]))
+    root = str(Path(__file__).resolve().parents[2])
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]))
     procs = [subprocess.Popen([sys.executable, str(SCRIPT), url, lock_file, str(DEMAND), str(barrier), str(i)],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
              for i in range(PROCESSES)]

@@ -7,11 +7,11 @@ import socket
 import time
 
 import pytest
-from cloudkit import aws_settings, fault_counts, set_faults
 
 from phorque.cloud import make_provider
 from phorque.errors import CloudError, CloudUnreachable
 from phorque.model import InstanceState
+from tests.cloud.cloudkit import aws_settings, fault_counts, set_faults
 
 
 def ready(proxy: str, **overrides):

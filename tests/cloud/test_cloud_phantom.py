@@ -5,12 +5,12 @@ from __future__ import annotations
 import time
 
 import pytest
-from cloudkit import fault_counts, phantom_settings, set_faults, wait_for
 
 from phorque.cloud import make_provider
 from phorque.cloud.phantom import PhantomProvider
 from phorque.errors import CloudError, CloudUnreachable
 from phorque.model import InstanceState as S
+from tests.cloud.cloudkit import fault_counts, phantom_settings, set_faults, wait_for
 
 
 def running(provider, n: int):

@@ -24,13 +24,13 @@ from botocore.awsrequest import AWSRequest
 from botocore.config import Config
 from botocore.credentials import Credentials
 from botocore.parsers import ResponseParserError
-from cloudkit import PHANTOM_ID, PHANTOM_SECRET, phantom_settings, set_faults, wait_for
 
 from phorque.cloud import make_provider
 from phorque.cloud.phantom import phantom_tags
 from phorque.cloud.phantom_repair import repair_phantom_reply
 from phorque.errors import CloudError
 from phorque.options import Secret
+from tests.cloud.cloudkit import PHANTOM_ID, PHANTOM_SECRET, phantom_settings, set_faults, wait_for
 
 
 def client(url: str, service: str = "autoscaling", repaired: bool = True, v2: bool = True,
@@ -264,7 +264,7 @@ def test_phantom_server_runs_as_its_own_process() -> None:
 
 
 def test_fault_proxy_runs_as_its_own_process(moto: str) -> None:
-    from cloudkit import aws_settings, fault_counts
+    from tests.cloud.cloudkit import aws_settings, fault_counts
 
     proc, info = start_process(["phorque.servers.faults", "--upstream", moto, "--port", "0"])
     try:

@@ -8,11 +8,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from cloudkit import PHANTOM_SECRET, aws_settings, phantom_settings, set_faults
 
 from phorque.cloud import make_provider
 from phorque.errors import CloudError
 from phorque.options import Secret
+from tests.cloud.cloudkit import PHANTOM_SECRET, aws_settings, phantom_settings, set_faults
 
 LEAKY_ID = "AKIDLEAKCHECK98765"
 LEAKY_SECRET = "leak-check-secret-4f9a2c"
@@ -62,7 +62,7 @@ from phorque.cli.common import setup_logging
 from phorque.cloud import make_provider
 from phorque.errors import CloudError
 sys.path.insert(0, sys.argv[3])
-from cloudkit import phantom_settings
+from tests.cloud.cloudkit import phantom_settings
 from phorque.options import Secret
 setup_logging(True, sys.argv[1], [sys.argv[2]])
 server = type("S", (), {"autoscale": type("A", (), {"url": sys.argv[4]}), "ec2": type("E", (), {"url": sys.argv[5]})})
@@ -78,7 +78,7 @@ except CloudError as exc:
 def test_debug_logging_of_the_commands_redacts_credentials(phantom, tmp_path: Path) -> None:
     log_file = tmp_path / "phorque.log"
     done = subprocess.run([sys.executable, "-c", SCRIPT, str(log_file), LEAKY_ID,
-                           str(Path(__file__).parent), phantom.autoscale.url, phantom.ec2.url],
+                           str(Path(__file__).resolve().parents[2]), phantom.autoscale.url, phantom.ec2.url],
                           capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stderr
     logged = log_file.read_text()

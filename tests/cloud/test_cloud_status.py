@@ -8,14 +8,22 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
-
-from cloudkit import AWS_ID, AWS_SECRET, PHANTOM_ID, PHANTOM_SECRET, set_faults, wait_for
 
 from phorque.cloud import make_provider
 from phorque.cloud.backoff import CloudHealthRecord, record_failure
 from phorque.cloud.status import describe_clouds
 from phorque.config import load_config
+from phorque.state import StateStore
+from tests.cloud.cloudkit import (
+    AWS_ID,
+    AWS_SECRET,
+    PHANTOM_ID,
+    PHANTOM_SECRET,
+    set_faults,
+    wait_for,
+)
 
 
 def closed_port() -> int:
@@ -130,6 +138,9 @@ def test_phorque_status_prints_the_clouds(moto: str, phantom, tmp_path: Path) ->
     make_provider(config.cloud("hotel")).ensure_setup()
     make_provider(config.cloud("hotel")).set_desired(1)
     wait_for(lambda: make_provider(config.cloud("hotel")).describe().instances[0].id)
+    store = StateStore(config.phorque.state_path)  # as the daemon leaves it after a failure
+    store.save_health("hotel", asdict(record_failure(CloudHealthRecord(), time.time(), "timed out")))
+    store.close()
     done = run_status(path, "--json")
     assert done.returncode == 0, done.stderr
     status = json.loads(done.stdout)
@@ -137,6 +148,7 @@ def test_phorque_status_prints_the_clouds(moto: str, phantom, tmp_path: Path) ->
     clouds = {c["name"]: c for c in status["clouds"]}
     assert clouds["amazon"]["health"] == "ok" and clouds["amazon"]["desired"] == 1
     assert clouds["hotel"]["instances"][0]["id"].startswith("i-")
+    assert (clouds["hotel"]["health"], clouds["hotel"]["error"]) == ("backoff", "timed out")
     assert clouds["gone"]["health"] == "unreachable"
     text = run_status(path)
     assert text.returncode == 0, text.stderr

@@ -1,0 +1,192 @@
+"""One evaluation: read Torque, the clouds and the state; run the policy; apply the plan.
+
+Everything that changes a cloud, and the reads that decide it, happens while the cloud lock is
+held, so the daemon, ``phorque-evaluate`` and the hooks never race. A dry run reads without the
+lock and changes nothing (not even the state). A failed Torque read stops the evaluation before
+any decision: a missing node in one bad read is not a vanished node.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from phorque.cloud.backoff import CloudHealthRecord, health_at, record_failure, record_success
+from phorque.cloud.lock import cloud_lock
+from phorque.cloud.provider import CloudProvider, make_provider
+from phorque.config import CloudSettings, Config
+from phorque.errors import CloudError, TorqueError, TransientError
+from phorque.executor import Executor, Outcome
+from phorque.model import CloudState, Health, Snapshot, in_queues, summarize
+from phorque.observe import observe
+from phorque.plan import Plan
+from phorque.policy import make_policy
+from phorque.policy.base import Policy
+from phorque.state import StateStore
+from phorque.torque.commands import Torque
+
+log = logging.getLogger("phorque.engine")
+
+
+@dataclass
+class Evaluation:
+    """What one evaluation saw, decided and did."""
+
+    time: float
+    snapshot: Snapshot
+    plan: Plan
+    executed: bool
+    outcomes: list[Outcome] = field(default_factory=list)
+
+
+def cloud_state(settings: CloudSettings, health: Health, desired: int = 0, instances=(),
+                error: str = "", backoff_until: float | None = None) -> CloudState:
+    return CloudState(
+        name=settings.name, price=settings.price, instance_cores=settings.instance_cores,
+        max_instances=settings.max_instances, charge_time_secs=settings.charge_time_secs,
+        boot_secs=settings.boot_secs, boot_timeout_secs=settings.boot_timeout_secs, desired=desired,
+        instances=tuple(instances), health=health, backoff_until=backoff_until, error=error,
+        node_properties=settings.node_properties)
+
+
+class Engine:
+    """Reads, decides and acts. Adapters are built from the configuration unless given."""
+
+    def __init__(self, config: Config, torque: Torque | None = None,
+                 providers: Mapping[str, CloudProvider] | None = None,
+                 state: StateStore | None = None, policy: Policy | None = None,
+                 clock: Callable[[], float] = time.time):
+        self.config = config
+        self.torque = torque or Torque(config.phorque.cluster_directory,
+                                       config.phorque.command_timeout_secs)
+        self._providers = dict(providers) if providers is not None else None
+        self._state = state
+        self.policy = policy or make_policy(config)
+        self.clock = clock
+        self._set_up: set[str] = set()
+
+    @property
+    def state(self) -> StateStore:
+        if self._state is None:
+            self._state = StateStore(self.config.phorque.state_path)
+        return self._state
+
+    @property
+    def providers(self) -> dict[str, CloudProvider]:
+        if self._providers is None:
+            self._providers = {c.name: make_provider(c) for c in self.config.clouds}
+        return self._providers
+
+    # -- health ------------------------------------------------------------------------------
+    def _health_records(self) -> dict[str, CloudHealthRecord]:
+        return {name: CloudHealthRecord(**rec) for name, rec in self.state.health().items()}
+
+    def _cloud_result(self, cloud: str, error: str | None) -> None:
+        record = self._health_records().get(cloud, CloudHealthRecord())
+        if error is None:
+            updated = record_success(record)
+        else:
+            updated = record_failure(record, self.clock(), error)
+            log.warning("cloud %s: failure %d recorded (%s); backing off until %s", cloud,
+                        updated.failures, error, _when(updated.backoff_until))
+        if updated != record:
+            self.state.save_health(cloud, asdict(updated))
+
+    # -- reading -------------------------------------------------------------------------------
+    def _ensure_setup(self) -> None:
+        for settings in self.config.clouds:
+            if settings.name in self._set_up:
+                continue
+            try:
+                self.providers[settings.name].ensure_setup()
+                self._set_up.add(settings.name)
+            except CloudError as exc:
+                log.warning("cloud %s: set-up failed: %s", settings.name, exc)
+                self._cloud_result(settings.name, str(exc))
+
+    def read_clouds(self, now: float, records: Mapping[str, CloudHealthRecord],
+                    record_errors: bool) -> tuple[CloudState, ...]:
+        out = []
+        for settings in self.config.clouds:
+            record = records.get(settings.name, CloudHealthRecord())
+            try:
+                group = self.providers[settings.name].describe()
+            except CloudError as exc:
+                log.warning("cloud %s: cannot read its group: %s", settings.name, exc)
+                if record_errors:
+                    self._cloud_result(settings.name, str(exc))
+                out.append(cloud_state(settings, Health.UNREACHABLE, error=str(exc)))
+                continue
+            out.append(cloud_state(settings, health_at(record, now), group.desired, group.instances,
+                                   error=record.last_error if record.failures else "",
+                                   backoff_until=record.backoff_until))
+        return tuple(out)
+
+    def snapshot(self, now: float, save: bool) -> Snapshot:
+        try:
+            jobs = self.torque.jobs()
+            nodes = self.torque.nodes()
+        except TorqueError as exc:
+            raise TransientError(f"Torque could not be read, nothing decided: {exc}") from exc
+        clouds = self.read_clouds(now, self._health_records(), record_errors=save)
+        previous = self.state.owned()
+        changed = observe(now, clouds, nodes, previous)
+        if save and changed:
+            self.state.save(changed, now)
+        merged = {o.instance_id: o for o in previous}
+        merged.update({o.instance_id: o for o in changed})
+        owned = tuple(o for o in merged.values() if o.stage.is_live)
+        return Snapshot(now=now, jobs=tuple(jobs), nodes=tuple(nodes), clouds=clouds, owned=owned,
+                        memory=self.state.memory())
+
+    # -- one evaluation --------------------------------------------------------------------------
+    def evaluate(self, dry_run: bool = False) -> Evaluation:
+        """Evaluate now. Raises TransientError when Torque cannot be read."""
+        if dry_run:
+            now = self.clock()
+            snap = self.snapshot(now, save=False)
+            return Evaluation(now, snap, self.policy.plan(snap), executed=False)
+        lock = cloud_lock(self.config.phorque.lock_path)
+        with lock:
+            self._ensure_setup()
+            now = self.clock()
+            snap = self.snapshot(now, save=True)
+            plan = self.policy.plan(snap)
+            executor = Executor(self.torque, self.providers,
+                                {c.name: c for c in self.config.clouds}, self.state, now,
+                                self._cloud_result)
+            outcomes = executor.apply(plan, snap)
+            self.state.save_memory(dict(plan.memory))
+            if outcomes:
+                self.state.record_decisions(now, self.policy.name, [o.as_dict() for o in outcomes])
+        for note in plan.notes:
+            log.info("note: %s", note)
+        return Evaluation(now, snap, plan, executed=True, outcomes=outcomes)
+
+
+def evaluation_json(config: Config, ev: Evaluation) -> dict[str, Any]:
+    """The ``phorque-evaluate --json`` object."""
+    jobs = in_queues(ev.snapshot.jobs, config.phorque.queues)
+    summary = summarize(jobs, ev.snapshot.nodes).as_dict()
+    cluster = {k: summary[k] for k in ("queued_jobs", "queued_cores", "total_cores", "free_cores",
+                                       "down_cores")}
+    clouds = [{"name": c.name, "price": c.price, "desired": c.desired,
+               "instances": len(c.valid_instances), "max_instances": c.max_instances,
+               "health": c.health.value} for c in ev.snapshot.clouds]
+    if ev.executed:
+        actions = [o.as_dict() for o in ev.outcomes]
+    else:
+        actions = [a.as_dict() for a in ev.plan.ordered()]
+    return {"time": _when(ev.time), "policy": config.policy.name, "cluster": cluster,
+            "clouds": clouds, "actions": actions, "notes": list(ev.plan.notes),
+            "executed": ev.executed}
+
+
+def _when(at: float | None) -> str | None:
+    if at is None:
+        return None
+    return datetime.fromtimestamp(at, tz=UTC).isoformat(timespec="seconds")

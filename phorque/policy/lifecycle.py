@@ -1,0 +1,120 @@
+"""Lifecycle rules every policy shares: joining booted instances, giving up on instances that
+never join, finishing terminations, and removing Torque nodes whose instance is gone.
+
+These are not choices a policy makes: an instance with a DNS name joins, an instance that has not
+joined within ``boot_timeout_secs`` is terminated (and counts as a fault of its cloud), a request
+that never becomes an instance is cancelled. Policies decide launches and scale-in on top.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from phorque import plan as p
+from phorque.model import InstanceState, Stage
+from phorque.policy.view import CloudNode, View, is_drain_note
+
+
+@dataclass
+class Lifecycle:
+    """What the shared rules decided, and what they already took care of."""
+
+    actions: list[p.Action] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    memory: dict[str, Any] = field(default_factory=dict)
+    handled: set[str] = field(default_factory=set)  # instance ids and node names acted on
+
+    def add(self, action: p.Action) -> None:
+        self.actions.append(action)
+        for key in (action.instance, action.node):
+            if key:
+                self.handled.add(key)
+
+
+def _give_up(life: Lifecycle, cn: CloudNode, reason: str, fault: bool) -> None:
+    node = cn.node.name if cn.node else None
+    life.add(p.terminate(cn.cloud.name, cn.instance.id, reason, node=node, fault=fault))
+    if node:
+        life.add(p.remove(node, reason, cloud=cn.cloud.name, instance=cn.instance.id))
+
+
+def _instance_rules(view: View, life: Lifecycle, cn: CloudNode) -> None:
+    now, inst, cloud = view.now, cn.instance, cn.cloud
+    stage = cn.owned.stage if cn.owned else None
+    if not inst.id:
+        return  # a request with no VM yet: nothing to join or terminate
+    if cn.admin_offline:
+        life.notes.append(f"{cn.name} was set offline by an administrator; left alone")
+        return
+    if stage == Stage.TERMINATING and inst.state.is_valid:
+        if cn.busy:
+            life.notes.append(f"{cn.name} runs jobs; its termination waits")
+            return
+        _give_up(life, cn, "finishing an interrupted termination", fault=False)
+        return
+    if inst.state == InstanceState.FAILED:
+        if not cn.busy:
+            _give_up(life, cn, f"instance failed ({inst.lifecycle or 'unhealthy'})", fault=True)
+        return
+    node = cn.node
+    if node is None:
+        age = cn.age(now)
+        if age > cloud.boot_timeout_secs:
+            _give_up(life, cn, f"did not join Torque within boot_timeout_secs={cloud.boot_timeout_secs} "
+                               f"(age {age:.0f} s)", fault=True)
+        elif inst.state == InstanceState.RUNNING and inst.node_name:
+            life.add(p.join(cloud.name, inst.id, inst.node_name, cloud.instance_cores,
+                            f"instance running with DNS name {inst.node_name}"))
+        return
+    if not node.is_down or not node.is_idle:
+        return
+    # Joined but down: pbs_mom never came up, or went away.
+    joined = cn.owned.joined_at if cn.owned else None
+    if joined is None:
+        age = cn.age(now)
+        if age > cloud.boot_timeout_secs:
+            _give_up(life, cn, f"node never came up within boot_timeout_secs={cloud.boot_timeout_secs}",
+                     fault=True)
+        return
+    down_since = cn.owned.down_since if cn.owned else None
+    if down_since is not None and now - down_since > cloud.boot_timeout_secs:
+        _give_up(life, cn, f"node down for {now - down_since:.0f} s", fault=False)
+
+
+def _stalled_requests(view: View, life: Lifecycle) -> None:
+    """Cancel requests that never became instances within the boot timeout."""
+    previous = view.snapshot.memory.get("short_since", {})
+    short_since: dict[str, float] = {}
+    for cloud in view.known_clouds:
+        missing = cloud.desired - len(cloud.valid_instances)
+        if missing <= 0:
+            continue
+        since = float(previous.get(cloud.name, view.now))
+        short_since[cloud.name] = since
+        if view.now - since > cloud.boot_timeout_secs:
+            life.add(p.cancel(cloud.name, missing, cloud.desired,
+                              f"{missing} requested instance(s) never started within "
+                              f"boot_timeout_secs={cloud.boot_timeout_secs}", fault=True))
+            short_since.pop(cloud.name)
+    life.memory["short_since"] = short_since
+
+
+def lifecycle(view: View) -> Lifecycle:
+    """The shared rules' actions for one snapshot."""
+    life = Lifecycle()
+    for cn in view.cloud_nodes:
+        _instance_rules(view, life, cn)
+    for node in view.orphan_nodes:
+        if node.name in life.handled:
+            continue
+        if node.is_offline and not is_drain_note(node.note):
+            life.notes.append(f"node {node.name} lost its instance; offline by an administrator, left alone")
+            continue
+        if node.is_idle:
+            life.add(p.remove(node.name, "its instance is no longer in any Phorque group"))
+        else:
+            life.notes.append(f"node {node.name} runs {', '.join(node.jobs)} but its instance is gone; "
+                              "left for the administrator")
+    _stalled_requests(view, life)
+    return life

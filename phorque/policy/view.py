@@ -1,0 +1,213 @@
+"""Facts every policy derives from a snapshot: which nodes are Phorque's, what is pending, what
+is paid for. Computed once per evaluation, read by the lifecycle rules and the policies.
+
+Ownership follows the design's invariant 2: a Torque node is Phorque's when it is the DNS name of
+an instance of one of Phorque's groups, when the state store says Phorque joined it, or when its
+note carries Phorque's mark. Every other node (static nodes) is never touched. A node that is
+offline without Phorque's *draining* note was set offline by an administrator and is left alone.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import cached_property
+
+from phorque.model import (
+    NOTE_MARK,
+    CloudState,
+    Health,
+    Instance,
+    InstanceState,
+    Job,
+    Node,
+    Owned,
+    Snapshot,
+    Stage,
+)
+
+#: The note Phorque puts on a node it is draining (after :data:`NOTE_MARK`).
+DRAIN_WORD = "draining"
+JOIN_WORD = "joined"
+
+
+def drain_note(reason: str) -> str:
+    return f"{NOTE_MARK} {DRAIN_WORD}: {reason}"
+
+
+def join_note(cloud: str, instance: str) -> str:
+    return f"{NOTE_MARK} {JOIN_WORD} {instance} ({cloud})"
+
+
+def is_drain_note(note: str) -> bool:
+    return note.startswith(f"{NOTE_MARK} {DRAIN_WORD}")
+
+
+@dataclass(frozen=True, slots=True)
+class CloudNode:
+    """A Phorque instance and what Torque knows of it (``node`` is None until it joined)."""
+
+    cloud: CloudState
+    instance: Instance
+    node: Node | None
+    owned: Owned | None
+
+    @property
+    def name(self) -> str | None:
+        return self.node.name if self.node else self.instance.node_name
+
+    @property
+    def is_up(self) -> bool:
+        """Joined and usable or busy: it counts as cluster capacity."""
+        return self.node is not None and not self.node.is_down
+
+    @property
+    def draining(self) -> bool:
+        """Phorque has offlined it (by its note, or by the state store)."""
+        if self.node is None or not self.node.is_offline:
+            return False
+        if is_drain_note(self.node.note):
+            return True
+        return self.owned is not None and self.owned.stage in (Stage.DRAINING, Stage.TERMINATING)
+
+    @property
+    def admin_offline(self) -> bool:
+        """Offline, but not by Phorque: an administrator's decision, left alone."""
+        return self.node is not None and self.node.is_offline and not self.draining
+
+    @property
+    def busy(self) -> bool:
+        return self.node is not None and not self.node.is_idle
+
+    def age(self, now: float) -> float:
+        start = self.instance.launch_time
+        if start is None and self.owned is not None:
+            start = self.owned.launch_time or self.owned.first_seen
+        return 0.0 if start is None else max(0.0, now - start)
+
+    def charge_left(self, now: float) -> float:
+        """Seconds until the next billing boundary (0 for per-second billing)."""
+        period = self.cloud.charge_time_secs
+        if period <= 0:
+            return 0.0
+        return period - (self.age(now) % period)
+
+
+@dataclass
+class View:
+    """Derived, read-only facts about one snapshot."""
+
+    snapshot: Snapshot
+    queues: frozenset[str] | None = None
+
+    @property
+    def now(self) -> float:
+        return self.snapshot.now
+
+    @cached_property
+    def jobs(self) -> tuple[Job, ...]:
+        if self.queues is None:
+            return self.snapshot.jobs
+        return tuple(j for j in self.snapshot.jobs if j.queue in self.queues)
+
+    @cached_property
+    def queued(self) -> tuple[Job, ...]:
+        """Queued jobs in the order Torque's FIFO would consider them."""
+        queued = [j for j in self.jobs if j.is_queued]
+        queued.sort(key=lambda j: (j.queued_at if j.queued_at is not None else math.inf, _job_order(j.id)))
+        return tuple(queued)
+
+    @cached_property
+    def running(self) -> tuple[Job, ...]:
+        return tuple(j for j in self.snapshot.jobs if j.is_running)
+
+    @cached_property
+    def nodes_by_name(self) -> dict[str, Node]:
+        return {n.name: n for n in self.snapshot.nodes}
+
+    @cached_property
+    def owned_by_instance(self) -> dict[str, Owned]:
+        return {o.instance_id: o for o in self.snapshot.owned if o.instance_id}
+
+    @cached_property
+    def known_clouds(self) -> tuple[CloudState, ...]:
+        """Clouds whose group could be read this time (their instance lists are complete)."""
+        return tuple(c for c in self.snapshot.clouds if c.health != Health.UNREACHABLE)
+
+    @cached_property
+    def cloud_nodes(self) -> tuple[CloudNode, ...]:
+        """Every live instance of Phorque's groups, joined with its Torque node if any."""
+        out = []
+        for cloud in self.known_clouds:
+            for inst in cloud.instances:
+                if inst.state == InstanceState.GONE:
+                    continue
+                owned = self.owned_by_instance.get(inst.id)
+                name = inst.node_name or (owned.node if owned else None)
+                node = self.nodes_by_name.get(name) if name else None
+                out.append(CloudNode(cloud, inst, node, owned))
+        return tuple(out)
+
+    @cached_property
+    def owned_node_names(self) -> frozenset[str]:
+        """Torque nodes that are Phorque's: instance names, state records, Phorque's note."""
+        names = {cn.node.name for cn in self.cloud_nodes if cn.node is not None}
+        names.update(o.node for o in self.snapshot.owned if o.node and o.stage.is_live)
+        names.update(n.name for n in self.snapshot.nodes if n.marked_by_phorque)
+        return frozenset(n for n in names if n in self.nodes_by_name)
+
+    def is_owned(self, node_name: str) -> bool:
+        return node_name in self.owned_node_names
+
+    @cached_property
+    def static_nodes(self) -> tuple[Node, ...]:
+        return tuple(n for n in self.snapshot.nodes if n.name not in self.owned_node_names)
+
+    @cached_property
+    def orphan_nodes(self) -> tuple[Node, ...]:
+        """Phorque's nodes whose instance is not a live member of any (readable) group."""
+        live = {cn.node.name for cn in self.cloud_nodes if cn.node is not None}
+        unknown_clouds = {c.name for c in self.snapshot.clouds if c.health == Health.UNREACHABLE}
+        out = []
+        for name in sorted(self.owned_node_names - live):
+            owner = next((o for o in self.snapshot.owned if o.node == name), None)
+            if owner is not None and owner.cloud in unknown_clouds:
+                continue  # its cloud could not be read: absence proves nothing
+            if owner is None and unknown_clouds:
+                continue
+            out.append(self.nodes_by_name[name])
+        return tuple(out)
+
+    # -- capacity ------------------------------------------------------------------------
+    def pending_count(self, cloud: CloudState) -> int:
+        """Instances asked for or starting that are not yet Torque nodes."""
+        as_nodes = sum(1 for cn in self.cloud_nodes if cn.cloud.name == cloud.name and cn.node is not None)
+        return max(0, cloud.capacity - as_nodes)
+
+    @cached_property
+    def pending_cores(self) -> int:
+        """Cores of instances that have not joined Torque yet (requested, pending, unjoined)."""
+        return sum(self.pending_count(c) * c.instance_cores for c in self.known_clouds)
+
+    @cached_property
+    def spend_rate(self) -> float:
+        """Money per hour for every running and requested instance, over all clouds."""
+        return sum(c.capacity * c.price for c in self.snapshot.clouds)
+
+    def affordable(self, cloud: CloudState, budget: float | None, extra_spend: float = 0.0) -> int:
+        """How many more instances of ``cloud`` fit under the budget and ``max_instances``."""
+        room = cloud.headroom
+        if budget is None or cloud.price <= 0:
+            return room
+        left = budget - self.spend_rate - extra_spend
+        if left < cloud.price - 1e-9:
+            return 0
+        return min(room, int(math.floor(left / cloud.price + 1e-9)))
+
+
+def _job_order(job_id: str) -> tuple[int, int, str]:
+    """Sort key for ids such as ``123.srv`` and ``123[4].srv``: numeric, then array index."""
+    head = job_id.split(".", 1)[0]
+    base, _, index = head.partition("[")
+    index = index.rstrip("]")
+    return (int(base) if base.isdigit() else 0, int(index) if index.isdigit() else -1, job_id)

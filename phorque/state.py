@@ -1,0 +1,180 @@
+"""Phorque's durable state: a small sqlite database in ``state_dir``.
+
+It remembers every instance Phorque launched and its lifecycle (requested, booting, joined,
+busy/idle, draining, terminating, gone) with timestamps, each cloud's failure record for back-off,
+the policy's memory between evaluations, the recent decisions, and the daemon's heartbeat. The
+database and its directory are created readable by the owner only. Writes are short transactions;
+cloud changes are already serialized by the lock, and sqlite's own locking (with a busy timeout)
+keeps concurrent readers such as ``phorque-status`` safe.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Iterable
+from contextlib import contextmanager
+from dataclasses import asdict, fields, replace
+from typing import Any
+
+from phorque.errors import StateError
+from phorque.model import Owned, Stage
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS instances (
+    instance_id TEXT PRIMARY KEY, cloud TEXT NOT NULL, stage TEXT NOT NULL, node TEXT,
+    first_seen REAL, launch_time REAL, joined_at REAL, idle_since REAL, drain_started REAL,
+    down_since REAL, updated_at REAL);
+CREATE TABLE IF NOT EXISTS transitions (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, time REAL NOT NULL, instance_id TEXT NOT NULL,
+    cloud TEXT, stage TEXT NOT NULL, node TEXT);
+CREATE TABLE IF NOT EXISTS cloud_health (
+    cloud TEXT PRIMARY KEY, record TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS memory (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS decisions (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, time REAL NOT NULL, policy TEXT, action TEXT NOT NULL,
+    cloud TEXT, instance TEXT, node TEXT, count INTEGER, reason TEXT, outcome TEXT);
+CREATE TABLE IF NOT EXISTS daemon (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+#: Decisions and transitions kept; older rows are pruned.
+HISTORY_LIMIT = 5000
+
+_OWNED_FIELDS = [f.name for f in fields(Owned)]
+
+
+def _row_to_owned(row: sqlite3.Row) -> Owned:
+    values = {name: row[name] for name in _OWNED_FIELDS}
+    values["stage"] = Stage(values["stage"])
+    return Owned(**values)
+
+
+class StateStore:
+    """The sqlite state. One instance per process; cheap to open."""
+
+    def __init__(self, path: str):
+        self.path = path
+        directory = os.path.dirname(os.path.abspath(path))
+        try:
+            os.makedirs(directory, mode=0o700, exist_ok=True)
+            if not os.path.exists(path):
+                # Create it owner-only before sqlite opens it.
+                os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+            self.db = sqlite3.connect(path, timeout=30, isolation_level=None)
+            self.db.row_factory = sqlite3.Row
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=FULL")
+            self.db.executescript(SCHEMA)
+        except (OSError, sqlite3.Error) as exc:
+            raise StateError(f"cannot open the state database {path}: {exc}") from exc
+
+    def close(self) -> None:
+        self.db.close()
+
+    @contextmanager
+    def transaction(self):
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.db
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+            self.db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise StateError(f"state database {self.path}: {exc}") from exc
+
+    def _query(self, sql: str, args: Iterable[Any] = ()) -> list[sqlite3.Row]:
+        try:
+            return self.db.execute(sql, tuple(args)).fetchall()
+        except sqlite3.Error as exc:
+            raise StateError(f"state database {self.path}: {exc}") from exc
+
+    # -- instances -----------------------------------------------------------------------
+    def owned(self, include_gone: bool = False) -> list[Owned]:
+        sql = "SELECT * FROM instances"
+        if not include_gone:
+            sql += " WHERE stage != 'gone'"
+        return [_row_to_owned(r) for r in self._query(sql + " ORDER BY first_seen, instance_id")]
+
+    def get(self, instance_id: str) -> Owned | None:
+        rows = self._query("SELECT * FROM instances WHERE instance_id = ?", (instance_id,))
+        return _row_to_owned(rows[0]) if rows else None
+
+    def save(self, records: Iterable[Owned], now: float | None = None) -> None:
+        """Insert or replace records; a change of stage is also written to the history."""
+        now = time.time() if now is None else now
+        with self.transaction() as db:
+            for rec in records:
+                old = db.execute("SELECT stage, node FROM instances WHERE instance_id = ?",
+                                 (rec.instance_id,)).fetchone()
+                rec = replace(rec, updated_at=now)
+                values = asdict(rec)
+                values["stage"] = rec.stage.value
+                db.execute(f"INSERT OR REPLACE INTO instances ({', '.join(_OWNED_FIELDS)}) "
+                           f"VALUES ({', '.join('?' * len(_OWNED_FIELDS))})",
+                           [values[n] for n in _OWNED_FIELDS])
+                if old is None or old["stage"] != rec.stage.value or old["node"] != rec.node:
+                    db.execute("INSERT INTO transitions (time, instance_id, cloud, stage, node) "
+                               "VALUES (?, ?, ?, ?, ?)",
+                               (now, rec.instance_id, rec.cloud, rec.stage.value, rec.node))
+
+    def set_stage(self, instance_id: str, cloud: str, stage: Stage, now: float, **changes: Any) -> Owned:
+        """Move one instance to ``stage`` (creating its record if needed) and return it."""
+        rec = self.get(instance_id) or Owned(instance_id=instance_id, cloud=cloud, stage=stage,
+                                             first_seen=now)
+        rec = replace(rec, stage=stage, **changes)
+        self.save([rec], now)
+        return rec
+
+    def transitions(self, instance_id: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
+        if instance_id is None:
+            rows = self._query("SELECT * FROM transitions ORDER BY id DESC LIMIT ?", (limit,))
+        else:
+            rows = self._query("SELECT * FROM transitions WHERE instance_id = ? ORDER BY id DESC "
+                               "LIMIT ?", (instance_id, limit))
+        return [dict(r) for r in reversed(rows)]
+
+    # -- clouds, memory, decisions ---------------------------------------------------------
+    def health(self) -> dict[str, dict[str, Any]]:
+        return {r["cloud"]: json.loads(r["record"]) for r in self._query("SELECT * FROM cloud_health")}
+
+    def save_health(self, cloud: str, record: dict[str, Any]) -> None:
+        with self.transaction() as db:
+            db.execute("INSERT OR REPLACE INTO cloud_health (cloud, record) VALUES (?, ?)",
+                       (cloud, json.dumps(record)))
+
+    def memory(self) -> dict[str, Any]:
+        return {r["key"]: json.loads(r["value"]) for r in self._query("SELECT * FROM memory")}
+
+    def save_memory(self, memory: dict[str, Any]) -> None:
+        with self.transaction() as db:
+            db.execute("DELETE FROM memory")
+            db.executemany("INSERT INTO memory (key, value) VALUES (?, ?)",
+                           [(k, json.dumps(v)) for k, v in memory.items()])
+
+    def record_decisions(self, now: float, policy: str, rows: Iterable[dict[str, Any]]) -> None:
+        with self.transaction() as db:
+            db.executemany(
+                "INSERT INTO decisions (time, policy, action, cloud, instance, node, count, reason, outcome) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(now, policy, r["action"], r.get("cloud"), r.get("instance"), r.get("node"),
+                  r.get("count"), r.get("reason"), r.get("outcome")) for r in rows])
+            for table in ("decisions", "transitions"):
+                db.execute(f"DELETE FROM {table} WHERE id <= (SELECT MAX(id) FROM {table}) - ?",
+                           (HISTORY_LIMIT,))
+
+    def decisions(self, limit: int = 20) -> list[dict[str, Any]]:
+        rows = self._query("SELECT * FROM decisions ORDER BY id DESC LIMIT ?", (limit,))
+        return [dict(r) for r in reversed(rows)]
+
+    # -- daemon ----------------------------------------------------------------------------
+    def set_daemon(self, **values: Any) -> None:
+        with self.transaction() as db:
+            db.executemany("INSERT OR REPLACE INTO daemon (key, value) VALUES (?, ?)",
+                           [(k, json.dumps(v)) for k, v in values.items()])
+
+    def daemon(self) -> dict[str, Any]:
+        return {r["key"]: json.loads(r["value"]) for r in self._query("SELECT * FROM daemon")}

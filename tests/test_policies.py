@@ -1,0 +1,243 @@
+"""Policies on hand-computed snapshots: the original's arithmetic, on-demand, cost-aware."""
+
+from __future__ import annotations
+
+import pytest
+
+from phorque.model import Health, InstanceState
+from phorque.plan import Kind
+from phorque.policy import policy_class
+from phorque.policy.policies import CostAware, LaunchMax, LocalOnly, OnDemand, OnDemandPlusPlus
+from tests.builders import NOW, cloud, cloud_node, inst, job, node, owned, snapshot
+
+
+def kinds(plan, kind):
+    return [a for a in plan.actions if a.kind == kind]
+
+
+def launches(plan):
+    return {a.cloud: a.count for a in kinds(plan, Kind.LAUNCH)}
+
+
+STATIC = (node("s1", 4), node("s2", 4), node("s3", 2, state="down"))
+
+
+# -- OnDemandPlusPlus: the original's arithmetic -----------------------------------------------
+@pytest.mark.parametrize("queued,multiplier,expected", [
+    # queued 20 - (free 8 + pending 0 + down 2) = 10 cores -> ceil(10/2) = 5 instances
+    (20, 1, 5),
+    (20, 2, 10),
+    # 11 - 10 = 1 core -> 1 instance
+    (11, 1, 1),
+    # exactly covered: nothing to launch
+    (10, 1, 0),
+    # multiplier 3 on 5 instances is capped by max_instances 10
+    (20, 3, 10),
+], ids=["basic", "multiplier", "one-core", "covered", "capped-at-max"])
+def test_odpp_original_arithmetic(queued, multiplier, expected):
+    snap = snapshot(jobs=[job("1.s", cores=queued)], nodes=STATIC,
+                    clouds=[cloud("hotel", price=0, cores=2, max_instances=10)])
+    plan = OnDemandPlusPlus(multiplier=multiplier).plan(snap)
+    assert launches(plan) == ({"hotel": expected} if expected else {})
+
+
+def test_odpp_partly_used_free_node_counts_whole_as_the_original_did():
+    nodes = (node("s1", 4, jobs=("9.s",), used=1), node("s2", 4, state="job-exclusive", jobs=("8.s",)))
+    snap = snapshot(jobs=[job("1.s", cores=8)], nodes=nodes, clouds=[cloud(cores=2)])
+    # free = 4 (s1 state is exactly "free"), down = 0: 8 - 4 = 4 cores -> 2 instances
+    assert launches(OnDemandPlusPlus().plan(snap)) == {"hotel": 2}
+
+
+def test_odpp_pending_cores_with_static_nodes_do_not_relaunch():
+    # Three instances booting (not yet nodes) already cover 6 cores. The original computed
+    # pending = max(0, 6 - 10) = 0 here and launched 5 again.
+    booting = tuple(inst(f"i-{k}", dns=None, state=InstanceState.PENDING, age=30) for k in range(3))
+    snap = snapshot(jobs=[job("1.s", cores=20)], nodes=STATIC,
+                    clouds=[cloud("hotel", cores=2, instances=booting)])
+    assert launches(OnDemandPlusPlus().plan(snap)) == {"hotel": 2}  # (20 - 8 - 6 - 2) / 2
+
+
+def test_odpp_counts_only_its_queue():
+    jobs = [job("1.s", cores=20, queue="batch"), job("2.s", cores=50, queue="other")]
+    snap = snapshot(jobs=jobs, nodes=STATIC, clouds=[cloud(cores=2)])
+    assert launches(OnDemandPlusPlus(queues=frozenset({"batch"})).plan(snap)) == {"hotel": 5}
+
+
+def test_odpp_picks_cheapest_valid_cloud_and_skips_maxed():
+    full = tuple(inst(f"i-{k}", dns=f"h{k}") for k in range(2))
+    clouds = [cloud("cheap", price=0.0, cores=2, max_instances=2, instances=full),
+              cloud("dear", price=1.0, cores=4, max_instances=10)]
+    nodes = STATIC + tuple(cloud_node(f"h{k}", "cheap", np=2, state="job-exclusive", jobs=(f"{k}.s",))
+                           for k in range(2))
+    snap = snapshot(jobs=[job("1.s", cores=18)], nodes=nodes, clouds=clouds)
+    # 18 - (8 + 0 + 2) = 8 cores on "dear" (4 cores each) -> 2
+    assert launches(OnDemandPlusPlus().plan(snap)) == {"dear": 2}
+
+
+def test_odpp_stalls_then_fails_over_to_next_cloud():
+    stuck = cloud("cheap", price=0, cores=2, desired=3, instances=())
+    clouds = [stuck, cloud("dear", price=1, cores=2)]
+    memory = {"odpp": {"cheap": {"stalls": 2, "failed": False, "valid": 0, "checked": NOW - 200}}}
+    plan = OnDemandPlusPlus().plan(snapshot(jobs=[job("1.s", cores=20)], nodes=STATIC, clouds=clouds,
+                                            memory=memory))
+    (cancel,) = kinds(plan, Kind.CANCEL)
+    assert cancel.cloud == "cheap" and cancel.count == 3 and cancel.fault
+    assert plan.memory["odpp"]["cheap"]["failed"] is True
+    # pending counts the stuck requests this time (3 x 2 cores): 20 - 8 - 6 - 2 = 4 -> 2 on dear
+    assert launches(plan) == {"dear": 2}
+
+
+def test_odpp_stall_counted_once_per_loop():
+    stuck = cloud("cheap", price=0, cores=2, desired=3, instances=())
+    memory = {"odpp": {"cheap": {"stalls": 2, "failed": False, "valid": 0, "checked": NOW - 5}}}
+    plan = OnDemandPlusPlus().plan(snapshot(jobs=[job("1.s", cores=20)], nodes=STATIC, clouds=[stuck],
+                                            memory=memory))
+    assert kinds(plan, Kind.CANCEL) == []
+    assert plan.memory["odpp"]["cheap"]["stalls"] == 2
+
+
+def test_odpp_scale_in_only_near_the_charge_boundary_and_only_idle_nodes():
+    insts = (inst("i-a", "a", age=3500), inst("i-b", "b", age=1000), inst("i-c", "c", age=3500))
+    nodes = STATIC + (cloud_node("a"), cloud_node("b"), cloud_node("c", state="free", jobs=("7.s",)))
+    snap = snapshot(nodes=nodes, clouds=[cloud(instances=insts)])
+    plan = OnDemandPlusPlus(loop_sleep_secs=120).plan(snap)
+    assert [a.node for a in kinds(plan, Kind.DRAIN)] == ["a"]
+    assert [a.instance for a in kinds(plan, Kind.TERMINATE)] == ["i-a"]
+    assert [a.node for a in kinds(plan, Kind.REMOVE)] == ["a"]
+    assert plan.wake_at == pytest.approx(NOW + (3600 - 1000) - 360)
+
+
+def test_odpp_respects_budget():
+    snap = snapshot(jobs=[job("1.s", cores=40)], nodes=STATIC, clouds=[cloud(price=0.5, cores=2)])
+    plan = OnDemandPlusPlus(price_per_hour=2.0).plan(snap)
+    assert launches(plan) == {"hotel": 4}
+
+
+# -- OnDemand --------------------------------------------------------------------------------
+def test_ondemand_launches_with_overflow_to_the_next_cloud():
+    clouds = [cloud("cheap", price=0.1, cores=4, max_instances=2), cloud("dear", price=0.5, cores=4)]
+    snap = snapshot(jobs=[job("1.s", cores=30)], nodes=(node("s1", 2),), clouds=clouds)
+    # 30 - 2 free = 28 cores -> 7 instances: 2 on cheap (its max), 5 on dear
+    assert launches(OnDemand().plan(snap)) == {"cheap": 2, "dear": 5}
+
+
+def test_ondemand_releases_idle_instances_after_idle_secs():
+    insts = (inst("i-a", "a"), inst("i-b", "b"))
+    snap = snapshot(nodes=(cloud_node("a"), cloud_node("b")), clouds=[cloud(instances=insts)],
+                    owned=[owned("i-a", node_name="a", idle_for=90), owned("i-b", node_name="b", idle_for=10)])
+    plan = OnDemand(idle_secs=60).plan(snap)
+    assert [a.node for a in kinds(plan, Kind.DRAIN)] == ["a"]
+    assert plan.wake_at == pytest.approx(NOW + 50)
+
+
+def test_ondemand_keeps_idle_instance_the_queue_needs():
+    insts = (inst("i-a", "a"),)
+    snap = snapshot(jobs=[job("1.s", cores=4)], nodes=(cloud_node("a"),), clouds=[cloud(instances=insts)],
+                    owned=[owned("i-a", node_name="a", idle_for=500)])
+    plan = OnDemand(idle_secs=60).plan(snap)
+    assert kinds(plan, Kind.DRAIN) == [] and launches(plan) == {}
+
+
+# -- CostAware -------------------------------------------------------------------------------
+def test_costaware_packs_shapes_not_core_totals():
+    # Two jobs of nodes=2:ppn=3 on 4-core instances: 12 cores would be 3 instances by core
+    # count, but each node can hold only one 3-core part: 4 instances are needed.
+    snap = snapshot(jobs=[job("1.s", nodes=((2, 3),)), job("2.s", nodes=((2, 3),))],
+                    clouds=[cloud(cores=4)])
+    assert launches(CostAware().plan(snap)) == {"hotel": 4}
+
+
+def test_costaware_packs_small_jobs_together():
+    snap = snapshot(jobs=[job(f"{k}.s", cores=1) for k in range(8)], clouds=[cloud(cores=4)])
+    assert launches(CostAware().plan(snap)) == {"hotel": 2}
+
+
+def test_costaware_fills_cheapest_within_max_then_next():
+    clouds = [cloud("cheap", price=0.05, cores=4, max_instances=2), cloud("dear", price=0.4, cores=8)]
+    snap = snapshot(jobs=[job(f"{k}.s", nodes=((1, 4),)) for k in range(6)], clouds=clouds)
+    assert launches(CostAware().plan(snap)) == {"cheap": 2, "dear": 2}
+
+
+def test_costaware_waits_for_cores_freed_before_a_boot():
+    busy = node("s1", 4, state="job-exclusive", jobs=("9.s",), used=4)
+    running = job("9.s", state="R", cores=4, remaining=60, hosts=("s1",))
+    queued = job("1.s", cores=4)
+    snap = snapshot(jobs=[running, queued], nodes=(busy,), clouds=[cloud(cores=4, boot=120)])
+    assert launches(CostAware().plan(snap)) == {}
+    later = job("9.s", state="R", cores=4, remaining=600, hosts=("s1",))
+    snap = snapshot(jobs=[later, queued], nodes=(busy,), clouds=[cloud(cores=4, boot=120)])
+    assert launches(CostAware().plan(snap)) == {"hotel": 1}
+
+
+def test_costaware_names_jobs_that_never_fit_and_does_not_launch_for_them():
+    snap = snapshot(jobs=[job("1.s", nodes=((1, 16),))], nodes=(node("s1", 8),), clouds=[cloud(cores=4)])
+    plan = CostAware().plan(snap)
+    assert launches(plan) == {}
+    assert any("1.s" in n and "16 cores on one node" in n for n in plan.notes)
+
+
+def test_costaware_keeps_paid_idle_instance_until_its_boundary():
+    snap = snapshot(nodes=(cloud_node("a"),), clouds=[cloud(instances=(inst("i-a", "a", age=1000),))])
+    plan = CostAware(scale_in_margin_secs=120).plan(snap)
+    assert plan.actions == ()
+    assert plan.wake_at == pytest.approx(NOW + 2600 - 120)
+    snap = snapshot(nodes=(cloud_node("a"),), clouds=[cloud(instances=(inst("i-a", "a", age=3500),))])
+    plan = CostAware(scale_in_margin_secs=120).plan(snap)
+    assert [a.kind for a in plan.actions] == [Kind.DRAIN, Kind.TERMINATE, Kind.REMOVE]
+
+
+def test_costaware_uses_idle_paid_node_instead_of_launching():
+    snap = snapshot(jobs=[job("1.s", cores=4)], nodes=(cloud_node("a"),),
+                    clouds=[cloud(instances=(inst("i-a", "a", age=3550),))])
+    plan = CostAware().plan(snap)
+    assert plan.actions == ()  # the job will start on "a": neither launch nor drain
+
+
+def test_costaware_undrains_a_drained_node_when_work_arrives():
+    snap = snapshot(jobs=[job("1.s", cores=4)], nodes=(cloud_node("a", draining=True),),
+                    clouds=[cloud(instances=(inst("i-a", "a", age=3550),))],
+                    owned=[owned("i-a", node_name="a")])
+    plan = CostAware().plan(snap)
+    assert [(a.kind, a.node) for a in plan.actions] == [(Kind.UNDRAIN, "a")]
+
+
+def test_costaware_per_second_billing_releases_after_idle_grace():
+    c = cloud(charge=0, boot=90, instances=(inst("i-a", "a"),))
+    snap = snapshot(nodes=(cloud_node("a"),), clouds=[c], owned=[owned("i-a", node_name="a", idle_for=100)])
+    assert [a.kind for a in CostAware().plan(snap).actions] == [Kind.DRAIN, Kind.TERMINATE, Kind.REMOVE]
+    snap = snapshot(nodes=(cloud_node("a"),), clouds=[c], owned=[owned("i-a", node_name="a", idle_for=30)])
+    plan = CostAware().plan(snap)
+    assert plan.actions == () and plan.wake_at == pytest.approx(NOW + 60)
+
+
+def test_costaware_counts_booting_instances():
+    booting = (inst("i-a", None, state=InstanceState.PENDING, age=20),)
+    snap = snapshot(jobs=[job("1.s", cores=4), job("2.s", cores=4)], clouds=[cloud(cores=4, instances=booting)])
+    assert launches(CostAware().plan(snap)) == {"hotel": 1}
+
+
+def test_costaware_budget():
+    snap = snapshot(jobs=[job(f"{k}.s", nodes=((1, 4),)) for k in range(10)],
+                    clouds=[cloud(price=1.0, cores=4)])
+    assert launches(CostAware(price_per_hour=3.5).plan(snap)) == {"hotel": 3}
+
+
+def test_backed_off_cloud_is_skipped_for_the_next():
+    clouds = [cloud("cheap", price=0, cores=4, health=Health.BACKOFF), cloud("dear", price=1, cores=4)]
+    snap = snapshot(jobs=[job("1.s", cores=4)], clouds=clouds)
+    for cls in (CostAware, OnDemand, OnDemandPlusPlus):
+        assert launches(cls().plan(snap)) == {"dear": 1}, cls.__name__
+
+
+# -- baselines and registry --------------------------------------------------------------------
+def test_baselines():
+    snap = snapshot(jobs=[job("1.s", cores=4)], clouds=[cloud("a", max_instances=3), cloud("b", max_instances=2)])
+    assert launches(LocalOnly().plan(snap)) == {}
+    assert launches(LaunchMax().plan(snap)) == {"a": 3, "b": 2}
+
+
+def test_registry_names():
+    for name in ("OnDemandPlusPlus", "OnDemand", "CostAware", "LocalOnly", "LaunchMax"):
+        assert policy_class(name).__name__ == name
+    with pytest.raises(KeyError, match="available: CostAware"):
+        policy_class("Nope")

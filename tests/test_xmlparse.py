@@ -1,0 +1,150 @@
+"""qstat -f -x and pbsnodes -x parsing, on real layouts and on what real Torque gets wrong."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from phorque.model import Chunk
+from phorque.torque.xmlparse import (
+    XMLFormatError,
+    jobs_from_bytes,
+    nodes_from_bytes,
+    parse_jobs,
+    parse_node_jobs,
+    parse_state,
+)
+
+FIXTURES = Path(__file__).parent / "fixtures" / "torque"
+
+
+def test_one_line_qstat_sample():
+    jobs = jobs_from_bytes((FIXTURES / "qstat_one_line.xml").read_bytes())
+    assert len(jobs) == 1
+    job = jobs[0]
+    assert job.id == "665199.superserver.stanford.edu"
+    assert job.state == "R" and job.queue == "interactive" and job.name == "int_tmux"
+    assert job.cores == 1
+    assert job.exec_hosts == ("node01",)
+
+
+def test_pretty_printed_qstat_with_arrays_and_plus_specs():
+    jobs = {j.id: j for j in jobs_from_bytes((FIXTURES / "qstat_pretty.xml").read_bytes())}
+    assert set(jobs) == {"149.master.example.org", "150.master.example.org", "151.master.example.org",
+                         "152.master.example.org", "166[1].master.example.org"}
+    assert jobs["149.master.example.org"].cores == 2
+    assert jobs["149.master.example.org"].remaining_secs == 3207
+    assert jobs["149.master.example.org"].walltime_secs == 3600
+    assert jobs["149.master.example.org"].started_at == 1562156185
+    assert jobs["150.master.example.org"].cores == 2
+    assert jobs["150.master.example.org"].exec_hosts == ("node-b", "node-a")
+    # ncpus alone is not expanded by pbs_server: one slot, as in the real sample.
+    assert jobs["151.master.example.org"].cores == 1
+    queued = jobs["152.master.example.org"]
+    assert queued.cores == 8 and queued.is_queued
+    assert queued.chunks == (Chunk(1, 2), Chunk(2, 3))
+    assert jobs["166[1].master.example.org"].cores == 12
+
+
+def test_empty_outputs_of_torque_4_and_6():
+    assert jobs_from_bytes(b"") == []
+    assert jobs_from_bytes(b"\n") == []
+    assert jobs_from_bytes(b'<?xml version="1.0"?>\n<Data></Data>\n') == []
+    assert nodes_from_bytes(b"<Data></Data>") == []
+
+
+def test_raw_ampersand_and_control_bytes_inside_values_are_repaired():
+    data = (b'<?xml version="1.0"?>\n<Data><Job><Job_Id>7.srv</Job_Id><job_state>Q</job_state>'
+            b"<queue>batch</queue><Variable_List>A=1&B=2,C=a\x0eb</Variable_List>"
+            b"<Job_Name>x&amp;y</Job_Name><Resource_List><procs>3</procs></Resource_List>"
+            b"</Job></Data>")
+    (job,) = jobs_from_bytes(data)
+    assert job.id == "7.srv" and job.cores == 3 and job.name == "x&y"
+
+
+def test_non_utf8_bytes_do_not_stop_the_parse():
+    data = b"<Data><Job><Job_Id>8.srv</Job_Id><job_state>Q</job_state><Job_Name>\xff\xfe</Job_Name></Job></Data>"
+    (job,) = jobs_from_bytes(data)
+    assert job.id == "8.srv" and job.name == "\ufffd\ufffd"
+
+
+@pytest.mark.parametrize("data", [
+    b'<?xml version="1.0"?>\n<Data><Job><Job_Id>1.s</Job_Id><job_state>Q</job_state></Job><Job><Job_I',
+    b"<Data><Job><Job_Id>1.s</Job_Id></Job>",
+    b"qstat: cannot connect to server",
+    b"<Other></Other>",
+])
+def test_truncated_or_invalid_output_is_an_error_not_a_partial_answer(data):
+    with pytest.raises(XMLFormatError):
+        jobs_from_bytes(data)
+
+
+def test_split_entity_across_read_chunks():
+    # An entity cut by the streaming reader must be kept whole.
+    from phorque.torque import xmlparse
+
+    filler = "x" * (xmlparse.CHUNK - len("<Data><Job><Job_Id>1.s</Job_Id><Job_Name>") - 2)
+    text = f"<Data><Job><Job_Id>1.s</Job_Id><Job_Name>{filler}&amp;tail</Job_Name></Job></Data>"
+    (job,) = list(parse_jobs(io.BytesIO(text.encode())))
+    assert job.name.endswith("&tail")
+
+
+def test_nodes_sample_with_comma_ranges_in_jobs():
+    nodes = {n.name: n for n in nodes_from_bytes((FIXTURES / "pbsnodes_pretty.xml").read_bytes())}
+    assert nodes["master"].state == frozenset({"down", "offline"})
+    assert nodes["master"].np == 1000 and nodes["master"].note == "head node"
+    assert nodes["node-a"].free_cores == 4 and nodes["node-a"].is_idle
+    busy = nodes["node-b"]
+    assert busy.jobs == ("136.master.example.org", "137.master.example.org", "138.master.example.org")
+    assert busy.used_slots == 4
+    assert busy.free_cores == 0
+
+
+def test_one_line_pbsnodes_sample_state_is_a_set():
+    (node,) = nodes_from_bytes((FIXTURES / "pbsnodes_one_line.xml").read_bytes())
+    assert node.state == frozenset({"down", "offline", "MOM-list-not-sent"})
+    assert node.is_down and node.is_offline and not node.is_usable
+
+
+@pytest.mark.parametrize("value,ids,slots", [
+    ("0-35/63779.master", ("63779.master",), 36),          # 6.x ranges
+    ("0,3/138.srv,4/139.srv", ("138.srv", "139.srv"), 3),  # 6.x comma inside a range
+    ("0/12.srv,1/12.srv,2/13.srv", ("12.srv", "13.srv"), 3),  # 4.2: one slot per entry
+    ("0/12.srv, 1/12.srv", ("12.srv",), 2),                # 2.x
+    ("0-1/5[3].srv", ("5[3].srv",), 2),                    # array sub-job
+    ("", (), 0),
+])
+def test_jobs_attribute_of_every_torque_version(value, ids, slots):
+    assert parse_node_jobs(value) == (ids, slots)
+
+
+def test_state_words():
+    assert parse_state("offline,job-exclusive") == frozenset({"offline", "job-exclusive"})
+    assert parse_state(" down , offline ") == frozenset({"down", "offline"})
+    assert parse_state("") == frozenset({"free"})
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=600))
+def test_arbitrary_bytes_never_crash_the_parsers(data):
+    for parse in (jobs_from_bytes, nodes_from_bytes):
+        try:
+            parse(data)
+        except XMLFormatError:
+            pass
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=80), st.text(max_size=80))
+def test_arbitrary_values_inside_a_job_never_crash(name, nodes):
+    text = (f"<Data><Job><Job_Id>1.s</Job_Id><Job_Name>{name}</Job_Name><job_state>Q</job_state>"
+            f"<Resource_List><nodes>{nodes}</nodes></Resource_List></Job></Data>")
+    try:
+        jobs = jobs_from_bytes(text.encode("utf-8", errors="surrogatepass"))
+    except XMLFormatError:
+        return
+    assert len(jobs) == 1 and jobs[0].cores >= 1
