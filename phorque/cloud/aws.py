@@ -57,6 +57,7 @@ class AwsProvider(CloudProvider):
     # ---- set-up -------------------------------------------------------------------------
 
     def ensure_setup(self) -> None:
+        """Group (protected from scale-in) and its launch configuration or template."""
         s = self.settings
         group = self._find_group()
         if group is not None:

@@ -45,6 +45,7 @@ def split_launch_name(name: str) -> tuple[str, str]:
 def phantom_tags(group: str, site: str, minimum_vms: int = 0) -> list[dict[str, Any]]:
     """The group's tags, each with all five fields (Phantom rejects a tag missing one)."""
     def tag(key: str, value: str) -> dict[str, Any]:
+        """One tag with all five fields."""
         return {"Key": key, "Value": value, "PropagateAtLaunch": False,
                 "ResourceId": group, "ResourceType": "auto-scaling-group"}
     return [tag("PHANTOM_DEFINITION", PHANTOM_DEFINITION), tag("clouds", f"{site}:-1"),
@@ -64,6 +65,7 @@ class PhantomProvider(CloudProvider):
     # ---- set-up -------------------------------------------------------------------------
 
     def ensure_setup(self) -> None:
+        """``name@site`` launch configuration, then the group with min = max = 0 and its tags."""
         s = self.settings
         if self._find_group() is not None:
             return

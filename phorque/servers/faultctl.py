@@ -53,6 +53,7 @@ class Rule:
 
     @classmethod
     def parse(cls, doc: Any) -> Rule:
+        """A rule from its JSON object; :class:`ControlError` when malformed."""
         if not isinstance(doc, dict):
             raise ControlError(f"a rule must be an object, not {doc!r}")
         unknown = set(doc) - set(cls.__dataclass_fields__)
@@ -148,6 +149,7 @@ class FaultState:
 
     @property
     def any_stuck(self) -> bool:
+        """Is any instance to be shown pending?"""
         return bool(self.stuck_ids or self.stuck_new)
 
     def snapshot(self) -> dict[str, Any]:

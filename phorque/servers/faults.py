@@ -158,6 +158,7 @@ def start(upstream: str, host: str = "127.0.0.1", port: int = 0) -> tuple[Runnin
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python -m phorque.servers.faults``: serve until SIGTERM."""
     parser = argparse.ArgumentParser(prog="python -m phorque.servers.faults",
                                      description="Fault-injecting proxy in front of a moto server.")
     parser.add_argument("--upstream", required=True, help="the server to forward to (http://host:port)")

@@ -118,13 +118,16 @@ class RunningServer:
 
     @property
     def port(self) -> int:
+        """The port it listens on."""
         return int(self.server.server_address[1])
 
     @property
     def url(self) -> str:
+        """``http://127.0.0.1:<port>``."""
         return f"http://{self.server.server_address[0]}:{self.port}"
 
     def stop(self) -> None:
+        """Stop serving and close the socket (delayed replies are cut short)."""
         self.server.stopping.set()  # wakes delayed replies
         self.server.shutdown()
         self.server.server_close()

@@ -27,6 +27,7 @@ def _render(rule: Rule) -> Reply:
 
 
 def ec2_state(vm: VM) -> tuple[int, str]:
+    """Nimbus's (code, name) for an EPU state."""
     code = vm.code
     if code < 600:
         return 0, "pending"
@@ -53,6 +54,7 @@ class NimbusEC2:
         return [body]
 
     def respond(self, environ: dict[str, Any]) -> Reply | None:
+        """The reply to one request (None: the connection was dropped)."""
         reply = control(environ, self.faults)
         if reply is not None:
             return reply
@@ -73,6 +75,7 @@ class NimbusEC2:
         return reply if injected is PASS else injected
 
     def authenticate(self, environ: dict[str, Any], params: dict[str, str]) -> str:
+        """The caller's access id, or :class:`SignatureProblem` (SigV2 only, 300 s validity)."""
         if "AWSAccessKeyId" not in params:
             if environ.get("HTTP_AUTHORIZATION"):
                 raise SignatureProblem("MissingClientTokenId", "Request must contain AWSAccessKeyId.")
@@ -85,6 +88,7 @@ class NimbusEC2:
                       timedelta(seconds=300), _SIG_ERRORS)
 
     def describe_instances(self, owner: str, params: dict[str, str]) -> Reply:
+        """DescribeInstances, optionally for ``InstanceId.N``; unknown ids are an error."""
         wanted = px.numbered(params, "InstanceId")
         vms = {vm.instance_id: vm for vm in self.model.vms_of(owner) if vm.instance_id}
         unknown = [i for i in wanted if i not in vms]

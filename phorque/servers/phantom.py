@@ -55,6 +55,7 @@ _SIG_ERRORS = {"unknown_key": "InvalidClientTokenId", "bad_signature": "Incomple
 
 
 def phantom_error(code: str, detail: str = "", status: int | None = None) -> Reply:
+    """A webob text error page as Phantom sent it."""
     explanation, default_status = px.PHANTOM_ERRORS.get(code, ("", status or 400))
     text = f"{explanation}\n\n {detail}".strip() if detail else explanation
     return error_reply("webob", status or default_status, code, text)
@@ -110,6 +111,7 @@ class PhantomAutoScaling:
         self.model.timing = replace(self.base_timing, **{k: v for k, v in extra.items() if k in names})
 
     def respond(self, environ: dict[str, Any]) -> Reply | None:
+        """The reply to one request (None: the connection was dropped)."""
         reply = control(environ, self.faults, self._configure)
         if reply is not None:
             return reply
@@ -141,6 +143,7 @@ class PhantomAutoScaling:
         return reply if injected is PASS else injected
 
     def authenticate(self, environ: dict[str, Any], params: dict[str, str]) -> str:
+        """The caller's access id; SigV2 checked, SigV4 failing as it did on Phantom."""
         if "AWSAccessKeyId" in params:
             return verify(params, environ["REQUEST_METHOD"], environ.get("HTTP_HOST", ""),
                           environ.get("PATH_INFO", "/"), self.users, self.clock(),
@@ -160,6 +163,7 @@ class PhantomAutoScaling:
     # ---- launch configurations ---------------------------------------------------------
 
     def create_launch_configuration(self, owner: str, p: dict[str, str]) -> bytes:
+        """``name@site`` required; UserData must be base64."""
         _required(p, "LaunchConfigurationName", "ImageId", "InstanceType")
         user_data = p.get("UserData", "")
         try:
@@ -173,6 +177,7 @@ class PhantomAutoScaling:
         return px.as_reply("CreateLaunchConfiguration", "", wrapped=False)
 
     def describe_launch_configurations(self, owner: str, p: dict[str, str]) -> bytes:
+        """One entry per ``name@site``; booleans written ``True``/``False``."""
         items = []
         for name, spec in self.model.launch_configs_of(owner, px.member_list(p, "LaunchConfigurationNames")):
             items.append("".join([
@@ -188,6 +193,7 @@ class PhantomAutoScaling:
         return px.as_reply("DescribeLaunchConfigurations", px.members("LaunchConfigurations", items))
 
     def delete_launch_configuration(self, owner: str, p: dict[str, str]) -> bytes:
+        """Removes one site of a launch configuration."""
         _required(p, "LaunchConfigurationName")
         self.model.delete_launch_config(owner, p["LaunchConfigurationName"])
         return px.as_reply("DeleteLaunchConfiguration", "", wrapped=False)
@@ -195,6 +201,7 @@ class PhantomAutoScaling:
     # ---- groups --------------------------------------------------------------------------
 
     def create_group(self, owner: str, p: dict[str, str]) -> bytes:
+        """AvailabilityZones required (and ignored); tags checked."""
         _required(p, "AutoScalingGroupName", "LaunchConfigurationName", "MinSize", "MaxSize")
         zones = px.member_list(p, "AvailabilityZones")
         if not zones:
@@ -212,6 +219,7 @@ class PhantomAutoScaling:
             px.element("LifecycleState", vm.state)])
 
     def describe_groups(self, owner: str, p: dict[str, str]) -> bytes:
+        """Every member, dead ones included; no tags; the launch name without its site."""
         names = px.member_list(p, "AutoScalingGroupNames")
         items = []
         with self.model.lock:
@@ -236,22 +244,26 @@ class PhantomAutoScaling:
         return px.as_reply("DescribeAutoScalingGroups", px.members("AutoScalingGroups", items))
 
     def delete_group(self, owner: str, p: dict[str, str]) -> bytes:
+        """Deletes the group; its VMs terminate."""
         _required(p, "AutoScalingGroupName")
         self.model.delete_group(owner, p["AutoScalingGroupName"])
         return px.as_reply("DeleteAutoScalingGroup", "", wrapped=False)
 
     def set_desired_capacity(self, owner: str, p: dict[str, str]) -> bytes:
+        """Sets MinSize, MaxSize and the desired capacity alike."""
         _required(p, "AutoScalingGroupName", "DesiredCapacity")
         self.model.set_desired(owner, p["AutoScalingGroupName"], _int(p, "DesiredCapacity"))
         return px.as_reply("SetDesiredCapacity", "", wrapped=False)
 
     def create_or_update_tags(self, owner: str, p: dict[str, str]) -> bytes:
+        """Revalidates the tags and reconfigures the group."""
         self.model.update_tags(owner, px.member_structs(p, "Tags"))
         return px.as_reply("CreateOrUpdateTags", "", wrapped=False)
 
     # ---- instances -------------------------------------------------------------------------
 
     def describe_instances(self, owner: str, p: dict[str, str]) -> bytes:
+        """DescribeAutoScalingInstances: VMs with an id, reply without its Result element."""
         ids = set(px.member_list(p, "InstanceIds"))
         vms = sorted((vm for vm in self.model.vms_of(owner) if vm.instance_id
                       and (not ids or vm.instance_id in ids)), key=lambda vm: vm.instance_id)
@@ -259,6 +271,7 @@ class PhantomAutoScaling:
         return px.as_reply("DescribeAutoScalingInstances", inner, wrapped=False)  # sic: no Result
 
     def terminate(self, owner: str, p: dict[str, str]) -> bytes:
+        """TerminateInstanceInAutoScalingGroup: decrement required, no Result or Activity."""
         _required(p, "InstanceId", "ShouldDecrementDesiredCapacity")
         decrement = p["ShouldDecrementDesiredCapacity"].strip().lower()
         if decrement not in ("true", "false"):
@@ -277,6 +290,7 @@ class PhantomServer:
     faults: FaultState
 
     def stop(self) -> None:
+        """Stop both endpoints."""
         self.autoscale.stop()
         self.ec2.stop()
 
@@ -296,6 +310,7 @@ def start(users: Mapping[str, str], timing: Timing | None = None, host: str = "1
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python -m phorque.servers.phantom``: serve both endpoints until SIGTERM."""
     parser = argparse.ArgumentParser(prog="python -m phorque.servers.phantom",
                                      description="A local Phantom-dialect Auto Scaling server.")
     parser.add_argument("--host", default="127.0.0.1")

@@ -56,15 +56,19 @@ class VM:
 
     @property
     def code(self) -> int:
+        """The EPU state number (600 for ``600-RUNNING``)."""
         return int(self.state[:3])
 
     @property
     def alive(self) -> bool:
+        """Counts toward ``minimum_vms`` (requested up to running, not failed)."""
         return self.code <= 600 and self.code != 650
 
 
 @dataclass
 class Group:
+    """One domain: its launch configuration, sizes, tags and ranked sites."""
+
     name: str
     owner: str
     lc: str
@@ -103,6 +107,7 @@ class PhantomModel:
         self.stuck: Callable[[str], bool] = lambda _id: False
 
     def reset(self) -> None:
+        """Forget every launch configuration, group and VM."""
         with self.lock:
             self.launch_configs.clear()
             self.groups.clear()
@@ -112,6 +117,7 @@ class PhantomModel:
 
     @staticmethod
     def split_name(name: str) -> tuple[str, str]:
+        """``(name, site)`` of ``name@site``, as Phantom's _breakup_name."""
         base, sep, site = name.partition("@")
         if not sep or not base or not site:
             raise PhantomFault("InvalidParameterValue", f"The name {name} is not in the proper "
@@ -119,6 +125,7 @@ class PhantomModel:
         return base, site
 
     def create_launch_config(self, owner: str, name: str, spec: dict[str, Any]) -> None:
+        """Adds one site to a launch configuration; a site already present is refused."""
         base, site = self.split_name(name)
         with self.lock:
             sites = self.launch_configs.setdefault((owner, base), {})
@@ -127,6 +134,7 @@ class PhantomModel:
             sites[site] = dict(spec, created=self.clock())
 
     def launch_configs_of(self, owner: str, names: list[str]) -> list[tuple[str, dict[str, Any]]]:
+        """``(name@site, spec)`` pairs, filtered by full names when given."""
         with self.lock:
             out = []
             for (who, base), sites in sorted(self.launch_configs.items()):
@@ -137,6 +145,7 @@ class PhantomModel:
             return out
 
     def delete_launch_config(self, owner: str, name: str) -> None:
+        """Removes one site; the configuration goes with its last site."""
         base, site = self.split_name(name)
         with self.lock:
             sites = self.launch_configs.get((owner, base))
@@ -150,6 +159,7 @@ class PhantomModel:
 
     @staticmethod
     def check_tags(tags: list[dict[str, str]]) -> dict[str, str]:
+        """The tags as a dict; refuses a missing field, an unknown key or ``n_preserve``."""
         out: dict[str, str] = {}
         for tag in tags:
             missing = [f for f in ("Key", "Value", "PropagateAtLaunch", "ResourceId", "ResourceType")
@@ -169,6 +179,7 @@ class PhantomModel:
 
     @staticmethod
     def parse_clouds(text: str) -> list[str]:
+        """The sites of a ``clouds`` tag (``site:max,...``), in rank order."""
         sites = []
         for part in text.split(","):
             site, _, limit = part.strip().partition(":")
@@ -181,6 +192,7 @@ class PhantomModel:
 
     def create_group(self, owner: str, name: str, lc_name: str, minimum: int, maximum: int,
                      zones: list[str], tags: list[dict[str, str]]) -> None:
+        """A new domain keeping ``MinSize`` VMs (MinSize/MaxSize overwrite the tags)."""
         base = lc_name.split("@", 1)[0]
         checked = self.check_tags(tags)
         with self.lock:
@@ -200,12 +212,14 @@ class PhantomModel:
             self._reconcile(self.groups[(owner, name)])
 
     def group(self, owner: str, name: str) -> Group:
+        """The caller's group ``name``, or a 400."""
         found = self.groups.get((owner, name))
         if found is None:
             raise PhantomFault("InvalidParameterValue", f"auto scale group {name} not found")
         return found
 
     def update_tags(self, owner: str, tags: list[dict[str, str]]) -> None:
+        """CreateOrUpdateTags: new sites or ``minimum_vms`` take effect at once."""
         checked = self.check_tags(tags)
         with self.lock:
             for tag in tags:
@@ -218,6 +232,7 @@ class PhantomModel:
                 self._reconcile(group)
 
     def set_desired(self, owner: str, name: str, desired: int) -> None:
+        """min = max = desired; the engine kills VMs of its choosing when it drops."""
         if desired < 0:
             raise PhantomFault("InvalidParameterValue", "DesiredCapacity must be >= 0")
         with self.lock:
@@ -227,6 +242,7 @@ class PhantomModel:
             self._reconcile(group)
 
     def delete_group(self, owner: str, name: str) -> None:
+        """Removes the group and terminates its VMs."""
         with self.lock:
             self.group(owner, name)
             del self.groups[(owner, name)]
@@ -235,6 +251,7 @@ class PhantomModel:
                     self._set(vm, TERMINATING)
 
     def terminate(self, owner: str, instance_id: str, decrement: bool) -> None:
+        """Terminate one VM; with ``decrement``, lower min and max by one (on every call)."""
         with self.lock:
             self.advance()
             for vm in self.vms:
@@ -252,12 +269,14 @@ class PhantomModel:
             self._reconcile(group)
 
     def members(self, owner: str, name: str) -> list[VM]:
+        """Every VM record of a group, dead ones included."""
         with self.lock:
             self.advance()
             return [vm for vm in self.vms if vm.owner == owner and vm.group == name
                     and (owner, name) in self.groups]
 
     def vms_of(self, owner: str) -> list[VM]:
+        """Every VM record of the caller, whichever group."""
         with self.lock:
             self.advance()
             return [vm for vm in self.vms if vm.owner == owner]

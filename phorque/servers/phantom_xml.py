@@ -81,6 +81,7 @@ def element(name: str, value: Any) -> str:
 
 
 def members(name: str, items: Iterable[str]) -> str:
+    """``<name><member>item</member>...</name>``."""
     inner = "".join(f"<member>{item}</member>" for item in items)
     return f"<{name}>{inner}</{name}>"
 
@@ -93,5 +94,6 @@ def as_reply(action: str, inner: str, wrapped: bool = True) -> bytes:
 
 
 def ec2_reply(action: str, inner: str) -> bytes:
+    """An EC2 reply in Nimbus's 2009-08-15 namespace."""
     return (f"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<{action}Response xmlns=\"{EC2_NS}\">"
             f"<requestId>{uuid.uuid4()}</requestId>{inner}</{action}Response>").encode()

@@ -25,6 +25,7 @@ class SignatureProblem(Exception):
 
 
 def string_to_sign(method: str, host: str, path: str, params: Mapping[str, str]) -> str:
+    """What SigV2 signs."""
     pairs = [f"{quote(k, safe='')}={quote(v, safe='-_~')}"
              for k, v in sorted(params.items()) if k != "Signature"]
     return f"{method.upper()}\n{host.lower()}\n{path or '/'}\n" + "&".join(pairs)
@@ -32,6 +33,7 @@ def string_to_sign(method: str, host: str, path: str, params: Mapping[str, str])
 
 def sign(secret: str, method: str, host: str, path: str, params: Mapping[str, str],
          algorithm: str = "HmacSHA256") -> str:
+    """The base64 SigV2 signature of a request."""
     digest = hashlib.sha1 if algorithm == "HmacSHA1" else hashlib.sha256
     mac = hmac.new(secret.encode(), string_to_sign(method, host, path, params).encode(), digest)
     return base64.b64encode(mac.digest()).decode()
