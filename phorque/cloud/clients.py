@@ -7,6 +7,7 @@ Phorque's terms and every foreign exception is translated exactly once (:func:`t
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 import boto3
 import botocore.exceptions as bce
 import botocore.session
+import urllib3
 from botocore import xform_name
 from botocore.config import Config as BotoConfig
 from botocore.loaders import create_loader
@@ -152,9 +154,15 @@ def make_client(session: boto3.session.Session, settings: CloudSettings, service
                 on_before_parse: Callable[..., None] | None = None) -> Any:
     """A boto3 client of ``service`` ("autoscaling" or "ec2") for this cloud's endpoint."""
     which = "autoscale" if service == "autoscaling" else "cloud"
+    verify = verify_arg(settings)
+    if verify is False:
+        # The administrator chose this (a self-signed site): say it once, not on every request.
+        log.warning("cloud %s: TLS certificates of %s are not checked (verify_tls = false)",
+                    settings.name, settings.endpoint_url(which) or service)
+        warnings.filterwarnings("ignore", category=urllib3.exceptions.InsecureRequestWarning)
     try:
         client = session.client(service, endpoint_url=settings.endpoint_url(which),
-                                verify=verify_arg(settings),
+                                verify=verify,
                                 config=boto_config(settings, attempts))
     except bce.BotoCoreError as exc:
         raise translate(exc, settings.name, f"{service} client", settings_secrets(settings)) from exc

@@ -12,6 +12,7 @@ import json
 import logging
 import signal
 import socket
+import ssl
 import sys
 import threading
 from collections.abc import Callable, Iterable
@@ -115,6 +116,7 @@ class RunningServer:
 
     server: _Server
     thread: threading.Thread
+    scheme: str = "http"
 
     @property
     def port(self) -> int:
@@ -124,7 +126,7 @@ class RunningServer:
     @property
     def url(self) -> str:
         """``http://127.0.0.1:<port>``."""
-        return f"http://{self.server.server_address[0]}:{self.port}"
+        return f"{self.scheme}://{self.server.server_address[0]}:{self.port}"
 
     def stop(self) -> None:
         """Stop serving and close the socket (delayed replies are cut short)."""
@@ -134,13 +136,26 @@ class RunningServer:
         self.thread.join(timeout=5)
 
 
-def serve(app: WSGIApp, host: str = "127.0.0.1", port: int = 0) -> RunningServer:
-    """Start ``app`` on ``host:port`` (0 picks a free port) in a background thread."""
+def tls_context(certfile: str, keyfile: str) -> ssl.SSLContext:
+    """A server-side TLS context from a certificate and its key (PEM files)."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(certfile, keyfile)
+    return context
+
+
+def serve(app: WSGIApp, host: str = "127.0.0.1", port: int = 0,
+          tls: ssl.SSLContext | None = None) -> RunningServer:
+    """Start ``app`` on ``host:port`` (0 picks a free port) in a background thread.
+
+    With ``tls`` it speaks HTTPS (as Phantom and Nimbus did), e.g. with a self-signed certificate.
+    """
     server = _Server((host, port), app)
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
     thread = threading.Thread(target=server.serve_forever, name=f"phorque-server-{server.server_address[1]}",
                               kwargs={"poll_interval": 0.1}, daemon=True)
     thread.start()
-    return RunningServer(server, thread)
+    return RunningServer(server, thread, "https" if tls is not None else "http")
 
 
 def run_until_signalled(servers: list[RunningServer], announce: dict[str, Any]) -> int:

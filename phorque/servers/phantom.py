@@ -27,6 +27,7 @@ import argparse
 import base64
 import binascii
 import os
+import ssl
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, fields, replace
@@ -45,7 +46,7 @@ from phorque.servers.faultctl import (
     inject,
     json_reply,
 )
-from phorque.servers.httpserve import RunningServer, run_until_signalled, serve
+from phorque.servers.httpserve import RunningServer, run_until_signalled, serve, tls_context
 from phorque.servers.nimbus import NimbusEC2
 from phorque.servers.phantom_model import VM, PhantomFault, PhantomModel, Timing
 from phorque.servers.sigv2 import SignatureProblem, verify
@@ -296,13 +297,16 @@ class PhantomServer:
 
 
 def start(users: Mapping[str, str], timing: Timing | None = None, host: str = "127.0.0.1",
-          port: int = 0, ec2_port: int = 0) -> PhantomServer:
-    """Start the Auto Scaling and EC2 endpoints (port 0: any free port) in background threads."""
+          port: int = 0, ec2_port: int = 0, tls: ssl.SSLContext | None = None) -> PhantomServer:
+    """Start the Auto Scaling and EC2 endpoints (port 0: any free port) in background threads.
+
+    With ``tls`` both speak HTTPS, as the real services did.
+    """
     model, faults = PhantomModel(timing), FaultState()
     model.stuck = faults.is_stuck
-    autoscale = serve(PhantomAutoScaling(model, users, faults), host, port)
+    autoscale = serve(PhantomAutoScaling(model, users, faults), host, port, tls)
     try:
-        ec2 = serve(NimbusEC2(model, users, faults), host, ec2_port)
+        ec2 = serve(NimbusEC2(model, users, faults), host, ec2_port, tls)
     except OSError:
         autoscale.stop()
         raise
@@ -323,11 +327,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requested-secs", type=float, default=Timing.requested_secs)
     parser.add_argument("--pending-secs", type=float, default=Timing.pending_secs)
     parser.add_argument("--terminating-secs", type=float, default=Timing.terminating_secs)
+    parser.add_argument("--cert", help="serve HTTPS with this certificate (PEM)")
+    parser.add_argument("--key", help="the certificate's private key (PEM)")
     args = parser.parse_args(argv)
     timing = Timing(args.requested_secs, args.pending_secs, args.terminating_secs)
     try:
-        server = start({args.access_id: args.secret_key}, timing, args.host, args.port, args.ec2_port)
-    except OSError as exc:
+        tls = tls_context(args.cert, args.key or args.cert) if args.cert else None
+        server = start({args.access_id: args.secret_key}, timing, args.host, args.port,
+                       args.ec2_port, tls)
+    except (OSError, ssl.SSLError) as exc:
         print(f"phantom server: {exc}", file=sys.stderr)
         return 2
     return run_until_signalled([server.autoscale, server.ec2], {
