@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 
+import boto3
 import pytest
+from botocore.config import Config
 from moto.server import ThreadedMotoServer
 
 from phorque.servers import faults as fault_proxy
@@ -32,7 +34,15 @@ def moto_url() -> Iterator[str]:
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
+    url = f"http://{host}:{port}"
+    # moto builds its Auto Scaling and EC2 backends on first use (a second or more): do it now,
+    # so tests with short read timeouts measure faults, not moto's start-up.
+    for service in ("autoscaling", "ec2"):
+        client = boto3.client(service, endpoint_url=url, region_name="us-east-1",
+                              aws_access_key_id="warm", aws_secret_access_key="up",
+                              config=Config(read_timeout=120))
+        (client.describe_auto_scaling_groups if service == "autoscaling" else client.describe_instances)()
+    yield url
     server.stop()
 
 

@@ -15,10 +15,10 @@ from tests.cloud.cloudkit import aws_settings, fault_counts, set_faults
 
 
 def ready(proxy: str, **overrides):
-    provider = make_provider(aws_settings(proxy, **overrides))
-    provider.ensure_setup()
+    """A set-up group, and a provider for it with the given (short) timeouts and attempts."""
+    make_provider(aws_settings(proxy)).ensure_setup()
     set_faults(proxy, reset_counts=True)
-    return provider
+    return make_provider(aws_settings(proxy, **overrides))
 
 
 def test_clients_get_the_configured_timeouts_and_retries(proxy: str) -> None:

@@ -39,7 +39,7 @@ def test_no_credential_in_phorque_logs_or_errors(phantom, proxy, caplog) -> None
     bad = make_provider(phantom_settings(phantom, secret_key=Secret(LEAKY_SECRET), max_attempts=1))
     aws = make_provider(aws_settings(proxy, access_id=Secret(LEAKY_ID), secret_key=Secret(LEAKY_SECRET),
                                      max_attempts=1, read_timeout_secs=0.5))
-    aws.ensure_setup()
+    make_provider(aws_settings(proxy)).ensure_setup()
     for rule in ({"kind": "throttle"}, {"kind": "error", "status": 500}, {"kind": "drop"},
                  {"kind": "delay", "seconds": 1.5}):
         set_faults(proxy, rules=[rule])
