@@ -15,7 +15,6 @@ from typing import Any
 import boto3
 import botocore.exceptions as bce
 import botocore.session
-import urllib3
 from botocore import xform_name
 from botocore.config import Config as BotoConfig
 from botocore.loaders import create_loader
@@ -159,7 +158,7 @@ def make_client(session: boto3.session.Session, settings: CloudSettings, service
         # The administrator chose this (a self-signed site): say it once, not on every request.
         log.warning("cloud %s: TLS certificates of %s are not checked (verify_tls = false)",
                     settings.name, settings.endpoint_url(which) or service)
-        warnings.filterwarnings("ignore", category=urllib3.exceptions.InsecureRequestWarning)
+        warnings.filterwarnings("ignore", message="Unverified HTTPS request")
     try:
         client = session.client(service, endpoint_url=settings.endpoint_url(which),
                                 verify=verify,
