@@ -116,6 +116,10 @@ class Engine:
             try:
                 group = self.providers[settings.name].describe()
             except CloudError as exc:
+                if exc.code == "NoSuchGroup" and not record_errors:
+                    # A dry run before the first start: the group will be created empty.
+                    out.append(cloud_state(settings, health_at(record, now)))
+                    continue
                 log.warning("cloud %s: cannot read its group: %s", settings.name, exc)
                 if record_errors:
                     self._cloud_result(settings.name, str(exc))
