@@ -23,8 +23,10 @@ from phorque.torque import xmlparse
 log = logging.getLogger(__name__)
 
 # RFC 1123 host names (and dotted IPv4), as Torque node names must be resolvable host names.
-_HOST_RE = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9\-_]{0,62})(?:\.[A-Za-z0-9\-_]{1,63})*$")
-_PROPERTY_RE = re.compile(r"^[A-Za-z0-9_\-.]{1,64}$")
+# Used with fullmatch and \Z: "$" would also accept a name ending in a newline, which qmgr would
+# read as the end of the directive.
+_HOST_RE = re.compile(r"(?=.{1,253}\Z)[A-Za-z0-9](?:[A-Za-z0-9\-_]{0,62})(?:\.[A-Za-z0-9\-_]{1,63})*")
+_PROPERTY_RE = re.compile(r"[A-Za-z0-9_\-.]{1,64}")
 NOTE_LIMIT = 200
 
 
@@ -33,7 +35,7 @@ class UnsafeName(TorqueError):
 
 
 def is_host_name(name: str) -> bool:
-    return bool(_HOST_RE.match(name)) and ".." not in name
+    return bool(_HOST_RE.fullmatch(name)) and ".." not in name
 
 
 def clean_note(text: str) -> str:
@@ -126,7 +128,7 @@ class Torque:
         attrs = [f"np={int(np)}"]
         props = [p for p in properties if p]
         for prop in props:
-            if not _PROPERTY_RE.match(prop):
+            if not _PROPERTY_RE.fullmatch(prop):
                 raise UnsafeName(f"refusing node property {prop!r}")
         if props:
             attrs.append(f'properties="{",".join(props)}"')
