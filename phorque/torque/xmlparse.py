@@ -23,7 +23,6 @@ from phorque.resources import count_slot_spec, duration_or_none, job_chunks, job
 
 _RAW_AMP = re.compile(r"&(?!(?:amp|lt|gt|quot|apos|#\d+|#x[0-9a-fA-F]+);)")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufffe\uffff]")
-_NODE_JOBS = re.compile(r"([\d,\-]+)/([^,]+)")
 CHUNK = 1 << 16
 
 
@@ -71,6 +70,9 @@ def iter_elements(stream: IO[bytes], tag: str, what: str) -> Iterator[ET.Element
     """
     opening, closing = f"<{tag}>", f"</{tag}>"
     buf = ""
+    # buf[:scan] is known not to hold the closing tag of the element at hand: a large element
+    # arriving in many pieces is searched once, not once per piece.
+    scan = 0
     started = finished = False
     seen_any = False
     for text in _sanitized_chunks(stream):
@@ -99,10 +101,11 @@ def iter_elements(stream: IO[bytes], tag: str, what: str) -> Iterator[ET.Element
                 break
             if not buf.startswith(opening, pos):
                 raise XMLFormatError(f"{what}: unexpected {buf[pos:pos + 20]!r} inside <Data>")
-            end = buf.find(closing, pos)
+            end = buf.find(closing, max(pos, scan))
             if end == -1:
                 if rest > ELEMENT_LIMIT:
                     raise XMLFormatError(f"{what}: a <{tag}> element larger than {ELEMENT_LIMIT >> 20} MB")
+                scan = max(pos, len(buf) - len(closing) + 1)
                 break
             end += len(closing)
             try:
@@ -111,6 +114,7 @@ def iter_elements(stream: IO[bytes], tag: str, what: str) -> Iterator[ET.Element
                 raise XMLFormatError(f"{what}: invalid XML in a <{tag}> ({exc})") from None
             pos = end
         buf = buf[pos:]
+        scan = max(0, scan - pos)
         if finished and buf.strip():
             raise XMLFormatError(f"{what}: unexpected {buf.strip()[:20]!r} after </Data>")
     if not seen_any:
@@ -213,6 +217,35 @@ def job_from_element(elem: ET.Element) -> Job:
     )
 
 
+def _is_slot_char(ch: str) -> bool:
+    return ch in ",-" or ch.isdecimal()
+
+
+def _node_job_entries(value: str) -> list[tuple[str, str]]:
+    """``(slots, job id)`` pairs: what ``re.findall(r"([\\d,\\-]+)/([^,]+)", value)`` finds.
+
+    Written out because that pattern backtracks over every long run of digits and commas not
+    followed by ``/``, which takes time quadratic in the length of the value.
+    """
+    found: list[tuple[str, str]] = []
+    start, end = 0, len(value)
+    while True:
+        slash = value.find("/", start)
+        if slash == -1:
+            return found
+        first = slash
+        while first > start and _is_slot_char(value[first - 1]):
+            first -= 1
+        stop = value.find(",", slash + 1)
+        if stop == -1:
+            stop = end
+        if first == slash or stop == slash + 1:
+            start = slash + 1  # no slots before the slash, or no job id after it
+            continue
+        found.append((value[first:slash], value[slash + 1:stop]))
+        start = stop
+
+
 def parse_node_jobs(value: str | None) -> tuple[tuple[str, ...], int]:
     """``(job ids, slots in use)`` from a node's ``jobs`` attribute, in any Torque format.
 
@@ -223,7 +256,7 @@ def parse_node_jobs(value: str | None) -> tuple[tuple[str, ...], int]:
         return (), 0
     ids: list[str] = []
     slots = 0
-    for spec, job_id in _NODE_JOBS.findall(value):
+    for spec, job_id in _node_job_entries(value):
         job_id = job_id.strip()
         slots += count_slot_spec(spec.strip(","))
         if job_id and job_id not in ids:
