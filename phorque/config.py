@@ -24,24 +24,28 @@ from phorque.options import (
     float_option,
     int_option,
     list_option,
+    shown,
     str_option,
 )
 
 DEFAULT_CONFIG = "/etc/phorque/phorque.conf"
+#: The longest duration any option takes: a year. Beyond it a value is a mistake, and far beyond
+#: it the waits and timeouts it feeds fail (threading and sockets refuse timeouts past 2**33 s).
+LONGEST_SECS = 366 * 86400
 CLOUD_PREFIX = "Cloud-"
 CLOUD_TYPES = ("aws", "nimbus", "phantom")
 
 PHORQUE_OPTIONS: dict[str, Option] = {
-    "loop_sleep_secs": int_option(120, minimum=1, help="seconds between full reconciliations"),
+    "loop_sleep_secs": int_option(120, minimum=1, maximum=LONGEST_SECS, help="seconds between full reconciliations"),
     "cluster_directory": str_option("/usr/local", help="Torque install prefix; bin/ holds the commands"),
     "queue_name": str_option("", help="queue(s) whose jobs count; empty or * for every queue"),
     "torque_home": str_option("/var/spool/torque", help="Torque's spool; server_priv/ lives here"),
     "state_dir": str_option("/var/lib/phorque", help="where Phorque keeps its state database"),
     "lock_file": str_option("", help="lock serializing cloud changes; default <state_dir>/phorque.lock"),
-    "command_timeout_secs": float_option(30.0, minimum=0.1, help="timeout of each Torque command"),
+    "command_timeout_secs": float_option(30.0, minimum=0.1, maximum=LONGEST_SECS, help="timeout of each Torque command"),
     "watch_files": bool_option(True, help="react to Torque's files; false = poll every loop_sleep_secs"),
-    "event_delay_secs": float_option(0.2, minimum=0.0, help="how long a burst of events is gathered"),
-    "boot_timeout_secs": int_option(900, minimum=1, help="default time an instance has to join Torque"),
+    "event_delay_secs": float_option(0.2, minimum=0.0, maximum=LONGEST_SECS, help="how long a burst of events is gathered"),
+    "boot_timeout_secs": int_option(900, minimum=1, maximum=LONGEST_SECS, help="default time an instance has to join Torque"),
     "log_file": str_option("", help="log file; empty for standard error"),
     "trigger_address": str_option("127.0.0.1:15099",
                                   help="UDP host:port where the daemon takes nudges; empty disables"),
@@ -71,17 +75,17 @@ CLOUD_OPTIONS: dict[str, Option] = {
     "instance_type": str_option(None, required=True, help="instance size to launch"),
     "instance_cores": int_option(None, minimum=1, required=True, help="cores of one instance"),
     "max_instances": int_option(None, minimum=0, required=True, help="most instances on this cloud"),
-    "charge_time_secs": int_option(3600, minimum=0, help="billing period; 0 for per-second billing"),
+    "charge_time_secs": int_option(3600, minimum=0, maximum=LONGEST_SECS, help="billing period; 0 for per-second billing"),
     "user_data_file": str_option("", help="file passed to instances as user data"),
     "key_name": str_option("", help="key pair for the instances; none if empty"),
     "security_groups": list_option(help="comma-separated security groups"),
     "ca_bundle": str_option("", help="CA bundle to verify the endpoints' TLS certificates"),
     "verify_tls": bool_option(True, help="false to skip TLS certificate checks (self-signed sites)"),
-    "connect_timeout_secs": float_option(5.0, minimum=0.1, help="API connect timeout"),
-    "read_timeout_secs": float_option(30.0, minimum=0.1, help="API read timeout"),
+    "connect_timeout_secs": float_option(5.0, minimum=0.1, maximum=LONGEST_SECS, help="API connect timeout"),
+    "read_timeout_secs": float_option(30.0, minimum=0.1, maximum=LONGEST_SECS, help="API read timeout"),
     "max_attempts": int_option(3, minimum=1, maximum=20, help="API attempts (botocore standard retries)"),
-    "boot_secs": int_option(120, minimum=0, help="how long an instance usually takes to join"),
-    "boot_timeout_secs": int_option(None, minimum=1, help="overrides [Phorque] boot_timeout_secs"),
+    "boot_secs": int_option(120, minimum=0, maximum=LONGEST_SECS, help="how long an instance usually takes to join"),
+    "boot_timeout_secs": int_option(None, minimum=1, maximum=LONGEST_SECS, help="overrides [Phorque] boot_timeout_secs"),
     "node_properties": list_option(help="Torque properties given to this cloud's nodes"),
     "node_dns": str_option("public", choices=("public", "private"),
                            help="which DNS name becomes the Torque node name"),
@@ -138,7 +142,7 @@ def parse_address(text: str) -> tuple[str, int] | None:
         return None
     host, sep, port = text.rpartition(":")
     if not sep or not port.isdigit() or not 0 < int(port) < 65536 or not host:
-        raise ValueError(f"{text!r} is not host:port")
+        raise ValueError(f"{shown(text)} is not host:port")
     return host.strip("[]"), int(port)
 
 
@@ -244,7 +248,8 @@ class Config:
 _ENV_RE = re.compile(r"^\$(?:\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)\}|(?P<bare>[A-Za-z_][A-Za-z0-9_]*))$")
 
 
-def _expand(path: str, section: str, option: str, raw: str, environ: dict[str, str]) -> str:
+def _expand(path: str, section: str, option: str, raw: str, environ: dict[str, str],
+            secret: bool = False) -> str:
     value = raw.strip()
     if value.startswith("$$"):
         return value[1:]
@@ -252,8 +257,10 @@ def _expand(path: str, section: str, option: str, raw: str, environ: dict[str, s
         return raw
     match = _ENV_RE.match(value)
     if not match:
+        # A secret that merely starts with "$" must not reach the message.
+        quoted = "the value" if secret else shown(value)
         raise ConfigError(path, section, option,
-                          f"{value!r} is not a valid environment variable reference ($NAME or ${{NAME}})")
+                          f"{quoted} is not a valid environment variable reference ($NAME or ${{NAME}})")
     name = match.group("braced") or match.group("bare")
     if name not in environ:
         raise ConfigError(path, section, option, f"environment variable {name} is not set")
@@ -275,7 +282,7 @@ def _parse_section(path: str, parser: configparser.ConfigParser, section: str,
             if spec.default is not None:
                 values[name] = spec.default
             continue
-        raw = _expand(path, section, name, present[name], environ)
+        raw = _expand(path, section, name, present[name], environ, spec.secret)
         if not raw.strip():
             if spec.required:
                 raise ConfigError(path, section, name, "required option is empty")
@@ -347,7 +354,7 @@ def _check_cloud(path: str, section: str, values: dict[str, Any]) -> None:
     for which in ("cloud", "autoscale"):
         uri = values.get(f"{which}_uri")
         if uri and "://" in uri and not uri.lower().startswith(("http://", "https://")):
-            raise ConfigError(path, section, f"{which}_uri", f"{uri!r}: only http:// and https:// URLs")
+            raise ConfigError(path, section, f"{which}_uri", f"{shown(uri)}: only http:// and https:// URLs")
     if dialect == "phantom" and not values.get("autoscale_uri"):
         raise ConfigError(path, section, "autoscale_uri", "required for cloud_type "
                           f"{values['cloud_type']} (there is no default Phantom endpoint)")
@@ -411,7 +418,7 @@ def load_config(path: str | os.PathLike[str] | None = None,
         key = (values.get("autoscale_uri"), values["autoscale_group_name"])
         if key in groups:
             raise ConfigError(path, section, "autoscale_group_name",
-                              f"group {key[1]!r} is already used by [{groups[key]}]")
+                              f"group {shown(key[1])} is already used by [{groups[key]}]")
         groups[key] = section
         clouds.append(CloudSettings(name=section[len(CLOUD_PREFIX):], **values))
     if not clouds:

@@ -39,11 +39,22 @@ class Secret:
         return hash(self._value)
 
 
+#: Integers beyond this cannot take part in float arithmetic (times, prices) exactly, or at all.
+LARGEST_INT = 2 ** 53
+
+
+def shown(text: str, limit: int = 60) -> str:
+    """A value quoted for a message, cut short: a huge value must not make a huge message."""
+    return repr(text) if len(text) <= limit else repr(text[:limit]) + f"... ({len(text)} characters)"
+
+
 def _int(text: str, minimum: int | None = None, maximum: int | None = None) -> int:
     try:
         value = int(text.strip(), 10)
     except ValueError:
-        raise OptionValueError(f"{text!r} is not an integer") from None
+        raise OptionValueError(f"{shown(text)} is not an integer") from None
+    if abs(value) > LARGEST_INT:
+        raise OptionValueError(f"{shown(text)} is too large")
     if minimum is not None and value < minimum:
         raise OptionValueError(f"{value} is below the minimum {minimum}")
     if maximum is not None and value > maximum:
@@ -51,15 +62,19 @@ def _int(text: str, minimum: int | None = None, maximum: int | None = None) -> i
     return value
 
 
-def _float(text: str, minimum: float | None = None) -> float:
+def _float(text: str, minimum: float | None = None, maximum: float | None = None) -> float:
     try:
         value = float(text.strip())
     except ValueError:
-        raise OptionValueError(f"{text!r} is not a number") from None
+        raise OptionValueError(f"{shown(text)} is not a number") from None
     if math.isnan(value):
-        raise OptionValueError(f"{text!r} is not a number")
+        raise OptionValueError(f"{shown(text)} is not a number")
+    if math.isinf(value):
+        raise OptionValueError(f"{shown(text)} is not a finite number")
     if minimum is not None and value < minimum:
         raise OptionValueError(f"{value:g} is below the minimum {minimum:g}")
+    if maximum is not None and value > maximum:
+        raise OptionValueError(f"{value:g} is above the maximum {maximum:g}")
     return value
 
 
@@ -73,7 +88,7 @@ def _bool(text: str) -> bool:
         return True
     if low in _FALSE:
         return False
-    raise OptionValueError(f"{text!r} is not a boolean (use true or false)")
+    raise OptionValueError(f"{shown(text)} is not a boolean (use true or false)")
 
 
 def _list(text: str) -> tuple[str, ...]:
@@ -101,8 +116,8 @@ def int_option(default: int | None = None, *, minimum: int | None = None, maximu
 
 
 def float_option(default: float | None = None, *, minimum: float | None = None,
-                 required: bool = False, help: str = "") -> Option:
-    return Option(lambda t: _float(t, minimum), default, required, help=help)
+                 maximum: float | None = None, required: bool = False, help: str = "") -> Option:
+    return Option(lambda t: _float(t, minimum, maximum), default, required, help=help)
 
 
 def bool_option(default: bool, *, help: str = "") -> Option:
@@ -116,7 +131,7 @@ def str_option(default: str | None = None, *, required: bool = False, secret: bo
         if required and not value:
             raise OptionValueError("is empty")
         if choices is not None and value.lower() not in choices:
-            raise OptionValueError(f"{value!r} is not one of: {', '.join(choices)}")
+            raise OptionValueError(f"{shown(value)} is not one of: {', '.join(choices)}")
         return value.lower() if choices is not None else value
 
     return Option(convert, default, required, secret=secret, help=help)
