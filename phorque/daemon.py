@@ -22,6 +22,7 @@ from phorque.config import Config, load_config
 from phorque.engine import Engine, Evaluation, evaluation_json
 from phorque.errors import ConfigError, PhorqueError, TransientError
 from phorque.nudge import NudgeListener
+from phorque.private import private_dir
 from phorque.state import StateStore
 from phorque.triggers import Fired, Trigger
 from phorque.watcher import TorqueWatcher
@@ -92,7 +93,7 @@ class Daemon:
         other = running_daemon(self.config)
         if other is not None and other != os.getpid():
             raise AlreadyRunning(f"another phorque daemon runs with this state_dir (pid {other})")
-        os.makedirs(self.config.phorque.state_dir, mode=0o700, exist_ok=True)
+        private_dir(self.config.phorque.state_dir)
         tmp = f"{self.config.phorque.pid_path}.{os.getpid()}"
         with open(os.open(tmp, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o644), "w") as handle:
             handle.write(f"{os.getpid()}\n")

@@ -21,6 +21,7 @@ from typing import Any
 
 from phorque.errors import StateError
 from phorque.model import Owned, Stage
+from phorque.private import private_dir
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS instances (
@@ -58,7 +59,7 @@ class StateStore:
         self.path = path
         directory = os.path.dirname(os.path.abspath(path))
         try:
-            os.makedirs(directory, mode=0o700, exist_ok=True)
+            private_dir(directory)
             if not os.path.exists(path):
                 # Create it owner-only before sqlite opens it.
                 os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))

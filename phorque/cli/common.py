@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from phorque import __version__
 from phorque.config import DEFAULT_CONFIG, Config, config_path_from, load_config
 from phorque.errors import ConfigError
+from phorque.private import private_file
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -69,7 +70,11 @@ def setup_logging(debug: bool, log_file: str = "", secrets: Iterable[str] = ()) 
         root.removeHandler(handler)
         handler.close()
     handler: logging.Handler
-    handler = logging.FileHandler(log_file) if log_file else logging.StreamHandler(sys.stderr)
+    if log_file:
+        private_file(log_file)  # created owner-only; an existing file keeps its mode
+        handler = logging.FileHandler(log_file)
+    else:
+        handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter(LOG_FORMAT))
     handler.addFilter(RedactSecrets(secrets))
     root.addHandler(handler)
@@ -86,6 +91,17 @@ def load_or_exit(path: str | None) -> Config:
     except ConfigError as exc:
         print(f"phorque: configuration error: {exc}", file=sys.stderr)
         raise SystemExit(EXIT_CONFIG) from None
+
+
+def safe_stdout() -> None:
+    """Print what the terminal's encoding cannot show as escapes rather than fail on it.
+
+    A node or instance name may hold characters a Latin-1 or ASCII locale cannot encode; the
+    rest of the output must still be printed.
+    """
+    reconfigure = getattr(sys.stdout, "reconfigure", None)
+    if reconfigure is not None:
+        reconfigure(errors="backslashreplace")
 
 
 def printable(text: object, limit: int = 80) -> str:

@@ -6,6 +6,7 @@ import logging
 import sys
 
 from phorque.cli.common import (
+    EXIT_CONFIG,
     EXIT_FAILED,
     EXIT_OK,
     base_parser,
@@ -14,7 +15,7 @@ from phorque.cli.common import (
     setup_logging,
 )
 from phorque.config import config_path_from
-from phorque.errors import PhorqueError
+from phorque.errors import ConfigError, PhorqueError
 
 log = logging.getLogger("phorque")
 
@@ -33,7 +34,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.check_config:
         print(config.summary())
         return EXIT_OK
-    setup_logging(args.debug, config.phorque.log_file, config_secrets(config))
+    try:
+        setup_logging(args.debug, config.phorque.log_file, config_secrets(config))
+    except OSError as exc:
+        error = ConfigError(config.path, "Phorque", "log_file",
+                            f"cannot open {config.phorque.log_file}: {exc.strerror or exc}")
+        print(f"phorque: configuration error: {error}", file=sys.stderr)
+        return EXIT_CONFIG
     # Imported here so that --check-config works even where watchdog is broken.
     from phorque.daemon import Daemon
 

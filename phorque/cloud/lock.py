@@ -16,6 +16,8 @@ import threading
 
 import filelock
 
+from phorque.private import private_dir
+
 LOCK_MODE = 0o600
 
 _LOCKS: dict[str, filelock.FileLock] = {}
@@ -33,7 +35,7 @@ def cloud_lock(path: str, timeout: float | None = None) -> filelock.FileLock:
             provider.set_desired(...)
     """
     real = os.path.abspath(path)
-    os.makedirs(os.path.dirname(real), mode=0o700, exist_ok=True)
+    private_dir(os.path.dirname(real))
     with _GUARD:
         lock = _LOCKS.get(real)
         if lock is None:
