@@ -17,6 +17,8 @@ from phorque.cli.common import (
     base_parser,
     config_secrets,
     load_or_exit,
+    printable,
+    safe_stdout,
     setup_logging,
 )
 from phorque.engine import Engine, Evaluation, evaluation_json
@@ -66,7 +68,7 @@ def render(ev: Evaluation, data: dict) -> str:
              f"({c['queued_cores']} cores); cores {c['total_cores']} total, {c['free_cores']} free, "
              f"{c['down_cores']} down"]
     for cloud in data["clouds"]:
-        lines.append(f"  cloud {cloud['name']}: {cloud['instances']} instances, desired "
+        lines.append(f"  cloud {printable(cloud['name'], 40)}: {cloud['instances']} instances, desired "
                      f"{cloud['desired']}/{cloud['max_instances']}, price {cloud['price']:g}, {cloud['health']}")
     if not ev.plan.actions:
         lines.append("  nothing to do")
@@ -74,9 +76,10 @@ def render(ev: Evaluation, data: dict) -> str:
     for action, row in zip(ev.outcomes or ev.plan.ordered(), data["actions"], strict=False):
         text = str(getattr(action, "action", action))
         outcome = f" -> {row['outcome']}" if "outcome" in row else ""
-        lines.append(f"  {verb}{text}{outcome}")
+        # Node and DNS names come from Torque and the clouds: shown escaped, one line each.
+        lines.append(f"  {verb}{printable(text, 400)}{printable(outcome, 200)}")
     for note in data["notes"]:
-        lines.append(f"  note: {note}")
+        lines.append(f"  note: {printable(note, 400)}")
     return "\n".join(lines)
 
 
@@ -84,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     config = load_or_exit(args.config)
     setup_logging(args.debug, "", config_secrets(config))
+    safe_stdout()
     if not args.debug:
         logging.getLogger("phorque.executor").setLevel(logging.WARNING)
     if not args.dry_run and not args.local:
@@ -125,8 +129,9 @@ def _print_daemon_result(config, as_json: bool) -> int:
     else:
         print(f"evaluated by the running daemon at {result['time']}:")
         for row in result["actions"]:
-            print(f"  {row['action']} {row.get('node') or row.get('instance') or row.get('cloud')}: "
-                  f"{row['reason']} -> {row.get('outcome', '')}")
+            target = row.get('node') or row.get('instance') or row.get('cloud') or ""
+            print(f"  {row['action']} {printable(target, 100)}: {printable(row['reason'], 300)} "
+                  f"-> {printable(row.get('outcome', ''), 200)}")
         if not result["actions"]:
             print("  nothing to do")
     return EXIT_OK

@@ -15,6 +15,7 @@ from phorque.cli.common import (
     config_secrets,
     load_or_exit,
     printable,
+    safe_stdout,
     setup_logging,
 )
 from phorque.cloud.status import describe_clouds, render_clouds, stored_health
@@ -162,6 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     config = load_or_exit(args.config)
     setup_logging(args.debug, "", config_secrets(config))
     status = collect(config)
+    safe_stdout()
     if args.json:
         json.dump(status, sys.stdout, sort_keys=True)
         sys.stdout.write("\n")
