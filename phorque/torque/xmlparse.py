@@ -21,7 +21,10 @@ from phorque.errors import TorqueError
 from phorque.model import FREE, Job, Node
 from phorque.resources import count_slot_spec, duration_or_none, job_chunks, job_cores
 
-_RAW_AMP = re.compile(r"&(?!(?:amp|lt|gt|quot|apos|#\d+|#x[0-9a-fA-F]+);)")
+# A reference is at most 10 characters ("&#1114111;", "&#x10FFFF;"), so a piece of the stream
+# that ends within 12 characters of a "&" can hold it back whole (_sanitized_chunks); anything
+# longer is text, escaped alike however the stream was cut.
+_RAW_AMP = re.compile(r"&(?!(?:amp|lt|gt|quot|apos|#\d{1,7}|#x[0-9a-fA-F]{1,6});)")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufffe\uffff]")
 CHUNK = 1 << 16
 
@@ -55,7 +58,11 @@ def _sanitized_chunks(stream: IO[bytes]) -> Iterator[str]:
 
 
 _SPACE = re.compile(r"\s*")
-_DATA_OPEN = re.compile(r"\s*(?:<\?xml[^>]*\?>)?\s*<Data\s*>")
+#: Output that does not open with ``<Data>`` within this many characters is not Torque's.
+OPENING_LIMIT = 256
+# Bounded so that every opening it accepts is shorter than OPENING_LIMIT: the answer is then
+# the same however the stream is cut (leading white space is dropped before matching).
+_DATA_OPEN = re.compile(r"(?:<\?xml[^>]{0,180}\?>)?\s{0,50}<Data\s{0,8}>")
 #: A single element larger than this is refused rather than buffered.
 ELEMENT_LIMIT = 64 << 20
 
@@ -78,16 +85,16 @@ def iter_elements(stream: IO[bytes], tag: str, what: str) -> Iterator[ET.Element
     for text in _sanitized_chunks(stream):
         buf += text
         if not seen_any:
-            if not buf.strip():
-                buf = ""
+            buf = buf.lstrip()
+            if not buf:
                 continue
             seen_any = True
         pos = 0
         if not started:
             match = _DATA_OPEN.match(buf)
             if match is None:
-                if len(buf) < 256 and "<" not in buf.lstrip()[1:]:
-                    continue  # the prolog may still be arriving
+                if len(buf) < OPENING_LIMIT:
+                    continue  # the prolog may still be arriving, in pieces of any size
                 raise XMLFormatError(f"{what}: output does not start with <Data>")
             started, pos = True, match.end()
         while not finished:
@@ -96,8 +103,9 @@ def iter_elements(stream: IO[bytes], tag: str, what: str) -> Iterator[ET.Element
                 finished, pos = True, pos + len("</Data>")
                 break
             rest = len(buf) - pos
-            if rest == 0 or (rest < len(opening) and (opening.startswith(buf[pos:])
-                                                      or "</Data>".startswith(buf[pos:]))):
+            # A piece may end anywhere, also inside "<Job>" or "</Data>": wait for the rest.
+            if rest == 0 or (rest < len(opening) and opening.startswith(buf[pos:])) or (
+                    rest < len("</Data>") and "</Data>".startswith(buf[pos:])):
                 break
             if not buf.startswith(opening, pos):
                 raise XMLFormatError(f"{what}: unexpected {buf[pos:pos + 20]!r} inside <Data>")
