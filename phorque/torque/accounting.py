@@ -231,8 +231,13 @@ class AccountingParser:
         self._shown = 0
         self._unshown = 0
 
-    def reject(self, reason: str, line: str | bytes, where: str | None = None) -> None:
-        """Count a bad line and log it (rate-limited)."""
+    def reject(self, reason: str, line: str | bytes,
+               where: str | Callable[[], str] | None = None) -> None:
+        """Count a bad line and log it (rate-limited).
+
+        ``where`` may be a function, called only when the line is logged: finding a line's byte
+        offset costs time, and a block full of bad lines must not pay it for every line.
+        """
         self.bad += 1
         now = time.monotonic()
         if now - self._window >= self.log_interval:
@@ -243,6 +248,8 @@ class AccountingParser:
             self._shown = self._unshown = 0
         if self._shown < self.log_limit:
             self._shown += 1
+            if callable(where):
+                where = where()
             log.warning("%s: skipped a malformed line (%s): %s",
                         where or self.source, reason, _preview(line))
         else:
@@ -289,7 +296,7 @@ class AccountingParser:
             try:
                 out.append(_parse(line))
             except AccountingFormatError as exc:
-                self.reject(str(exc), line, locate(i) if locate else None)
+                self.reject(str(exc), line, None if locate is None else lambda i=i: locate(i))
                 continue
             added += 1
         self.parsed += added
