@@ -1,0 +1,48 @@
+"""Running one parser call under a clock and a memory meter."""
+
+from __future__ import annotations
+
+import time
+import tracemalloc
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+#: Time per example: a fixed allowance plus a linear one (tracemalloc slows allocation-heavy
+#: code down several times; a quadratic path still shows: its time grows with the square).
+SECONDS = 2.0
+SECONDS_PER_BYTE = 20e-6
+#: Peak Python memory per example: a fixed allowance plus a modest multiple of the input.
+BASE_BYTES = 16 << 20
+PER_INPUT_BYTE = 64
+
+
+@dataclass
+class Outcome:
+    value: Any
+    error: BaseException | None
+    seconds: float
+    peak: int
+
+
+def measured(call: Callable[[], Any], expected: tuple[type[BaseException], ...]) -> Outcome:
+    """Run ``call``; an exception of the ``expected`` types is returned, any other raised."""
+    tracemalloc.start()
+    started = time.perf_counter()
+    try:
+        value, error = call(), None
+    except expected as exc:
+        value, error = None, exc
+    finally:
+        seconds = time.perf_counter() - started
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    return Outcome(value, error, seconds, peak)
+
+
+def assert_bounded(outcome: Outcome, size: int, what: str) -> None:
+    """Time and memory of one example stay within the bounds above."""
+    allowed = SECONDS + SECONDS_PER_BYTE * size
+    assert outcome.seconds < allowed, f"{what}: {outcome.seconds:.2f} s for {size} bytes of input"
+    limit = BASE_BYTES + PER_INPUT_BYTE * size
+    assert outcome.peak < limit, f"{what}: peak {outcome.peak} bytes for {size} bytes of input"

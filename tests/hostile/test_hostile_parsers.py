@@ -1,0 +1,253 @@
+"""Hostile input to the qstat, pbsnodes and accounting parsers: only their own errors, in bounded
+time and memory, and nothing in the input is ever expanded or obeyed."""
+
+from __future__ import annotations
+
+import io
+import re
+import time
+import xml.etree.ElementTree as ET
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from phorque.cloud.phantom_repair import repair_phantom_reply
+from phorque.model import Job, Node
+from phorque.torque.accounting import AccountingFormatError, AccountingParser, parse_line
+from phorque.torque.tailer import AccountingTailer
+from phorque.torque.xmlparse import (
+    XMLFormatError,
+    jobs_from_bytes,
+    nodes_from_bytes,
+    parse_jobs,
+    parse_node_jobs,
+    parse_nodes,
+)
+from tests.hostile.bounds import assert_bounded, measured
+from tests.hostile.strategies import (
+    accounting_files,
+    accounting_line,
+    pbsnodes_documents,
+    qstat_documents,
+)
+
+FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+class Trickle(io.RawIOBase):
+    """A pipe that hands out at most ``size`` bytes per read, as a slow qstat would."""
+
+    def __init__(self, data: bytes, size: int):
+        self._data, self._pos, self._size = data, 0, size
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, n: int = -1) -> bytes:
+        n = self._size if n is None or n < 0 else min(n, self._size)
+        out = self._data[self._pos:self._pos + n]
+        self._pos += len(out)
+        return out
+
+
+def _outcome(parse, data: bytes):
+    try:
+        return list(parse(data))
+    except XMLFormatError as exc:
+        return type(exc)
+
+
+# -- qstat -f -x and pbsnodes -x -------------------------------------------------------------------
+
+@FUZZ
+@given(qstat_documents)
+def test_hostile_qstat_output_gives_jobs_or_a_format_error(data):
+    outcome = measured(lambda: jobs_from_bytes(data), (XMLFormatError,))
+    assert_bounded(outcome, len(data), "qstat")
+    for job in outcome.value or []:
+        assert isinstance(job, Job) and job.id and job.cores >= 1
+        for text in (job.id, job.name, job.queue, job.owner, job.state, *job.exec_hosts):
+            assert not CONTROL.search(text), f"control character kept in {text!r}"
+        assert all(c.count > 0 and c.ppn > 0 for c in job.chunks)
+
+
+@FUZZ
+@given(pbsnodes_documents)
+def test_hostile_pbsnodes_output_gives_nodes_or_a_format_error(data):
+    outcome = measured(lambda: nodes_from_bytes(data), (XMLFormatError,))
+    assert_bounded(outcome, len(data), "pbsnodes")
+    for node in outcome.value or []:
+        assert isinstance(node, Node) and node.name and isinstance(node.np, int)
+        assert node.used_slots >= 0 and node.state
+        for text in (node.name, node.note, *node.jobs, *node.properties, *node.state):
+            assert not CONTROL.search(text), f"control character kept in {text!r}"
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.one_of(qstat_documents.filter(lambda d: len(d) < 30_000)), st.integers(1, 300))
+def test_a_slow_pipe_reads_the_same_as_a_fast_one(data, size):
+    # Pieces split entities, tags and UTF-8 sequences anywhere: the answer must not change.
+    whole = _outcome(lambda d: parse_jobs(io.BytesIO(d)), data)
+    trickled = _outcome(lambda d: parse_jobs(Trickle(d, size)), data)
+    assert trickled == whole
+
+
+@pytest.mark.parametrize("doc", [
+    b'<?xml version="1.0"?>\n<Data></Data>',
+    b'<?xml version="1.0"?>\n<Data><Job><Job_Id>1.s</Job_Id></Job></Data>',
+    b"<Data><Node><name>n1</name></Node></Data>",
+    b"<Data><Job><Job_Id>1.s</Job_Id><Job_Name>&#x00000000041;&#65;&amp;&#1114111;</Job_Name></Job></Data>",
+])
+def test_any_cut_of_the_stream_reads_the_same(doc):
+    # Cuts inside the prolog, "<Data>", "</Data>" and long character references once gave
+    # "does not start with <Data>", "unexpected '</Dat'" or another name.
+    parse = parse_nodes if b"<Node>" in doc else parse_jobs
+    whole = _outcome(lambda d: parse(io.BytesIO(d)), doc)
+    assert whole != XMLFormatError
+    for size in range(1, len(doc) + 1):
+        assert _outcome(lambda d, n=size: parse(Trickle(d, n)), doc) == whole, size
+
+
+BILLION_LAUGHS = (b'<?xml version="1.0"?><!DOCTYPE Data [<!ENTITY lol "lol">'
+                  + b"".join(b'<!ENTITY lol%d "%s">' % (i, (b"&lol%d;" % (i - 1) if i > 1 else b"&lol;") * 10)
+                             for i in range(1, 10)) + b"]>")
+
+
+@pytest.mark.parametrize("data", [
+    BILLION_LAUGHS + b"<Data><Job><Job_Id>1.s</Job_Id><Job_Name>&lol9;</Job_Name></Job></Data>",
+    b'<!DOCTYPE Data [<!ENTITY e SYSTEM "file:///etc/passwd">]><Data><Job><Job_Id>1.s</Job_Id>'
+    b"<Job_Name>&e;</Job_Name></Job></Data>",
+    b"<Data><Job><!DOCTYPE Job [<!ENTITY e 'expanded'>]><Job_Id>1.s</Job_Id><Job_Name>&e;</Job_Name></Job></Data>",
+    b"<Data><Job><Job_Id>1.s</Job_Id><Job_Name>&#0;</Job_Name></Job></Data>",
+])
+def test_entity_declarations_are_refused_never_expanded(data):
+    started = time.perf_counter()
+    with pytest.raises(XMLFormatError):
+        jobs_from_bytes(data)
+    assert time.perf_counter() - started < 1.0
+
+
+def test_undeclared_entity_references_stay_literal_text():
+    # Torque writes "&" raw, so "&lol9;" or "&e;" in a value is the user's text, not a reference.
+    data = (b"<Data><Job><Job_Id>1.s</Job_Id><Job_Name>&lol9;&e;&amp;&#65;</Job_Name>"
+            b"<Variable_List>PATH=/bin&HOME=/root;a=$(touch x)</Variable_List></Job></Data>")
+    (job,) = jobs_from_bytes(data)
+    assert job.name == "&lol9;&e;&A"
+
+
+def test_deep_nesting_and_huge_values_are_bounded():
+    deep = b"<Data><Job><Job_Id>1.s</Job_Id>" + b"<a>" * 200_000 + b"</a>" * 200_000 + b"</Job></Data>"
+    outcome = measured(lambda: jobs_from_bytes(deep), (XMLFormatError,))
+    assert outcome.value and outcome.value[0].id == "1.s"
+    assert outcome.seconds < 5 and outcome.peak < 200 << 20
+
+
+def test_an_element_that_never_ends_is_refused_in_linear_time():
+    # 70 MB without a closing tag, read in 64 KiB pieces: each piece is searched once (a search
+    # of the whole buffer per piece took 16 s here), and the element is refused past 64 MB.
+    data = b"<Data><Job><Job_Id>1.s</Job_Id><Job_Name>" + b"y" * 70_000_000
+    started = time.perf_counter()
+    with pytest.raises(XMLFormatError, match="larger than"):
+        list(parse_jobs(io.BytesIO(data)))
+    assert time.perf_counter() - started < 6
+
+
+@pytest.mark.parametrize("value", [b"," * 1_000_000, b"0" * 1_000_000, b"0-" * 500_000, b"0,/" * 300_000])
+def test_node_jobs_attribute_is_read_in_linear_time(value):
+    # The pattern once used here backtracked over every run of digits and commas: minutes.
+    data = b"<Data><Node><name>n1</name><np>4</np><jobs>" + value + b"</jobs></Node></Data>"
+    started = time.perf_counter()
+    (node,) = nodes_from_bytes(data)
+    assert time.perf_counter() - started < 2
+    assert node.name == "n1"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet="0123456789,-/a. \u0663", max_size=40))
+def test_node_jobs_reader_finds_what_the_documented_pattern_finds(value):
+    expected_ids: list[str] = []
+    for _spec, job_id in re.findall(r"([\d,\-]+)/([^,]+)", value):
+        if job_id.strip() and job_id.strip() not in expected_ids:
+            expected_ids.append(job_id.strip())
+    assert list(parse_node_jobs(value)[0]) == expected_ids
+
+
+def test_a_cloud_reply_with_entity_tricks_is_not_expanded():
+    # Phantom replies are repaired with ElementTree before botocore parses them; expat refuses
+    # the billion laughs (its amplification limit) and never loads an external entity.
+    class Shape:
+        type_name = "structure"
+        members: dict = {}
+        serialization = {"resultWrapper": "TerminateInstanceInAutoScalingGroupResult"}
+
+    class Operation:
+        output_shape = Shape()
+
+    for body in (BILLION_LAUGHS + b"<R><A>&lol9;</A></R>",
+                 b'<!DOCTYPE R [<!ENTITY e SYSTEM "file:///etc/passwd">]><R><A>&e;</A></R>'):
+        reply = {"body": body, "status_code": 200}
+        started = time.perf_counter()
+        repair_phantom_reply(Operation(), reply)
+        assert time.perf_counter() - started < 1.0
+        assert reply["body"] == body  # left for botocore to refuse, not expanded
+        with pytest.raises(ET.ParseError):
+            ET.fromstring(body)
+
+
+def test_streamed_parsers_accept_any_stream_of_pieces():
+    nodes = b"<Data>" + b"<Node><name>n%d</name><np>2</np></Node>" * 3 % (1, 2, 3) + b"</Data>"
+    assert [n.name for n in parse_nodes(Trickle(nodes, 1))] == ["n1", "n2", "n3"]
+
+
+# -- the accounting log ----------------------------------------------------------------------------
+
+@FUZZ
+@given(accounting_line())
+def test_hostile_accounting_lines_parse_or_are_refused(line):
+    def parse_all():
+        record = parse_line(line)
+        # Every field accessor answers None for what it cannot read; none of them raises.
+        return (record, dict(record.fields), record.cores, record.execution_slots,
+                record.walltime_secs, record.used_walltime_secs, record.exit_status, record.start,
+                record.end, record.qtime, record.resources, record.resources_used)
+
+    outcome = measured(parse_all, (AccountingFormatError,))
+    assert_bounded(outcome, len(line), "accounting line")
+    if outcome.value is not None:
+        record = outcome.value[0]
+        assert record.type in "QSEDARCT" and record.job_id and " " not in record.job_id
+
+
+@FUZZ
+@given(accounting_files)
+def test_hostile_accounting_files_read_the_same_whole_and_tailed(tmp_path_factory, data):
+    directory = tmp_path_factory.mktemp("acct")
+    (directory / "20261125").write_bytes(data)
+    parser = AccountingParser()
+    outcome = measured(lambda: list(parser.parse_file(directory / "20261125")), ())
+    assert_bounded(outcome, len(data), "accounting file")
+    lines = data.split(b"\n")
+    complete = len(lines) - 1
+    assert parser.parsed + parser.bad >= complete
+    tailer = AccountingTailer(directory, from_start=True)
+    tailed = []
+    while batch := tailer.poll(limit=500):
+        tailed.extend(batch)
+    # The tailer holds back a last line without its newline; everything before matches.
+    whole = outcome.value
+    assert tailed == whole[:len(tailed)]
+    assert len(whole) - len(tailed) <= (0 if data.endswith(b"\n") else 1)
+
+
+def test_a_block_of_bad_lines_is_skipped_in_linear_time(tmp_path):
+    # Each bad line's byte offset was computed (a scan from the block's start) even when the
+    # line was not logged: a 64 KiB block of empty lines took minutes to tail.
+    (tmp_path / "20261125").write_bytes(b"\n" * 300_000 + b"11/25/2026 09:00:00;E;1.s;a=b\n")
+    started = time.perf_counter()
+    tailer = AccountingTailer(tmp_path, from_start=True)
+    records = tailer.poll()
+    assert time.perf_counter() - started < 3
+    assert [r.job_id for r in records] == ["1.s"]
+    assert tailer.parser.bad == 300_000
