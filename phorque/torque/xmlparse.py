@@ -25,6 +25,7 @@ from phorque.resources import count_slot_spec, duration_or_none, job_chunks, job
 # that ends within 12 characters of a "&" can hold it back whole (_sanitized_chunks); anything
 # longer is text, escaped alike however the stream was cut.
 _RAW_AMP = re.compile(r"&(?!(?:amp|lt|gt|quot|apos|#\d{1,7}|#x[0-9a-fA-F]{1,6});)")
+_CHAR_REF = re.compile(r"&#(?:(\d{1,7})|x([0-9a-fA-F]{1,6}));")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufffe\uffff]")
 CHUNK = 1 << 16
 
@@ -33,26 +34,54 @@ class XMLFormatError(TorqueError):
     """Torque printed XML that cannot be read, even after repair."""
 
 
+def _is_xml_char(code: int) -> bool:
+    return (code in (0x9, 0xA, 0xD) or 0x20 <= code <= 0xD7FF or 0xE000 <= code <= 0xFFFD
+            or 0x10000 <= code <= 0x10FFFF)
+
+
+def _char_ref(match: re.Match[str]) -> str:
+    decimal, hexadecimal = match.groups()
+    code = int(decimal) if decimal is not None else int(hexadecimal, 16)
+    return match.group(0) if _is_xml_char(code) else "&amp;" + match.group(0)[1:]
+
+
+def _repair(text: str) -> str:
+    """:func:`sanitize` for text whose control characters are already gone."""
+    text = _RAW_AMP.sub("&amp;", text)
+    if "&#" in text:
+        text = _CHAR_REF.sub(_char_ref, text)
+    return text.replace("]]>", "]]&gt;")
+
+
 def sanitize(text: str) -> str:
-    """Escape raw ``&`` and drop control characters, as Torque's writer does not."""
-    return _CONTROL.sub("", _RAW_AMP.sub("&amp;", text))
+    """Repair what Torque's writer leaves: drop control characters, escape a raw ``&`` and a
+    reference to a character XML forbids, and ``]]>``, which XML forbids in text.
+
+    A job's name and variables are the user's: whatever they hold, they must not make the whole
+    ``qstat`` answer unreadable (``-N 'x]]>'`` or ``-v 'A=&#0;'`` once did).
+    """
+    return _repair(_CONTROL.sub("", text))
 
 
 def _sanitized_chunks(stream: IO[bytes]) -> Iterator[str]:
-    """Decoded, repaired text in pieces; a ``&...;`` split across pieces is kept together."""
+    """Decoded, repaired text in pieces; a ``&...;`` or ``]]>`` split across pieces is kept
+    together, so the answer does not depend on where the pipe cut the output."""
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     carry = ""
     while True:
         data = stream.read(CHUNK)
         final = not data
-        text = carry + decoder.decode(data, final=final)
+        text = carry + _CONTROL.sub("", decoder.decode(data, final=final))
         carry = ""
         if not final:
             amp = text.rfind("&")
             if amp != -1 and len(text) - amp < 12 and ";" not in text[amp:]:
                 text, carry = text[:amp], text[amp:]
+            elif text.endswith("]"):
+                keep = 2 if text.endswith("]]") else 1
+                text, carry = text[:-keep], text[-keep:]
         if text:
-            yield sanitize(text)
+            yield _repair(text)
         if final:
             return
 
