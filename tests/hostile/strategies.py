@@ -308,11 +308,11 @@ def config_file(draw) -> bytes:
     text = "\n".join(lines) + "\n"
     encoding = draw(st.integers(0, 9))
     if encoding == 0:
-        return text.encode("utf-16")
+        return text.encode("utf-16", "surrogatepass")
     if encoding == 1:
-        return b"\xef\xbb\xbf" + text.encode()
+        return b"\xef\xbb\xbf" + _encode(text)
     if encoding == 2:
-        return text.replace("\n", "\r\n").encode()
+        return _encode(text.replace("\n", "\r\n"))
     if encoding == 3:
         return text.encode("latin-1", "replace") + b"\xff\xfe"
     return _encode(text)
