@@ -1,0 +1,273 @@
+"""A longer fuzz run of the qstat, pbsnodes and accounting parsers and the configuration loader.
+
+Two generators share the time: the structured hostile strategies of ``tests/hostile/strategies.py``
+driven by hypothesis (real layouts filled with shell metacharacters, XML and entity tricks,
+control bytes, bad UTF-8, huge values, deep nesting, truncation), and random mutation of Torque's
+real samples (bytes flipped, inserted, deleted, duplicated, truncated). Each example must end in a
+result or in the parser's own error type, and must keep its properties (no control character in
+a name, no credential in a configuration error, the tailer reading what the whole-file parser
+reads, a value a user controls never making qstat unreadable). Printed per target: examples run,
+outcomes by type, anything unexpected (with the first example), the slowest example and the peak
+resident memory while the target ran.
+
+    python3 dev.py bench fuzz [--minutes M] [--only TARGET ...] [--seed S]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import logging  # noqa: E402
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from phorque.config import load_config  # noqa: E402
+from phorque.errors import ConfigError  # noqa: E402
+from phorque.torque.accounting import AccountingFormatError, AccountingParser, parse_line  # noqa: E402
+from phorque.torque.tailer import AccountingTailer  # noqa: E402
+from phorque.torque.xmlparse import XMLFormatError, jobs_from_bytes, nodes_from_bytes  # noqa: E402
+from tests.hostile import strategies as hs  # noqa: E402
+from tests.hostile.huge import peak_rss_mib  # noqa: E402
+
+FIXTURES = ROOT / "tests" / "fixtures"
+CONTROL = set(map(chr, [*range(0, 9), 11, 12, *range(14, 32), 127]))
+
+
+class PropertyBroken(Exception):
+    """An example ended without error but broke a property."""
+
+
+@dataclass
+class Tally:
+    examples: int = 0
+    outcomes: Counter = field(default_factory=Counter)
+    unexpected: dict[str, str] = field(default_factory=dict)
+    slowest: float = 0.0
+    slowest_size: int = 0
+    largest: int = 0
+    peak_mib: float = 0.0
+
+    def run(self, check: Callable[[Any], str], example: Any) -> None:
+        parts = example if isinstance(example, tuple) else (example,)
+        size = sum(len(p) for p in parts if isinstance(p, (bytes, str)))
+        started = time.perf_counter()
+        try:
+            outcome = check(example)
+        except (XMLFormatError, AccountingFormatError, ConfigError) as exc:
+            outcome = type(exc).__name__
+        except Exception as exc:  # what the bench is looking for: record it, keep going
+            outcome = f"UNEXPECTED {type(exc).__name__}"
+            self.unexpected.setdefault(outcome, f"{exc!s:.300} <- {example!r:.300}")
+        took = time.perf_counter() - started
+        self.examples += 1
+        self.outcomes[outcome] += 1
+        self.largest = max(self.largest, size)
+        if took > self.slowest:
+            self.slowest, self.slowest_size = took, size
+
+
+def _clean(*texts: str) -> None:
+    for text in texts:
+        if CONTROL.intersection(text):
+            raise PropertyBroken(f"control character kept in {text!r:.80}")
+
+
+def check_qstat(data: bytes) -> str:
+    jobs = jobs_from_bytes(data)
+    for job in jobs:
+        _clean(job.id, job.name, job.queue, job.owner, *job.exec_hosts)
+        if not job.id or job.cores < 1:
+            raise PropertyBroken(f"job {job!r:.100}")
+    return f"{'no' if not jobs else 'some'} jobs"
+
+
+def check_qstat_values(values: tuple[bytes, bytes]) -> str:
+    name, variables = (v.replace(b"<", b"\x0e") for v in values)  # as MXML writes them
+    jobs = jobs_from_bytes(b"<Data><Job><Job_Id>1.s</Job_Id><Job_Name>" + name + b"</Job_Name><Variable_List>"
+                           + variables + b"</Variable_List></Job><Job><Job_Id>2.s</Job_Id></Job></Data>")
+    if [j.id for j in jobs] != ["1.s", "2.s"]:
+        raise PropertyBroken(f"jobs {jobs!r:.200}")
+    return "read"
+
+
+def check_pbsnodes(data: bytes) -> str:
+    nodes = nodes_from_bytes(data)
+    for node in nodes:
+        _clean(node.name, node.note, *node.jobs, *node.properties, *node.state)
+        if not node.name or node.used_slots < 0:
+            raise PropertyBroken(f"node {node!r:.100}")
+    return f"{'no' if not nodes else 'some'} nodes"
+
+
+def check_accounting_line(line: str) -> str:
+    record = parse_line(line)
+    dict(record.fields)
+    for value in (record.cores, record.execution_slots, record.walltime_secs, record.exit_status,
+                  record.start, record.end):
+        if value is not None and not isinstance(value, (int, float)):
+            raise PropertyBroken(f"{value!r:.80}")
+    return "record"
+
+
+_TMP = Path(tempfile.mkdtemp(prefix="phorque-fuzz-"))
+
+
+def check_accounting_file(data: bytes) -> str:
+    directory = Path(tempfile.mkdtemp(dir=_TMP))
+    path = directory / "20261125"
+    path.write_bytes(data)
+    parser = AccountingParser(log_limit=0)
+    whole = list(parser.parse_file(path))
+    tailer = AccountingTailer(directory, from_start=True, parser=AccountingParser(log_limit=0))
+    tailed = []
+    while batch := tailer.poll(limit=500):
+        tailed.extend(batch)
+    path.unlink()
+    directory.rmdir()
+    if tailed != whole[:len(tailed)] or len(whole) - len(tailed) > (0 if data.endswith(b"\n") else 1):
+        raise PropertyBroken(f"tailer read {len(tailed)} records, the parser {len(whole)}")
+    return "some records" if whole else "no records"
+
+
+SECRETS = (hs.ACCESS_ID, hs.SECRET_KEY, hs.SECRET_TOKEN)
+
+
+def check_config(data: bytes) -> str:
+    path = _TMP / "phorque.conf"
+    path.write_bytes(data)
+    try:
+        config = load_config(path, environ=dict(hs.CONFIG_ENV))
+    except ConfigError as exc:
+        text = f"{exc} {exc!r}"
+        if any(s in text for s in SECRETS) or str(path) not in text or len(str(exc)) > 2_000 + len(str(path)):
+            raise PropertyBroken(f"message {text!r:.200}") from None
+        raise
+    if any(s in f"{config!r} {config.summary()}" for s in SECRETS):
+        raise PropertyBroken("a credential in the summary")
+    return "loaded"
+
+
+# -- random mutation of real samples ----------------------------------------------------------
+
+def _samples(*names: str) -> list[bytes]:
+    return [(FIXTURES / name).read_bytes() for name in names]
+
+
+def mutate(rng: random.Random, data: bytes) -> bytes:
+    out = bytearray(data)
+    for _ in range(rng.randint(1, 8)):
+        choice = rng.random()
+        at = rng.randrange(len(out) + 1)
+        if choice < 0.25 and out:
+            out[min(at, len(out) - 1)] = rng.randrange(256)
+        elif choice < 0.45:
+            out[at:at] = rng.choice(hs._PIECES)
+        elif choice < 0.6:
+            del out[at:at + rng.randint(1, 40)]
+        elif choice < 0.75:
+            end = min(len(out), at + rng.randint(1, 200))
+            out[at:at] = out[at:end] * rng.randint(1, 300)
+        elif choice < 0.85:
+            del out[at:]
+        else:
+            out[at:at] = bytes(rng.randrange(256) for _ in range(rng.randint(1, 16)))
+    return bytes(out)
+
+
+@dataclass
+class Target:
+    name: str
+    check: Callable[[Any], str]
+    strategy: Any = None  # a hypothesis strategy, or
+    samples: list[bytes] | None = None  # real samples to mutate
+    decode: bool = False
+
+
+TARGETS = [
+    Target("qstat", check_qstat, strategy=hs.qstat_documents),
+    Target("qstat values", check_qstat_values, strategy=st.tuples(hs.hostile_bytes, hs.hostile_bytes)),
+    Target("qstat mutated", check_qstat, samples=_samples("torque/qstat_one_line.xml", "torque/qstat_pretty.xml")),
+    Target("pbsnodes", check_pbsnodes, strategy=hs.pbsnodes_documents),
+    Target("pbsnodes mutated", check_pbsnodes,
+           samples=_samples("torque/pbsnodes_one_line.xml", "torque/pbsnodes_pretty.xml")),
+    Target("accounting line", check_accounting_line, strategy=hs.accounting_line()),
+    Target("accounting mutated", check_accounting_line, samples=(FIXTURES / "accounting" / "reference-lines.log")
+           .read_bytes().splitlines(), decode=True),
+    Target("accounting file", check_accounting_file, strategy=hs.accounting_files),
+    Target("config", check_config, strategy=hs.config_file()),
+    Target("config mutated", check_config, samples=[hs.BASE_CONFIG.encode()]),
+]
+
+
+def _reset_peak() -> None:
+    try:  # Linux: writing 5 resets the peak resident memory (VmHWM) of this process
+        with open("/proc/self/clear_refs", "w") as handle:
+            handle.write("5")
+    except OSError:
+        pass
+
+
+def fuzz(target: Target, seconds: float, seed: int) -> Tally:
+    tally = Tally()
+    _reset_peak()
+    deadline = time.monotonic() + seconds
+    if target.strategy is not None:
+        @settings(max_examples=200, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+        @given(target.strategy)
+        def batch(example: Any) -> None:
+            if time.monotonic() < deadline:
+                tally.run(target.check, example)
+
+        while time.monotonic() < deadline:
+            batch()
+    else:
+        rng = random.Random(seed)
+        assert target.samples
+        while time.monotonic() < deadline:
+            data = mutate(rng, rng.choice(target.samples))
+            tally.run(target.check, data.decode("utf-8", "surrogateescape") if target.decode else data)
+    tally.peak_mib = peak_rss_mib()
+    return tally
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=float, default=10.0, help="total running time (default 10)")
+    parser.add_argument("--only", nargs="*", help="targets to run (default: all)")
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args()
+    logging.disable(logging.CRITICAL)  # bad lines are counted here, not logged
+    targets = [t for t in TARGETS if not args.only or t.name in args.only]
+    share = args.minutes * 60 / len(targets)
+    print(f"{len(targets)} targets, {share:.0f} s each; Python {sys.version.split()[0]}, {os.cpu_count()} CPUs",
+          flush=True)
+    failures = 0
+    for target in targets:
+        tally = fuzz(target, share, args.seed)
+        outcomes = ", ".join(f"{name} {count:,}" for name, count in tally.outcomes.most_common())
+        print(f"{target.name:<19} {tally.examples:>9,} examples  slowest {tally.slowest * 1000:7.1f} ms "
+              f"({tally.slowest_size:,} B)  largest {tally.largest:>9,} B  peak {tally.peak_mib:6.1f} MiB\n"
+              f"{'':<19} {outcomes}", flush=True)
+        for kind, example in tally.unexpected.items():
+            failures += 1
+            print(f"{'':<19} !! {kind}: {example}", flush=True)
+    print("no unexpected outcome" if not failures else f"{failures} kind(s) of unexpected outcome")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
