@@ -273,9 +273,7 @@ def _parse_section(path: str, parser: configparser.ConfigParser, section: str,
     for name in present:
         if name not in options:
             known = ", ".join(sorted(options))
-            # A name is cut short too: configparser takes anything before "=" as one, spaces included.
-            raise ConfigError(path, section, name if len(name) <= 60 else name[:60] + "...",
-                              f"unknown option (known options: {known})")
+            raise ConfigError(path, section, name, f"unknown option (known options: {known})")
     values: dict[str, Any] = {}
     for name, spec in options.items():
         if name not in present:
@@ -337,7 +335,7 @@ def _policy_options(path: str, name: str) -> dict[str, Option]:
     try:
         cls = policy_class(name)
     except KeyError as exc:
-        raise ConfigError(path, "Policy", "name", str(exc.args[0])) from None
+        raise ConfigError(path, "Policy", "name", str(exc.args[0]).replace(repr(name), shown(name))) from None
     return dict(cls.OPTIONS)
 
 
@@ -381,7 +379,7 @@ def load_config(path: str | os.PathLike[str] | None = None,
     for section in parser.sections():
         if section not in ("Phorque", "Policy") and not (
                 section.startswith(CLOUD_PREFIX) and len(section) > len(CLOUD_PREFIX)):
-            raise ConfigError(path, section if len(section) <= 60 else section[:60] + "...", None,
+            raise ConfigError(path, section, None,
                               "unknown section (expected [Phorque], [Policy] or [Cloud-<Name>])")
     if not parser.has_section("Policy"):
         raise ConfigError(path, "Policy", "name", "section [Policy] with option name is missing")

@@ -36,10 +36,16 @@ class ConfigError(PhorqueError):
         self.problem = problem
         where = path
         if section is not None:
-            where += f": [{section}]"
+            where += f": [{_cut(section)}]"
             if option is not None:
-                where += f" {option}"
+                where += f" {_cut(option)}"
         super().__init__(f"{where}: {problem}")
+
+
+def _cut(name: str, limit: int = 60) -> str:
+    """A section or option name for a message: configparser takes any text before "=" or "]"
+    as one, so a broken file can make it huge."""
+    return name if len(name) <= limit else name[:limit] + "..."
 
 
 class TorqueError(PhorqueError):

@@ -105,9 +105,11 @@ def test_the_longest_accepted_wait_is_one_the_daemon_can_make(tmp_path):
 @pytest.mark.parametrize("edit", [
     lambda text: text.replace("price_per_hour = 10", "price_per_hour" + " e_per_hour" * 5000 + " = 10"),
     lambda text: text + "[" + "Section" * 5000 + "]\nx = 1\n",
+    lambda text: text.replace("name = CostAware", "name = " + "CostAwae = " * 5000),
+    lambda text: text.replace("[Cloud-hotel]", "[Cloud-hotel" + "]hotel" * 5000 + "]").replace("max_instances = 4\n", ""),
 ])
 def test_huge_option_and_section_names_are_cut_short_in_messages(tmp_path, edit):
     # Found by bench/fuzz.py: configparser takes anything before "=" as a name, spaces included.
     with pytest.raises(ConfigError) as info:
         load_config(_write(tmp_path, edit(BASE_CONFIG)), environ={})
-    assert "unknown" in str(info.value) and len(str(info.value)) < 1_000
+    assert len(str(info.value)) < 1_000, str(info.value)[:200]
