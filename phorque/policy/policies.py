@@ -109,7 +109,7 @@ class OnDemandPlusPlus(Policy):
             if not booted or not cn.node.is_idle:
                 continue
             left = cn.charge_left(view.now)
-            if cn.cloud.charge_time_secs <= 0 or left < window:
+            if cn.cloud.charge_time_secs <= 0 or left <= window:
                 d.actions.extend(retire(cn, f"idle, {left:.0f} s before its next charge"))
                 memory[cn.cloud.name]["failed"] = False
             else:
