@@ -1,0 +1,41 @@
+"""The simulator is deterministic, and skipping idle periodic evaluations changes nothing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from phorque.replay import ReplaySettings, replay
+from phorque.replay.swf import read_swf
+from phorque.replay.trace import Window
+
+TRACES = Path("/work/shared/traces")
+LUBLIN = TRACES / "lublin_256.swf.gz"
+POLICIES = ("LocalOnly", "OnDemandPlusPlus", "OnDemand", "CostAware", "LaunchMax")
+
+
+@pytest.fixture(scope="module")
+def lublin_days():
+    # A short real window, on a cluster small enough that the clouds are used.
+    return read_swf(LUBLIN, Window("10", 3))
+
+
+@pytest.mark.parametrize("charge", [3600, 0])
+def test_periodic_evaluations_skipped_when_idle_give_the_same_figures(lublin_days, charge):
+    base = ReplaySettings(local_nodes=8, local_np=8).with_charge(charge)
+    for policy in POLICIES:
+        fast = replay(lublin_days, policy, base).as_dict()
+        full = replay(lublin_days, policy, ReplaySettings(**{**base.__dict__, "skip_idle": False})).as_dict()
+        assert full.pop("evaluations") > fast.pop("evaluations")
+        assert fast == full, policy
+
+
+def test_same_input_same_figures(lublin_days):
+    settings = ReplaySettings(local_nodes=8, local_np=8, scheduler="easy")
+    for policy in ("CostAware", "OnDemandPlusPlus"):
+        one = replay(lublin_days, policy, settings)
+        two = replay(lublin_days, policy, settings)
+        assert one.as_dict() == two.as_dict()
+        assert one.series == two.series
+        assert one.cost > 0
