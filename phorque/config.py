@@ -43,6 +43,8 @@ PHORQUE_OPTIONS: dict[str, Option] = {
     "event_delay_secs": float_option(0.2, minimum=0.0, help="how long a burst of events is gathered"),
     "boot_timeout_secs": int_option(900, minimum=1, help="default time an instance has to join Torque"),
     "log_file": str_option("", help="log file; empty for standard error"),
+    "trigger_address": str_option("127.0.0.1:15099",
+                                  help="UDP host:port where the daemon takes nudges; empty disables"),
 }
 
 POLICY_OPTIONS: dict[str, Option] = {
@@ -101,6 +103,7 @@ class PhorqueSettings:
     event_delay_secs: float = 0.2
     boot_timeout_secs: int = 900
     log_file: str = ""
+    trigger_address: str = "127.0.0.1:15099"
 
     @property
     def queues(self) -> frozenset[str] | None:
@@ -117,6 +120,26 @@ class PhorqueSettings:
     @property
     def state_path(self) -> str:
         return os.path.join(self.state_dir, "phorque.db")
+
+    @property
+    def pid_path(self) -> str:
+        return os.path.join(self.state_dir, "phorque.pid")
+
+    @property
+    def trigger(self) -> tuple[str, int] | None:
+        """The nudge address as (host, port), or None when nudges are off."""
+        return parse_address(self.trigger_address)
+
+
+def parse_address(text: str) -> tuple[str, int] | None:
+    """``host:port`` (``[v6]:port`` too) to a tuple; None for an empty value."""
+    text = text.strip()
+    if not text:
+        return None
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536 or not host:
+        raise ValueError(f"{text!r} is not host:port")
+    return host.strip("[]"), int(port)
 
 
 @dataclass(frozen=True)
@@ -356,6 +379,10 @@ def load_config(path: str | os.PathLike[str] | None = None,
     else:
         phorque_values = {k: o.default for k, o in PHORQUE_OPTIONS.items() if o.default is not None}
     phorque = PhorqueSettings(**phorque_values)
+    try:
+        phorque.trigger  # noqa: B018  (validates the address)
+    except ValueError as exc:
+        raise ConfigError(path, "Phorque", "trigger_address", str(exc)) from None
 
     name_raw = parser["Policy"].get("name", "")
     name = _expand(path, "Policy", "name", name_raw, env).strip()

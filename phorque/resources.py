@@ -11,15 +11,18 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from functools import lru_cache
 
 from phorque.model import Chunk
 
 _DURATION_RE = re.compile(r"^\s*(\d+(?::\d+){0,3})(?:\.\d*)?\s*$")
-_LEADING_INT_RE = re.compile(r"^(\d+)")
-_TASKS_RE = re.compile(r"(?:^|:)tasks=(\d+)")
-_LPROCS_RE = re.compile(r"(?:^|:)lprocs=(\d+|all)")
+# Bounded: Torque uses atoi(), and int() refuses numbers of thousands of digits.
+_LEADING_INT_RE = re.compile(r"^(\d{1,18})")
+_TASKS_RE = re.compile(r"(?:^|:)tasks=(\d{1,9})")
+_LPROCS_RE = re.compile(r"(?:^|:)lprocs=(\d{1,9}|all)")
 
 
+@lru_cache(maxsize=4096)
 def parse_duration(text: str) -> int:
     """Seconds from ``S``, ``MM:SS``, ``HH:MM:SS`` or ``D:HH:MM:SS`` (fractions dropped).
 
@@ -54,6 +57,7 @@ def _leading_int(token: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
+@lru_cache(maxsize=4096)
 def parse_nodes(spec: str) -> tuple[Chunk, ...]:
     """The parts of a ``nodes=`` value, e.g. ``2:ppn=8+n1:ppn=2#excl``."""
     spec = spec.split("#", 1)[0].strip()
@@ -176,7 +180,8 @@ def count_slot_spec(spec: str) -> int:
         if not piece:
             continue
         low, dash, high = piece.partition("-")
-        if dash and low.isdigit() and high.isdigit():
+        # isdecimal, not isdigit: int() rejects digits such as "²" that isdigit accepts.
+        if dash and low.isdecimal() and high.isdecimal() and len(low) < 10 and len(high) < 10:
             total += max(0, int(high) - int(low) + 1)
         else:
             total += 1

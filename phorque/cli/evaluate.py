@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
 import sys
 
 from phorque.cli.common import (
@@ -29,7 +30,34 @@ def build_parser():
     parser.add_argument("--dry-run", action="store_true",
                         help="compute and print the plan; change nothing (no lock, no state)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--async", dest="asynchronous", action="store_true",
+                        help="ask for an evaluation and return at once")
+    parser.add_argument("--local", action="store_true",
+                        help="evaluate in this process even when a daemon runs (still under the lock)")
     return parser
+
+
+def _through_daemon(config, wait: bool) -> str | None:
+    """Nudge a running daemon instead of racing it: "done", "ack", or None (no daemon)."""
+    from phorque.daemon import running_daemon
+    from phorque.nudge import ask_daemon
+
+    address = config.phorque.trigger
+    pid = running_daemon(config)
+    if address is None or pid is None:
+        return None
+    answer = ask_daemon(address, wait=wait)
+    if answer is None:
+        log.warning("daemon pid %d did not answer on %s; evaluating here", pid, config.phorque.trigger_address)
+    return answer
+
+
+def _in_background(args) -> None:
+    argv = [sys.executable, "-m", "phorque.cli.evaluate", "--local"]
+    if args.config:
+        argv += ["-c", args.config]
+    subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                     stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True)
 
 
 def render(ev: Evaluation, data: dict) -> str:
@@ -58,6 +86,17 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.debug, "", config_secrets(config))
     if not args.debug:
         logging.getLogger("phorque.executor").setLevel(logging.WARNING)
+    if not args.dry_run and not args.local:
+        answer = _through_daemon(config, wait=not args.asynchronous)
+        if answer == "done":
+            return _print_daemon_result(config, args.json)
+        if answer == "ack":
+            print("evaluation requested from the running daemon")
+            return EXIT_OK
+        if args.asynchronous:
+            _in_background(args)
+            print("no daemon answered: evaluating in the background")
+            return EXIT_OK
     try:
         ev = Engine(config).evaluate(dry_run=args.dry_run)
     except PhorqueError as exc:
@@ -67,6 +106,29 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_FAILED
     data = evaluation_json(config, ev)
     print(json.dumps(data, sort_keys=True) if args.json else render(ev, data))
+    return EXIT_OK
+
+
+def _print_daemon_result(config, as_json: bool) -> int:
+    from phorque.state import StateStore
+
+    try:
+        result = StateStore(config.phorque.state_path).daemon().get("last_result")
+    except PhorqueError as exc:
+        log.error("the daemon evaluated, but its result cannot be read: %s", exc)
+        return EXIT_FAILED
+    if result is None:
+        print("the daemon evaluated (no result recorded)")
+        return EXIT_OK
+    if as_json:
+        print(json.dumps(result, sort_keys=True))
+    else:
+        print(f"evaluated by the running daemon at {result['time']}:")
+        for row in result["actions"]:
+            print(f"  {row['action']} {row.get('node') or row.get('instance') or row.get('cloud')}: "
+                  f"{row['reason']} -> {row.get('outcome', '')}")
+        if not result["actions"]:
+            print("  nothing to do")
     return EXIT_OK
 
 

@@ -4,6 +4,7 @@ spotting jobs that can never run."""
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 from phorque import plan as p
 from phorque.model import CloudState, Job
@@ -42,47 +43,38 @@ def launch_clouds(view: View, extra: set[str] | None = None) -> list[CloudState]
     return [c for c in view.known_clouds if c.usable and c.name not in skip]
 
 
-def fill_cheapest(view: View, instances: int, budget: float | None, clouds: list[CloudState],
-                  reason: str) -> tuple[list[p.Action], int]:
-    """Launch ``instances`` on the cheapest clouds first, each up to what ``max_instances`` and
-    the budget allow. Returns the launches and how many could not be placed."""
-    actions: list[p.Action] = []
-    spent = 0.0
-    for cloud in clouds:
-        if instances <= 0:
-            break
-        count = min(instances, view.affordable(cloud, budget, spent))
-        if count <= 0:
-            continue
-        actions.append(p.launch(cloud.name, count, cloud.capacity, reason))
-        spent += count * cloud.price
-        instances -= count
-    return actions, max(0, instances)
-
-
 def cores_to_instances(cores: int, instance_cores: int) -> int:
     return math.ceil(cores / instance_cores) if cores > 0 else 0
 
 
-def largest_node(view: View) -> int:
-    """The most cores any node could have: static nodes, or any configured cloud's instances."""
-    static = max((n.np for n in view.static_nodes), default=0)
-    return max([static, *(c.instance_cores for c in view.snapshot.clouds)])
+@dataclass(frozen=True)
+class Limits:
+    """The most the cluster can ever offer: static nodes plus every cloud at max_instances."""
+
+    widest: int   # cores of the largest node or instance
+    nodes: int
+    cores: int
+
+    @classmethod
+    def of(cls, view: View) -> Limits:
+        clouds = view.snapshot.clouds
+        static = view.static_nodes
+        return cls(widest=max([0, *(n.np for n in static), *(c.instance_cores for c in clouds)]),
+                   nodes=len(static) + sum(c.max_instances for c in clouds),
+                   cores=sum(n.np for n in static) + sum(c.max_instances * c.instance_cores for c in clouds))
 
 
-def never_fits(view: View, job: Job, largest: int) -> str | None:
+def never_fits(job: Job, limits: Limits) -> str | None:
     """Why ``job`` can never run on this cluster and its clouds, or None if it could."""
     widest = max((c.ppn for c in job.shape if not c.spread), default=0)
-    if widest > largest:
+    if widest > limits.widest:
         return (f"job {job.id} can never run: it needs {widest} cores on one node, and the largest "
-                f"node or instance has {largest}")
+                f"node or instance has {limits.widest}")
     nodes = sum(c.count for c in job.shape if not c.spread)
-    possible = len(view.static_nodes) + sum(c.max_instances for c in view.snapshot.clouds)
-    if nodes > possible:
+    if nodes > limits.nodes:
         return (f"job {job.id} can never run: it needs {nodes} nodes, and the cluster can have at "
-                f"most {possible}")
-    total = sum(n.np for n in view.static_nodes) + sum(
-        c.max_instances * c.instance_cores for c in view.snapshot.clouds)
-    if job.cores > total:
-        return f"job {job.id} can never run: it needs {job.cores} cores, and the cluster can have at most {total}"
+                f"most {limits.nodes}")
+    if job.cores > limits.cores:
+        return (f"job {job.id} can never run: it needs {job.cores} cores, and the cluster can have "
+                f"at most {limits.cores}")
     return None

@@ -53,11 +53,13 @@ class BinPool:
     def place(self, chunks: tuple[Chunk, ...], open_limit: int = 0, open_size: int = 0) -> int | None:
         """Place one job. Returns the number of new bins opened (0 if none were needed), or None
         when the job does not fit, in which case nothing changed."""
-        units = sorted((c.ppn for c in chunks if not c.spread for _ in range(c.count)), reverse=True)
         spread = sum(c.count * c.ppn for c in chunks if c.spread)
-        need = sum(units) + spread
+        need = spread + sum(c.count * c.ppn for c in chunks if not c.spread)
         if need > self.total + open_limit * open_size:
             return None  # fails fast: a saturated pool costs nothing per job
+        if sum(c.count for c in chunks if not c.spread) > sum(self.counts) + len(self.named) + open_limit:
+            return None  # more distinct nodes than there are bins
+        units = sorted((c.ppn for c in chunks if not c.spread for _ in range(c.count)), reverse=True)
         trial = _Trial(self, open_limit, open_size)
         if all(trial.unit(ppn) for ppn in units) and trial.spread(spread):
             trial.commit(need)

@@ -15,11 +15,10 @@ from phorque.model import DOWN, FREE
 from phorque.options import bool_option, int_option
 from phorque.policy.base import NOTE_LIMIT, Decision, Policy
 from phorque.policy.common import (
+    Limits,
     cores_to_instances,
     draining_nodes,
-    fill_cheapest,
     idle_nodes,
-    largest_node,
     launch_clouds,
     never_fits,
     retire,
@@ -141,15 +140,18 @@ class OnDemand(Policy):
             elif cn.node.is_idle:
                 d.actions.extend(retire(cn, "idle, and the queue does not need it"))
         if need > 0:
-            remaining = need
+            remaining, spent = need, 0.0
             for cloud in launch_clouds(view):
                 if remaining <= 0:
                     break
-                count = cores_to_instances(remaining, cloud.instance_cores) * self.multiplier
-                launches, _ = fill_cheapest(view, count, self.price_per_hour, [cloud],
-                                            f"{need} queued cores not covered by free or pending cores")
-                d.actions.extend(launches)
-                remaining -= sum(a.count or 0 for a in launches) * cloud.instance_cores
+                count = min(cores_to_instances(remaining, cloud.instance_cores) * self.multiplier,
+                            view.affordable(cloud, self.price_per_hour, spent))
+                if count <= 0:
+                    continue
+                d.actions.append(p.launch(cloud.name, count, cloud.capacity,
+                                          f"{need} queued cores not covered by free or pending cores"))
+                spent += count * cloud.price
+                remaining -= count * cloud.instance_cores
             if remaining > 0:
                 d.notes.append(f"{remaining} queued cores wait: max_instances or price_per_hour reached")
             return d
@@ -192,10 +194,10 @@ class CostAware(Policy):
         pool = self._pool(view, life, clouds, expendable, draining)
         opened = {c.name: 0 for c in clouds}
         spent = 0.0
-        largest = largest_node(view)
+        limits = Limits.of(view)
         never = 0
         for job in view.queued:
-            why = never_fits(view, job, largest)
+            why = never_fits(job, limits)
             if why:
                 never += 1
                 if never <= NOTE_LIMIT:

@@ -23,7 +23,6 @@ from phorque.resources import count_slot_spec, duration_or_none, job_chunks, job
 
 _RAW_AMP = re.compile(r"&(?!(?:amp|lt|gt|quot|apos|#\d+|#x[0-9a-fA-F]+);)")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufffe\uffff]")
-_XML_DECL = re.compile(r"<\?xml[^>]*\?>")
 _NODE_JOBS = re.compile(r"([\d,\-]+)/([^,]+)")
 CHUNK = 1 << 16
 
@@ -56,48 +55,70 @@ def _sanitized_chunks(stream: IO[bytes]) -> Iterator[str]:
             return
 
 
+_SPACE = re.compile(r"\s*")
+_DATA_OPEN = re.compile(r"\s*(?:<\?xml[^>]*\?>)?\s*<Data\s*>")
+#: A single element larger than this is refused rather than buffered.
+ELEMENT_LIMIT = 64 << 20
+
+
 def iter_elements(stream: IO[bytes], tag: str, what: str) -> Iterator[ET.Element]:
-    """Each complete ``<tag>`` child of ``<Data>``; the element is freed after it is used."""
-    parser = ET.XMLPullParser(events=("start", "end"))
-    depth = 0
-    seen_root = False
+    """Each complete ``<tag>`` element inside ``<Data>``, parsed one at a time.
+
+    Torque never nests these elements and cannot print ``</Job>`` inside a value (a ``<`` in a
+    value becomes byte 0x0e), so the stream is cut at each closing tag and every piece is parsed
+    on its own: memory holds one element at a time, and the C parser does the work. The
+    ``<Data>`` wrapper must open and close; anything else between elements is an error.
+    """
+    opening, closing = f"<{tag}>", f"</{tag}>"
+    buf = ""
+    started = finished = False
     seen_any = False
-    root: ET.Element | None = None
     for text in _sanitized_chunks(stream):
+        buf += text
         if not seen_any:
-            if not text.strip():
+            if not buf.strip():
+                buf = ""
                 continue
             seen_any = True
-            # The declaration may be preceded by blank lines, which XML forbids.
-            text = _XML_DECL.sub("", text.lstrip(), count=1)
-        try:
-            parser.feed(text)
-            for event, elem in parser.read_events():
-                if event == "start":
-                    depth += 1
-                    if depth == 1:
-                        seen_root = True
-                        root = elem
-                        if elem.tag != "Data":
-                            raise XMLFormatError(f"{what}: root element is <{elem.tag}>, not <Data>")
-                    continue
-                depth -= 1
-                if depth == 1 and elem.tag == tag:
-                    yield elem
-                    if root is not None:
-                        root.remove(elem)
-        except ET.ParseError as exc:
-            raise XMLFormatError(f"{what}: invalid XML ({exc})") from None
+        pos = 0
+        if not started:
+            match = _DATA_OPEN.match(buf)
+            if match is None:
+                if len(buf) < 256 and "<" not in buf.lstrip()[1:]:
+                    continue  # the prolog may still be arriving
+                raise XMLFormatError(f"{what}: output does not start with <Data>")
+            started, pos = True, match.end()
+        while not finished:
+            pos = _SPACE.match(buf, pos).end()
+            if buf.startswith("</Data>", pos):
+                finished, pos = True, pos + len("</Data>")
+                break
+            rest = len(buf) - pos
+            if rest == 0 or (rest < len(opening) and (opening.startswith(buf[pos:])
+                                                      or "</Data>".startswith(buf[pos:]))):
+                break
+            if not buf.startswith(opening, pos):
+                raise XMLFormatError(f"{what}: unexpected {buf[pos:pos + 20]!r} inside <Data>")
+            end = buf.find(closing, pos)
+            if end == -1:
+                if rest > ELEMENT_LIMIT:
+                    raise XMLFormatError(f"{what}: a <{tag}> element larger than {ELEMENT_LIMIT >> 20} MB")
+                break
+            end += len(closing)
+            try:
+                yield ET.fromstring(buf[pos:end])
+            except ET.ParseError as exc:
+                raise XMLFormatError(f"{what}: invalid XML in a <{tag}> ({exc})") from None
+            pos = end
+        buf = buf[pos:]
+        if finished and buf.strip():
+            raise XMLFormatError(f"{what}: unexpected {buf.strip()[:20]!r} after </Data>")
     if not seen_any:
         return  # Torque 4.x prints nothing at all when there is nothing to show
-    try:
-        parser.close()
-        for _event, _elem in parser.read_events():
-            pass
-    except ET.ParseError as exc:
-        raise XMLFormatError(f"{what}: invalid or truncated XML ({exc})") from None
-    if not seen_root:
-        raise XMLFormatError(f"{what}: no <Data> element")
+    if not started:
+        raise XMLFormatError(f"{what}: output does not start with <Data>")
+    if not finished:
+        raise XMLFormatError(f"{what}: truncated output (no closing </Data>)")
 
 
 def _text(elem: ET.Element, path: str) -> str | None:
@@ -160,26 +181,35 @@ def exec_hosts(value: str | None) -> tuple[str, ...]:
 
 
 def job_from_element(elem: ET.Element) -> Job:
-    job_id = _text(elem, "Job_Id")
+    fields = {child.tag: child for child in elem}
+
+    def text(tag: str) -> str | None:
+        found = fields.get(tag)
+        return None if found is None or found.text is None else found.text.strip()
+
+    job_id = text("Job_Id")
     if not job_id:
         raise XMLFormatError("qstat: a <Job> without <Job_Id>")
-    resources = _children(elem, "Resource_List")
-    request2 = _request2(elem)
-    walltime = duration_or_none(resources.get("walltime"))
-    remaining = _int(_text(elem, "Walltime/Remaining"))
+    listed = fields.get("Resource_List")
+    resources = {} if listed is None else {c.tag: (c.text or "").strip() for c in listed}
+    request2 = _request2(elem) if ("Resource_Request_2.0" in fields or "req_information" in fields) else None
+    remaining = None
+    walltime_elem = fields.get("Walltime")
+    if walltime_elem is not None:
+        remaining = _int(_text(walltime_elem, "Remaining"))
     return Job(
         id=job_id,
-        state=(_text(elem, "job_state") or "?")[:1],
-        queue=_text(elem, "queue") or "",
+        state=(text("job_state") or "?")[:1],
+        queue=text("queue") or "",
         cores=job_cores(resources, request2),
         chunks=job_chunks(resources, request2),
-        walltime_secs=walltime,
+        walltime_secs=duration_or_none(resources.get("walltime")),
         remaining_secs=remaining,
-        name=_text(elem, "Job_Name") or "",
-        owner=_text(elem, "Job_Owner") or "",
-        exec_hosts=exec_hosts(_text(elem, "exec_host")),
-        queued_at=_float(_text(elem, "qtime")),
-        started_at=_float(_text(elem, "start_time")),
+        name=text("Job_Name") or "",
+        owner=text("Job_Owner") or "",
+        exec_hosts=exec_hosts(text("exec_host")),
+        queued_at=_float(text("qtime")),
+        started_at=_float(text("start_time")),
     )
 
 

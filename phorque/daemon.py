@@ -1,0 +1,261 @@
+"""The daemon's loop: wait for a trigger, evaluate, answer nudges, repeat.
+
+Triggers are Torque's files (:mod:`phorque.watcher`), nudges from ``phorque-evaluate`` and the
+submit filter (:mod:`phorque.nudge`), the policy's own wake-up time (an idle instance reaching
+its drain moment), and a full reconciliation every ``loop_sleep_secs``. SIGTERM and SIGINT stop
+the loop after the current step; SIGHUP reloads the configuration (a broken file is reported and
+the running configuration kept).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import time
+from typing import Any
+
+from filelock import Timeout as LockTimeout
+
+from phorque.config import Config, load_config
+from phorque.engine import Engine, Evaluation, evaluation_json
+from phorque.errors import ConfigError, PhorqueError, TransientError
+from phorque.nudge import NudgeListener
+from phorque.state import StateStore
+from phorque.triggers import Fired, Trigger
+from phorque.watcher import TorqueWatcher
+
+log = logging.getLogger("phorque.daemon")
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def running_daemon(config: Config) -> int | None:
+    """The pid of a running daemon for this configuration's state, if any."""
+    try:
+        with open(config.phorque.pid_path) as handle:
+            pid = int(handle.read().strip() or 0)
+    except (OSError, ValueError):
+        return None
+    return pid if pid > 0 and pid_alive(pid) else None
+
+
+class AlreadyRunning(PhorqueError):
+    pass
+
+
+class Daemon:
+    """One daemon process. ``run()`` returns when stopped."""
+
+    def __init__(self, config: Config, once: bool = False):
+        self.config = config
+        self.once = once
+        self.trigger = Trigger()
+        self.stopping = False
+        self.reload_requested = False
+        self.engine = Engine(config)
+        self.watcher: TorqueWatcher | None = None
+        self.listener: NudgeListener | None = None
+        self.evaluations = 0
+
+    @property
+    def state(self) -> StateStore:
+        return self.engine.state
+
+    # -- signals ---------------------------------------------------------------------------
+    def _on_stop(self, signum: int, _frame: Any) -> None:
+        log.info("%s received: stopping after the current step", signal.Signals(signum).name)
+        self.stopping = True
+        self.trigger.fire("stop")
+
+    def _on_hup(self, _signum: int, _frame: Any) -> None:
+        log.info("SIGHUP received: reloading the configuration")
+        self.reload_requested = True
+        self.trigger.fire("reload")
+
+    def install_signals(self) -> None:
+        signal.signal(signal.SIGTERM, self._on_stop)
+        signal.signal(signal.SIGINT, self._on_stop)
+        signal.signal(signal.SIGHUP, self._on_hup)
+
+    # -- start and stop --------------------------------------------------------------------
+    def _claim_pidfile(self) -> None:
+        other = running_daemon(self.config)
+        if other is not None and other != os.getpid():
+            raise AlreadyRunning(f"another phorque daemon runs with this state_dir (pid {other})")
+        os.makedirs(self.config.phorque.state_dir, mode=0o700, exist_ok=True)
+        tmp = f"{self.config.phorque.pid_path}.{os.getpid()}"
+        with open(os.open(tmp, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o644), "w") as handle:
+            handle.write(f"{os.getpid()}\n")
+        os.replace(tmp, self.config.phorque.pid_path)
+
+    def _release_pidfile(self) -> None:
+        try:
+            with open(self.config.phorque.pid_path) as handle:
+                if int(handle.read().strip() or 0) == os.getpid():
+                    os.unlink(self.config.phorque.pid_path)
+        except (OSError, ValueError):
+            pass
+
+    def _start_inputs(self) -> None:
+        p = self.config.phorque
+        if p.trigger is not None:
+            try:
+                self.listener = NudgeListener(p.trigger, self.trigger)
+                self.listener.start()
+                log.info("taking nudges on udp %s:%d", p.trigger[0], self.listener.port)
+            except OSError as exc:
+                log.warning("cannot listen for nudges on %s: %s (file events and the timer go on)",
+                            p.trigger_address, exc)
+                self.listener = None
+        if p.watch_files:
+            self.watcher = TorqueWatcher(p.torque_home, self.trigger, p.queues,
+                                         os.path.join(p.state_dir, "accounting.pos"))
+            try:
+                self.watcher.start()
+            except Exception as exc:  # inotify limits and the like: the timer covers it
+                log.warning("file watching unavailable (%s); polling every %d s", exc, p.loop_sleep_secs)
+                self.watcher = None
+        else:
+            log.info("file watching is off: evaluating every %d s and on nudges", p.loop_sleep_secs)
+
+    def _stop_inputs(self) -> None:
+        if self.watcher is not None:
+            self.watcher.stop()
+            self.watcher = None
+        if self.listener is not None:
+            self.listener.stop()
+            self.listener = None
+
+    def _reload(self, path: str) -> None:
+        self.reload_requested = False
+        try:
+            config = load_config(path)
+        except ConfigError as exc:
+            log.error("configuration reload failed, keeping the running configuration: %s", exc)
+            return
+        self._stop_inputs()
+        self.config = config
+        self.engine = Engine(config, state=self.engine.state)
+        self._start_inputs()
+        log.info("configuration reloaded: %s", config.summary())
+
+    # -- the loop ----------------------------------------------------------------------------
+    def evaluate(self, fired: Fired, reason: str) -> Evaluation | None:
+        self.evaluations += 1
+        started = time.monotonic()
+        why = fired.describe() if fired else reason
+        try:
+            ev = self.engine.evaluate()
+        except TransientError as exc:
+            log.warning("evaluation #%d (%s) skipped: %s", self.evaluations, why, exc)
+            return None
+        except LockTimeout as exc:
+            log.warning("evaluation #%d (%s) skipped: lock busy: %s", self.evaluations, why, exc)
+            return None
+        except PhorqueError as exc:
+            log.error("evaluation #%d (%s) failed: %s", self.evaluations, why, exc)
+            return None
+        except Exception:
+            log.exception("evaluation #%d (%s) failed unexpectedly; the daemon goes on",
+                          self.evaluations, why)
+            return None
+        took = time.monotonic() - started
+        done = sum(1 for o in ev.outcomes if o.status == "done")
+        log.info("evaluation #%d (%s): %d action(s), %d done, %.2f s", self.evaluations, why,
+                 len(ev.outcomes), done, took)
+        try:
+            self.state.set_daemon(last_evaluation=ev.time, last_reason=why, last_duration=round(took, 3),
+                                  evaluations=self.evaluations,
+                                  last_result=evaluation_json(self.config, ev))
+        except PhorqueError as exc:
+            log.warning("cannot record the evaluation in the state: %s", exc)
+        return ev
+
+    def run(self, config_path: str) -> None:
+        self._claim_pidfile()
+        try:
+            self.state.set_daemon(pid=os.getpid(), started=time.time(), status="running",
+                                  heartbeat=time.time())
+            self._start_inputs()
+            log.info("started: %s", self.config.summary())
+            self._loop(config_path)
+        finally:
+            self._stop_inputs()
+            try:
+                self.state.set_daemon(status="stopped", heartbeat=time.time())
+            except PhorqueError:
+                pass
+            self._release_pidfile()
+            log.info("stopped after %d evaluation(s)", self.evaluations)
+
+    def _loop(self, config_path: str) -> None:
+        next_sweep = time.monotonic()  # the first evaluation is a full reconciliation
+        wake_at: float | None = None   # wall-clock time the policy asked to look again
+        fired = Fired()
+        first = True
+        while not self.stopping:
+            if self.reload_requested:
+                self._reload(config_path)
+            sweep = time.monotonic() >= next_sweep
+            wake_due = wake_at is not None and time.time() >= wake_at
+            if fired or sweep or wake_due:
+                if sweep and self.watcher is not None:
+                    self.watcher.ensure()
+                why = ("start" if first else "periodic reconciliation" if sweep
+                       else "policy wake-up")
+                ev = self.evaluate(fired, why)
+                first = False
+                for nonce, sender in fired.waiters:
+                    if self.listener is not None:
+                        self.listener.reply(sender, f"done {nonce}")
+                if sweep:
+                    next_sweep = time.monotonic() + self.config.phorque.loop_sleep_secs
+                if ev is not None:
+                    wake_at = ev.plan.wake_at
+                elif wake_due:
+                    wake_at = None  # the next reconciliation retries
+                if wake_at is not None:
+                    wake_at = max(wake_at, time.time() + 1.0)  # never spin on a past moment
+                self._heartbeat()
+            if self.once or self.stopping:
+                return
+            timeout = next_sweep - time.monotonic()
+            if wake_at is not None:
+                timeout = min(timeout, wake_at - time.time())
+            fired = self.trigger.wait(max(0.0, timeout), gather=self.config.phorque.event_delay_secs)
+            fired.reasons.pop("stop", None)
+            fired.reasons.pop("reload", None)
+
+    def _heartbeat(self) -> None:
+        try:
+            self.state.set_daemon(heartbeat=time.time(), status="running")
+        except PhorqueError as exc:
+            log.warning("cannot write the heartbeat: %s", exc)
+
+
+def daemon_status(config: Config) -> dict[str, Any]:
+    """The daemon's health, from its pid file and the state store."""
+    pid = running_daemon(config)
+    try:
+        info = StateStore(config.phorque.state_path).daemon() if os.path.exists(
+            config.phorque.state_path) else {}
+    except PhorqueError as exc:
+        return {"running": pid is not None, "pid": pid, "error": str(exc)}
+    info.pop("last_result", None)
+    out = {"running": pid is not None, "pid": pid, **info}
+    if pid is None and info.get("status") == "running":
+        out["status"] = "dead (stale state)"
+    heartbeat = info.get("heartbeat")
+    if heartbeat:
+        out["heartbeat_age_secs"] = round(time.time() - heartbeat, 1)
+    return json.loads(json.dumps(out, default=str))

@@ -1,0 +1,121 @@
+"""Watching Torque's own files: the accounting log and the jobs directory.
+
+A new accounting record (a job queued, started, ended, deleted, aborted) or a job file created
+or removed in ``server_priv/jobs`` fires the trigger at once. The periodic reconciliation of the
+daemon covers what file events miss (an NFS-mounted spool, an overflowing inotify queue), so a
+watcher error is logged and never fatal.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers import Observer
+
+from phorque.torque.accounting import AccountingParser
+from phorque.torque.tailer import AccountingTailer, PositionFile
+from phorque.triggers import Trigger
+
+log = logging.getLogger("phorque.watcher")
+
+JOB_SUFFIXES = (".JB", ".SC", ".TA")
+#: Records read per poll of the tailer, so a large backlog is read in bounded memory.
+BATCH = 1_000
+
+
+class TorqueWatcher(FileSystemEventHandler):
+    """Fires ``trigger`` for job submits, starts and ends seen in Torque's files."""
+
+    def __init__(self, torque_home: str, trigger: Trigger, queues: frozenset[str] | None,
+                 position_path: str | None = None):
+        self.accounting_dir = os.path.join(torque_home, "server_priv", "accounting")
+        self.jobs_dir = os.path.join(torque_home, "server_priv", "jobs")
+        self.trigger = trigger
+        self.queues = queues
+        self.positions = PositionFile(position_path) if position_path else None
+        self.parser = AccountingParser()
+        self._lock = threading.Lock()
+        self._tailer: AccountingTailer | None = None
+        self._observer: Observer | None = None
+        self._watched: set[str] = set()
+        self.records_seen = 0
+
+    # -- set-up --------------------------------------------------------------------------
+    def start(self) -> None:
+        self._observer = Observer()
+        self._observer.daemon = True
+        self._observer.start()
+        self.ensure()
+
+    def ensure(self) -> None:
+        """(Re)attach to directories that exist now; called at start and at each reconciliation."""
+        if self._observer is None:
+            return
+        for path, recursive in ((self.accounting_dir, False), (self.jobs_dir, True)):
+            if path in self._watched:
+                continue
+            if not os.path.isdir(path):
+                log.warning("cannot watch %s: no such directory (the periodic reconciliation covers it)", path)
+                continue
+            try:
+                self._observer.schedule(self, path, recursive=recursive)
+                self._watched.add(path)
+                log.info("watching %s", path)
+            except OSError as exc:
+                log.warning("cannot watch %s: %s (the periodic reconciliation covers it)", path, exc)
+        if self.accounting_dir in self._watched and self._tailer is None:
+            position = None
+            if self.positions is not None:
+                try:
+                    position = self.positions.load()
+                except Exception as exc:  # a damaged position file only costs the backlog
+                    log.warning("ignoring the saved accounting position: %s", exc)
+            self._tailer = AccountingTailer(self.accounting_dir, position=position, parser=self.parser)
+            self.read_accounting()
+
+    def stop(self) -> None:
+        if self._observer is not None:
+            self._observer.stop()
+            self._observer.join(timeout=5)
+            self._observer = None
+        self._watched.clear()
+
+    # -- events --------------------------------------------------------------------------
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        try:
+            path = os.fsdecode(event.src_path)
+            if os.path.dirname(path) == self.accounting_dir:
+                self.read_accounting()
+            elif event.event_type in ("created", "deleted", "moved") and path.endswith(JOB_SUFFIXES):
+                verb = {"created": "queued", "deleted": "purged", "moved": "saved"}[event.event_type]
+                self.trigger.fire(f"job file {verb}")
+        except Exception:  # the observer thread must survive anything
+            log.exception("error handling file event %s", event)
+
+    def read_accounting(self) -> int:
+        """Read new accounting records and fire for those that matter. Returns their number."""
+        fired = 0
+        with self._lock:
+            if self._tailer is None:
+                return 0
+            while True:
+                records = self._tailer.poll(limit=BATCH)
+                for record in records:
+                    self.records_seen += 1
+                    queue = record.queue
+                    if self.queues is not None and queue is not None and queue not in self.queues:
+                        continue
+                    fired += 1
+                    self.trigger.fire(f"accounting {record.type}")
+                    log.debug("accounting %s %s", record.type, record.job_id)
+                if len(records) < BATCH:
+                    break
+            if self.positions is not None:
+                try:
+                    self.positions.save(self._tailer.position)
+                except OSError as exc:
+                    log.warning("cannot save the accounting position: %s", exc)
+        return fired

@@ -1,0 +1,79 @@
+"""Torque's files trigger evaluations: real files, real watchdog observers."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from phorque.torque.accounting import format_line
+from phorque.triggers import Trigger
+from phorque.watcher import TorqueWatcher
+
+
+def make_home(tmp_path):
+    acct = tmp_path / "server_priv" / "accounting"
+    jobs = tmp_path / "server_priv" / "jobs"
+    acct.mkdir(parents=True)
+    jobs.mkdir(parents=True)
+    return acct, jobs
+
+
+def append(path, line: str) -> None:
+    with open(path, "a") as handle:
+        handle.write(line + "\n")
+
+
+def test_accounting_records_fire_within_a_second(tmp_path):
+    acct, _ = make_home(tmp_path)
+    today = acct / time.strftime("%Y%m%d")
+    append(today, format_line(time.time(), "Q", "1.srv", "queue=batch"))  # before start: not an event
+    trigger = Trigger()
+    watcher = TorqueWatcher(str(tmp_path), trigger, frozenset({"batch"}), str(tmp_path / "acct.pos"))
+    watcher.start()
+    try:
+        assert not trigger.wait(timeout=0.3)
+        started = time.monotonic()
+        append(today, format_line(time.time(), "Q", "2.srv", "queue=batch"))
+        fired = trigger.wait(timeout=5)
+        assert fired.reasons["accounting Q"] == 1
+        assert time.monotonic() - started < 1.0
+        append(today, format_line(time.time(), "Q", "3.srv", "queue=other"))  # another queue
+        assert not trigger.wait(timeout=0.5)
+        append(today, format_line(time.time(), "D", "3.srv", "requestor=a@b"))  # no queue: counts
+        assert trigger.wait(timeout=5).reasons["accounting D"] == 1
+    finally:
+        watcher.stop()
+    assert (tmp_path / "acct.pos").exists()
+
+
+def test_job_files_fire(tmp_path):
+    _, jobs = make_home(tmp_path)
+    trigger = Trigger()
+    watcher = TorqueWatcher(str(tmp_path), trigger, None)
+    watcher.start()
+    try:
+        (jobs / "7.srv.JB").write_bytes(b"<job/>")
+        assert "job file queued" in trigger.wait(timeout=5).reasons
+        os.unlink(jobs / "7.srv.JB")
+        assert "job file purged" in trigger.wait(timeout=5).reasons
+        sub = jobs / "7"
+        sub.mkdir()
+        (sub / "17.srv.JB").write_bytes(b"<job/>")  # use_jobs_subdirs layout
+        assert "job file queued" in trigger.wait(timeout=5).reasons
+    finally:
+        watcher.stop()
+
+
+def test_missing_directories_are_not_fatal_and_are_picked_up_later(tmp_path):
+    trigger = Trigger()
+    watcher = TorqueWatcher(str(tmp_path), trigger, None)
+    watcher.start()
+    try:
+        assert watcher._watched == set()
+        acct, _ = make_home(tmp_path)
+        watcher.ensure()
+        assert len(watcher._watched) == 2
+        append(acct / time.strftime("%Y%m%d"), format_line(time.time(), "E", "9.srv", "queue=batch"))
+        assert trigger.wait(timeout=5)
+    finally:
+        watcher.stop()
