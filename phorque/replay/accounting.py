@@ -75,6 +75,7 @@ def read_accounting(paths: Iterable[str | os.PathLike[str]], window: Window | No
     files = accounting_files(paths)
     parser = AccountingParser("accounting log")
     seen: dict[str, _Seen] = {}
+    hosts: dict[str, int] = {}
     for rec in _records(files, parser):
         job = seen.get(rec.job_id)
         if job is None:
@@ -83,19 +84,22 @@ def read_accounting(paths: Iterable[str | os.PathLike[str]], window: Window | No
         if kind == "Q":
             if job.queued is None:
                 job.queued = rec.time
-        elif kind == "S":
-            job.started = rec
-        elif kind == "E":
-            job.ended = rec
+        elif kind in ("S", "E"):
+            if kind == "S":
+                job.started = rec
+            else:
+                job.ended = rec
+            exec_host = rec.exec_host
+            if exec_host:
+                _max_slot(exec_host, hosts)
         elif kind in ("D", "A"):
             job.deleted = True
     problems: Counter[str] = Counter()
     if parser.bad:
         problems["malformed lines"] += parser.bad
-    hosts: dict[str, int] = {}
     jobs: list[TraceJob] = []
     for job_id, job in seen.items():
-        built = _build(job_id, job, problems, hosts)
+        built = _build(job_id, job, problems)
         if built is not None:
             jobs.append(built)
     jobs.sort(key=lambda j: j.submit)
@@ -111,7 +115,7 @@ def read_accounting(paths: Iterable[str | os.PathLike[str]], window: Window | No
                  node_cores=max(hosts.values(), default=0) or None, problems=problems)
 
 
-def _build(job_id: str, job: _Seen, problems: Counter[str], hosts: dict[str, int]) -> TraceJob | None:
+def _build(job_id: str, job: _Seen, problems: Counter[str]) -> TraceJob | None:
     rec = job.ended
     if rec is None:
         if job.started is not None:
@@ -148,9 +152,6 @@ def _build(job_id: str, job: _Seen, problems: Counter[str], hosts: dict[str, int
         chunks = ()
     walltime = rec.walltime_secs if rec.walltime_secs is not None else (
         started.walltime_secs if started is not None else None)
-    exec_host = rec.exec_host or (started.exec_host if started is not None else None)
-    if exec_host:
-        _max_slot(exec_host, hosts)
     return TraceJob(id=job_id, submit=submit, run_secs=end - start, cores=cores,
                     walltime_secs=walltime, chunks=chunks, queue=rec.queue or "",
                     original_wait=max(0.0, start - submit))

@@ -37,7 +37,7 @@ from typing import Any
 from phorque.model import QUEUED, RUNNING, Job, Owned, Snapshot
 from phorque.observe import observe
 from phorque.policy.base import Policy
-from phorque.policy.common import largest_node, never_fits
+from phorque.policy.common import Limits, never_fits
 from phorque.policy.view import View
 from phorque.replay.apply import OwnedBook, SimExecutor
 from phorque.replay.clouds import SimCloud, SimInstance
@@ -106,8 +106,7 @@ class Simulation:
         # What can never run: judged on the whole possible cluster, as the policies judge it.
         possible = Snapshot(now=trace.start, nodes=self.cluster.models(),
                             clouds=tuple(c.state() for c in self.clouds.values()))
-        self._possible = View(possible)
-        self._largest = largest_node(self._possible)
+        self._limits = Limits.of(View(possible))
         self._never_memo: dict[tuple, bool] = {}
         span = max(trace.end - trace.start, 3600.0)
         self._sample_step = span / max(1, settings.samples)
@@ -200,7 +199,7 @@ class Simulation:
         key = (job.cores, job.chunks)
         known = self._never_memo.get(key)
         if known is None:
-            known = self._never_memo[key] = never_fits(self._possible, job, self._largest) is not None
+            known = self._never_memo[key] = never_fits(job, self._limits) is not None
         return known
 
     def _submit(self, seq: int) -> None:
