@@ -77,7 +77,7 @@ class SimExecutor:
     def _stage(self, a: Action, stage: Stage, **changes: Any) -> None:
         if a.instance and a.cloud:
             self.sim.owned.set_stage(a.instance, a.cloud, stage, self.now, **changes)
-            self.sim.observe_due = True
+            self.sim.touched.add(a.instance)
 
     def _dns(self, instance_id: str) -> str | None:
         for cloud in self.snapshot.clouds:

@@ -45,9 +45,19 @@ class Tally:
         self.local_core_secs = 0.0
         self.peak_instances = 0
         self.peak_rate = 0.0
+        # Curves: the time-weighted mean queue length and instance count over bins of at
+        # least ``_step`` seconds, each point at the start of its bin.
         self.times: list[float] = []
-        self.queued: list[int] = []
-        self.live: list[int] = []
+        self.queued: list[float] = []
+        self.live: list[float] = []
+        self._step = 3600.0
+        self._bin = self._last = 0.0
+        self._cur_queued = self._cur_live = 0
+        self._area_queued = self._area_live = 0.0
+
+    def curves(self, start: float, step: float) -> None:
+        self._step = step
+        self._bin = self._last = start
 
     def started(self, job: SimJob) -> None:
         wait = job.start - job.submit
@@ -70,10 +80,24 @@ class Tally:
         if rate > self.peak_rate:
             self.peak_rate = rate
 
-    def sample(self, at: float, queued: int, live: int) -> None:
-        self.times.append(at)
-        self.queued.append(queued)
-        self.live.append(live)
+    def advance(self, at: float, queued: int, live: int, last: bool = False) -> None:
+        """The queue and instances from ``at`` on (after the events of that instant)."""
+        held = at - self._last
+        self._area_queued += self._cur_queued * held
+        self._area_live += self._cur_live * held
+        self._last = at
+        self._cur_queued, self._cur_live = queued, live
+        span = at - self._bin
+        if span >= self._step or (last and span > 0):
+            self.times.append(self._bin)
+            self.queued.append(self._area_queued / span)
+            self.live.append(self._area_live / span)
+            self._bin = at
+            self._area_queued = self._area_live = 0.0
+        if last:  # the closing point: what is left at the end
+            self.times.append(at)
+            self.queued.append(queued)
+            self.live.append(live)
 
 
 @dataclass
@@ -107,7 +131,7 @@ class ReplayResult:
     clouds: dict[str, dict[str, float]] = field(default_factory=dict)
     counters: dict[str, int] = field(default_factory=dict)
     actions: dict[str, int] = field(default_factory=dict)
-    series: tuple[list[float], list[int], list[int]] = ((), (), ())  # type: ignore[assignment]
+    series: tuple[list[float], list[float], list[float]] = ((), (), ())  # type: ignore[assignment]
 
     @classmethod
     def build(cls, sim: Simulation, end: float, truncated: bool, sim_secs: float) -> ReplayResult:

@@ -33,11 +33,11 @@ def plot(results: Sequence[ReplayResult], path: str | os.PathLike[str], title: s
     for r in results:
         times, queued, live = r.series
         days = [(t - r.start) / DAY for t in times]
-        top.step(days, queued, where="post", label=r.policy, linewidth=0.9)
-        bottom.step(days, live, where="post", label=r.policy, linewidth=0.9)
-    top.set_ylabel("queued jobs")
+        top.plot(days, queued, label=r.policy, linewidth=0.9)
+        bottom.plot(days, live, label=r.policy, linewidth=0.9)
+    top.set_ylabel("queued jobs (mean)")
     top.set_yscale("symlog", linthresh=10)
-    bottom.set_ylabel("cloud instances")
+    bottom.set_ylabel("cloud instances (mean)")
     bottom.set_xlabel("days since the start of the window")
     top.legend(loc="upper left", fontsize="small", ncols=min(5, len(results)))
     if title:

@@ -32,9 +32,10 @@ import math
 import time
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
-from phorque.model import QUEUED, RUNNING, Job, Owned, Snapshot
+from phorque.model import QUEUED, RUNNING, CloudState, Job, Owned, Snapshot
 from phorque.observe import observe
 from phorque.policy.base import Policy
 from phorque.policy.common import Limits, never_fits
@@ -59,7 +60,8 @@ class Simulation:
     """One policy over one trace."""
 
     def __init__(self, trace: Trace, policy: Policy, settings: ReplaySettings | None = None,
-                 progress: Progress | None = None, progress_secs: float = 2.0, keep_jobs: bool = False):
+                 progress: Progress | None = None, progress_secs: float = 2.0, keep_jobs: bool = False,
+                 incremental_observe: bool = True):
         self.trace = trace
         #: Every job of the replay by id, when ``keep_jobs`` (for comparisons job by job).
         self.jobs: dict[str, SimJob] | None = {} if keep_jobs else None
@@ -96,7 +98,9 @@ class Simulation:
         # Evaluation bookkeeping.
         self.dirty = False
         self.sched_due = False
-        self.observe_due = True
+        # Instances whose lifecycle record may change at the next observation (see snapshot()).
+        self.touched: set[str] = set()
+        self._observe_everything = not incremental_observe
         self.last_eval = trace.start
         self.tick_at: float | None = None if settings.skip_idle else trace.start + settings.loop_sleep_secs
         self.eval_pending: float | None = None
@@ -109,8 +113,7 @@ class Simulation:
         self._limits = Limits.of(View(possible))
         self._never_memo: dict[tuple, bool] = {}
         span = max(trace.end - trace.start, 3600.0)
-        self._sample_step = span / max(1, settings.samples)
-        self._next_sample = trace.start
+        self.tally.curves(trace.start, span / max(1, settings.samples))
         # The daemon evaluates when it starts, at the start of the window.
         self._push(trace.start, EVAL, None)
 
@@ -156,6 +159,7 @@ class Simulation:
         cloud = self.clouds[cloud_name]
         for inst in cloud.set_desired(desired, self.now):
             self._push(inst.boot_at, BOOT, inst)
+            self.touched.add(inst.id)
         self.cloud_changed(cloud)
 
     def terminate(self, cloud_name: str, instance_id: str) -> bool:
@@ -163,6 +167,7 @@ class Simulation:
         inst = cloud.stop(instance_id, self.now) if cloud is not None else None
         if inst is None:
             return False
+        self.touched.add(instance_id)
         node = self.cluster.nodes.get(inst.dns) if inst.dns else None
         if node is not None and not node.down:
             self.cluster.set_down(node, True)  # its pbs_mom is gone with it
@@ -170,7 +175,6 @@ class Simulation:
         return True
 
     def cloud_changed(self, cloud: SimCloud) -> None:
-        self.observe_due = True
         live = sum(len(c.live) for c in self.clouds.values())
         self.rate = sum(len(c.live) * c.spec.price for c in self.clouds.values())
         self.live = live
@@ -181,18 +185,21 @@ class Simulation:
         self.cluster.add(name, np, note=note, cloud=cloud, instance=instance, down=delay > 0)
         if delay > 0:
             self._push(self.now + delay, MOM, name)
-        self.observe_due = True
+        self.touched.add(instance)
         self.sched_due = True
 
     def set_offline(self, node: SimNode, offline: bool, note: str) -> None:
         self.cluster.set_offline(node, offline, note)
-        self.observe_due = True
+        if node.instance:
+            self.touched.add(node.instance)
         if not offline:
             self.sched_due = True
 
     def remove_node(self, name: str) -> None:
+        node = self.cluster.nodes[name]
+        if node.instance:
+            self.touched.add(node.instance)
         self.cluster.remove(name)
-        self.observe_due = True
 
     # -- jobs ----------------------------------------------------------------------------------------
     def _never_runs(self, job: Job) -> bool:
@@ -236,8 +243,8 @@ class Simulation:
             self._push(now + job.run, END, job)
             self.tally.started(job)
             for node, _ in job.alloc:
-                if node.cloud and len(node.jobs) == 1:
-                    self.observe_due = True  # a cloud node turned busy
+                if node.instance and len(node.jobs) == 1:
+                    self.touched.add(node.instance)  # a cloud node turned busy
         self._jobs_cache = None
         self.mark_dirty()
 
@@ -250,8 +257,8 @@ class Simulation:
         self._jobs_cache = None
         self.tally.ended(job)
         for node, _ in job.alloc:
-            if node.cloud and not node.jobs:
-                self.observe_due = True  # a cloud node turned idle
+            if node.instance and not node.jobs:
+                self.touched.add(node.instance)  # a cloud node turned idle
         self.sched_due = True
         self._event()
 
@@ -260,7 +267,7 @@ class Simulation:
         if inst.id not in cloud.live:
             return  # terminated before it booted
         cloud.boot(inst)
-        self.observe_due = True
+        self.touched.add(inst.id)
         self._event()
 
     def _mom(self, name: str) -> None:
@@ -271,7 +278,7 @@ class Simulation:
         if inst is None:
             return  # its instance is gone: the node stays down
         self.cluster.set_down(node, False)
-        self.observe_due = True
+        self.touched.add(inst.id)
         self.sched_due = True
         self.mark_dirty()
 
@@ -293,12 +300,32 @@ class Simulation:
         now = self.now
         clouds = tuple(c.state() for c in self.clouds.values())
         nodes = self.cluster.models()
-        if self.observe_due:
-            # Without a change to an instance, a cloud node or a record, observe() finds nothing.
+        if self._observe_everything:
             self.owned.save(observe(now, clouds, nodes, self.owned.records.values()), now)
-            self.observe_due = False
+        elif self.touched:
+            self.owned.save(self._observe_touched(clouds), now)
+        self.touched.clear()
         return Snapshot(now=now, jobs=self._jobs(), nodes=nodes, clouds=clouds, owned=self._owned(),
                         memory=self.memory)
+
+    def _observe_touched(self, clouds: tuple[CloudState, ...]) -> list[Owned]:
+        """observe() of the touched instances only.
+
+        observe() judges each instance on its own (its state, its node, its record) and reaches a
+        fixed point: observing an instance again when none of these changed returns nothing. So
+        observing only the instances whose cloud state, node or record changed since the last
+        observation (and the records of those that left their group) gives the same records as
+        observing everything, for a fraction of the work.
+        """
+        ids = self.touched
+        records = self.owned.records
+        sub = tuple(replace(c, instances=tuple(i for i in c.instances if i.id in ids)) for c in clouds)
+        previous = [records[i] for i in ids if i in records]
+        names = {i.dns for c in sub for i in c.instances if i.dns}
+        names.update(r.node for r in previous if r.node)
+        cluster = self.cluster.nodes
+        nodes = [cluster[n].model() for n in names if n in cluster]
+        return observe(self.now, sub, nodes, previous)
 
     def evaluate(self) -> None:
         now = self.now
@@ -379,9 +406,7 @@ class Simulation:
                 self.evaluate()
                 if self.sched_due:
                     self._schedule()
-            if t >= self._next_sample:
-                self.tally.sample(t, len(self._queued), self.live)
-                self._next_sample = t + self._sample_step
+            self.tally.advance(t, len(self._queued), self.live)
             if tail_end is None and nxt >= total and not self.running and (
                     not self.scheduler.queue
                     or (self._state_events == 0 and not self.dirty and self.eval_pending is None)):
@@ -399,7 +424,7 @@ class Simulation:
         end = work_end
         for cloud in self.clouds.values():
             cloud.stop_all(end)
-        self.tally.sample(max(end, self.now), len(self._queued), 0)
+        self.tally.advance(max(end, self.now), len(self._queued), 0, last=True)
         if self.progress is not None:
             self.progress(1.0, end, self.events)
         return ReplayResult.build(self, end, truncated, time.perf_counter() - wall)

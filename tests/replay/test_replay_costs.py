@@ -120,3 +120,14 @@ def test_the_budget_is_never_exceeded(tmp_path, policy):
     assert r.started == 40
     free = replay(trace, policy, ReplaySettings(local_nodes=1, local_np=8, clouds=BUDGET_CLOUDS))
     assert free.peak_rate > 0.5  # the budget is what held it back
+
+
+def test_curves_are_time_weighted_means(one_job):
+    r = replay(one_job, "OnDemand", settings(charge=0))
+    times, queued, live = r.series
+    spans = [b - a for a, b in zip(times, times[1:], strict=False)]
+    # The job is queued from 0 to 100.2 and the instance lives from 0 to 1160.4; the curves'
+    # areas give those back (the last bin, after the instance is gone, is empty).
+    assert sum(q * s for q, s in zip(queued, spans, strict=False)) == pytest.approx(WAIT)
+    assert sum(n * s for n, s in zip(live, spans, strict=False)) == pytest.approx(PER_SECOND["OnDemand"], abs=2)
+    assert max(live) <= 1 and queued[-1] == 0

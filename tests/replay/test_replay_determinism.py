@@ -39,3 +39,16 @@ def test_same_input_same_figures(lublin_days):
         assert one.as_dict() == two.as_dict()
         assert one.series == two.series
         assert one.cost > 0
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_observing_only_changed_instances_gives_the_same_records(lublin_days, policy):
+    from phorque.replay.sim import Simulation
+
+    settings = ReplaySettings(local_nodes=8, local_np=8, scheduler="easy").with_charge(0)
+    runs = []
+    for incremental in (True, False):
+        sim = Simulation(lublin_days, settings.make_policy(policy), settings, incremental_observe=incremental)
+        result = sim.run()
+        runs.append((result.as_dict(), sim.owned.records))
+    assert runs[0] == runs[1]
