@@ -351,6 +351,9 @@ def _check_cloud(path: str, section: str, values: dict[str, Any]) -> None:
     if dialect == "phantom" and not values.get("autoscale_uri"):
         raise ConfigError(path, section, "autoscale_uri", "required for cloud_type "
                           f"{values['cloud_type']} (there is no default Phantom endpoint)")
+    if dialect == "phantom" and not values.get("cloud_uri"):
+        raise ConfigError(path, section, "cloud_uri", "required for cloud_type "
+                          f"{values['cloud_type']} (the Nimbus EC2 endpoint that lists the VMs)")
     udf = values.get("user_data_file")
     if udf and not os.access(udf, os.R_OK):
         raise ConfigError(path, section, "user_data_file", f"{udf}: file is missing or not readable")

@@ -122,3 +122,13 @@ def test_commands_found_in_cluster_directory_then_path(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", "/nonexistent")
     with pytest.raises(CommandError, match="not found"):
         torque.command("qstat")
+
+
+def test_a_server_without_nodes_has_an_empty_node_list(fake, torque):
+    fake.script("pbsnodes", stderr="pbsnodes: Server has no node list MSG=node list is empty - check 'server_priv/nodes' file\n", rc=1)
+    assert torque.nodes() == []
+
+
+def test_delete_that_purged_jobs_still_deleted_the_node(fake, torque):
+    fake.script("qmgr", rc=2, stderr="qmgr obj=n1 svr=default: The node has been deleted and all jobs on the node have been purged.\n")
+    assert torque.delete_node("n1") is True

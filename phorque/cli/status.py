@@ -14,6 +14,7 @@ from phorque.cli.common import (
     printable,
     setup_logging,
 )
+from phorque.cloud.status import describe_clouds, render_clouds, stored_health
 from phorque.config import Config
 from phorque.errors import PhorqueError
 from phorque.model import Job, Node, in_queues, summarize
@@ -56,7 +57,8 @@ def cluster_status(config: Config, torque: Torque | None = None) -> dict[str, An
 
 
 def collect(config: Config) -> dict[str, Any]:
-    return {"config": config.path, "policy": config.policy.name, "cluster": cluster_status(config)}
+    return {"config": config.path, "policy": config.policy.name, "cluster": cluster_status(config),
+            "clouds": describe_clouds(config, stored_health(config))}
 
 
 def render(status: dict[str, Any]) -> str:
@@ -87,6 +89,8 @@ def render(status: dict[str, Any]) -> str:
                              f"{job['cores']:>5} {wall if wall is not None else '--':>9}")
             if len(queued) > 50:
                 lines.append(f"... and {len(queued) - 50} more")
+    lines.append("")
+    lines.extend(render_clouds(status.get("clouds", []), printable))
     return "\n".join(lines)
 
 

@@ -91,7 +91,14 @@ class Torque:
         """Every node (``pbsnodes -x``)."""
         assert self.runner is not None
         argv = [self.command("pbsnodes"), "-x"]
-        return self.runner.stream(argv, lambda out: list(xmlparse.parse_nodes(out, "pbsnodes -x")))
+        try:
+            return self.runner.stream(argv, lambda out: list(xmlparse.parse_nodes(out, "pbsnodes -x")))
+        except CommandError as exc:
+            # A server with no node at all (a cloud-only cluster before its first node) says so
+            # and exits 1; that is an answer, not a failure.
+            if exc.returncode is not None and _mentions(exc, "has no node list"):
+                return []
+            raise
 
     def node(self, name: str) -> Node | None:
         """One node, read again now; None when Torque does not know it."""
@@ -144,6 +151,10 @@ class Torque:
             if _mentions(exc, "unknown node", "cannot locate"):
                 log.info("node %s was already gone from Torque", name)
                 return False
+            if _mentions(exc, "has been deleted"):
+                # Torque deleted the node but reports the jobs it purged as an error.
+                log.error("node %s deleted, but Torque purged jobs on it: %s", name, exc.stderr.strip())
+                return True
             raise
         return True
 

@@ -1,0 +1,218 @@
+"""The standard dialect: AWS EC2 Auto Scaling and compatible endpoints (moto, LocalStack).
+
+SigV4, AWS lifecycle states, and a launch configuration, or a launch template where the account
+cannot create launch configurations (accounts created since October 2024). The group is
+created with ``NewInstancesProtectedFromScaleIn`` so that lowering the desired capacity can never
+make the service pick a running instance to kill: only Phorque's explicit terminate removes one.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from phorque.cloud.provider import CloudProvider, chunks
+from phorque.cloud.states import aws_lifecycle_state
+from phorque.errors import CloudError
+from phorque.model import InstanceState
+
+log = logging.getLogger(__name__)
+
+#: Tag put on the group so an administrator can tell which Phorque cloud owns it.
+OWNER_TAG = "phorque:cloud"
+
+#: Error codes of a service that will not create launch configurations.
+_NO_LAUNCH_CONFIGURATIONS = frozenset({"UnsupportedOperation", "OperationNotPermitted",
+                                       "InvalidAction", "NotImplemented"})
+_NO_LC_PHRASES = ("not available in your account", "use launch templates", "not supported",
+                  "no longer supported")
+
+
+def refuses_launch_configurations(exc: CloudError) -> bool:
+    """Did CreateLaunchConfiguration fail because the service no longer offers it?"""
+    if exc.code in _NO_LAUNCH_CONFIGURATIONS:
+        return True
+    text = str(exc).lower()
+    return any(phrase in text for phrase in _NO_LC_PHRASES)
+
+
+def read_user_data(cloud: str, path: str) -> bytes:
+    """The bytes of ``user_data_file`` (empty when none is configured)."""
+    if not path:
+        return b""
+    try:
+        with open(path, "rb") as handle:
+            return handle.read()
+    except OSError as exc:
+        raise CloudError(cloud, "user data", f"{path}: {exc.strerror or exc}", code="UserData") from exc
+
+
+class AwsProvider(CloudProvider):
+    """A group on AWS EC2 Auto Scaling or any endpoint speaking the standard API."""
+
+    dialect = "aws"
+
+    # ---- set-up -------------------------------------------------------------------------
+
+    def ensure_setup(self) -> None:
+        """Group (protected from scale-in) and its launch configuration or template."""
+        s = self.settings
+        group = self._find_group()
+        if group is not None:
+            self._reconcile(group)
+            return
+        launch = self._ensure_launch()
+        try:
+            self._call("autoscaling", "CreateAutoScalingGroup",
+                       AutoScalingGroupName=s.autoscale_group_name, MinSize=0,
+                       MaxSize=s.max_instances, DesiredCapacity=0,
+                       AvailabilityZones=[s.availability_zone],
+                       NewInstancesProtectedFromScaleIn=True,
+                       Tags=[{"Key": OWNER_TAG, "Value": s.name, "PropagateAtLaunch": True,
+                              "ResourceId": s.autoscale_group_name,
+                              "ResourceType": "auto-scaling-group"}],
+                       **launch)
+        except CloudError as exc:
+            if exc.code != "AlreadyExists":
+                raise
+            log.info("cloud %s: group %s was created meanwhile", s.name, s.autoscale_group_name)
+            return
+        log.info("cloud %s: created group %s (max %d, zone %s)", s.name, s.autoscale_group_name,
+                 s.max_instances, s.availability_zone)
+
+    def _reconcile(self, group: Mapping[str, Any]) -> None:
+        """Keep an existing group's maximum and scale-in protection in line with the settings."""
+        s = self.settings
+        update: dict[str, Any] = {}
+        if int(group.get("MaxSize") or 0) != s.max_instances:
+            update["MaxSize"] = s.max_instances
+            if int(group.get("DesiredCapacity") or 0) > s.max_instances:
+                update["DesiredCapacity"] = s.max_instances
+        if not group.get("NewInstancesProtectedFromScaleIn"):
+            update["NewInstancesProtectedFromScaleIn"] = True
+        unprotected = [m["InstanceId"] for m in group.get("Instances") or []
+                       if m.get("InstanceId") and not m.get("ProtectedFromScaleIn")
+                       and aws_lifecycle_state(str(m.get("LifecycleState", ""))) != InstanceState.GONE]
+        if unprotected:
+            # Protect members first, so a lowered maximum cannot make the service pick them.
+            for part in chunks(unprotected, 50):
+                self._call("autoscaling", "SetInstanceProtection", InstanceIds=part,
+                           AutoScalingGroupName=s.autoscale_group_name, ProtectedFromScaleIn=True)
+            log.info("cloud %s: protected %d member(s) from scale-in", s.name, len(unprotected))
+        if update:
+            self._call("autoscaling", "UpdateAutoScalingGroup",
+                       AutoScalingGroupName=s.autoscale_group_name, **update)
+            log.info("cloud %s: updated group %s: %s", s.name, s.autoscale_group_name,
+                     ", ".join(f"{k}={v}" for k, v in sorted(update.items())))
+
+    def _ensure_launch(self) -> dict[str, Any]:
+        """The CreateAutoScalingGroup arguments naming an existing or new launch spec."""
+        method, name = self.settings.launch_method, self.settings.launch_name
+        if method in ("auto", "configuration") and self._configuration_exists(name):
+            return {"LaunchConfigurationName": name}
+        if method in ("auto", "template") and self._template_exists(name):
+            return self._template_ref(name)
+        if method == "template":
+            return self._create_template(name)
+        try:
+            self._create_configuration(name)
+        except CloudError as exc:
+            if exc.code == "AlreadyExists":
+                return {"LaunchConfigurationName": name}
+            if method == "auto" and refuses_launch_configurations(exc):
+                log.info("cloud %s: the service refuses launch configurations (%s); "
+                         "using a launch template", self.settings.name, exc.code)
+                return self._create_template(name)
+            raise
+        return {"LaunchConfigurationName": name}
+
+    def _configuration_exists(self, name: str) -> bool:
+        reply = self._call("autoscaling", "DescribeLaunchConfigurations",
+                           LaunchConfigurationNames=[name])
+        found = [lc for lc in reply.get("LaunchConfigurations") or []
+                 if lc.get("LaunchConfigurationName") == name]
+        for lc in found:
+            if lc.get("ImageId") != self.settings.image_id or lc.get("InstanceType") != self.settings.instance_type:
+                log.warning("cloud %s: launch configuration %s exists with image %s, type %s "
+                            "(configured: %s, %s); it is reused as it is: delete it or choose "
+                            "another launch_config_name to change it", self.settings.name, name,
+                            lc.get("ImageId"), lc.get("InstanceType"), self.settings.image_id,
+                            self.settings.instance_type)
+        return bool(found)
+
+    def _template_exists(self, name: str) -> bool:
+        try:
+            reply = self._call("ec2", "DescribeLaunchTemplates", LaunchTemplateNames=[name])
+        except CloudError as exc:
+            if exc.code and "NotFound" in exc.code:
+                return False
+            raise
+        return any(t.get("LaunchTemplateName") == name for t in reply.get("LaunchTemplates") or [])
+
+    @staticmethod
+    def _template_ref(name: str) -> dict[str, Any]:
+        return {"LaunchTemplate": {"LaunchTemplateName": name, "Version": "$Latest"}}
+
+    def _create_configuration(self, name: str) -> None:
+        s = self.settings
+        params: dict[str, Any] = {"LaunchConfigurationName": name, "ImageId": s.image_id,
+                                  "InstanceType": s.instance_type}
+        user_data = read_user_data(s.name, s.user_data_file)
+        if user_data:
+            params["UserData"] = user_data  # botocore base64-encodes it for this call
+        if s.key_name:
+            params["KeyName"] = s.key_name
+        if s.security_groups:
+            params["SecurityGroups"] = list(s.security_groups)
+        self._call("autoscaling", "CreateLaunchConfiguration", **params)
+        log.info("cloud %s: created launch configuration %s (image %s, type %s)",
+                 s.name, name, s.image_id, s.instance_type)
+
+    def _create_template(self, name: str) -> dict[str, Any]:
+        s = self.settings
+        data: dict[str, Any] = {"ImageId": s.image_id, "InstanceType": s.instance_type}
+        user_data = read_user_data(s.name, s.user_data_file)
+        if user_data:
+            data["UserData"] = base64.b64encode(user_data).decode("ascii")
+        if s.key_name:
+            data["KeyName"] = s.key_name
+        if s.security_groups:
+            # Ids (sg-...) work in any VPC; names only in the default VPC.
+            key = "SecurityGroupIds" if all(g.startswith("sg-") for g in s.security_groups) else "SecurityGroups"
+            data[key] = list(s.security_groups)
+        try:
+            self._call("ec2", "CreateLaunchTemplate", LaunchTemplateName=name, LaunchTemplateData=data)
+        except CloudError as exc:
+            if "AlreadyExists" not in (exc.code or ""):
+                raise
+        else:
+            log.info("cloud %s: created launch template %s (image %s, type %s)",
+                     s.name, name, s.image_id, s.instance_type)
+        return self._template_ref(name)
+
+    # ---- reading ------------------------------------------------------------------------
+
+    def _member_state(self, member: Mapping[str, Any]) -> InstanceState:
+        return aws_lifecycle_state(str(member.get("LifecycleState") or ""),
+                                   str(member.get("HealthStatus") or "Healthy"))
+
+    def _ec2_instances(self, ids: list[str]) -> dict[str, dict[str, Any]]:
+        found: dict[str, dict[str, Any]] = {}
+        # A filter, not InstanceIds: an id EC2 does not know yet must not fail the whole call.
+        for part in chunks(ids, 200):
+            token: str | None = None
+            while True:
+                params: dict[str, Any] = {"Filters": [{"Name": "instance-id", "Values": part}]}
+                if token:
+                    params["NextToken"] = token
+                reply = self._call("ec2", "DescribeInstances", **params)
+                for reservation in reply.get("Reservations") or []:
+                    for inst in reservation.get("Instances") or []:
+                        if inst.get("InstanceId"):
+                            found[inst["InstanceId"]] = inst
+                token = reply.get("NextToken")
+                if not token:
+                    break
+        return found

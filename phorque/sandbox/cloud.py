@@ -1,0 +1,72 @@
+"""Cloud-linked boots: a node's pbs_mom is up while its EC2 instance exists.
+
+In ``boot_mode = cloud`` a node created with qmgr becomes ``free`` once the instance whose
+public or private DNS name equals the node's name has existed (since its ``LaunchTime``) for
+the boot delay, and goes ``down`` again when that instance is stopped, terminated or gone, as
+a pbs_mom on a dead instance stops answering. Instances are looked up with EC2
+DescribeInstances against the configured endpoint (for example a moto server on 127.0.0.1).
+
+Only the sandbox server imports this module (and boto3); the commands never do.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+
+log = logging.getLogger(__name__)
+
+LIVE_STATES = ("pending", "running")
+
+
+@dataclass
+class CloudLink:
+    """An EC2 endpoint to look instances up on."""
+
+    endpoint: str
+    region: str = "us-east-1"
+    timeout: float = 5.0
+
+    def __post_init__(self) -> None:
+        import boto3
+        from botocore.config import Config
+
+        self._client = boto3.client(
+            "ec2",
+            endpoint_url=self.endpoint,
+            region_name=self.region,
+            aws_access_key_id=os.environ.get("AWS_ACCESS_KEY_ID", "sandbox"),
+            aws_secret_access_key=os.environ.get("AWS_SECRET_ACCESS_KEY", "sandbox"),
+            config=Config(connect_timeout=self.timeout, read_timeout=self.timeout,
+                          retries={"max_attempts": 1}),
+        )
+
+    def launch_times(self) -> dict[str, float]:
+        """Launch time (epoch seconds) of each live instance, by public and private DNS name.
+
+        Raises the botocore exception when the endpoint cannot be asked; the caller keeps the
+        nodes as they were.
+        """
+        found: dict[str, float] = {}
+        paginator = self._client.get_paginator("describe_instances")
+        for page in paginator.paginate():
+            for reservation in page.get("Reservations", []):
+                for instance in reservation.get("Instances", []):
+                    if instance.get("State", {}).get("Name") not in LIVE_STATES:
+                        continue
+                    launched = instance.get("LaunchTime")
+                    if launched is None:
+                        continue
+                    for key in ("PublicDnsName", "PrivateDnsName"):
+                        name = instance.get(key)
+                        if name:
+                            found[name] = launched.timestamp()
+        return found
+
+
+def moms_up(nodes: list[str], launch_times: dict[str, float], now: float,
+            boot_seconds: float) -> dict[str, bool]:
+    """Which of the cloud nodes have a pbs_mom up at ``now``."""
+    return {name: name in launch_times and now - launch_times[name] >= boot_seconds
+            for name in nodes}

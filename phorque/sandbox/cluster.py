@@ -1,0 +1,69 @@
+"""Creating a sandbox cluster: the Torque-like tree, the commands and the first nodes."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Mapping
+
+import phorque
+from phorque.sandbox import nodeadmin, store
+from phorque.sandbox.engine import Engine
+from phorque.sandbox.layout import COMMANDS, Layout
+
+SCRIPT = '''#!{python} -S
+"""Torque's `{name}` for a phorque-sandbox cluster (written by `phorque-sandbox init`).
+
+A client, as the real one: it sends its arguments to the sandbox server and prints the answer.
+Runs without site-packages (-S) so that it starts fast; Phorque is found at the path below.
+"""
+import sys
+sys.path.insert(0, {package_parent!r})
+from phorque.sandbox.wire import main
+sys.exit(main({name!r}, __file__, sys.argv[1:]))
+'''
+
+
+class ClusterExists(Exception):
+    """``init`` was pointed at a folder that already holds a sandbox cluster."""
+
+
+def node_names(count: int) -> list[str]:
+    """``node01``..``nodeNN`` (three digits from 100 nodes on)."""
+    width = max(2, len(str(count)))
+    return [f"node{i:0{width}d}" for i in range(1, count + 1)]
+
+
+def write_commands(layout: Layout, python: str | None = None) -> None:
+    """(Re)write ``bin/*`` for the given interpreter (default: the one running now)."""
+    package_parent = os.path.dirname(os.path.dirname(os.path.abspath(phorque.__file__)))
+    os.makedirs(layout.bin, exist_ok=True)
+    for name in COMMANDS:
+        path = layout.command(name)
+        with open(path + ".new", "w", encoding="utf-8") as handle:
+            handle.write(SCRIPT.format(python=python or sys.executable, name=name,
+                                       package_parent=package_parent))
+        os.chmod(path + ".new", 0o755)
+        os.replace(path + ".new", path)
+
+
+def init(root: str, nodes: int, np: int, server: str, settings: Mapping[str, object],
+         properties: list[str] | None = None) -> Layout:
+    """Create a cluster in ``root`` with ``nodes`` static nodes of ``np`` cores."""
+    layout = Layout(root)
+    if layout.exists():
+        raise ClusterExists(f"{layout.root} already holds a sandbox cluster")
+    for path in (layout.accounting, layout.jobs, layout.arrays, layout.state_dir):
+        os.makedirs(path, exist_ok=True)
+    with open(layout.server_name_file, "w", encoding="utf-8") as handle:
+        handle.write(server + "\n")
+    store.create(layout, {**settings, "server_name": server, "clock": repr(time.time())})
+    with store.Session(layout) as session:
+        engine = Engine(session)
+        now = time.time()
+        for name in node_names(nodes):
+            nodeadmin.create_node(engine, name, np, properties or [], now, boot="static")
+        nodeadmin.write_nodes_file(engine)
+    write_commands(layout)
+    return layout

@@ -1,0 +1,202 @@
+"""``qmgr``: server and node administration, as Torque 6.1's qmgr.
+
+Supported directives (``-c DIRECTIVE``, or one per line on standard input):
+
+- ``create node NAME [np=N][,properties="a,b"][,note=TEXT]``: the node is ``down`` until its
+  pbs_mom reports in (see :mod:`phorque.sandbox.nodeadmin`);
+- ``delete node NAME``: jobs on it are requeued or deleted as Torque 6 does;
+- ``set node NAME np=N | properties[+|-]=P | note=TEXT``;
+- ``set server scheduling=true|false`` (true also runs a scheduling cycle), ``keep_completed=N``;
+- ``print node NAME``, ``print server``, ``list node NAME``.
+
+Errors are printed as ``qmgr obj=NAME svr=default: MESSAGE`` and exit with status 2, as qmgr
+does for a failed ``-c`` directive.
+"""
+
+from __future__ import annotations
+
+import time
+
+from phorque.sandbox import nodeadmin
+from phorque.sandbox.engine import Engine, TorqueError
+from phorque.sandbox.invocation import Reply, Request, getopt
+from phorque.sandbox.layout import Layout
+from phorque.sandbox.nodeattrs import node_attributes
+from phorque.sandbox.qmgrparse import Directive, QmgrSyntaxError, parse
+from phorque.sandbox.store import Session
+from phorque.sandbox.wire import QMGR_OPTIONS
+
+USAGE = "Usage: qmgr [-a] [-c command] [-e] [-n] [-z] [server...]\n"
+PBSE_NOATTR = 15002
+PBSE_UNKNODEATR = 15065
+PBSE_BADNDATVAL = 15069
+TRUE_WORDS = ("true", "t", "1", "y", "yes")
+FALSE_WORDS = ("false", "f", "0", "n", "no")
+
+
+class Failed(Exception):
+    """A directive pbs_server rejected: ``(object name, message)``."""
+
+
+def _node_values(attributes: list[tuple[str, str, str]], current: list[str] | None = None):
+    """``np``, ``properties`` and ``note`` from a create/set attribute list."""
+    np = None
+    props = list(current or [])
+    note = None
+    for attr, op, value in attributes:
+        if attr == "np":
+            if op != "=" or not value.isdigit() or int(value) < 1:
+                raise TorqueError(PBSE_BADNDATVAL, "Illegal value for  np")
+            np = int(value)
+        elif attr == "properties":
+            given = [p.strip() for p in value.split(",") if p.strip()]
+            if op == "=":
+                props = given
+            elif op == "+=":
+                props += [p for p in given if p not in props]
+            else:
+                props = [p for p in props if p not in given]
+        elif attr == "note":
+            note = value
+        elif attr in ("ntype", "mom_service_port", "mom_manager_port", "gpus"):
+            continue
+        else:
+            raise TorqueError(PBSE_UNKNODEATR, f"Unknown node-attribute  {attr}")
+    return np, props, note
+
+
+def _print_node(engine: Engine, name: str) -> str:
+    row = nodeadmin.require(engine, name)
+    out = ["#", "# Create nodes and set their properties.", "#", "#",
+           f"# Create and define node {name}", "#", f"create node {name}"]
+    out.append(f"set node {name} state = {'offline' if row['offline'] else 'free'}")
+    out.append(f"set node {name} np = {row['np']}")
+    props = [p for p in row["properties"].split(",") if p]
+    for i, prop in enumerate(props):
+        out.append(f"set node {name} properties {'=' if i == 0 else '+='} {prop}")
+    out.append(f"set node {name} ntype = cluster")
+    if row["note"]:
+        out.append(f'set node {name} note = "{row["note"]}"')
+    return "\n".join(out) + "\n"
+
+
+def _list_node(engine: Engine, name: str, now: float) -> str:
+    row = nodeadmin.require(engine, name)
+    alloc: dict[str, list[int]] = {}
+    for slot, job in engine.db.execute("SELECT slot, job FROM alloc WHERE node = ? ORDER BY rowid",
+                                       (name,)):
+        alloc.setdefault(job, []).append(slot)
+    attrs = node_attributes(row, list(alloc.items()), [], now)
+    return f"Node {name}\n" + "".join(f"\t{a} = {v}\n" for a, _r, v in attrs) + "\n"
+
+
+def _print_server(engine: Engine) -> str:
+    s = engine.session
+    return "\n".join([
+        "#", "# Create queues and set their attributes.", "#", "#",
+        "# Create and define queue batch", "#", "create queue batch",
+        "set queue batch queue_type = Execution",
+        "set queue batch resources_default.nodes = 1",
+        "set queue batch resources_default.walltime = 01:00:00",
+        "set queue batch enabled = True", "set queue batch started = True",
+        "#", "# Set server attributes.", "#",
+        f"set server scheduling = {'True' if s.get('scheduling') == '1' else 'False'}",
+        "set server default_queue = batch",
+        f"set server keep_completed = {s.get_int('keep_completed')}",
+        "set server log_events = 511", "set server mail_from = adm",
+        "set server node_check_rate = 150", "set server tcp_timeout = 300",
+        "set server job_stat_rate = 300", "set server poll_jobs = True",
+        "set server next_job_number = " + s.get("next_job_id"), "",
+    ])
+
+
+def execute(engine: Engine, directive: Directive, requestor: str, now: float) -> str:
+    """Carry out one directive; returns what qmgr prints. Raises Failed."""
+    name = directive.name
+    try:
+        if directive.object == "node":
+            if directive.command == "create":
+                np, props, note = _node_values(directive.attributes)
+                nodeadmin.create_node(engine, name, np or 1, props, now, note or "")
+            elif directive.command == "delete":
+                nodeadmin.delete_node(engine, name, requestor, now)
+            elif directive.command == "set":
+                row = nodeadmin.require(engine, name)
+                np, props, note = _node_values(
+                    directive.attributes, [p for p in row["properties"].split(",") if p])
+                if np is not None:
+                    nodeadmin.set_np(engine, name, np)
+                if any(a == "properties" for a, _o, _v in directive.attributes):
+                    nodeadmin.set_properties(engine, name, props)
+                if note is not None:
+                    nodeadmin.set_note(engine, name, note)
+            elif directive.command == "print":
+                return _print_node(engine, name)
+            elif directive.command == "list":
+                return _list_node(engine, name, now)
+            else:
+                raise TorqueError(15004, "Invalid request")
+        elif directive.object == "server":
+            if directive.command == "set":
+                for attr, _op, value in directive.attributes:
+                    if attr == "scheduling" and value.lower() in TRUE_WORDS + FALSE_WORDS:
+                        engine.session.set("scheduling", 1 if value.lower() in TRUE_WORDS else 0)
+                        engine.mark_dirty()
+                    elif attr == "keep_completed" and value.isdigit():
+                        engine.session.set("keep_completed", int(value))
+                    else:
+                        raise TorqueError(PBSE_NOATTR, "Undefined attribute ")
+                engine.schedule(now)
+            elif directive.command in ("print", "list"):
+                return _print_server(engine)
+            else:
+                raise TorqueError(15004, "Invalid request")
+        else:
+            raise TorqueError(15004, "Invalid request")
+    except TorqueError as exc:
+        raise Failed(name or engine.server_name, exc.text) from None
+    return ""
+
+
+def work(layout: Layout, request: Request) -> Reply:
+    try:
+        options, _servers = getopt(request.argv, QMGR_OPTIONS)
+    except ValueError:
+        return Reply(err=USAGE, code=1)
+    flags = dict(options)
+    lines = [flags["c"]] if "c" in flags else request.text().splitlines()
+    requestor = request.requestor
+    out, err, code = [], [], 0
+    with Session(layout) as session:
+        engine = Engine(session)
+        now = engine.advance(time.time())
+        for text in lines:
+            if not text.strip() or text.strip().startswith("#"):
+                continue
+            if "e" in flags:
+                out.append(text + "\n")
+            try:
+                directive = parse(text)
+            except QmgrSyntaxError as exc:
+                if "z" not in flags:
+                    err.append(f"{exc}\n")
+                code = 2
+                if "a" in flags:
+                    break
+                continue
+            if directive.command in ("quit", "exit"):
+                break
+            if directive.command == "help" or "n" in flags:
+                continue
+            try:
+                out.append(execute(engine, directive, requestor, now))
+            except Failed as exc:
+                obj, message = exc.args
+                if "z" not in flags:
+                    err.append(f"qmgr obj={obj} svr=default: {message}\n")
+                code = 2
+                if "a" in flags:
+                    break
+        engine.schedule(now)
+    return Reply("".join(out), "".join(err), code)
+

@@ -1,0 +1,121 @@
+"""A job's attributes as pbs_server reports them to qstat, in Torque 6.1's order.
+
+The order is that of ``job_attr_def`` (the ``JOB_ATR_*`` enum in pbs_job.h), as in the real
+``qstat -f -x`` samples (aws-parallelcluster-node's ``qstat_output.xml``, Torque 6.1.2):
+``Job_Name, Job_Owner, resources_used, job_state, queue, server, ..., Resource_List,
+session_id, Variable_List, euser, egroup, queue_type, comment, etime, exit_status,
+submit_args, job_array_id, start_time, Walltime, start_count, fault_tolerant, comp_time,
+job_radix, total_runtime, submit_host, init_work_dir, request_version``.
+``neednodes`` is kept from clients, as pbs_server does.
+
+Each attribute is ``(name, resource, value)``; ``resource`` is None for plain attributes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from phorque.sandbox.acct import used
+from phorque.sandbox.request import decode_resources, hms
+
+Attr = tuple[str, "str | None", str]
+
+HIDDEN_RESOURCES = frozenset({"neednodes"})
+
+
+def elapsed(job: Mapping, now: float) -> float:
+    """Sandbox seconds a running job has run (real time times the speed it started with)."""
+    if job["start"] is None or job["state"] != "R":
+        return float(job["used_walltime"] or 0)
+    return max(0.0, (now - job["start"]) * (job["speed"] or 1.0))
+
+
+def array_summary_state(states: list[str]) -> str:
+    """The state qstat shows for an array without ``-t``: R if any sub-job runs, Q if any
+    waits, else C."""
+    if "R" in states:
+        return "R"
+    if "Q" in states:
+        return "Q"
+    return "C"
+
+
+def job_attributes(job: Mapping, now: float, server: str, state: str | None = None) -> list[Attr]:
+    """The attributes of one job (or of an array template, with its summarised ``state``)."""
+    state = state or job["state"]
+    started = job["start"] is not None and job["exec_host"] is not None
+    out: list[Attr] = [
+        ("Job_Name", None, job["name"]),
+        ("Job_Owner", None, job["owner"]),
+    ]
+    if started:
+        usage = dict(used(job["slots"] or 0, elapsed(job, now)))
+        usage["cput"] = hms(int(usage["cput"]))
+        out += [("resources_used", k, v) for k, v in usage.items()]
+    out += [
+        ("job_state", None, state),
+        ("queue", None, job["queue"]),
+        ("server", None, server),
+    ]
+    if job["account"]:
+        out.append(("Account_Name", None, job["account"]))
+    out += [
+        ("Checkpoint", None, "u"),
+        ("ctime", None, str(int(job["ctime"]))),
+        ("Error_Path", None, job["error_path"]),
+    ]
+    if job["exec_host"]:
+        out.append(("exec_host", None, job["exec_host"]))
+    if job["kind"] != "sub":
+        out.append(("Hold_Types", None, "n"))
+    out += [
+        ("Join_Path", None, job["join_path"]),
+        ("Keep_Files", None, job["keep_files"]),
+        ("Mail_Points", None, job["mail_points"]),
+        ("mtime", None, str(int(job["mtime"]))),
+        ("Output_Path", None, job["output_path"]),
+        ("Priority", None, str(job["priority"])),
+        ("qtime", None, str(int(job["qtime"]))),
+        ("Rerunable", None, "True" if job["rerunable"] else "False"),
+    ]
+    out += [("Resource_List", k, v) for k, v in decode_resources(job["resources"])
+            if k not in HIDDEN_RESOURCES]
+    if job["session"] is not None and started:
+        out.append(("session_id", None, str(job["session"])))
+    variables = job["variables"]
+    if job["kind"] == "sub":
+        variables = f"PBS_ARRAYID={job['idx']}," + variables
+    out += [
+        ("Variable_List", None, variables),
+        ("euser", None, job["euser"]),
+        ("egroup", None, job["egroup"]),
+        ("queue_type", None, "E"),
+    ]
+    if job["comment"]:
+        out.append(("comment", None, job["comment"]))
+    out.append(("etime", None, str(int(job["etime"]))))
+    if state == "C" and job["exit_status"] is not None:
+        out.append(("exit_status", None, str(job["exit_status"])))
+    out.append(("submit_args", None, job["submit_args"]))
+    if job["kind"] == "sub":
+        out.append(("job_array_id", None, str(job["idx"])))
+    if job["kind"] == "template" and job["array_request"]:
+        out.append(("job_array_request", None, job["array_request"]))
+    if job["start"] is not None:
+        out.append(("start_time", None, str(int(job["start"]))))
+    if state == "R" and started:
+        out.append(("Walltime", "Remaining", str(int(job["walltime"] - elapsed(job, now)))))
+    if job["start_count"]:
+        out.append(("start_count", None, str(job["start_count"])))
+    out.append(("fault_tolerant", None, "False"))
+    if state == "C" and job["comp_time"] is not None:
+        out.append(("comp_time", None, str(int(job["comp_time"]))))
+    out.append(("job_radix", None, "0"))
+    if state == "C" and job["comp_time"] is not None and job["start"] is not None:
+        out.append(("total_runtime", None, f"{max(0.0, job['comp_time'] - job['start']):f}"))
+    out += [
+        ("submit_host", None, job["submit_host"]),
+        ("init_work_dir", None, job["init_work_dir"]),
+        ("request_version", None, "1"),
+    ]
+    return out

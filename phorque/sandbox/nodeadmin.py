@@ -1,0 +1,138 @@
+"""Node administration as pbs_server does it for qmgr and pbsnodes.
+
+- ``create node`` (``mgr_node_create``): the node starts ``down`` and becomes ``free`` when its
+  pbs_mom reports in: after the boot delay, or, in cloud mode, once the instance whose DNS
+  name is the node's name has existed for the boot delay.
+- ``delete node`` (``mgr_node_delete`` in Torque 5.1+, ``requeue_or_delete_jobs``): each job
+  running there is requeued (R record, back to queued) when it is rerunnable, else deleted
+  (D record, then E with ``Exit_status=271``). When the node's mom does not answer, the jobs
+  cannot be requeued: they are deleted and purged (D record, no E), and qmgr reports
+  ``PBSE_MOM_TIMED_OUT_ON_REQUEUE`` although the node is gone.
+- ``server_priv/nodes`` is rewritten on every create, delete and change (``update_nodes_file``:
+  ``nodes.new`` renamed into place).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+from phorque.sandbox import acct
+from phorque.sandbox.engine import SIGTERM_EXIT, Engine, TorqueError
+from phorque.sandbox.jobattrs import elapsed
+
+PBSE_UNKNODE = 15064
+PBSE_NODEEXIST = 15068
+PBSE_MOM_TIMED_OUT_ON_REQUEUE = 15156
+UNKNOWN_NODE = "Unknown node "
+NODE_EXISTS = "Node name already exists"
+MOM_TIMED_OUT = ("The server was unable to communicate with the MOM to requeue or delete the job."
+                 " The node has been deleted and all jobs on the node have been purged.")
+
+
+def require(engine: Engine, name: str):
+    row = engine.db.execute("SELECT * FROM nodes WHERE name = ?", (name,)).fetchone()
+    if row is None:
+        raise TorqueError(PBSE_UNKNODE, UNKNOWN_NODE)
+    return row
+
+
+def create_node(engine: Engine, name: str, np: int, properties: Sequence[str], when: float,
+                note: str = "", boot: str | None = None) -> None:
+    """Add a node. ``boot``: ``static`` (up at once), ``fixed`` or ``cloud`` (the cluster's
+    boot mode when None)."""
+    if engine.db.execute("SELECT 1 FROM nodes WHERE name = ?", (name,)).fetchone():
+        raise TorqueError(PBSE_NODEEXIST, NODE_EXISTS)
+    mode = boot or engine.session.get("boot_mode")
+    ready_at = when + engine.real(engine.session.get_float("boot_delay")) if mode == "fixed" else None
+    up = 1 if mode == "static" else 0
+    engine.db.execute(
+        "INSERT INTO nodes (name, seq, np, properties, note, boot, created_at, ready_at, up,"
+        " up_since) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (name, engine.session.next_number("next_node_seq"), np, ",".join(properties), note,
+         mode, when, ready_at, up, when if up else None))
+    write_nodes_file(engine)
+    engine.mark_dirty()
+
+
+def delete_node(engine: Engine, name: str, requestor: str, when: float) -> None:
+    """Remove a node; its jobs are requeued or deleted as Torque 6 does (module docstring).
+
+    Raises TorqueError(PBSE_MOM_TIMED_OUT_ON_REQUEUE) after the deletion when jobs had to be
+    purged because the node's mom was down.
+    """
+    node = require(engine, name)
+    job_ids = [r[0] for r in engine.db.execute(
+        "SELECT job FROM alloc WHERE node = ? GROUP BY job ORDER BY MIN(rowid)", (name,))]
+    purged = False
+    for job_id in job_ids:
+        job = engine.job(job_id)
+        if job is None:
+            continue
+        if not node["up"]:
+            engine.session.record(when, acct.DELETE, job_id, f"requestor={requestor}")
+            engine.db.execute("DELETE FROM alloc WHERE job = ?", (job_id,))
+            engine.purge(job)
+            engine.after_subjob(job, when)
+            purged = True
+        elif job["rerunable"]:
+            engine.requeue(job, when)
+        else:
+            engine.session.record(when, acct.DELETE, job_id, f"requestor={requestor}")
+            engine.finish(job, when, SIGTERM_EXIT, min(elapsed(job, when), job["walltime"]))
+    engine.db.execute("DELETE FROM alloc WHERE node = ?", (name,))
+    engine.db.execute("DELETE FROM nodes WHERE name = ?", (name,))
+    write_nodes_file(engine)
+    engine.mark_dirty()
+    if purged:
+        raise TorqueError(PBSE_MOM_TIMED_OUT_ON_REQUEUE, MOM_TIMED_OUT)
+
+
+def set_offline(engine: Engine, name: str, offline: bool) -> None:
+    require(engine, name)
+    engine.db.execute("UPDATE nodes SET offline = ? WHERE name = ?", (1 if offline else 0, name))
+    engine.mark_dirty()
+
+
+def set_note(engine: Engine, name: str, note: str) -> None:
+    require(engine, name)
+    engine.db.execute("UPDATE nodes SET note = ? WHERE name = ?", (note, name))
+
+
+def set_np(engine: Engine, name: str, np: int) -> None:
+    require(engine, name)
+    engine.db.execute("UPDATE nodes SET np = ? WHERE name = ?", (np, name))
+    write_nodes_file(engine)
+    engine.mark_dirty()
+
+
+def set_properties(engine: Engine, name: str, properties: Sequence[str]) -> None:
+    require(engine, name)
+    engine.db.execute("UPDATE nodes SET properties = ? WHERE name = ?",
+                      (",".join(properties), name))
+    write_nodes_file(engine)
+    engine.mark_dirty()
+
+
+def nodes_file_text(rows) -> str:
+    """``pbsnode::write_to_nodes_file``: ``name [np=N] [prop ...]``; np omitted when 1."""
+    lines = []
+    for row in rows:
+        words = [row["name"]]
+        if row["np"] != 1:
+            words.append(f"np={row['np']}")
+        words += [p for p in row["properties"].split(",") if p]
+        lines.append(" ".join(words) + "\n")
+    return "".join(lines)
+
+
+def write_nodes_file(engine: Engine) -> None:
+    text = nodes_file_text(engine.db.execute("SELECT * FROM nodes ORDER BY seq").fetchall())
+    path = engine.layout.nodes_file
+
+    def write() -> None:
+        with open(path + ".new", "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(path + ".new", path)
+
+    engine.session.on_commit(write)
