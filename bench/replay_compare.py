@@ -95,6 +95,21 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(out)
 
 
+def summary(rows: list[dict]) -> str:
+    """One compact table: mean wait / cost for every policy, scenario and billing."""
+    columns = [(s, b) for s in SCENARIOS for b in BILLING]
+    head = " | ".join(f"{s.split(',')[0]}, {b}" for s, b in columns)
+    out = ["| policy | " + head + " |", "|---|" + "---:|" * len(columns)]
+    for policy in POLICIES:
+        cells = []
+        for scenario, billing in columns:
+            r = next((r for r in rows if (r["scenario"], r["billing"], r["policy"]) ==
+                      (scenario, billing, policy)), None)
+            cells.append("-" if r is None else f"{duration(r['mean_wait_secs'])} / {r['cost']:,.0f}")
+        out.append(f"| {policy} | " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
 def draw(rows: list[dict], path: Path) -> None:
     import matplotlib
 
@@ -135,7 +150,7 @@ def main(argv: list[str]) -> int:
     with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         rows = list(pool.map(one, tasks))
     elapsed = time.perf_counter() - began
-    table = markdown(rows)
+    table = "Mean wait / cost:\n\n" + summary(rows) + "\n" + markdown(rows)
     print(table)
     slowest = max(rows, key=lambda r: r["sim_secs"])
     print(f"\n{len(rows)} replays in {elapsed:.0f} s ({args.jobs} at a time); slowest: {slowest['policy']} "

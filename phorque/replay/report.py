@@ -22,7 +22,8 @@ def duration(secs: float) -> str:
 
 
 def billing(charge: int) -> str:
-    return "per second" if charge <= 0 else f"per {duration(charge)}"
+    names = {0: "per second", 60: "per minute", 3600: "per hour"}
+    return names.get(max(0, charge), f"per {charge} s")
 
 
 def describe_setup(trace: Trace, settings: ReplaySettings, local: tuple[int, int]) -> list[str]:
@@ -62,13 +63,17 @@ def table(results: Sequence[ReplayResult]) -> str:
 
 def remarks(results: Sequence[ReplayResult]) -> list[str]:
     out = []
+    killed = {r.killed_at_walltime for r in results}
+    same_killed = len(killed) == 1
+    if same_killed and killed != {0}:
+        out.append(f"{killed.pop():,} jobs ran past their walltime and were killed at it, as Torque would")
     for r in results:
         bits = []
         if r.unstarted:
             bits.append(f"{r.unstarted:,} jobs never started (left out of the waits)")
         if r.never_run:
             bits.append(f"{r.never_run:,} jobs larger than the whole possible cluster")
-        if r.killed_at_walltime:
+        if r.killed_at_walltime and not same_killed:
             bits.append(f"{r.killed_at_walltime:,} jobs killed at their walltime")
         if r.truncated:
             bits.append("stopped at the drain limit with jobs still queued")
