@@ -128,13 +128,15 @@ class ReplayResult:
     end: float
     truncated: bool
     sim_secs: float
+    cpu_secs: float
     clouds: dict[str, dict[str, float]] = field(default_factory=dict)
     counters: dict[str, int] = field(default_factory=dict)
     actions: dict[str, int] = field(default_factory=dict)
     series: tuple[list[float], list[float], list[float]] = ((), (), ())  # type: ignore[assignment]
 
     @classmethod
-    def build(cls, sim: Simulation, end: float, truncated: bool, sim_secs: float) -> ReplayResult:
+    def build(cls, sim: Simulation, end: float, truncated: bool, sim_secs: float,
+              cpu_secs: float) -> ReplayResult:
         tally = sim.tally
         for job in sim.running.values():  # only when the drain limit cut the replay short
             tally.ended(job, until=end)
@@ -160,7 +162,7 @@ class ReplayResult:
             launched=sum(c.launched for c in sim.clouds.values()),
             local_utilization=tally.local_core_secs / (local_cores * span) if local_cores and span else 0.0,
             evaluations=sim.evaluations, events=sim.events, start=sim.trace.start, end=end,
-            truncated=truncated, sim_secs=sim_secs, clouds=clouds, counters=dict(sim.counters),
+            truncated=truncated, sim_secs=sim_secs, cpu_secs=cpu_secs, clouds=clouds, counters=dict(sim.counters),
             actions=dict(sorted(actions.items())),
             series=(tally.times, tally.queued, tally.live))
 
@@ -196,4 +198,5 @@ class ReplayResult:
             out["notes"] = self.counters
         if timing:
             out["sim_secs"] = round(self.sim_secs, 3)
+            out["cpu_secs"] = round(self.cpu_secs, 3)
         return out

@@ -351,7 +351,7 @@ class Simulation:
     # -- the loop ------------------------------------------------------------------------------------
     def run(self) -> ReplayResult:
         """Replay the whole trace; returns the figures."""
-        wall = time.perf_counter()
+        wall, cpu = time.perf_counter(), time.process_time()
         jobs = self.trace.jobs
         total = len(jobs)
         heap = self._heap
@@ -427,7 +427,8 @@ class Simulation:
         self.tally.advance(max(end, self.now), len(self._queued), 0, last=True)
         if self.progress is not None:
             self.progress(1.0, end, self.events)
-        return ReplayResult.build(self, end, truncated, time.perf_counter() - wall)
+        return ReplayResult.build(self, end, truncated, time.perf_counter() - wall,
+                                  time.process_time() - cpu)
 
     def _tail_secs(self) -> float:
         """How long the replay goes on after the work, for the policy to release instances."""
