@@ -20,7 +20,7 @@ from phorque.plan import Action, Plan
 from phorque.policy.view import drain_note, join_note
 
 if TYPE_CHECKING:
-    from phorque.replay.sim import Simulation
+    from phorque.replay.world import World
 
 
 class OwnedBook:
@@ -52,8 +52,8 @@ class ActionFailed(Exception):
 class SimExecutor:
     """Applies one plan at ``now``; ``outcomes`` counts ``(kind, status)``."""
 
-    def __init__(self, sim: Simulation, now: float):
-        self.sim = sim
+    def __init__(self, world: World, now: float):
+        self.world = world
         self.now = now
         self.secured: set[str] = set()
         self.kept: set[str] = set()
@@ -76,8 +76,8 @@ class SimExecutor:
     # -- helpers -----------------------------------------------------------------------------------
     def _stage(self, a: Action, stage: Stage, **changes: Any) -> None:
         if a.instance and a.cloud:
-            self.sim.owned.set_stage(a.instance, a.cloud, stage, self.now, **changes)
-            self.sim.touched.add(a.instance)
+            self.world.owned.set_stage(a.instance, a.cloud, stage, self.now, **changes)
+            self.world.touched.add(a.instance)
 
     def _dns(self, instance_id: str) -> str | None:
         for cloud in self.snapshot.clouds:
@@ -87,7 +87,7 @@ class SimExecutor:
         return None
 
     def _node(self, name: str):
-        node = self.sim.cluster.nodes.get(name)
+        node = self.world.cluster.nodes.get(name)
         if node is None:
             raise ActionFailed(name)
         return node
@@ -98,10 +98,10 @@ class SimExecutor:
         if name in self.kept:
             return False
         node = self._node(name)
-        self.sim.set_offline(node, True, drain_note(reason))
+        self.world.set_offline(node, True, drain_note(reason))
         if not node.idle:
             self.kept.add(name)
-            self.sim.set_offline(node, False, join_note(a.cloud or "?", a.instance or "?"))
+            self.world.set_offline(node, False, join_note(a.cloud or "?", a.instance or "?"))
             self._stage(a, Stage.BUSY, drain_started=None)
             return False
         self.secured.add(name)
@@ -110,14 +110,14 @@ class SimExecutor:
     # -- actions -----------------------------------------------------------------------------------
     def _join(self, a: Action) -> str:
         assert a.node and a.instance and a.cloud
-        if a.node not in self.sim.cluster.nodes:
-            self.sim.add_cloud_node(a.node, a.np or 1, join_note(a.cloud, a.instance), a.cloud, a.instance)
+        if a.node not in self.world.cluster.nodes:
+            self.world.add_cloud_node(a.node, a.np or 1, join_note(a.cloud, a.instance), a.cloud, a.instance)
         self._stage(a, Stage.BOOTING, node=a.node)
         return "done"
 
     def _undrain(self, a: Action) -> str:
         assert a.node
-        self.sim.set_offline(self._node(a.node), False, join_note(a.cloud or "?", a.instance or "?"))
+        self.world.set_offline(self._node(a.node), False, join_note(a.cloud or "?", a.instance or "?"))
         self._stage(a, Stage.IDLE, drain_started=None)
         return "done"
 
@@ -134,11 +134,11 @@ class SimExecutor:
                 if not self._secure(name, a.reason, a):
                     return "skipped"
             else:
-                fresh = self.sim.cluster.nodes.get(name)
+                fresh = self.world.cluster.nodes.get(name)
                 if fresh is not None and not fresh.idle:
                     return "skipped"
         self._stage(a, Stage.TERMINATING)
-        if not self.sim.terminate(a.cloud, a.instance):
+        if not self.world.terminate(a.cloud, a.instance):
             raise ActionFailed(a.instance)
         self.terminated.add(a.cloud)
         return "done"
@@ -147,21 +147,21 @@ class SimExecutor:
         assert a.node
         if a.node in self.kept:
             return "skipped"
-        fresh = self.sim.cluster.nodes.get(a.node)
+        fresh = self.world.cluster.nodes.get(a.node)
         if fresh is None:
             return "done"
         if not fresh.idle:
             return "skipped"
-        self.sim.remove_node(a.node)
+        self.world.remove_node(a.node)
         return "done"
 
     def _cancel(self, a: Action) -> str:
         assert a.cloud and a.count
-        cloud = self.sim.clouds[a.cloud]
+        cloud = self.world.clouds[a.cloud]
         before = cloud.desired
         cloud.cancel_requests(a.count)
         if cloud.desired != before:
-            self.sim.cloud_changed(cloud)
+            self.world.cloud_changed(cloud)
         return "done"
 
     def _launch(self, a: Action) -> str:
@@ -173,6 +173,6 @@ class SimExecutor:
         if a.cloud in self.terminated:
             # The executor sizes the group from the snapshot, which still counts the instance
             # this plan terminated: the group ends one instance above what the policy meant.
-            self.sim.counters["launch after terminate on the same cloud"] += 1
-        self.sim.set_desired(a.cloud, new)
+            self.world.counters["launch after terminate on the same cloud"] += 1
+        self.world.set_desired(a.cloud, new)
         return "done"

@@ -32,25 +32,21 @@ import math
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import replace
 from typing import Any
 
-from phorque.model import QUEUED, RUNNING, CloudState, Job, Owned, Snapshot
-from phorque.observe import observe
+from phorque.model import QUEUED, RUNNING, Job, Snapshot
 from phorque.policy.base import Policy
 from phorque.policy.common import Limits, never_fits
 from phorque.policy.view import View
-from phorque.replay.apply import OwnedBook, SimExecutor
-from phorque.replay.clouds import SimCloud, SimInstance
-from phorque.replay.cluster import Cluster, SimNode
+from phorque.replay.apply import SimExecutor
+from phorque.replay.clouds import SimInstance
 from phorque.replay.metrics import ReplayResult, Tally
 from phorque.replay.scheduler import Scheduler, SimJob
 from phorque.replay.settings import ReplaySettings
 from phorque.replay.trace import DAY, Trace
+from phorque.replay.world import BOOT, END, EVAL, World
 
 INF = math.inf
-# Event kinds, in the order they are handled at one instant; evaluations come last.
-END, BOOT, MOM, EVAL = 0, 1, 2, 9
 
 #: ``progress(fraction of the trace submitted, simulated time, events handled)``
 Progress = Callable[[float, float, int], None]
@@ -69,21 +65,19 @@ class Simulation:
         self.settings = settings = settings or ReplaySettings()
         self.progress = progress
         self.progress_secs = progress_secs
-        self.cluster = Cluster()
         self.local_nodes, self.local_np = settings.local_cluster(trace.max_cores, trace.nodes,
                                                                  trace.node_cores)
-        width = len(str(self.local_nodes))
-        for k in range(self.local_nodes):
-            self.cluster.add(f"node{k + 1:0{width}d}", self.local_np)
-        self.clouds = {c.name: SimCloud(c) for c in settings.clouds}
-        self.scheduler = Scheduler(self.cluster, settings.scheduler)
-        self.owned = OwnedBook()
-        self.memory: Any = {}
-        self.counters: Counter[str] = Counter()
-        self.outcomes: Counter[tuple[str, str]] = Counter()
         self.tally = Tally()
-        self.now = trace.start
         self._heap: list[tuple[float, int, int, Any]] = []
+        self.world = World(settings, self.local_nodes, self.local_np, trace.start, self._push, self.tally,
+                           observe_everything=not incremental_observe)
+        self.cluster = self.world.cluster
+        self.clouds = self.world.clouds
+        self.owned = self.world.owned
+        self.counters = self.world.counters
+        self.scheduler = Scheduler(self.cluster, settings.scheduler)
+        self.memory: Any = {}
+        self.outcomes: Counter[tuple[str, str]] = Counter()
         self._seq = 0
         self._state_events = 0
         self.events = 0
@@ -92,21 +86,14 @@ class Simulation:
         self._queued: dict[str, Job] = {}
         self._running: dict[str, Job] = {}
         self._jobs_cache: tuple[Job, ...] | None = None
-        self._owned_cache: tuple[int, tuple[Owned, ...]] = (-1, ())
         self.running: dict[str, SimJob] = {}
         self.never: list[SimJob] = []
         # Evaluation bookkeeping.
         self.dirty = False
-        self.sched_due = False
-        # Instances whose lifecycle record may change at the next observation (see snapshot()).
-        self.touched: set[str] = set()
-        self._observe_everything = not incremental_observe
         self.last_eval = trace.start
         self.tick_at: float | None = None if settings.skip_idle else trace.start + settings.loop_sleep_secs
         self.eval_pending: float | None = None
         self._wakes: set[float] = set()
-        self.live = 0
-        self.rate = 0.0
         # What can never run: judged on the whole possible cluster, as the policies judge it.
         possible = Snapshot(now=trace.start, nodes=self.cluster.models(),
                             clouds=tuple(c.state() for c in self.clouds.values()))
@@ -116,6 +103,14 @@ class Simulation:
         self.tally.curves(trace.start, span / max(1, settings.samples))
         # The daemon evaluates when it starts, at the start of the window.
         self._push(trace.start, EVAL, None)
+
+    @property
+    def now(self) -> float:
+        return self.world.now
+
+    @now.setter
+    def now(self, value: float) -> None:
+        self.world.now = value
 
     # -- the event queue ---------------------------------------------------------------------------
     def _push(self, at: float, kind: int, item: Any) -> None:
@@ -154,53 +149,6 @@ class Simulation:
             if self.tick_at is None or tick < self.tick_at:
                 self.tick_at = tick
 
-    # -- world changes (also used by the executor) ---------------------------------------------------
-    def set_desired(self, cloud_name: str, desired: int) -> None:
-        cloud = self.clouds[cloud_name]
-        for inst in cloud.set_desired(desired, self.now):
-            self._push(inst.boot_at, BOOT, inst)
-            self.touched.add(inst.id)
-        self.cloud_changed(cloud)
-
-    def terminate(self, cloud_name: str, instance_id: str) -> bool:
-        cloud = self.clouds.get(cloud_name)
-        inst = cloud.stop(instance_id, self.now) if cloud is not None else None
-        if inst is None:
-            return False
-        self.touched.add(instance_id)
-        node = self.cluster.nodes.get(inst.dns) if inst.dns else None
-        if node is not None and not node.down:
-            self.cluster.set_down(node, True)  # its pbs_mom is gone with it
-        self.cloud_changed(cloud)
-        return True
-
-    def cloud_changed(self, cloud: SimCloud) -> None:
-        live = sum(len(c.live) for c in self.clouds.values())
-        self.rate = sum(len(c.live) * c.spec.price for c in self.clouds.values())
-        self.live = live
-        self.tally.instances(live, self.rate)
-
-    def add_cloud_node(self, name: str, np: int, note: str, cloud: str, instance: str) -> None:
-        delay = self.settings.mom_delay_secs
-        self.cluster.add(name, np, note=note, cloud=cloud, instance=instance, down=delay > 0)
-        if delay > 0:
-            self._push(self.now + delay, MOM, name)
-        self.touched.add(instance)
-        self.sched_due = True
-
-    def set_offline(self, node: SimNode, offline: bool, note: str) -> None:
-        self.cluster.set_offline(node, offline, note)
-        if node.instance:
-            self.touched.add(node.instance)
-        if not offline:
-            self.sched_due = True
-
-    def remove_node(self, name: str) -> None:
-        node = self.cluster.nodes[name]
-        if node.instance:
-            self.touched.add(node.instance)
-        self.cluster.remove(name)
-
     # -- jobs ----------------------------------------------------------------------------------------
     def _never_runs(self, job: Job) -> bool:
         key = (job.cores, job.chunks)
@@ -222,11 +170,11 @@ class Simulation:
             self.never.append(job)  # stays queued, as Torque would keep it; never scheduled
         else:
             self.scheduler.add(job)
-            self.sched_due = True
+            self.world.sched_due = True
         self._event()
 
     def _schedule(self) -> None:
-        self.sched_due = False
+        self.world.sched_due = False
         now = self.now
         started = self.scheduler.cycle(now)
         if not started:
@@ -244,7 +192,7 @@ class Simulation:
             self.tally.started(job)
             for node, _ in job.alloc:
                 if node.instance and len(node.jobs) == 1:
-                    self.touched.add(node.instance)  # a cloud node turned busy
+                    self.world.touched.add(node.instance)  # a cloud node turned busy
         self._jobs_cache = None
         self.mark_dirty()
 
@@ -258,8 +206,8 @@ class Simulation:
         self.tally.ended(job)
         for node, _ in job.alloc:
             if node.instance and not node.jobs:
-                self.touched.add(node.instance)  # a cloud node turned idle
-        self.sched_due = True
+                self.world.touched.add(node.instance)  # a cloud node turned idle
+        self.world.sched_due = True
         self._event()
 
     def _boot(self, inst: SimInstance) -> None:
@@ -267,7 +215,7 @@ class Simulation:
         if inst.id not in cloud.live:
             return  # terminated before it booted
         cloud.boot(inst)
-        self.touched.add(inst.id)
+        self.world.touched.add(inst.id)
         self._event()
 
     def _mom(self, name: str) -> None:
@@ -278,8 +226,8 @@ class Simulation:
         if inst is None:
             return  # its instance is gone: the node stays down
         self.cluster.set_down(node, False)
-        self.touched.add(inst.id)
-        self.sched_due = True
+        self.world.touched.add(inst.id)
+        self.world.sched_due = True
         self.mark_dirty()
 
     # -- evaluation ----------------------------------------------------------------------------------
@@ -288,45 +236,6 @@ class Simulation:
             self._jobs_cache = tuple(self._queued.values()) + tuple(self._running.values())
         return self._jobs_cache
 
-    def _owned(self) -> tuple[Owned, ...]:
-        version, cached = self._owned_cache
-        if version != self.owned.version:
-            cached = tuple(o for o in self.owned.records.values() if o.stage.is_live)
-            self._owned_cache = (self.owned.version, cached)
-        return cached
-
-    def snapshot(self) -> Snapshot:
-        """What the engine would read now (and the lifecycle records brought up to date)."""
-        now = self.now
-        clouds = tuple(c.state() for c in self.clouds.values())
-        nodes = self.cluster.models()
-        if self._observe_everything:
-            self.owned.save(observe(now, clouds, nodes, self.owned.records.values()), now)
-        elif self.touched:
-            self.owned.save(self._observe_touched(clouds), now)
-        self.touched.clear()
-        return Snapshot(now=now, jobs=self._jobs(), nodes=nodes, clouds=clouds, owned=self._owned(),
-                        memory=self.memory)
-
-    def _observe_touched(self, clouds: tuple[CloudState, ...]) -> list[Owned]:
-        """observe() of the touched instances only.
-
-        observe() judges each instance on its own (its state, its node, its record) and reaches a
-        fixed point: observing an instance again when none of these changed returns nothing. So
-        observing only the instances whose cloud state, node or record changed since the last
-        observation (and the records of those that left their group) gives the same records as
-        observing everything, for a fraction of the work.
-        """
-        ids = self.touched
-        records = self.owned.records
-        sub = tuple(replace(c, instances=tuple(i for i in c.instances if i.id in ids)) for c in clouds)
-        previous = [records[i] for i in ids if i in records]
-        names = {i.dns for c in sub for i in c.instances if i.dns}
-        names.update(r.node for r in previous if r.node)
-        cluster = self.cluster.nodes
-        nodes = [cluster[n].model() for n in names if n in cluster]
-        return observe(self.now, sub, nodes, previous)
-
     def evaluate(self) -> None:
         now = self.now
         self.last_eval = now
@@ -334,11 +243,11 @@ class Simulation:
         self.tick_at = None if self.settings.skip_idle else now + self.settings.loop_sleep_secs
         if self.eval_pending is not None and self.eval_pending <= now:
             self.eval_pending = None
-        snap = self.snapshot()
+        snap = self.world.snapshot(self._jobs(), self.memory)
         plan = self.policy.plan(snap)
         changed = False
         if plan.actions:
-            executor = SimExecutor(self, now)
+            executor = SimExecutor(self.world, now)
             changed = executor.apply(plan, snap)
             self.outcomes.update(executor.outcomes)
         self.memory = plan.memory
@@ -369,7 +278,7 @@ class Simulation:
             t = min(t_submit, t_heap, t_tick)
             if t == INF:
                 break
-            if tail_end is not None and (t > tail_end or self.live == 0):
+            if tail_end is not None and (t > tail_end or self.world.live == 0):
                 break
             if nxt >= total and t > deadline and tail_end is None:
                 truncated = True
@@ -396,7 +305,7 @@ class Simulation:
                     self._boot(item)
                 else:
                     self._mom(item)
-            if self.sched_due:
+            if self.world.sched_due:
                 self._schedule()
             if self.tick_at is not None and self.tick_at <= t:
                 evaluate = True
@@ -404,15 +313,15 @@ class Simulation:
                 if self.eval_pending is not None and self.eval_pending <= t:
                     self.eval_pending = None
                 self.evaluate()
-                if self.sched_due:
+                if self.world.sched_due:
                     self._schedule()
-            self.tally.advance(t, len(self._queued), self.live)
+            self.tally.advance(t, len(self._queued), self.world.live)
             if tail_end is None and nxt >= total and not self.running and (
                     not self.scheduler.queue
                     or (self._state_events == 0 and not self.dirty and self.eval_pending is None)):
                 # Every job that can start has ended: let the policy release its instances.
                 work_end = t
-                if self.live == 0:
+                if self.world.live == 0:
                     break
                 tail_end = t + self._tail_secs()
             loops += 1
