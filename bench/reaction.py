@@ -5,8 +5,10 @@ server, p50 and p99, with loop_sleep_secs = 120.
   polling   file watching and nudges off: the original's way, a look every loop_sleep_secs
             (the baseline, measured in the same run).
 
-Each job needs one new 4-core instance (the only static node has 1 core, cloud nodes never
-finish booting), so desired capacity k means job k was answered. Jobs are submitted at random
+Each job needs one new 4-core instance (the only static node has 1 core; a cloud node boots in
+1 s and its job then runs for hours), so desired capacity k means job k was answered. Cloud
+nodes boot fast so that the baseline is plain polling: while an instance boots, Phorque also
+looks again within a few seconds to join it, which would otherwise shorten the baseline's waits. Jobs are submitted at random
 times; reaction_k = first moment desired >= k minus the submit time of job k.
 
     python3 dev.py bench reaction [--jobs 50] [--baseline-jobs 50] [--baseline-periods 4]
@@ -58,7 +60,7 @@ def main() -> None:
     ap.add_argument("--baseline-jobs", type=int, default=50)
     ap.add_argument("--baseline-periods", type=float, default=4, help="baseline spread, in loop_sleep_secs")
     args = ap.parse_args()
-    rig = Rig(static_np=1)
+    rig = Rig(static_np=1, boot_delay=1)
     try:
         fast = measure(rig, watch=True, jobs=args.jobs, spread=args.jobs * 1.5, seed=1)
         slow = measure(rig, watch=False, jobs=args.baseline_jobs, spread=args.baseline_periods * 120, seed=2)

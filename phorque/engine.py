@@ -9,6 +9,7 @@ any decision: a missing node in one bad read is not a vanished node.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -151,6 +152,8 @@ class Engine:
     def evaluate(self, dry_run: bool = False) -> Evaluation:
         """Evaluate now. Raises TransientError when Torque cannot be read."""
         if dry_run:
+            if self._state is None and not os.path.exists(self.config.phorque.state_path):
+                self._state = StateStore(":memory:")  # nothing is written by a dry run
             now = self.clock()
             snap = self.snapshot(now, save=False)
             return Evaluation(now, snap, self.policy.plan(snap), executed=False)
