@@ -9,6 +9,7 @@ any decision: a missing node in one bad read is not a vanished node.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -116,6 +117,10 @@ class Engine:
             try:
                 group = self.providers[settings.name].describe()
             except CloudError as exc:
+                if exc.code == "NoSuchGroup" and not record_errors:
+                    # A dry run before the first start: the group will be created empty.
+                    out.append(cloud_state(settings, health_at(record, now)))
+                    continue
                 log.warning("cloud %s: cannot read its group: %s", settings.name, exc)
                 if record_errors:
                     self._cloud_result(settings.name, str(exc))
@@ -147,6 +152,8 @@ class Engine:
     def evaluate(self, dry_run: bool = False) -> Evaluation:
         """Evaluate now. Raises TransientError when Torque cannot be read."""
         if dry_run:
+            if self._state is None and not os.path.exists(self.config.phorque.state_path):
+                self._state = StateStore(":memory:")  # nothing is written by a dry run
             now = self.clock()
             snap = self.snapshot(now, save=False)
             return Evaluation(now, snap, self.policy.plan(snap), executed=False)

@@ -241,3 +241,11 @@ def test_registry_names():
         assert policy_class(name).__name__ == name
     with pytest.raises(KeyError, match="available: CostAware"):
         policy_class("Nope")
+
+
+def test_booting_instances_make_the_policy_look_again_soon():
+    booting = (inst("i-a", None, state=InstanceState.PENDING, age=5),)
+    snap = snapshot(jobs=[job("1.s", cores=4)], clouds=[cloud(cores=4, boot=40, instances=booting)])
+    for cls in (CostAware, OnDemand, OnDemandPlusPlus):
+        assert cls().plan(snap).wake_at == pytest.approx(NOW + 10), cls.__name__
+    assert CostAware().plan(snapshot(clouds=[cloud()])).wake_at is None

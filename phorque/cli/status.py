@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
+import time
+from dataclasses import asdict
 from typing import Any
 
 from phorque.cli.common import (
@@ -16,8 +19,10 @@ from phorque.cli.common import (
 )
 from phorque.cloud.status import describe_clouds, render_clouds, stored_health
 from phorque.config import Config
+from phorque.daemon import daemon_status
 from phorque.errors import PhorqueError
 from phorque.model import Job, Node, in_queues, summarize
+from phorque.state import StateStore
 from phorque.torque.commands import Torque
 
 # Torque prints state words in this order (encode_state); others follow alphabetically.
@@ -56,9 +61,63 @@ def cluster_status(config: Config, torque: Torque | None = None) -> dict[str, An
     return out
 
 
+def phorque_status(config: Config, decisions: int = 20) -> dict[str, Any]:
+    """Phorque's own state: each instance's lifecycle and the last decisions."""
+    if not os.path.exists(config.phorque.state_path):
+        return {"instances": [], "decisions": []}
+    try:
+        state = StateStore(config.phorque.state_path)
+        records = state.owned(include_gone=True)
+        last = state.decisions(decisions)
+    except PhorqueError as exc:
+        return {"error": str(exc), "instances": [], "decisions": []}
+    live = [r for r in records if r.stage.is_live]
+    gone = [r for r in records if not r.stage.is_live][-10:]
+    instances = [{**{k: v for k, v in asdict(r).items()}, "stage": r.stage.value} for r in live + gone]
+    return {"instances": instances, "decisions": last}
+
+
 def collect(config: Config) -> dict[str, Any]:
     return {"config": config.path, "policy": config.policy.name, "cluster": cluster_status(config),
-            "clouds": describe_clouds(config, stored_health(config))}
+            "clouds": describe_clouds(config, stored_health(config)),
+            "daemon": daemon_status(config), "phorque": phorque_status(config)}
+
+
+def _when(at: float | None) -> str:
+    if not at:
+        return "--"
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(at))
+
+
+def render_phorque(status: dict[str, Any]) -> list[str]:
+    lines: list[str] = []
+    daemon = status.get("daemon", {})
+    if daemon.get("running"):
+        age = daemon.get("heartbeat_age_secs")
+        lines.append(f"Daemon: running (pid {daemon.get('pid')}), {daemon.get('evaluations', 0)} "
+                     f"evaluation(s), last at {_when(daemon.get('last_evaluation'))} "
+                     f"({printable(daemon.get('last_reason', ''), 60)}); heartbeat {age} s ago")
+    else:
+        lines.append(f"Daemon: not running ({printable(daemon.get('status', 'never started'), 40)})")
+    own = status.get("phorque", {})
+    if own.get("error"):
+        lines.append(f"State: unreadable: {printable(own['error'], 200)}")
+    if own.get("instances"):
+        lines.append("")
+        lines.append(f"{'PHORQUE INSTANCE':<22} {'CLOUD':<10} {'STAGE':<12} {'SINCE':<19} {'JOINED':<19} NODE")
+        for rec in own["instances"]:
+            lines.append(f"{printable(rec['instance_id'], 22):<22} {printable(rec['cloud'], 10):<10} "
+                         f"{rec['stage']:<12} {_when(rec.get('updated_at')):<19} "
+                         f"{_when(rec.get('joined_at')):<19} {printable(rec.get('node') or '--', 50)}")
+    if own.get("decisions"):
+        lines.append("")
+        lines.append("LAST DECISIONS")
+        for row in own["decisions"][-10:]:
+            target = row.get("node") or row.get("instance") or row.get("cloud") or ""
+            count = f" {row['count']}" if row.get("count") else ""
+            lines.append(f"{_when(row['time'])} {row['action']}{count} {printable(target, 48)}: "
+                         f"{printable(row.get('reason') or '', 70)} -> {printable(row.get('outcome') or '', 40)}")
+    return lines
 
 
 def render(status: dict[str, Any]) -> str:
@@ -91,6 +150,8 @@ def render(status: dict[str, Any]) -> str:
                 lines.append(f"... and {len(queued) - 50} more")
     lines.append("")
     lines.extend(render_clouds(status.get("clouds", []), printable))
+    lines.append("")
+    lines.extend(render_phorque(status))
     return "\n".join(lines)
 
 

@@ -68,7 +68,8 @@ class Policy(ABC):
         decision = self.decide(view, life)
         notes = life.notes + decision.notes
         return Plan(actions=tuple(life.actions + decision.actions), notes=tuple(notes),
-                    memory={**life.memory, **decision.memory}, wake_at=decision.wake_at)
+                    memory={**life.memory, **decision.memory},
+                    wake_at=min((t for t in (life.wake_at, decision.wake_at) if t is not None), default=None))
 
     @abstractmethod
     def decide(self, view: View, life: Lifecycle) -> Decision:

@@ -24,6 +24,10 @@ class Lifecycle:
     notes: list[str] = field(default_factory=list)
     memory: dict[str, Any] = field(default_factory=dict)
     handled: set[str] = field(default_factory=set)  # instance ids and node names acted on
+    wake_at: float | None = None
+
+    def wake(self, at: float) -> None:
+        self.wake_at = at if self.wake_at is None else min(self.wake_at, at)
 
     def add(self, action: p.Action) -> None:
         self.actions.append(action)
@@ -100,11 +104,26 @@ def _stalled_requests(view: View, life: Lifecycle) -> None:
     life.memory["short_since"] = short_since
 
 
+#: Bounds of the look-again interval while instances boot (a quarter of the cloud's boot_secs).
+BOOT_POLL_MIN, BOOT_POLL_MAX = 2.0, 15.0
+
+
+def _boot_poll(view: View, life: Lifecycle) -> None:
+    """Look again soon while instances boot: no Torque event says that one is ready to join."""
+    for cloud in view.known_clouds:
+        waiting = view.pending_count(cloud) > 0 or any(
+            cn.node is not None and cn.node.is_down and cn.cloud.name == cloud.name
+            for cn in view.cloud_nodes)
+        if waiting:
+            life.wake(view.now + min(BOOT_POLL_MAX, max(BOOT_POLL_MIN, cloud.boot_secs / 4)))
+
+
 def lifecycle(view: View) -> Lifecycle:
     """The shared rules' actions for one snapshot."""
     life = Lifecycle()
     for cn in view.cloud_nodes:
         _instance_rules(view, life, cn)
+    _boot_poll(view, life)
     for node in view.orphan_nodes:
         if node.name in life.handled:
             continue

@@ -20,7 +20,7 @@ from phorque.errors import CloudUnreachable
 from phorque.servers import phantom as phantom_server
 from phorque.servers.httpserve import tls_context
 from tests.cloud.cloudkit import PHANTOM_ID, PHANTOM_SECRET, phantom_settings
-from tests.cloud.conftest import FAST
+from tests.conftest import FAST
 
 
 def self_signed(directory: Path) -> tuple[Path, Path]:

@@ -1,0 +1,112 @@
+"""Shared fixtures: real local servers on 127.0.0.1 (moto, the fault proxy, the Phantom double)
+and real sandbox clusters in temporary folders."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import boto3
+import pytest
+from botocore.config import Config
+from moto.server import ThreadedMotoServer
+
+from phorque.sandbox import cluster, server
+from phorque.servers import faults as fault_proxy
+from phorque.servers import phantom as phantom_server
+from phorque.servers.phantom_model import Timing
+from tests.cloud.cloudkit import PHANTOM_ID, PHANTOM_SECRET, http
+from tests.sandboxkit import Sandbox
+
+# Timings short enough for tests, long enough to observe every EPU state.
+FAST = Timing(requested_secs=0.3, pending_secs=0.4, terminating_secs=0.3)
+
+
+@pytest.fixture(autouse=True)
+def _no_ambient_aws(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    """Keep the developer's own AWS settings out of the tests."""
+    for name in list(os.environ):
+        if name.startswith("AWS_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
+
+
+@pytest.fixture(scope="session")
+def moto_url() -> Iterator[str]:
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    url = f"http://{host}:{port}"
+    # moto builds its Auto Scaling and EC2 backends on first use (a second or more): do it now,
+    # so tests with short read timeouts measure faults, not moto's start-up.
+    for service in ("autoscaling", "ec2"):
+        client = boto3.client(service, endpoint_url=url, region_name="us-east-1",
+                              aws_access_key_id="warm", aws_secret_access_key="up",
+                              config=Config(read_timeout=120))
+        (client.describe_auto_scaling_groups if service == "autoscaling" else client.describe_instances)()
+    yield url
+    server.stop()
+
+
+@pytest.fixture
+def moto(moto_url: str) -> str:
+    """A moto server with no state left from earlier tests."""
+    http("POST", moto_url + "/moto-api/reset")
+    return moto_url
+
+
+@pytest.fixture(scope="session")
+def _proxy(moto_url: str) -> Iterator[str]:
+    running, _ = fault_proxy.start(moto_url)
+    yield running.url
+    running.stop()
+
+
+@pytest.fixture
+def proxy(_proxy: str, moto: str) -> str:
+    """The fault proxy in front of a freshly reset moto, with no fault set."""
+    http("DELETE", _proxy + "/_faults")
+    return _proxy
+
+
+@pytest.fixture(scope="session")
+def _phantom() -> Iterator[phantom_server.PhantomServer]:
+    server = phantom_server.start({PHANTOM_ID: PHANTOM_SECRET}, FAST)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def phantom(_phantom: phantom_server.PhantomServer) -> phantom_server.PhantomServer:
+    """The Phantom double with no group, VM or fault left from earlier tests."""
+    http("POST", _phantom.autoscale.url + "/_reset")
+    return _phantom
+
+
+@pytest.fixture
+def make_sandbox(tmp_path: Path) -> Iterator[Callable[..., Sandbox]]:
+    """A factory: ``make_sandbox(nodes=2, np=4, start=True, **settings)``."""
+    made: list[Sandbox] = []
+
+    def make(nodes: int = 2, np: int = 4, start: bool = True, server_name: str = "srv.test",
+             name: str = "cluster", properties: list[str] | None = None,
+             **settings: object) -> Sandbox:
+        settings.setdefault("keep_completed", 0)
+        layout = cluster.init(str(tmp_path / name), nodes, np, server_name, settings, properties)
+        sandbox = Sandbox(layout)
+        made.append(sandbox)
+        if start:
+            sandbox.start()
+        return sandbox
+
+    yield make
+    for sandbox in made:
+        server.stop(sandbox.layout)
+
+
+@pytest.fixture
+def sandbox(make_sandbox) -> Sandbox:
+    """A running two-node cluster (4 cores each), completed jobs purged at once."""
+    return make_sandbox()

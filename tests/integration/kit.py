@@ -1,0 +1,76 @@
+"""Helpers for end-to-end tests: a Phorque configuration pointing at a sandbox and a moto server."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from phorque.config import Config, load_config
+
+
+def conf_text(tmp_path: Path, sandbox, moto: str, *, charge: int = 3600, margin: int = 60,
+              policy: str = "CostAware", max_instances: int = 3, cores: int = 4,
+              loop_sleep: int = 120, watch: bool = True, trigger: str = "",
+              extra_policy: str = "", boot_timeout: int = 300, price: float = 0.1,
+              budget: str = "10") -> str:
+    margin_line = f"scale_in_margin_secs = {margin}\n" if policy == "CostAware" else ""
+    return f"""
+[Phorque]
+cluster_directory = {sandbox.root}
+torque_home = {sandbox.root}
+state_dir = {tmp_path / 'state'}
+loop_sleep_secs = {loop_sleep}
+watch_files = {'true' if watch else 'false'}
+event_delay_secs = 0.1
+command_timeout_secs = 20
+boot_timeout_secs = {boot_timeout}
+trigger_address = {trigger}
+
+[Policy]
+name = {policy}
+price_per_hour = {budget}
+{margin_line}{extra_policy}
+[Cloud-local]
+cloud_uri = {moto}
+autoscale_uri = {moto}
+access_id = testing
+secret_key = testing
+image_id = ami-12c6146b
+autoscale_group_name = phorque-e2e
+launch_config_name = phorque-e2e-lc
+instance_type = t3.medium
+instance_cores = {cores}
+max_instances = {max_instances}
+charge_time_secs = {charge}
+price = {price}
+boot_secs = 2
+connect_timeout_secs = 2
+read_timeout_secs = 10
+"""
+
+
+def e2e_config(tmp_path: Path, sandbox, moto: str, **kwargs) -> Config:
+    path = tmp_path / "phorque.conf"
+    path.write_text(conf_text(tmp_path, sandbox, moto, **kwargs))
+    return load_config(path, environ={})
+
+
+def wait_until(predicate: Callable[[], object], timeout: float, what: str, interval: float = 0.1) -> object:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)
+
+
+def exit_statuses(sandbox) -> dict[str, int]:
+    """Job id -> Exit_status of every E record the sandbox wrote."""
+    out = {}
+    for _date, _kind, job, text in sandbox.records("E"):
+        status = next(t.split("=", 1)[1] for t in text.split() if t.startswith("Exit_status="))
+        out[job] = int(status)
+    return out
