@@ -107,6 +107,21 @@ def test_odpp_scale_in_only_near_the_charge_boundary_and_only_idle_nodes():
     assert plan.wake_at == pytest.approx(NOW + (3600 - 1000) - 360)
 
 
+def test_odpp_keeps_idle_nodes_while_more_boot_for_the_queued_job():
+    # A 16-core job waits: the two joined (idle) instances and the two still booting cover it
+    # together. Releasing the idle pair (per-second billing) would only launch it again: replays
+    # showed that cycle repeating for ever while the job never started.
+    insts = (inst("i-a", "a"), inst("i-b", "b"), inst("i-c", None, InstanceState.PENDING, age=30),
+             inst("i-d", None, InstanceState.PENDING, age=30))
+    nodes = (cloud_node("a"), cloud_node("b"))
+    snap = snapshot(jobs=[job("1.s", cores=16)], nodes=nodes, clouds=[cloud(charge=0, instances=insts)])
+    plan = OnDemandPlusPlus().plan(snap)
+    assert not plan.actions
+    # Once nothing boots any more, idle nodes are released again.
+    snap = snapshot(nodes=nodes, clouds=[cloud(charge=0, instances=insts[:2])])
+    assert len(kinds(OnDemandPlusPlus().plan(snap), Kind.TERMINATE)) == 2
+
+
 def test_odpp_respects_budget():
     snap = snapshot(jobs=[job("1.s", cores=40)], nodes=STATIC, clouds=[cloud(price=0.5, cores=2)])
     plan = OnDemandPlusPlus(price_per_hour=2.0).plan(snap)

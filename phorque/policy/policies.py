@@ -76,7 +76,9 @@ class OnDemandPlusPlus(Policy):
                                           "marked failed, its requests cancelled", fault=True))
         if to_launch > 0:
             self._launch(view, d, memory, to_launch)
-        else:
+        elif queued == 0 or pending == 0:
+            # While instances launched for queued jobs still boot, the idle nodes are part of
+            # what those jobs wait for: releasing them would only launch them again.
             self._scale_in(view, life, d, memory)
         d.memory["odpp"] = memory
         return d
