@@ -264,3 +264,17 @@ def test_booting_instances_make_the_policy_look_again_soon():
     for cls in (CostAware, OnDemand, OnDemandPlusPlus):
         assert cls().plan(snap).wake_at == pytest.approx(NOW + 10), cls.__name__
     assert CostAware().plan(snapshot(clouds=[cloud()])).wake_at is None
+
+
+def test_costaware_splits_a_wide_job_across_clouds_cheapest_first():
+    # A job of 4 nodes x 8 cores; the cheap cloud has room for 2: 2 cheap + 2 dear, not 4 dear.
+    clouds = [cloud("cheap", price=0.05, cores=8, max_instances=2), cloud("dear", price=0.2, cores=8)]
+    snap = snapshot(jobs=[job("1.s", nodes=((4, 8),))], clouds=clouds)
+    assert launches(CostAware().plan(snap)) == {"cheap": 2, "dear": 2}
+
+
+def test_costaware_budget_holds_when_one_job_spans_clouds():
+    clouds = [cloud("cheap", price=1.0, cores=8, max_instances=2), cloud("dear", price=2.0, cores=8)]
+    snap = snapshot(jobs=[job("1.s", nodes=((3, 8),)), job("2.s", nodes=((1, 8),))], clouds=clouds)
+    # 3 nodes would cost 1 + 1 + 2 = 4 > 3.5: the first job cannot start; the second fits for 1.
+    assert launches(CostAware(price_per_hour=3.5).plan(snap)) == {"cheap": 1}

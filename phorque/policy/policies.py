@@ -24,7 +24,7 @@ from phorque.policy.common import (
     retire,
 )
 from phorque.policy.lifecycle import Lifecycle
-from phorque.policy.packing import BinPool
+from phorque.policy.packing import BinPool, Opener
 from phorque.policy.view import CloudNode, View
 
 
@@ -194,7 +194,9 @@ class CostAware(Policy):
         expendable = self._expendable(view, life, d)
         draining = draining_nodes(view, life)
         pool = self._pool(view, life, clouds, expendable, draining)
-        opened = {c.name: 0 for c in clouds}
+        # Cheapest first; a job may take instances from several clouds.
+        openers = tuple(Opener(c.name, c.headroom, c.instance_cores, c.price) for c in clouds)
+        budget = self.price_per_hour
         spent = 0.0
         limits = Limits.of(view)
         never = 0
@@ -207,22 +209,16 @@ class CostAware(Policy):
                 continue
             if pool.place(job.shape) is not None:
                 continue
-            for cloud in clouds:
-                limit = min(view.affordable(cloud, self.price_per_hour, spent),
-                            cloud.headroom - opened[cloud.name])
-                if limit <= 0:
-                    continue
-                count = pool.place(job.shape, open_limit=limit, open_size=cloud.instance_cores)
-                if count is not None:
-                    opened[cloud.name] += count
-                    spent += count * cloud.price
-                    break
+            money = None if budget is None else budget - view.spend_rate - spent
+            opened_now = pool.place(job.shape, openers, money)
+            if opened_now:
+                spent += sum(n * view.snapshot.cloud(name).price for name, n in opened_now.items())
         if never > NOTE_LIMIT:
             d.notes.append(f"... and {never - NOTE_LIMIT} more jobs that can never run")
         wanted = pool.used_names()
         spent = 0.0
-        for cloud in clouds:
-            count = opened[cloud.name]
+        for cloud, opener in zip(clouds, openers, strict=True):
+            count = opener.opened
             if count:
                 count = min(count * self.multiplier, view.affordable(cloud, self.price_per_hour, spent))
                 spent += count * cloud.price
