@@ -193,3 +193,36 @@ def test_accounting_file_rotated_truncated_and_deleted_under_the_tailer(make_san
     assert (position["file"], position["inode"], position["offset"]) == (
         path.name, path.stat().st_ino, path.stat().st_size)
     assert daemon.stop() == 0
+
+
+def test_a_node_the_fresh_read_does_not_show_is_not_terminated(make_sandbox, moto, tmp_path):
+    """Draining re-reads the node after marking it offline; an answer without the node (here a
+    partial one) cannot vouch that it is empty, so the instance is not terminated."""
+    from phorque.config import load_config
+    from phorque.engine import Engine
+
+    sandbox = make_sandbox(nodes=0, np=4, boot_delay=0.5)
+    charge = 8
+    cloud = Cloud("local", "moto", moto, "g-local", price=0.1, max_instances=2, charge=charge)
+    conf = tmp_path / "phorque.conf"
+    conf.write_text(conf_text(tmp_path, sandbox, [cloud], policy_lines="scale_in_margin_secs = 2\n"))
+    engine = Engine(load_config(conf, environ={}))
+    for _ in range(2):
+        sandbox.qsub("-l", "nodes=1:ppn=4", runtime=1)
+    engine.evaluate()
+    engine.evaluate()  # joins both
+    start = max(live_instances(moto).values())
+    wait_until(lambda: len(sandbox.records("E")) == 2, 20, "the jobs to end")
+    wait_until(lambda: time.time() - start > charge - 1.8, charge, "the drain moment")
+    # pbsnodes leaves out its last node: the full list lacks one node, and the re-read of the
+    # other (the only node of its answer) shows nothing at all.
+    set_fault(sandbox, "pbsnodes", "partial")
+    ev = engine.evaluate()
+    drains = [o for o in ev.outcomes if o.action.kind == "drain"]
+    assert drains and all(o.status == "skipped" and "did not list node" in o.detail for o in drains)
+    assert not [o for o in ev.outcomes if o.action.kind in ("terminate", "remove") and o.status == "done"]
+    assert len(live_instances(moto)) == 2
+    sandbox_faults.write(sandbox.layout, {})
+    ev = engine.evaluate()  # Torque answers: the drained, idle nodes go as planned
+    assert [o.status for o in ev.outcomes if o.action.kind == "terminate"] == ["done", "done"]
+    assert not live_instances(moto)
