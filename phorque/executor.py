@@ -159,7 +159,10 @@ class Executor:
                 return "skipped", f"Torque lists node {name} now"
         self._stage(a, Stage.TERMINATING)
         self.providers[a.cloud].terminate(a.instance)
-        self._report(a.cloud, a.reason if a.fault else None)
+        if a.fault:
+            # A termination is no proof that launches work again: only a fault is reported
+            # (a scale-in must not clear the backoff of a cloud whose launches fail).
+            self._report(a.cloud, a.reason)
         return "done", ""
 
     def _remove(self, a: Action) -> tuple[str, str]:
@@ -177,7 +180,8 @@ class Executor:
     def _cancel(self, a: Action) -> tuple[str, str]:
         assert a.cloud and a.count
         desired = self.providers[a.cloud].cancel_requests(a.count)
-        self._report(a.cloud, a.reason if a.fault else None)
+        if a.fault:
+            self._report(a.cloud, a.reason)
         return "done", f"desired capacity now {desired}"
 
     def _launch(self, a: Action) -> tuple[str, str]:

@@ -139,3 +139,22 @@ def test_an_empty_trigger_address_turns_nudges_off(tmp_path) -> None:
     assert load_config(conf, environ={}).phorque.trigger is None
     conf.write_text(base)
     assert load_config(conf, environ={}).phorque.trigger == ("127.0.0.1", 15099)
+
+
+# -- OnDemandPlusPlus: a failed cloud comes back ----------------------------------------------
+
+def test_odpp_tries_a_failed_cloud_again_once_it_has_recovered() -> None:
+    cheap, dear = cloud("cheap", price=0.1, cores=2), cloud("dear", price=1.0, cores=2)
+    policy = OnDemandPlusPlus(loop_sleep_secs=120)  # stall_limit 3: judged failed in 360 s
+    jobs = [job("1.s", cores=4)]
+
+    def launches_after(secs: float, health: Health = Health.OK) -> dict:
+        memory = {"odpp": {"cheap": {"stalls": 0, "failed": True, "valid": 0, "checked": NOW - 400,
+                                     "failed_at": NOW - secs}}}
+        clouds = [replace(cheap, health=health), dear]
+        plan = policy.plan(snapshot(jobs=jobs, nodes=(), clouds=clouds, memory=memory))
+        return {a.cloud: a.count for a in kinds(plan, Kind.LAUNCH)}
+
+    assert launches_after(100) == {"dear": 2}                     # still marked failed
+    assert launches_after(400, Health.BACKOFF) == {"dear": 2}     # still backed off
+    assert launches_after(400) == {"cheap": 2}                    # recovered: cheapest again

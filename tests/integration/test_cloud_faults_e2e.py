@@ -8,6 +8,7 @@ above ``max_instances`` or ``price_per_hour`` would be seen.
 from __future__ import annotations
 
 import re
+import time
 
 from phorque.sandbox import cli as sandbox_cli
 from tests.cloud.cloudkit import fault_counts
@@ -153,3 +154,31 @@ def test_a_cloud_that_cannot_be_read_still_counts_against_the_budget(make_sandbo
                         "3 known instance(s) still count against price_per_hour")
     assert daemon.lines("note: cloud cheap could not be read", "3 counted against the budget")
     assert daemon.stop() == 0
+
+
+def test_a_scale_in_does_not_clear_the_backoff_of_its_cloud(make_sandbox, moto, proxies, tmp_path):
+    """Terminating an idle instance proves nothing about launches: the backoff stays."""
+    from phorque.config import load_config
+    from phorque.engine import Engine
+
+    sandbox = make_sandbox(nodes=0, np=4, boot_delay=0.5)
+    cheap = proxies()
+    charge = 8
+    clouds = [Cloud("cheap", "moto", cheap, "g-cheap", price=0.1, max_instances=1, charge=charge)]
+    conf = tmp_path / "phorque.conf"
+    conf.write_text(conf_text(tmp_path, sandbox, clouds, policy_lines="scale_in_margin_secs = 2\n"))
+    engine = Engine(load_config(conf, environ={}))
+    sandbox.qsub("-l", "nodes=1:ppn=4", runtime=1)
+    engine.evaluate()
+    engine.evaluate()
+    started = time.time()
+    wait_until(lambda: sandbox.records("E"), 20, "the job to end")
+    set_faults(cheap, rules=[{"kind": "delay", "seconds": 3, "action": "DescribeAutoScalingGroups"}])
+    engine.evaluate()
+    clear_faults(cheap)
+    record = engine.state.health()["cheap"]
+    assert record["failures"] == 1 and "ReadTimeoutError" in record["last_error"]
+    wait_until(lambda: time.time() - started > charge - 1.5, charge, "the drain moment")
+    ev = engine.evaluate()
+    assert [o.status for o in ev.outcomes if o.action.kind == "terminate"] == ["done"]
+    assert engine.state.health()["cheap"] == record
