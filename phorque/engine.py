@@ -92,8 +92,12 @@ class Engine:
             updated = record_success(record)
         else:
             updated = record_failure(record, self.clock(), error)
-            log.warning("cloud %s: failure %d recorded (%s); backing off until %s", cloud,
-                        updated.failures, error, _when(updated.backoff_until))
+            if updated.failures == record.failures:
+                log.warning("cloud %s: failed again while backed off until %s (%s)", cloud,
+                            _when(updated.backoff_until), error)
+            else:
+                log.warning("cloud %s: failure %d recorded (%s); backing off until %s", cloud,
+                            updated.failures, error, _when(updated.backoff_until))
         if updated != record:
             self.state.save_health(cloud, asdict(updated))
 

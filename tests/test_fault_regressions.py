@@ -158,3 +158,12 @@ def test_odpp_tries_a_failed_cloud_again_once_it_has_recovered() -> None:
     assert launches_after(100) == {"dear": 2}                     # still marked failed
     assert launches_after(400, Health.BACKOFF) == {"dear": 2}     # still backed off
     assert launches_after(400) == {"cheap": 2}                    # recovered: cheapest again
+
+
+def test_a_missing_node_that_qstat_shows_running_jobs_is_never_given_up() -> None:
+    c = cloud("hotel", instances=(inst("i-2", dns="h2"),), boot_timeout=300)
+    gone = replace(owned("i-2", node_name="h2", stage=Stage.BUSY), down_since=NOW - 3000)
+    running = job("9.s", state="R", cores=4, hosts=("h2",))
+    plan = CostAware().plan(snapshot(jobs=[running], nodes=STATIC, clouds=[c], owned=(gone,)))
+    assert not kinds(plan, Kind.TERMINATE)
+    assert any("h2 is missing from Torque's node list, but runs 9.s" in n for n in plan.notes)

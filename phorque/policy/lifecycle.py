@@ -115,6 +115,13 @@ def _missing_node(view: View, life: Lifecycle, cn: CloudNode) -> None:
     name = cn.owned.node or cn.instance.node_name or cn.instance.id
     since = cn.owned.down_since
     missing = 0.0 if since is None else view.now - since
+    running = [j.id for j in view.running if name in j.exec_hosts]
+    if running:
+        # qstat shows jobs on it: the node list is what is wrong.
+        life.notes.append(f"node {name} is missing from Torque's node list, but runs "
+                          f"{', '.join(running[:3])}; left alone")
+        life.wake(view.now + boot_poll_secs(cn.cloud))
+        return
     if missing > cn.cloud.boot_timeout_secs:
         _give_up(life, cn, f"its Torque node {name} has been missing for {missing:.0f} s", fault=False)
         return

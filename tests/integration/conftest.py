@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -37,3 +38,14 @@ def proxies(moto: str) -> Iterator[Callable[[], str]]:
     yield make
     for running in started:
         running.stop()
+
+
+@pytest.fixture(autouse=True)
+def _quiet_werkzeug() -> Iterator[None]:
+    """The in-process moto server logs every request through werkzeug; under pytest's log
+    capture that costs more than the requests (the storm test makes thousands)."""
+    logger = logging.getLogger("werkzeug")
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    yield
+    logger.setLevel(level)
