@@ -5,8 +5,10 @@ double). While a stream of jobs runs, every ``--period`` seconds the next fault 
 is injected: API errors, throttling, read timeouts, replies lost after the change was made,
 dropped connections, instances stuck pending, nodes that never come up, Torque commands failing,
 hanging or printing partial output, pbs_server down. A sampler reads every group ten times a
-second. At the end it prints the figures: did every job complete, was ``max_instances`` or
-``price_per_hour`` ever exceeded, and what Phorque logged about each fault.
+second. Billing is per second (instances are released after 5 s idle), so instances come and go
+and the faults meet launches, joins and terminations. At the end it prints the figures: did
+every job complete, was ``max_instances`` or ``price_per_hour`` ever exceeded, and what Phorque
+logged about each fault. Exit status 0 when every job ended with status 0 within the limits.
 
     python3 dev.py bench cloud_faults [--jobs 120] [--submit-secs 240] [--period 20] [--seed 1]
 """

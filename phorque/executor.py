@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from phorque.config import CloudSettings
-from phorque.errors import PhorqueError
+from phorque.errors import CloudError, PhorqueError
 from phorque.model import Node, Snapshot, Stage
 from phorque.plan import Action, Kind, Plan
 from phorque.policy.view import drain_note, join_note
@@ -69,7 +69,9 @@ class Executor:
                 status, detail = handler(action)
             except PhorqueError as exc:
                 status, detail = "failed", str(exc)
-                if action.cloud and action.kind in (Kind.LAUNCH, Kind.CANCEL, Kind.TERMINATE):
+                # Only the cloud's own failures count against it: a Torque read failing during a
+                # termination is no reason to back off the cloud.
+                if isinstance(exc, CloudError) and action.cloud:
                     self._report(action.cloud, str(exc))
             outcome = Outcome(action, status, detail)
             outcomes.append(outcome)

@@ -227,6 +227,8 @@ def test_a_node_the_fresh_read_does_not_show_is_not_terminated(make_sandbox, mot
     assert drains and all(o.status == "failed" and "does not list" in o.detail for o in drains)
     assert not [o for o in ev.outcomes if o.action.kind in ("terminate", "remove") and o.status == "done"]
     assert len(live_instances(moto)) == 2
+    # Torque's fault is not the cloud's: no backoff for it.
+    assert engine.state.health().get("local", {}).get("failures", 0) == 0
     sandbox_faults.write(sandbox.layout, {})
     ev = engine.evaluate()  # Torque answers: the drained, idle nodes go as planned
     assert [o.status for o in ev.outcomes if o.action.kind == "terminate"] == ["done", "done"]
