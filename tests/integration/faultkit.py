@@ -4,7 +4,6 @@ group's desired capacity and instances while a test runs."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -237,7 +236,3 @@ class Sampler:
             assert top <= cloud.max_instances, f"{cloud.name}: capacity {top} > max {cloud.max_instances}"
         over = [s for s in self.samples if s.spend > budget + 1e-9]
         assert not over, f"spend above {budget}/h: {over[:3]}"
-
-
-def env_without_aws() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
