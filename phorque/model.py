@@ -233,7 +233,11 @@ class Stage(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Owned:
-    """What the state store remembers about one instance Phorque launched."""
+    """What the state store remembers about one instance Phorque launched.
+
+    ``down_since``: for a node that joined, since when it has been down or missing from Torque's
+    node list; before it first came up, when Phorque first tried to join it (its boot clock).
+    """
 
     instance_id: str
     cloud: str

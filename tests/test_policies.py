@@ -67,7 +67,7 @@ def test_odpp_picks_cheapest_valid_cloud_and_skips_maxed():
     full = tuple(inst(f"i-{k}", dns=f"h{k}") for k in range(2))
     clouds = [cloud("cheap", price=0.0, cores=2, max_instances=2, instances=full),
               cloud("dear", price=1.0, cores=4, max_instances=10)]
-    nodes = STATIC + tuple(cloud_node(f"h{k}", "cheap", np=2, state="job-exclusive", jobs=(f"{k}.s",))
+    nodes = STATIC + tuple(cloud_node(f"h{k}", "cheap", np=2, state="job-exclusive", jobs=(f"{k + 10}.s",))
                            for k in range(2))
     snap = snapshot(jobs=[job("1.s", cores=18)], nodes=nodes, clouds=clouds)
     # 18 - (8 + 0 + 2) = 8 cores on "dear" (4 cores each) -> 2

@@ -40,7 +40,9 @@ class OnDemandPlusPlus(Policy):
     on the cheapest cloud that has not failed and is not at ``max_instances``. A cloud whose
     requested instances do not appear for ``stall_limit`` looks (one look per
     ``loop_sleep_secs``) is marked failed, its requests are cancelled and the next cloud is used;
-    any termination on it clears the mark. With nothing to launch, idle nodes within
+    any termination on it clears the mark, and so does time: once out of backoff, it is tried
+    again after as long as it took to judge it failed (a cloud with no instance left to
+    terminate would otherwise never be used again). With nothing to launch, idle nodes within
     ``3 * loop_sleep_secs`` of their next charge are drained and terminated.
     """
 
@@ -61,6 +63,9 @@ class OnDemandPlusPlus(Policy):
         for cloud in view.known_clouds:
             m = memory.setdefault(cloud.name, {"stalls": 0, "failed": False, "valid": None,
                                                "checked": None})
+            judged = self.options["stall_limit"] * self.loop_sleep_secs
+            if m["failed"] and cloud.usable and now - float(m.get("failed_at") or 0.0) >= judged:
+                m["failed"] = False
             valid = len(cloud.valid_instances)
             if cloud.desired <= valid:
                 m.update(stalls=0, valid=valid, checked=now)
@@ -70,7 +75,7 @@ class OnDemandPlusPlus(Policy):
             m["stalls"] = m["stalls"] + 1 if m["valid"] == valid else 0
             m.update(valid=valid, checked=now)
             if m["stalls"] >= self.options["stall_limit"]:
-                m.update(failed=True, stalls=0)
+                m.update(failed=True, stalls=0, failed_at=now)
                 d.actions.append(p.cancel(cloud.name, cloud.desired - valid, cloud.desired,
                                           f"no progress for {self.options['stall_limit']} looks: cloud "
                                           "marked failed, its requests cancelled", fault=True))
