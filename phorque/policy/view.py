@@ -112,8 +112,13 @@ class View:
 
     @cached_property
     def queued(self) -> tuple[Job, ...]:
-        """Queued jobs in the order Torque's FIFO would consider them."""
-        queued = [j for j in self.jobs if j.is_queued]
+        """Queued jobs in the order Torque's FIFO would consider them.
+
+        qstat and pbsnodes are two reads: a job that started between them is queued in the one
+        and on a node in the other. It is running, and needs no new instance.
+        """
+        started = {job for node in self.snapshot.nodes for job in node.jobs}
+        queued = [j for j in self.jobs if j.is_queued and j.id not in started]
         queued.sort(key=lambda j: (j.queued_at if j.queued_at is not None else math.inf, _job_order(j.id)))
         return tuple(queued)
 
