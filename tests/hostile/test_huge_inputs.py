@@ -6,6 +6,8 @@ cases (a 1 GB accounting log, a 100,000-job qstat) are in ``bench/huge_inputs.py
 
 from __future__ import annotations
 
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,7 +21,7 @@ GROWTH_MIB = 12
 
 
 @pytest.fixture(scope="module")
-def inputs(tmp_path_factory) -> dict[str, Path]:
+def inputs(tmp_path_factory) -> Iterator[dict[str, Path]]:
     root = tmp_path_factory.mktemp("huge")
     made: dict[str, Path] = {}
     for label, size in (("small", SMALL), ("large", LARGE)):
@@ -31,7 +33,8 @@ def inputs(tmp_path_factory) -> dict[str, Path]:
         xml = root / f"qstat-{label}.xml"
         write_qstat(xml, 2000, variables=size // 2000)
         made[f"qstat-{label}"] = fake_qstat(root / f"torque-{label}", xml)
-    return made
+    yield made
+    shutil.rmtree(root)  # 750 MB: not left for pytest to keep with its last runs
 
 
 @pytest.mark.parametrize("kind,name", [("parse_file", "acct"), ("tailer", "acct"),
