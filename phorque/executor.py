@@ -5,7 +5,11 @@ The executor is the only place that changes anything. Its safety rules:
 * a node is terminated only after it was marked offline with Phorque's note and read again
   with no job on it (a node that picked up a job meanwhile is put back in service);
 * a node is removed from Torque only when a fresh read shows it has no job;
-* every failure is logged with what was tried and recorded; the other actions go on.
+* every failure is logged with what was tried and recorded; the other actions go on;
+* an action that answers a fault of its cloud (an instance that never joined, a request that
+  never started) counts the fault before it acts, so that a crash in between cannot forget it
+  and let a restarted daemon launch on that cloud again at once. Only a join clears a cloud's
+  back-off: a terminate or a cancel that works says nothing about whether its instances start.
 
 It runs while the caller holds the cloud lock, with the snapshot the plan was made from.
 """
@@ -17,6 +21,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from phorque.config import CloudSettings
+from phorque.crashpoints import crashpoint
 from phorque.errors import PhorqueError
 from phorque.model import Node, Snapshot, Stage
 from phorque.plan import Action, Kind, Plan
@@ -52,6 +57,7 @@ class Executor:
         self.on_cloud_result = on_cloud_result  # (cloud, error or None): feeds back-off
         self.secured: set[str] = set()
         self.kept: set[str] = set()
+        self.counted: set[Action] = set()  # fault actions already counted against their cloud
 
     def apply(self, plan: Plan, snapshot: Snapshot) -> list[Outcome]:
         self.snapshot = snapshot
@@ -64,7 +70,8 @@ class Executor:
                 status, detail = handler(action)
             except PhorqueError as exc:
                 status, detail = "failed", str(exc)
-                if action.cloud and action.kind in (Kind.LAUNCH, Kind.CANCEL, Kind.TERMINATE):
+                if action.cloud and action.kind in (Kind.LAUNCH, Kind.CANCEL, Kind.TERMINATE) \
+                        and action not in self.counted:
                     self.on_cloud_result(action.cloud, str(exc))
             outcome = Outcome(action, status, detail)
             outcomes.append(outcome)
@@ -84,6 +91,11 @@ class Executor:
         if action.instance and action.cloud:
             self.state.set_stage(action.instance, action.cloud, stage, self.now, **changes)
 
+    def _count_fault(self, action: Action) -> None:
+        if action.fault and action.cloud:
+            self.on_cloud_result(action.cloud, action.reason)
+            self.counted.add(action)
+
     def _fresh(self, name: str) -> Node | None:
         return self.torque.node(name)
 
@@ -94,6 +106,7 @@ class Executor:
         if name in self.kept:
             return False
         self.torque.offline(name, drain_note(reason))
+        crashpoint("drain.offline")
         fresh = self._fresh(name)
         if fresh is not None and not fresh.is_idle:
             self.kept.add(name)
@@ -108,20 +121,25 @@ class Executor:
     def _join(self, a: Action) -> tuple[str, str]:
         assert a.node and a.instance and a.cloud
         props = self.settings[a.cloud].node_properties if a.cloud in self.settings else ()
+        crashpoint("join.before")
         created = self.torque.add_node(a.node, a.np or 1, props, note=join_note(a.cloud, a.instance))
+        crashpoint("join.created")
         self._stage(a, Stage.BOOTING, node=a.node)
+        crashpoint("join.recorded")
         self.on_cloud_result(a.cloud, None)
         return "done", "" if created else "node already existed"
 
     def _undrain(self, a: Action) -> tuple[str, str]:
         assert a.node
         self.torque.clear_offline(a.node, join_note(a.cloud or "?", a.instance or "?"))
+        crashpoint("undrain.cleared")
         self._stage(a, Stage.IDLE, drain_started=None)
         return "done", ""
 
     def _drain(self, a: Action) -> tuple[str, str]:
         assert a.node
         self._stage(a, Stage.DRAINING, drain_started=self.now)  # intent first: a restart resumes
+        crashpoint("drain.recorded")
         if not self._secure(a.node, a.reason, a):
             return "skipped", "a job started on it; put back in service"
         return "done", ""
@@ -138,8 +156,10 @@ class Executor:
                 if fresh is not None and not fresh.is_idle:
                     return "skipped", f"Torque node {name} runs a job"
         self._stage(a, Stage.TERMINATING)
+        self._count_fault(a)
+        crashpoint("terminate.before")
         self.providers[a.cloud].terminate(a.instance)
-        self.on_cloud_result(a.cloud, a.reason if a.fault else None)
+        crashpoint("terminate.after")
         return "done", ""
 
     def _remove(self, a: Action) -> tuple[str, str]:
@@ -151,13 +171,17 @@ class Executor:
             return "done", "already gone from Torque"
         if not fresh.is_idle:
             return "skipped", "the node runs a job"
+        crashpoint("remove.before")
         self.torque.delete_node(a.node)
+        crashpoint("remove.after")
         return "done", ""
 
     def _cancel(self, a: Action) -> tuple[str, str]:
         assert a.cloud and a.count
+        self._count_fault(a)
+        crashpoint("cancel.before")
         desired = self.providers[a.cloud].cancel_requests(a.count)
-        self.on_cloud_result(a.cloud, a.reason if a.fault else None)
+        crashpoint("cancel.after")
         return "done", f"desired capacity now {desired}"
 
     def _launch(self, a: Action) -> tuple[str, str]:
@@ -166,5 +190,7 @@ class Executor:
         new = min(cloud.capacity + a.count, cloud.max_instances)
         if new <= cloud.desired:
             return "skipped", "already at that capacity"
+        crashpoint("launch.before")
         self.providers[a.cloud].set_desired(new)
+        crashpoint("launch.after")
         return "done", f"desired capacity {cloud.desired} -> {new}"

@@ -4,6 +4,8 @@ never join, finishing terminations, and removing Torque nodes whose instance is 
 These are not choices a policy makes: an instance with a DNS name joins, an instance that has not
 joined within ``boot_timeout_secs`` is terminated (and counts as a fault of its cloud), a request
 that never becomes an instance is cancelled. Policies decide launches and scale-in on top.
+The boot timeout runs while Phorque watches (:meth:`CloudNode.boot_age`): after a restart, an
+instance it had never seen gets its whole timeout to join.
 """
 
 from __future__ import annotations
@@ -63,7 +65,7 @@ def _instance_rules(view: View, life: Lifecycle, cn: CloudNode) -> None:
         return
     node = cn.node
     if node is None:
-        age = cn.age(now)
+        age = cn.boot_age(now)
         if age > cloud.boot_timeout_secs:
             _give_up(life, cn, f"did not join Torque within boot_timeout_secs={cloud.boot_timeout_secs} "
                                f"(age {age:.0f} s)", fault=True)
@@ -76,7 +78,7 @@ def _instance_rules(view: View, life: Lifecycle, cn: CloudNode) -> None:
     # Joined but down: pbs_mom never came up, or went away.
     joined = cn.owned.joined_at if cn.owned else None
     if joined is None:
-        age = cn.age(now)
+        age = cn.boot_age(now)
         if age > cloud.boot_timeout_secs:
             _give_up(life, cn, f"node never came up within boot_timeout_secs={cloud.boot_timeout_secs}",
                      fault=True)

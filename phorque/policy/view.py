@@ -85,6 +85,20 @@ class CloudNode:
             start = self.owned.launch_time or self.owned.first_seen
         return 0.0 if start is None else max(0.0, now - start)
 
+    def boot_age(self, now: float) -> float:
+        """Seconds the instance has had to join Torque while Phorque was watching: from its
+        launch, or from when Phorque first saw it if that was later. A daemon that was down
+        (or had never seen it) does not blame the cloud for the time it did not look, so a
+        healthy instance launched just before a crash is joined after the restart, not
+        terminated as one that never booted."""
+        start = self.instance.launch_time
+        seen = self.owned.first_seen if self.owned is not None else None
+        if start is None:
+            start = self.owned.launch_time if self.owned is not None else None
+        if start is None or (seen is not None and seen > start):
+            start = seen
+        return 0.0 if start is None else max(0.0, now - start)
+
     def charge_left(self, now: float) -> float:
         """Seconds until the next billing boundary (0 for per-second billing)."""
         period = self.cloud.charge_time_secs
