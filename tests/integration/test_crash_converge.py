@@ -107,7 +107,7 @@ def converged(world: World, jobs: list[str]) -> bool:
     return all(r.stage == Stage.GONE for r in world.records())
 
 
-def crash_then_restart(world: World, result: Result, *points: str) -> None:
+def die_at(world: World, result: Result, *points: str) -> None:
     """Start the daemon once per crash point, each time letting it die there."""
     for point in points:
         proc = world.daemon(point)
@@ -148,7 +148,7 @@ def lifecycle(world: World, point: str) -> Result:
     jobs = qsub4(world, 2)
     sampler = Sampler(world, result)
     sampler.start()
-    crash_then_restart(world, result, point)
+    die_at(world, result, point)
     finish(world, result, jobs, sampler)
     return result
 
@@ -161,7 +161,7 @@ def outage(world: World, point: str) -> Result:
     jobs = qsub4(world, 2)
     sampler = Sampler(world, result)
     sampler.start()
-    crash_then_restart(world, result, point)
+    die_at(world, result, point)
     time.sleep(world.boot_timeout + 5)
     sampler.since = time.time()
     finish(world, result, jobs, sampler)
@@ -177,9 +177,9 @@ def undrain(world: World, point: str) -> Result:
     jobs = qsub4(world, 2)
     sampler = Sampler(world, result)
     sampler.start()
-    crash_then_restart(world, result, "drain.offline")
+    die_at(world, result, "drain.offline")
     jobs += qsub4(world, 2, runtime=10)
-    crash_then_restart(world, result, point)
+    die_at(world, result, point)
     finish(world, result, jobs, sampler)
     return result
 
@@ -192,7 +192,7 @@ def boot_timeout(world: World, point: str) -> Result:
     (job,) = qsub4(world, 1)
     sampler = Sampler(world, result)
     sampler.start()
-    crash_then_restart(world, result, point)
+    die_at(world, result, point)
     proc = world.daemon()
     wait_until(lambda: not any(i.live for i in world.instances()), 40, "the stuck instance to go")
     time.sleep(6)  # a restarted daemon without the back-off would have launched again by now
@@ -213,7 +213,7 @@ def stalled_request(world: World, point: str) -> Result:
     (job,) = qsub4(world, 1)
     sampler = Sampler(world, result)
     sampler.start()
-    crash_then_restart(world, result, point)
+    die_at(world, result, point)
     proc = world.daemon()
     wait_until(lambda: world.desired() == 0, 40, "the request to be cancelled")
     time.sleep(4)
