@@ -69,6 +69,7 @@ class Engine:
         self.policy = policy or make_policy(config)
         self.clock = clock
         self._set_up: set[str] = set()
+        self._failed_now: set[str] = set()  # clouds that already failed in this evaluation
 
     @property
     def state(self) -> StateStore:
@@ -90,7 +91,14 @@ class Engine:
         record = self._health_records().get(cloud, CloudHealthRecord())
         if error is None:
             updated = record_success(record)
+        elif cloud in self._failed_now:
+            # One incident, one failure: eight instances of one launch that never booted (or a
+            # read and a terminate that both time out) must not send the cloud to the longest
+            # back-off at once.
+            log.warning("cloud %s: %s (counted with this evaluation's failure)", cloud, error)
+            return
         else:
+            self._failed_now.add(cloud)
             updated = record_failure(record, self.clock(), error)
             log.warning("cloud %s: failure %d recorded (%s); backing off until %s", cloud,
                         updated.failures, error, _when(updated.backoff_until))
@@ -158,6 +166,7 @@ class Engine:
             return Evaluation(now, snap, self.policy.plan(snap), executed=False)
         lock = cloud_lock(self.config.phorque.lock_path)
         with lock:
+            self._failed_now = set()
             self._ensure_setup()
             now = self.clock()
             snap = self.snapshot(now, save=True)

@@ -221,13 +221,13 @@ class World:
         layout = cluster.init(str(root / "cluster"), static_nodes, static_np, "srv.test", settings)
         self.sandbox = Sandbox(layout)
         self.sandbox.start()
+        self.torque = Torque(str(self.sandbox.root), 30)
         self.static = set(self.nodes())
         self.conf = root / "phorque.conf"
         conf.setdefault("trigger", f"127.0.0.1:{free_port(socket.SOCK_DGRAM)}")
         self.conf.write_text(conf_text(root, self.sandbox, endpoint or moto, region=region, group=group,
                                        boot_timeout=boot_timeout, **conf))
         self.state_path = root / "state" / "phorque.db"
-        self.torque = Torque(str(self.sandbox.root), 30)
         self.daemons: list[DaemonProcess] = []
         self._asg = client(moto, region, "autoscaling")
         self._ec2 = client(moto, region, "ec2")
@@ -265,7 +265,7 @@ class World:
         return out
 
     def nodes(self) -> dict[str, Node]:
-        return {n.name: n for n in Torque(str(self.sandbox.root), 30).nodes()}
+        return {n.name: n for n in self.torque.nodes()}
 
     def records(self) -> list[Owned]:
         if not self.state_path.exists():
