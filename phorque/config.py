@@ -43,7 +43,7 @@ PHORQUE_OPTIONS: dict[str, Option] = {
     "event_delay_secs": float_option(0.2, minimum=0.0, help="how long a burst of events is gathered"),
     "boot_timeout_secs": int_option(900, minimum=1, help="default time an instance has to join Torque"),
     "log_file": str_option("", help="log file; empty for standard error"),
-    "trigger_address": str_option("127.0.0.1:15099",
+    "trigger_address": str_option("127.0.0.1:15099", keep_empty=True,
                                   help="UDP host:port where the daemon takes nudges; empty disables"),
 }
 
@@ -276,7 +276,7 @@ def _parse_section(path: str, parser: configparser.ConfigParser, section: str,
                 values[name] = spec.default
             continue
         raw = _expand(path, section, name, present[name], environ)
-        if not raw.strip():
+        if not raw.strip() and not spec.keep_empty:
             if spec.required:
                 raise ConfigError(path, section, name, "required option is empty")
             if spec.default is not None:

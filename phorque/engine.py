@@ -9,6 +9,7 @@ any decision: a missing node in one bad read is not a vanished node.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -69,7 +70,7 @@ class Engine:
         self.policy = policy or make_policy(config)
         self.clock = clock
         self._set_up: set[str] = set()
-        self._failed_now: set[str] = set()  # clouds that already failed in this evaluation
+        self._last_capacity: dict[str, int] = {}
 
     @property
     def state(self) -> StateStore:
@@ -91,17 +92,14 @@ class Engine:
         record = self._health_records().get(cloud, CloudHealthRecord())
         if error is None:
             updated = record_success(record)
-        elif cloud in self._failed_now:
-            # One incident, one failure: eight instances of one launch that never booted (or a
-            # read and a terminate that both time out) must not send the cloud to the longest
-            # back-off at once.
-            log.warning("cloud %s: %s (counted with this evaluation's failure)", cloud, error)
-            return
         else:
-            self._failed_now.add(cloud)
             updated = record_failure(record, self.clock(), error)
-            log.warning("cloud %s: failure %d recorded (%s); backing off until %s", cloud,
-                        updated.failures, error, _when(updated.backoff_until))
+            if updated.failures == record.failures:
+                log.warning("cloud %s: failed again while backed off until %s (%s)", cloud,
+                            _when(updated.backoff_until), error)
+            else:
+                log.warning("cloud %s: failure %d recorded (%s); backing off until %s", cloud,
+                            updated.failures, error, _when(updated.backoff_until))
         if updated != record:
             self.state.save_health(cloud, asdict(updated))
 
@@ -129,15 +127,28 @@ class Engine:
                     # A dry run before the first start: the group will be created empty.
                     out.append(cloud_state(settings, health_at(record, now)))
                     continue
-                log.warning("cloud %s: cannot read its group: %s", settings.name, exc)
+                known = self._known_capacity(settings.name)
+                log.warning("cloud %s: cannot read its group: %s; nothing is launched or terminated "
+                            "there until it answers, and its %d known instance(s) still count "
+                            "against price_per_hour", settings.name, exc, known)
                 if record_errors:
                     self._cloud_result(settings.name, str(exc))
-                out.append(cloud_state(settings, Health.UNREACHABLE, error=str(exc)))
+                # Its instances are unknown, not gone: what it last had (or what the state store
+                # owns there) still costs money, so the budget is not spent twice.
+                out.append(cloud_state(settings, Health.UNREACHABLE, desired=known, error=str(exc)))
                 continue
+            self._last_capacity[settings.name] = max(group.desired,
+                                                     sum(1 for i in group.instances if i.state.is_valid))
             out.append(cloud_state(settings, health_at(record, now), group.desired, group.instances,
                                    error=record.last_error if record.failures else "",
                                    backoff_until=record.backoff_until))
         return tuple(out)
+
+    def _known_capacity(self, cloud: str) -> int:
+        """Instances a cloud that cannot be read is believed to have: the capacity it showed
+        last (in this process), or the live instances the state store owns there."""
+        owned = sum(1 for o in self.state.owned() if o.cloud == cloud and o.stage.is_live)
+        return max(owned, self._last_capacity.get(cloud, 0))
 
     def snapshot(self, now: float, save: bool) -> Snapshot:
         try:
@@ -161,23 +172,35 @@ class Engine:
     def evaluate(self, dry_run: bool = False) -> Evaluation:
         """Evaluate now. Raises TransientError when Torque cannot be read."""
         if dry_run:
+            if self._state is None and not os.path.exists(self.config.phorque.state_path):
+                self._state = StateStore(":memory:")  # nothing is written by a dry run
             now = self.clock()
             snap = self.snapshot(now, save=False)
             return Evaluation(now, snap, self.policy.plan(snap), executed=False)
         lock = cloud_lock(self.config.phorque.lock_path)
+        outcomes: list[Outcome] = []
         with lock:
-            self._failed_now = set()
             self._ensure_setup()
-            now = self.clock()
-            snap = self.snapshot(now, save=True)
-            plan = self.policy.plan(snap)
-            executor = Executor(self.torque, self.providers,
-                                {c.name: c for c in self.config.clouds}, self.state, now,
-                                self._cloud_result)
-            outcomes = executor.apply(plan, snap)
-            self.state.save_memory(dict(plan.memory))
-            if outcomes:
-                self.state.record_decisions(now, self.policy.name, [o.as_dict() for o in outcomes])
+            # A cloud that fails while the plan is applied is backed off; planning again at once
+            # sends its share to the next cloud instead of waiting for another trigger. Each
+            # further pass needs one more cloud to fall, so there are at most 1 + clouds passes.
+            for _ in range(1 + len(self.config.clouds)):
+                now = self.clock()
+                snap = self.snapshot(now, save=True)
+                plan = self.policy.plan(snap)
+                executor = Executor(self.torque, self.providers,
+                                    {c.name: c for c in self.config.clouds}, self.state, now,
+                                    self._cloud_result)
+                done = executor.apply(plan, snap)
+                outcomes += done
+                self.state.save_memory(dict(plan.memory))
+                if done:
+                    self.state.record_decisions(now, self.policy.name, [o.as_dict() for o in done])
+                fallen = sorted(c.name for c in snap.clouds if c.usable and c.name in executor.failed_clouds)
+                if not fallen:
+                    break
+                log.warning("cloud(s) %s backed off during this evaluation: planning again, so "
+                            "that the next cloud is used", ", ".join(fallen))
         for note in plan.notes:
             log.info("note: %s", note)
         return Evaluation(now, snap, plan, executed=True, outcomes=outcomes)

@@ -3,13 +3,16 @@
 The executor is the only place that changes anything. Its safety rules:
 
 * a node is terminated only after it was marked offline with Phorque's note and read again
-  with no job on it (a node that picked up a job meanwhile is put back in service);
+  with no job on it (a node that picked up a job meanwhile is put back in service, and a node
+  the fresh read does not show is not terminated: that read cannot vouch for it);
+* an instance planned for termination as having no node is spared if Torque now lists one;
 * a node is removed from Torque only when a fresh read shows it has no job;
-* every failure is logged with what was tried and recorded; the other actions go on;
+* a cloud that fails during the plan gets no launch from the rest of it (the engine plans
+  again, with the cloud backed off);
 * an action that answers a fault of its cloud (an instance that never joined, a request that
-  never started) counts the fault before it acts, so that a crash in between cannot forget it
-  and let a restarted daemon launch on that cloud again at once. Only a join clears a cloud's
-  back-off: a terminate or a cancel that works says nothing about whether its instances start.
+  never started) reports the fault before it acts, so that a crash in between cannot forget it
+  and let a restarted daemon launch on that cloud again at once;
+* every failure is logged with what was tried and recorded; the other actions go on.
 
 It runs while the caller holds the cloud lock, with the snapshot the plan was made from.
 """
@@ -22,7 +25,7 @@ from dataclasses import dataclass
 
 from phorque.config import CloudSettings
 from phorque.crashpoints import crashpoint
-from phorque.errors import PhorqueError
+from phorque.errors import CloudError, PhorqueError
 from phorque.model import Node, Snapshot, Stage
 from phorque.plan import Action, Kind, Plan
 from phorque.policy.view import drain_note, join_note
@@ -55,9 +58,10 @@ class Executor:
         self.state = state
         self.now = now
         self.on_cloud_result = on_cloud_result  # (cloud, error or None): feeds back-off
+        self.failed_clouds: set[str] = set()     # clouds that failed during this plan
         self.secured: set[str] = set()
-        self.kept: set[str] = set()
-        self.counted: set[Action] = set()  # fault actions already counted against their cloud
+        self.kept: dict[str, str] = {}           # node -> why it is not terminated
+        self.counted: set[Action] = set()        # fault actions already reported
 
     def apply(self, plan: Plan, snapshot: Snapshot) -> list[Outcome]:
         self.snapshot = snapshot
@@ -70,9 +74,10 @@ class Executor:
                 status, detail = handler(action)
             except PhorqueError as exc:
                 status, detail = "failed", str(exc)
-                if action.cloud and action.kind in (Kind.LAUNCH, Kind.CANCEL, Kind.TERMINATE) \
-                        and action not in self.counted:
-                    self.on_cloud_result(action.cloud, str(exc))
+                # Only the cloud's own failures count against it: a Torque read failing during a
+                # termination is no reason to back off the cloud.
+                if isinstance(exc, CloudError) and action.cloud and action not in self.counted:
+                    self._report(action.cloud, str(exc))
             outcome = Outcome(action, status, detail)
             outcomes.append(outcome)
             level = logging.WARNING if status == "failed" else logging.INFO
@@ -87,46 +92,64 @@ class Executor:
         return outcomes
 
     # -- helpers ---------------------------------------------------------------------------
+    def _report(self, cloud: str, error: str | None) -> None:
+        if error is not None:
+            self.failed_clouds.add(cloud)
+        self.on_cloud_result(cloud, error)
+
+    def _report_fault(self, action: Action) -> None:
+        # Before the change, not after: a termination is no proof that launches work again,
+        # so only its fault is reported (a scale-in must not clear the backoff of a cloud whose
+        # launches fail), and reported first so that a crash right after cannot lose it.
+        if action.fault and action.cloud:
+            self._report(action.cloud, action.reason)
+            self.counted.add(action)
+
     def _stage(self, action: Action, stage: Stage, **changes) -> None:
         if action.instance and action.cloud:
             self.state.set_stage(action.instance, action.cloud, stage, self.now, **changes)
 
-    def _count_fault(self, action: Action) -> None:
-        if action.fault and action.cloud:
-            self.on_cloud_result(action.cloud, action.reason)
-            self.counted.add(action)
-
     def _fresh(self, name: str) -> Node | None:
         return self.torque.node(name)
 
-    def _secure(self, name: str, reason: str, action: Action) -> bool:
-        """Offline the node with Phorque's note and read it again: True if it is empty."""
+    def _secure(self, name: str, reason: str, action: Action) -> str | None:
+        """Offline the node with Phorque's note and read it again: None if it is empty, else
+        why it must not be terminated."""
         if name in self.secured:
-            return True
+            return None
         if name in self.kept:
-            return False
+            return self.kept[name]
         self.torque.offline(name, drain_note(reason))
         crashpoint("drain.offline")
         fresh = self._fresh(name)
-        if fresh is not None and not fresh.is_idle:
-            self.kept.add(name)
+        if fresh is None:
+            # Just marked offline, yet not listed: this read cannot tell an empty node.
+            self.kept[name] = f"Torque did not list node {name} when read again; not terminated"
+            return self.kept[name]
+        if not fresh.is_idle:
+            self.kept[name] = "a job started on it; put back in service"
             note = join_note(action.cloud or "?", action.instance or "?")
             self.torque.clear_offline(name, note)
             self._stage(action, Stage.BUSY, drain_started=None)
-            return False
+            return self.kept[name]
         self.secured.add(name)
-        return True
+        return None
 
     # -- actions ---------------------------------------------------------------------------
     def _join(self, a: Action) -> tuple[str, str]:
         assert a.node and a.instance and a.cloud
         props = self.settings[a.cloud].node_properties if a.cloud in self.settings else ()
+        # Intent first, with the time of the first try: the node's boot clock starts here, and
+        # a join that keeps failing is given up once that clock runs out.
+        rec = self.state.get(a.instance)
+        tried = rec.down_since if rec is not None and rec.node == a.node and rec.joined_at is None \
+            and rec.down_since is not None else self.now
         crashpoint("join.before")
+        self._stage(a, Stage.BOOTING, node=a.node, down_since=tried)
+        crashpoint("join.recorded")
         created = self.torque.add_node(a.node, a.np or 1, props, note=join_note(a.cloud, a.instance))
         crashpoint("join.created")
-        self._stage(a, Stage.BOOTING, node=a.node)
-        crashpoint("join.recorded")
-        self.on_cloud_result(a.cloud, None)
+        self._report(a.cloud, None)
         return "done", "" if created else "node already existed"
 
     def _undrain(self, a: Action) -> tuple[str, str]:
@@ -140,23 +163,23 @@ class Executor:
         assert a.node
         self._stage(a, Stage.DRAINING, drain_started=self.now)  # intent first: a restart resumes
         crashpoint("drain.recorded")
-        if not self._secure(a.node, a.reason, a):
-            return "skipped", "a job started on it; put back in service"
-        return "done", ""
+        why = self._secure(a.node, a.reason, a)
+        return ("skipped", why) if why else ("done", "")
 
     def _terminate(self, a: Action) -> tuple[str, str]:
         assert a.cloud and a.instance
         name = a.node or self.dns.get(a.instance)
         if name:
             if a.node:
-                if not self._secure(name, a.reason, a):
-                    return "skipped", "the node runs a job"
-            else:
-                fresh = self._fresh(name)
-                if fresh is not None and not fresh.is_idle:
-                    return "skipped", f"Torque node {name} runs a job"
+                why = self._secure(name, a.reason, a)
+                if why:
+                    return "skipped", why
+            elif self._fresh(name) is not None:
+                # Planned as an instance without a node; Torque lists one now (it joined since,
+                # or it was missing from one bad read): the next evaluation decides with it.
+                return "skipped", f"Torque lists node {name} now"
         self._stage(a, Stage.TERMINATING)
-        self._count_fault(a)
+        self._report_fault(a)
         crashpoint("terminate.before")
         self.providers[a.cloud].terminate(a.instance)
         crashpoint("terminate.after")
@@ -165,7 +188,7 @@ class Executor:
     def _remove(self, a: Action) -> tuple[str, str]:
         assert a.node
         if a.node in self.kept:
-            return "skipped", "the node runs a job"
+            return "skipped", self.kept[a.node]
         fresh = self._fresh(a.node)
         if fresh is None:
             return "done", "already gone from Torque"
@@ -178,7 +201,7 @@ class Executor:
 
     def _cancel(self, a: Action) -> tuple[str, str]:
         assert a.cloud and a.count
-        self._count_fault(a)
+        self._report_fault(a)
         crashpoint("cancel.before")
         desired = self.providers[a.cloud].cancel_requests(a.count)
         crashpoint("cancel.after")
@@ -186,6 +209,8 @@ class Executor:
 
     def _launch(self, a: Action) -> tuple[str, str]:
         assert a.cloud and a.count
+        if a.cloud in self.failed_clouds:
+            return "skipped", f"cloud {a.cloud} failed during this evaluation (backed off)"
         cloud = self.snapshot.cloud(a.cloud)
         new = min(cloud.capacity + a.count, cloud.max_instances)
         if new <= cloud.desired:

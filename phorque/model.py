@@ -91,6 +91,12 @@ class Job:
         return self.chunks or (Chunk(count=self.cores, ppn=1, spread=True),)
 
 
+# One set test each instead of a chain of properties: policies ask these of every node at every
+# evaluation, and the replay simulator evaluates hundreds of thousands of times.
+_UNUSABLE = frozenset({DOWN, STATE_UNKNOWN, OFFLINE, RESERVE})
+_NO_FREE_CORES = _UNUSABLE | {JOB_EXCLUSIVE, BUSY}
+
+
 @dataclass(frozen=True, slots=True)
 class Node:
     """A Torque node (``pbsnodes -x``). ``state`` is the set of state words."""
@@ -114,7 +120,7 @@ class Node:
     @property
     def is_usable(self) -> bool:
         """Can the scheduler start a job here (up and not offline)?"""
-        return not (self.is_down or self.is_offline or RESERVE in self.state)
+        return self.state.isdisjoint(_UNUSABLE)
 
     @property
     def is_idle(self) -> bool:
@@ -122,7 +128,7 @@ class Node:
 
     @property
     def free_cores(self) -> int:
-        if not self.is_usable or JOB_EXCLUSIVE in self.state or BUSY in self.state:
+        if not self.state.isdisjoint(_NO_FREE_CORES):
             return 0
         return max(0, self.np - self.used_slots)
 
@@ -227,7 +233,11 @@ class Stage(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Owned:
-    """What the state store remembers about one instance Phorque launched."""
+    """What the state store remembers about one instance Phorque launched.
+
+    ``down_since``: for a node that joined, since when it has been down or missing from Torque's
+    node list; before it first came up, when Phorque first tried to join it (its boot clock).
+    """
 
     instance_id: str
     cloud: str

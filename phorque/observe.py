@@ -24,6 +24,10 @@ def _observe_one(now: float, rec: Owned, state: InstanceState, node: Node | None
     if node is None:
         if rec.stage in _HELD:
             return rec
+        if rec.joined_at is not None:
+            # A node that joined and is not in this read: missing since now (it may be a bad
+            # read); the lifecycle rules wait before they conclude anything.
+            return replace(rec, down_since=rec.down_since if rec.down_since is not None else now)
         stage = Stage.REQUESTED if state == InstanceState.REQUESTED else Stage.BOOTING
         return replace(rec, stage=stage, idle_since=None)
     rec = replace(rec, node=node.name)

@@ -89,6 +89,8 @@ class Option:
     required: bool = False
     secret: bool = False
     help: str = ""
+    #: An empty value is a value of its own (``""``), not "use the default".
+    keep_empty: bool = False
 
     def parse(self, text: str) -> Any:
         value = self.convert(text)
@@ -110,7 +112,8 @@ def bool_option(default: bool, *, help: str = "") -> Option:
 
 
 def str_option(default: str | None = None, *, required: bool = False, secret: bool = False,
-               choices: tuple[str, ...] | None = None, help: str = "") -> Option:
+               choices: tuple[str, ...] | None = None, keep_empty: bool = False,
+               help: str = "") -> Option:
     def convert(text: str) -> str:
         value = text.strip()
         if required and not value:
@@ -119,7 +122,7 @@ def str_option(default: str | None = None, *, required: bool = False, secret: bo
             raise OptionValueError(f"{value!r} is not one of: {', '.join(choices)}")
         return value.lower() if choices is not None else value
 
-    return Option(convert, default, required, secret=secret, help=help)
+    return Option(convert, default, required, secret=secret, help=help, keep_empty=keep_empty)
 
 
 def list_option(default: tuple[str, ...] = (), *, help: str = "") -> Option:

@@ -55,11 +55,12 @@ class StateStore:
     """The sqlite state. One instance per process; cheap to open."""
 
     def __init__(self, path: str):
+        """Open (creating if needed) the database at ``path``; ``:memory:`` keeps it in memory."""
         self.path = path
-        directory = os.path.dirname(os.path.abspath(path))
         try:
-            os.makedirs(directory, mode=0o700, exist_ok=True)
-            if not os.path.exists(path):
+            if path != ":memory:":
+                os.makedirs(os.path.dirname(os.path.abspath(path)), mode=0o700, exist_ok=True)
+            if path != ":memory:" and not os.path.exists(path):
                 # Create it owner-only before sqlite opens it.
                 os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
             self.db = sqlite3.connect(path, timeout=30, isolation_level=None)

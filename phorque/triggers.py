@@ -26,10 +26,15 @@ class Fired:
     def __bool__(self) -> bool:
         return bool(self.reasons)
 
+    @property
+    def total(self) -> int:
+        return sum(self.reasons.values())
+
     def describe(self, limit: int = 4) -> str:
         parts = [f"{reason} x{n}" if n > 1 else reason for reason, n in self.reasons.most_common(limit)]
         more = len(self.reasons) - limit
-        return ", ".join(parts) + (f" and {more} more" if more > 0 else "")
+        text = ", ".join(parts) + (f" and {more} more" if more > 0 else "")
+        return f"{self.total} triggers: {text}" if self.total > 1 else text
 
 
 class Trigger:

@@ -67,7 +67,7 @@ def test_odpp_picks_cheapest_valid_cloud_and_skips_maxed():
     full = tuple(inst(f"i-{k}", dns=f"h{k}") for k in range(2))
     clouds = [cloud("cheap", price=0.0, cores=2, max_instances=2, instances=full),
               cloud("dear", price=1.0, cores=4, max_instances=10)]
-    nodes = STATIC + tuple(cloud_node(f"h{k}", "cheap", np=2, state="job-exclusive", jobs=(f"{k}.s",))
+    nodes = STATIC + tuple(cloud_node(f"h{k}", "cheap", np=2, state="job-exclusive", jobs=(f"{k + 10}.s",))
                            for k in range(2))
     snap = snapshot(jobs=[job("1.s", cores=18)], nodes=nodes, clouds=clouds)
     # 18 - (8 + 0 + 2) = 8 cores on "dear" (4 cores each) -> 2
@@ -105,6 +105,21 @@ def test_odpp_scale_in_only_near_the_charge_boundary_and_only_idle_nodes():
     assert [a.instance for a in kinds(plan, Kind.TERMINATE)] == ["i-a"]
     assert [a.node for a in kinds(plan, Kind.REMOVE)] == ["a"]
     assert plan.wake_at == pytest.approx(NOW + (3600 - 1000) - 360)
+
+
+def test_odpp_keeps_idle_nodes_while_more_boot_for_the_queued_job():
+    # A 16-core job waits: the two joined (idle) instances and the two still booting cover it
+    # together. Releasing the idle pair (per-second billing) would only launch it again: replays
+    # showed that cycle repeating for ever while the job never started.
+    insts = (inst("i-a", "a"), inst("i-b", "b"), inst("i-c", None, InstanceState.PENDING, age=30),
+             inst("i-d", None, InstanceState.PENDING, age=30))
+    nodes = (cloud_node("a"), cloud_node("b"))
+    snap = snapshot(jobs=[job("1.s", cores=16)], nodes=nodes, clouds=[cloud(charge=0, instances=insts)])
+    plan = OnDemandPlusPlus().plan(snap)
+    assert not plan.actions
+    # Once nothing boots any more, idle nodes are released again.
+    snap = snapshot(nodes=nodes, clouds=[cloud(charge=0, instances=insts[:2])])
+    assert len(kinds(OnDemandPlusPlus().plan(snap), Kind.TERMINATE)) == 2
 
 
 def test_odpp_respects_budget():
@@ -249,3 +264,17 @@ def test_booting_instances_make_the_policy_look_again_soon():
     for cls in (CostAware, OnDemand, OnDemandPlusPlus):
         assert cls().plan(snap).wake_at == pytest.approx(NOW + 10), cls.__name__
     assert CostAware().plan(snapshot(clouds=[cloud()])).wake_at is None
+
+
+def test_costaware_splits_a_wide_job_across_clouds_cheapest_first():
+    # A job of 4 nodes x 8 cores; the cheap cloud has room for 2: 2 cheap + 2 dear, not 4 dear.
+    clouds = [cloud("cheap", price=0.05, cores=8, max_instances=2), cloud("dear", price=0.2, cores=8)]
+    snap = snapshot(jobs=[job("1.s", nodes=((4, 8),))], clouds=clouds)
+    assert launches(CostAware().plan(snap)) == {"cheap": 2, "dear": 2}
+
+
+def test_costaware_budget_holds_when_one_job_spans_clouds():
+    clouds = [cloud("cheap", price=1.0, cores=8, max_instances=2), cloud("dear", price=2.0, cores=8)]
+    snap = snapshot(jobs=[job("1.s", nodes=((3, 8),)), job("2.s", nodes=((1, 8),))], clouds=clouds)
+    # 3 nodes would cost 1 + 1 + 2 = 4 > 3.5: the first job cannot start; the second fits for 1.
+    assert launches(CostAware(price_per_hour=3.5).plan(snap)) == {"cheap": 1}

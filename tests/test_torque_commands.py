@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from phorque.errors import CommandError
+from phorque.errors import CommandError, TorqueError
 from phorque.torque.commands import Torque, UnsafeName, phorque_note
 from phorque.torque.xmlparse import XMLFormatError
 from tests.fake_torque import FakeTorque
@@ -132,3 +132,11 @@ def test_a_server_without_nodes_has_an_empty_node_list(fake, torque):
 def test_delete_that_purged_jobs_still_deleted_the_node(fake, torque):
     fake.script("qmgr", rc=2, stderr="qmgr obj=n1 svr=default: The node has been deleted and all jobs on the node have been purged.\n")
     assert torque.delete_node("n1") is True
+
+
+def test_an_answer_without_the_node_asked_for_is_not_unknown(fake, torque):
+    # Torque says "Unknown node" with an error; a clean answer lacking the node (a partial or
+    # wrong answer) must not be taken for "there is no such node", which would allow a terminate.
+    fake.script("pbsnodes", stdout="<Data></Data>\n")
+    with pytest.raises(TorqueError, match="does not list ghost"):
+        torque.node("ghost")

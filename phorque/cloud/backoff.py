@@ -4,7 +4,10 @@ A cloud that fails (API errors, timeouts, throttling, or instances the engine ju
 started) is backed off for 60 s, then 120 s, 240 s, ... up to 30 minutes; while backed off the
 policy uses the next cloud by price. After :data:`FAILED_AFTER` consecutive failures the cloud
 is reported as ``failed`` instead of ``backoff``. When the backoff ends the cloud is usable again
-for one probe: a success clears the record, another failure doubles the wait.
+for one probe: a success clears the record, another failure doubles the wait. Failures while the
+cloud rests (a read that times out at every evaluation, several instances of one launch given up
+together) are one failure, not many: only the last error is kept, and the wait is not extended,
+so a short outage cannot push a cloud into a half-hour backoff.
 
 The state store persists :class:`CloudHealthRecord` values; this module only computes them.
 """
@@ -40,7 +43,9 @@ def backoff_secs(failures: int) -> float:
 
 
 def record_failure(rec: CloudHealthRecord, now: float, error: str) -> CloudHealthRecord:
-    """The record after one more failure at ``now``."""
+    """The record after one more failure at ``now`` (the same wait while still backed off)."""
+    if rec.backoff_until is not None and now < rec.backoff_until:
+        return replace(rec, last_failure=now, last_error=error[:_ERROR_LIMIT])
     failures = rec.failures + 1
     return CloudHealthRecord(failures=failures, last_failure=now,
                              backoff_until=now + backoff_secs(failures),

@@ -13,8 +13,8 @@ from typing import Any, ClassVar
 
 from phorque.model import Snapshot
 from phorque.options import Option
-from phorque.plan import Action, Plan
-from phorque.policy.lifecycle import Lifecycle, lifecycle
+from phorque.plan import Action, Kind, Plan
+from phorque.policy.lifecycle import Lifecycle, boot_poll_secs, lifecycle
 from phorque.policy.view import View
 
 #: How many "this job can never run" notes a plan carries; the rest are counted.
@@ -66,6 +66,10 @@ class Policy(ABC):
         view = View(snapshot, self.queues)
         life = lifecycle(view)
         decision = self.decide(view, life)
+        for action in decision.actions:
+            if action.kind == Kind.LAUNCH and action.cloud:
+                # The new instances will not announce themselves: look again while they boot.
+                decision.wake(snapshot.now + boot_poll_secs(snapshot.cloud(action.cloud)))
         notes = life.notes + decision.notes
         return Plan(actions=tuple(life.actions + decision.actions), notes=tuple(notes),
                     memory={**life.memory, **decision.memory},

@@ -4,8 +4,16 @@ never join, finishing terminations, and removing Torque nodes whose instance is 
 These are not choices a policy makes: an instance with a DNS name joins, an instance that has not
 joined within ``boot_timeout_secs`` is terminated (and counts as a fault of its cloud), a request
 that never becomes an instance is cancelled. Policies decide launches and scale-in on top.
-The boot timeout runs while Phorque watches (:meth:`CloudNode.boot_age`): after a restart, an
-instance it had never seen gets its whole timeout to join.
+
+The boot timeout runs from the launch while the instance is the cloud's to deliver (no DNS name
+yet); once it runs with a DNS name, Phorque's own join starts the node's clock. A running instance
+Phorque has not tried to join yet (Torque or Phorque was down while it booted) is joined whatever
+its age: an outage of Torque is not a fault of the cloud.
+
+A node that joined and is missing from one read of Torque is not a vanished node (a truncated or
+partial ``pbsnodes`` answer): nothing is done about it until it has been missing for
+``boot_timeout_secs``. A backed-off cloud is named in the notes, and the plan wakes up when its
+backoff ends.
 """
 
 from __future__ import annotations
@@ -14,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from phorque import plan as p
-from phorque.model import InstanceState, Stage
+from phorque.model import CloudState, Health, InstanceState, Stage
 from phorque.policy.view import CloudNode, View, is_drain_note
 
 
@@ -64,28 +72,62 @@ def _instance_rules(view: View, life: Lifecycle, cn: CloudNode) -> None:
             _give_up(life, cn, f"instance failed ({inst.lifecycle or 'unhealthy'})", fault=True)
         return
     node = cn.node
+    if node is None and cn.owned is not None and cn.owned.joined_at is not None:
+        _missing_node(view, life, cn)
+        return
+    tried = _join_tried_at(cn)
     if node is None:
-        age = cn.boot_age(now)
-        if age > cloud.boot_timeout_secs:
+        age = cn.age(now)
+        joinable = inst.state == InstanceState.RUNNING and bool(inst.node_name)
+        if joinable and (tried is None or now - tried <= cloud.boot_timeout_secs):
+            life.add(p.join(cloud.name, inst.id, inst.node_name or "", cloud.instance_cores,
+                            f"instance running with DNS name {inst.node_name}"))
+        elif age > cloud.boot_timeout_secs:
             _give_up(life, cn, f"did not join Torque within boot_timeout_secs={cloud.boot_timeout_secs} "
                                f"(age {age:.0f} s)", fault=True)
-        elif inst.state == InstanceState.RUNNING and inst.node_name:
-            life.add(p.join(cloud.name, inst.id, inst.node_name, cloud.instance_cores,
-                            f"instance running with DNS name {inst.node_name}"))
         return
     if not node.is_down or not node.is_idle:
         return
     # Joined but down: pbs_mom never came up, or went away.
     joined = cn.owned.joined_at if cn.owned else None
     if joined is None:
-        age = cn.boot_age(now)
-        if age > cloud.boot_timeout_secs:
+        waited = now - tried if tried is not None else cn.age(now)
+        if waited > cloud.boot_timeout_secs:
             _give_up(life, cn, f"node never came up within boot_timeout_secs={cloud.boot_timeout_secs}",
                      fault=True)
         return
     down_since = cn.owned.down_since if cn.owned else None
     if down_since is not None and now - down_since > cloud.boot_timeout_secs:
         _give_up(life, cn, f"node down for {now - down_since:.0f} s", fault=False)
+
+
+def _join_tried_at(cn: CloudNode) -> float | None:
+    """When Phorque first tried to join an instance that never came up (None: not yet)."""
+    owned = cn.owned
+    if owned is None or owned.joined_at is not None or owned.node is None:
+        return None
+    return owned.down_since
+
+
+def _missing_node(view: View, life: Lifecycle, cn: CloudNode) -> None:
+    """A node that joined Torque and is not in this read of it."""
+    assert cn.owned is not None
+    name = cn.owned.node or cn.instance.node_name or cn.instance.id
+    since = cn.owned.down_since
+    missing = 0.0 if since is None else view.now - since
+    running = [j.id for j in view.running if name in j.exec_hosts]
+    if running:
+        # qstat shows jobs on it: the node list is what is wrong.
+        life.notes.append(f"node {name} is missing from Torque's node list, but runs "
+                          f"{', '.join(running[:3])}; left alone")
+        life.wake(view.now + boot_poll_secs(cn.cloud))
+        return
+    if missing > cn.cloud.boot_timeout_secs:
+        _give_up(life, cn, f"its Torque node {name} has been missing for {missing:.0f} s", fault=False)
+        return
+    life.notes.append(f"node {name} ({cn.instance.id}) is missing from Torque's node list; "
+                      "nothing is done about it while it may be a bad read")
+    life.wake(view.now + boot_poll_secs(cn.cloud))
 
 
 def _stalled_requests(view: View, life: Lifecycle) -> None:
@@ -110,6 +152,11 @@ def _stalled_requests(view: View, life: Lifecycle) -> None:
 BOOT_POLL_MIN, BOOT_POLL_MAX = 2.0, 15.0
 
 
+def boot_poll_secs(cloud: CloudState) -> float:
+    """How soon to look again while an instance of ``cloud`` boots."""
+    return min(BOOT_POLL_MAX, max(BOOT_POLL_MIN, cloud.boot_secs / 4))
+
+
 def _boot_poll(view: View, life: Lifecycle) -> None:
     """Look again soon while instances boot: no Torque event says that one is ready to join."""
     for cloud in view.known_clouds:
@@ -117,7 +164,19 @@ def _boot_poll(view: View, life: Lifecycle) -> None:
             cn.node is not None and cn.node.is_down and cn.cloud.name == cloud.name
             for cn in view.cloud_nodes)
         if waiting:
-            life.wake(view.now + min(BOOT_POLL_MAX, max(BOOT_POLL_MIN, cloud.boot_secs / 4)))
+            life.wake(view.now + boot_poll_secs(cloud))
+
+
+def _cloud_health(view: View, life: Lifecycle) -> None:
+    """Say which clouds are out of use, and look again when a backoff ends."""
+    for cloud in view.snapshot.clouds:
+        if cloud.health == Health.UNREACHABLE:
+            life.notes.append(f"cloud {cloud.name} could not be read: its instances are left as "
+                              f"they are ({cloud.capacity} counted against the budget)")
+        elif cloud.health in (Health.BACKOFF, Health.FAILED) and cloud.backoff_until is not None:
+            life.notes.append(f"cloud {cloud.name} is backed off for {cloud.backoff_until - view.now:.0f} s"
+                              f" more ({cloud.error or 'failures'}): no launch there")
+            life.wake(cloud.backoff_until)
 
 
 def lifecycle(view: View) -> Lifecycle:
@@ -126,6 +185,7 @@ def lifecycle(view: View) -> Lifecycle:
     for cn in view.cloud_nodes:
         _instance_rules(view, life, cn)
     _boot_poll(view, life)
+    _cloud_health(view, life)
     for node in view.orphan_nodes:
         if node.name in life.handled:
             continue

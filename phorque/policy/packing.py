@@ -5,8 +5,9 @@ number, so placing one ``ppn`` part costs O(largest node) whatever the number of
 bins (nodes the policy may want to keep or give back) are a short list tried after the anonymous
 ones. A job's ``nodes=`` parts each need a distinct node with enough free cores; ``procs`` cores
 may go anywhere. A placement either succeeds and is committed, or leaves the pool unchanged.
-New bins of a given size can be opened during a placement, up to a limit: that is how the policy
-counts instances to launch.
+New bins can be opened during a placement from a list of openers (one per cloud, cheapest
+first, each with its instance size and how many more it may open): that is how the policy counts
+instances to launch. One job may take new bins from several clouds, cheapest first.
 """
 
 from __future__ import annotations
@@ -23,6 +24,22 @@ class NamedBin:
     used: bool = False
 
 
+@dataclass(eq=False)
+class Opener:
+    """Where new bins may come from: ``limit`` more bins of ``size`` cores, named ``name``, at
+    ``price`` each (per hour)."""
+
+    name: str
+    limit: int
+    size: int
+    price: float = 0.0
+    opened: int = 0
+
+    @property
+    def room(self) -> int:
+        return max(0, self.limit - self.opened)
+
+
 @dataclass
 class BinPool:
     """Free cores of nodes (anonymous counts plus named bins), for what-if placement."""
@@ -30,7 +47,6 @@ class BinPool:
     counts: list[int] = field(default_factory=lambda: [0])
     named: list[NamedBin] = field(default_factory=list)
     total: int = 0
-    opened: int = 0
 
     def _grow(self, size: int) -> None:
         if size >= len(self.counts):
@@ -50,20 +66,23 @@ class BinPool:
     def used_names(self) -> set[str]:
         return {b.name for b in self.named if b.used}
 
-    def place(self, chunks: tuple[Chunk, ...], open_limit: int = 0, open_size: int = 0) -> int | None:
-        """Place one job. Returns the number of new bins opened (0 if none were needed), or None
-        when the job does not fit, in which case nothing changed."""
+    def place(self, chunks: tuple[Chunk, ...], openers: tuple[Opener, ...] = (),
+              money: float | None = None) -> dict[str, int] | None:
+        """Place one job. Returns the new bins opened per opener name ({} if none were needed), or
+        None when the job does not fit, in which case nothing changed (openers included).
+        ``money`` bounds what the new bins of this job may cost together (None: no bound)."""
         spread = sum(c.count * c.ppn for c in chunks if c.spread)
         need = spread + sum(c.count * c.ppn for c in chunks if not c.spread)
-        if need > self.total + open_limit * open_size:
+        if need > self.total + sum(o.room * o.size for o in openers):
             return None  # fails fast: a saturated pool costs nothing per job
-        if sum(c.count for c in chunks if not c.spread) > sum(self.counts) + len(self.named) + open_limit:
+        if sum(c.count for c in chunks if not c.spread) > (sum(self.counts) + len(self.named)
+                                                           + sum(o.room for o in openers)):
             return None  # more distinct nodes than there are bins
         units = sorted((c.ppn for c in chunks if not c.spread for _ in range(c.count)), reverse=True)
-        trial = _Trial(self, open_limit, open_size)
+        trial = _Trial(self, openers, money)
         if all(trial.unit(ppn) for ppn in units) and trial.spread(spread):
             trial.commit(need)
-            return trial.opened
+            return {o.name: n for o, n in trial.opened.items() if n}
         trial.rollback()
         return None
 
@@ -71,13 +90,14 @@ class BinPool:
 class _Trial:
     """One job's placement in progress: what it took, so it can be committed or undone."""
 
-    def __init__(self, pool: BinPool, open_limit: int, open_size: int):
+    def __init__(self, pool: BinPool, openers: tuple[Opener, ...], money: float | None):
         self.pool = pool
-        self.open_limit = open_limit
-        self.open_size = open_size
+        self.openers = openers
+        self.money = money
+        self.cost = 0.0
         self.taken: list[list[int]] = []   # [original size (0 for a new bin), cores left]
         self.named: list[tuple[NamedBin, int, bool]] = []
-        self.opened = 0
+        self.opened: dict[Opener, int] = {}
 
     def _take_size(self, size: int, use: int) -> None:
         self.pool.counts[size] -= 1
@@ -93,11 +113,18 @@ class _Trial:
         return [b for b in self.pool.named if b.free >= at_least and id(b) not in mine]
 
     def _open(self, use: int) -> bool:
-        if self.opened >= self.open_limit or use > self.open_size:
-            return False
-        self.opened += 1
-        self.taken.append([0, self.open_size - use])
-        return True
+        """A new bin from the first opener with room and a size that holds ``use`` cores."""
+        for opener in self._with_room():
+            if use <= opener.size:
+                self.opened[opener] = self.opened.get(opener, 0) + 1
+                self.cost += opener.price
+                self.taken.append([0, opener.size - use])
+                return True
+        return False
+
+    def _with_room(self) -> list[Opener]:
+        return [o for o in self.openers if o.room > self.opened.get(o, 0)
+                and (self.money is None or self.cost + o.price <= self.money + 1e-9)]
 
     def unit(self, ppn: int) -> bool:
         """One node with ``ppn`` free cores, distinct from the job's other nodes."""
@@ -132,8 +159,13 @@ class _Trial:
             use = min(bin_.free, cores)
             self._take_named(bin_, use)
             cores -= use
-        while cores > 0 and self._open(min(self.open_size, cores)):
-            cores -= min(self.open_size, cores)
+        while cores > 0:
+            room = self._with_room()
+            if not room:
+                break
+            use = min(room[0].size, cores)
+            self._open(use)
+            cores -= use
         return cores == 0
 
     def commit(self, need: int) -> None:
@@ -142,8 +174,9 @@ class _Trial:
             if left > 0:
                 pool._grow(left)
                 pool.counts[left] += 1
-        pool.total += self.opened * self.open_size - need
-        pool.opened += self.opened
+        pool.total += sum(o.size * n for o, n in self.opened.items()) - need
+        for opener, n in self.opened.items():
+            opener.opened += n
 
     def rollback(self) -> None:
         for size, _left in self.taken:

@@ -24,7 +24,7 @@ from phorque.policy.common import (
     retire,
 )
 from phorque.policy.lifecycle import Lifecycle
-from phorque.policy.packing import BinPool
+from phorque.policy.packing import BinPool, Opener
 from phorque.policy.view import CloudNode, View
 
 
@@ -40,7 +40,9 @@ class OnDemandPlusPlus(Policy):
     on the cheapest cloud that has not failed and is not at ``max_instances``. A cloud whose
     requested instances do not appear for ``stall_limit`` looks (one look per
     ``loop_sleep_secs``) is marked failed, its requests are cancelled and the next cloud is used;
-    any termination on it clears the mark. With nothing to launch, idle nodes within
+    any termination on it clears the mark, and so does time: once out of backoff, it is tried
+    again after as long as it took to judge it failed (a cloud with no instance left to
+    terminate would otherwise never be used again). With nothing to launch, idle nodes within
     ``3 * loop_sleep_secs`` of their next charge are drained and terminated.
     """
 
@@ -61,6 +63,9 @@ class OnDemandPlusPlus(Policy):
         for cloud in view.known_clouds:
             m = memory.setdefault(cloud.name, {"stalls": 0, "failed": False, "valid": None,
                                                "checked": None})
+            judged = self.options["stall_limit"] * self.loop_sleep_secs
+            if m["failed"] and cloud.usable and now - float(m.get("failed_at") or 0.0) >= judged:
+                m["failed"] = False
             valid = len(cloud.valid_instances)
             if cloud.desired <= valid:
                 m.update(stalls=0, valid=valid, checked=now)
@@ -70,13 +75,15 @@ class OnDemandPlusPlus(Policy):
             m["stalls"] = m["stalls"] + 1 if m["valid"] == valid else 0
             m.update(valid=valid, checked=now)
             if m["stalls"] >= self.options["stall_limit"]:
-                m.update(failed=True, stalls=0)
+                m.update(failed=True, stalls=0, failed_at=now)
                 d.actions.append(p.cancel(cloud.name, cloud.desired - valid, cloud.desired,
                                           f"no progress for {self.options['stall_limit']} looks: cloud "
                                           "marked failed, its requests cancelled", fault=True))
         if to_launch > 0:
             self._launch(view, d, memory, to_launch)
-        else:
+        elif queued == 0 or pending == 0:
+            # While instances launched for queued jobs still boot, the idle nodes are part of
+            # what those jobs wait for: releasing them would only launch them again.
             self._scale_in(view, life, d, memory)
         d.memory["odpp"] = memory
         return d
@@ -108,7 +115,7 @@ class OnDemandPlusPlus(Policy):
             if not booted or not cn.node.is_idle:
                 continue
             left = cn.charge_left(view.now)
-            if cn.cloud.charge_time_secs <= 0 or left < window:
+            if cn.cloud.charge_time_secs <= 0 or left <= window:
                 d.actions.extend(retire(cn, f"idle, {left:.0f} s before its next charge"))
                 memory[cn.cloud.name]["failed"] = False
             else:
@@ -192,7 +199,9 @@ class CostAware(Policy):
         expendable = self._expendable(view, life, d)
         draining = draining_nodes(view, life)
         pool = self._pool(view, life, clouds, expendable, draining)
-        opened = {c.name: 0 for c in clouds}
+        # Cheapest first; a job may take instances from several clouds.
+        openers = tuple(Opener(c.name, c.headroom, c.instance_cores, c.price) for c in clouds)
+        budget = self.price_per_hour
         spent = 0.0
         limits = Limits.of(view)
         never = 0
@@ -205,22 +214,16 @@ class CostAware(Policy):
                 continue
             if pool.place(job.shape) is not None:
                 continue
-            for cloud in clouds:
-                limit = min(view.affordable(cloud, self.price_per_hour, spent),
-                            cloud.headroom - opened[cloud.name])
-                if limit <= 0:
-                    continue
-                count = pool.place(job.shape, open_limit=limit, open_size=cloud.instance_cores)
-                if count is not None:
-                    opened[cloud.name] += count
-                    spent += count * cloud.price
-                    break
+            money = None if budget is None else budget - view.spend_rate - spent
+            opened_now = pool.place(job.shape, openers, money)
+            if opened_now:
+                spent += sum(n * view.snapshot.cloud(name).price for name, n in opened_now.items())
         if never > NOTE_LIMIT:
             d.notes.append(f"... and {never - NOTE_LIMIT} more jobs that can never run")
         wanted = pool.used_names()
         spent = 0.0
-        for cloud in clouds:
-            count = opened[cloud.name]
+        for cloud, opener in zip(clouds, openers, strict=True):
+            count = opener.opened
             if count:
                 count = min(count * self.multiplier, view.affordable(cloud, self.price_per_hour, spent))
                 spent += count * cloud.price

@@ -85,20 +85,6 @@ class CloudNode:
             start = self.owned.launch_time or self.owned.first_seen
         return 0.0 if start is None else max(0.0, now - start)
 
-    def boot_age(self, now: float) -> float:
-        """Seconds the instance has had to join Torque while Phorque was watching: from its
-        launch, or from when Phorque first saw it if that was later. A daemon that was down
-        (or had never seen it) does not blame the cloud for the time it did not look, so a
-        healthy instance launched just before a crash is joined after the restart, not
-        terminated as one that never booted."""
-        start = self.instance.launch_time
-        seen = self.owned.first_seen if self.owned is not None else None
-        if start is None:
-            start = self.owned.launch_time if self.owned is not None else None
-        if start is None or (seen is not None and seen > start):
-            start = seen
-        return 0.0 if start is None else max(0.0, now - start)
-
     def charge_left(self, now: float) -> float:
         """Seconds until the next billing boundary (0 for per-second billing)."""
         period = self.cloud.charge_time_secs
@@ -126,8 +112,13 @@ class View:
 
     @cached_property
     def queued(self) -> tuple[Job, ...]:
-        """Queued jobs in the order Torque's FIFO would consider them."""
-        queued = [j for j in self.jobs if j.is_queued]
+        """Queued jobs in the order Torque's FIFO would consider them.
+
+        qstat and pbsnodes are two reads: a job that started between them is queued in the one
+        and on a node in the other. It is running, and needs no new instance.
+        """
+        started = {job for node in self.snapshot.nodes for job in node.jobs}
+        queued = [j for j in self.jobs if j.is_queued and j.id not in started]
         queued.sort(key=lambda j: (j.queued_at if j.queued_at is not None else math.inf, _job_order(j.id)))
         return tuple(queued)
 

@@ -69,6 +69,6 @@ def handle(layout: Layout, data: bytes) -> bytes:
         return encode_answer(code, "", message)
     reply = run(layout, request)
     out = reply.out
-    if fault in ("truncate", "invalid") and out:
+    if fault in ("truncate", "invalid", "partial") and out:
         out = faults.mangle(out, fault)
     return encode_answer(reply.code, out, reply.err)

@@ -11,7 +11,9 @@ Modes:
   client whose pbs_server is down);
 - ``hang``: the command never answers, until it is killed;
 - ``truncate``: the output stops halfway (no closing tags), exit status 0;
-- ``invalid``: the output is XML with a broken tag, exit status 0.
+- ``invalid``: the output is XML with a broken tag, exit status 0;
+- ``partial``: well-formed XML that lacks its last ``<Job>`` or ``<Node>``, exit status 0 (an
+  answer that cannot be told from a true one: what a client must survive without acting on).
 
 ``count`` is how many calls are affected (every call while the entry exists when it is left
 out); each affected call uses one up, and a used-up entry is removed. Write the file by hand or
@@ -27,7 +29,7 @@ import time
 
 from phorque.sandbox.layout import Layout
 
-MODES = ("fail", "hang", "truncate", "invalid")
+MODES = ("fail", "hang", "truncate", "invalid", "partial")
 
 
 def take(layout: Layout, command: str) -> str | None:
@@ -88,9 +90,16 @@ def hang() -> None:
 
 
 def mangle(output: str, mode: str) -> str:
-    """Truncated or invalid XML made from a command's real output."""
+    """Truncated, invalid or partial XML made from a command's real output."""
     if mode == "truncate":
         return output[: max(1, len(output) // 2)]
+    if mode == "partial":
+        for tag in ("Job", "Node"):
+            start = output.rfind(f"<{tag}>")
+            end = output.find(f"</{tag}>", start)
+            if start >= 0 and end >= 0:
+                return output[:start] + output[end + len(tag) + 3:]
+        return output
     for closing in ("</Job>", "</Node>"):
         if closing in output:
             return output.replace(closing, closing[:-1] + "x>", 1)

@@ -101,7 +101,11 @@ class Torque:
             raise
 
     def node(self, name: str) -> Node | None:
-        """One node, read again now; None when Torque does not know it."""
+        """One node, read again now; None when Torque says it does not know it.
+
+        An answer that does not list the node although it was asked for it is not "unknown"
+        (Torque says so with an error): it cannot be trusted, and raises TorqueError.
+        """
         assert self.runner is not None
         argv = [self.command("pbsnodes"), "-x", "--", name]
         try:
@@ -115,7 +119,8 @@ class Torque:
         for node in found:
             if node.name == name:
                 return node
-        return None
+        raise TorqueError(f"pbsnodes -x -- {name}: the answer does not list {name} "
+                          f"({len(found)} other node(s)); it cannot be trusted")
 
     # -- changing ------------------------------------------------------------------------
     def _qmgr(self, directive: str) -> None:

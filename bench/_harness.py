@@ -1,0 +1,177 @@
+"""Shared set-up for daemon benchmarks: a moto server, a sandbox cluster and the daemon, all real
+processes on 127.0.0.1, and a sampler of the group's desired capacity."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import boto3
+
+BIN = Path(sys.executable).parent
+
+
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Rig:
+    """moto + sandbox + (optionally) the daemon, in a temporary folder; ``close()`` stops all."""
+
+    def __init__(self, static_np: int = 1, boot_delay: float = 100000):
+        self.dir = Path(tempfile.mkdtemp(prefix="phorque-bench-"))
+        self.procs: list[subprocess.Popen] = []
+        port = free_port()
+        self.moto = f"http://127.0.0.1:{port}"
+        self.procs.append(subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1",
+                                            "-p", str(port)], stdout=subprocess.DEVNULL,
+                                           stderr=subprocess.DEVNULL, start_new_session=True))
+        self._wait(self.moto + "/moto-api/")
+        self.cluster = self.dir / "cluster"
+        sandbox = str(BIN / "phorque-sandbox")
+        subprocess.run([sandbox, "init", str(self.cluster), "--nodes", "1", "--np", str(static_np),
+                        "--server", "head.bench", "--boot-delay", str(boot_delay), "--fixed-boot",
+                        "--keep-completed", "0"], check=True, stdout=subprocess.DEVNULL, timeout=60)
+        subprocess.run([sandbox, "start", str(self.cluster)], check=True, stdout=subprocess.DEVNULL,
+                       timeout=60)
+        self.asg = boto3.client("autoscaling", endpoint_url=self.moto, region_name="us-east-1",
+                                aws_access_key_id="bench", aws_secret_access_key="bench")
+        self.daemon: subprocess.Popen | None = None
+
+    @staticmethod
+    def _wait(url: str) -> None:
+        for _ in range(300):
+            try:
+                with urllib.request.urlopen(url, timeout=2):
+                    return
+            except OSError:
+                time.sleep(0.2)
+        raise RuntimeError(f"{url} did not start")
+
+    def config(self, *, watch: bool, loop_sleep: int = 120, max_instances: int = 100,
+               trigger: bool = True, state: str = "state") -> Path:
+        conf = self.dir / f"{state}.conf"
+        trigger_address = f"127.0.0.1:{free_port(socket.SOCK_DGRAM)}" if trigger else ""
+        conf.write_text(f"""
+[Phorque]
+cluster_directory = {self.cluster}
+torque_home = {self.cluster}
+state_dir = {self.dir / state}
+loop_sleep_secs = {loop_sleep}
+watch_files = {str(watch).lower()}
+trigger_address = {trigger_address}
+boot_timeout_secs = 36000
+
+[Policy]
+name = CostAware
+
+[Cloud-bench]
+cloud_uri = {self.moto}
+autoscale_uri = {self.moto}
+access_id = bench-access-key
+secret_key = bench-secret-key
+image_id = ami-12c6146b
+autoscale_group_name = phorque-bench
+launch_config_name = phorque-bench-lc
+instance_type = t3.xlarge
+instance_cores = 4
+max_instances = {max_instances}
+charge_time_secs = 3600
+""")
+        return conf
+
+    def start_daemon(self, conf: Path) -> Path:
+        log = self.dir / f"{conf.stem}.log"
+        self.daemon = subprocess.Popen([str(BIN / "phorque"), "-c", str(conf)], stdout=open(log, "w"),
+                                       stderr=subprocess.STDOUT, start_new_session=True)
+        for _ in range(600):
+            if "evaluation #1 " in log.read_text():
+                return log
+            if self.daemon.poll() is not None:
+                raise RuntimeError(log.read_text())
+            time.sleep(0.1)
+        raise RuntimeError("the daemon did not start")
+
+    def stop_daemon(self) -> None:
+        if self.daemon is not None and self.daemon.poll() is None:
+            self.daemon.send_signal(signal.SIGTERM)
+            self.daemon.wait(timeout=60)
+        self.daemon = None
+
+    def desired(self) -> int:
+        groups = self.asg.describe_auto_scaling_groups(AutoScalingGroupNames=["phorque-bench"])
+        found = groups["AutoScalingGroups"]
+        return found[0]["DesiredCapacity"] if found else 0
+
+    def reset_cloud(self) -> None:
+        urllib.request.urlopen(urllib.request.Request(self.moto + "/moto-api/reset", method="POST"),
+                               timeout=30).read()
+
+    def qsub(self, resources: str = "nodes=1:ppn=4", runtime: int = 36000) -> str:
+        script = f"#!/bin/sh\n#SANDBOX runtime={runtime}\ntrue\n"
+        return subprocess.run([str(self.cluster / "bin" / "qsub"), "-l", resources], input=script,
+                              capture_output=True, text=True, timeout=60, check=True).stdout.strip()
+
+    def qdel_all(self) -> None:
+        subprocess.run([str(self.cluster / "bin" / "qdel"), "all"], capture_output=True, timeout=60)
+
+    def close(self) -> None:
+        self.stop_daemon()
+        subprocess.run([str(BIN / "phorque-sandbox"), "stop", str(self.cluster)],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.terminate()
+                proc.wait(timeout=30)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class Sampler(threading.Thread):
+    """Samples the group's desired capacity every ``interval`` seconds: (monotonic time, value)."""
+
+    def __init__(self, rig: Rig, interval: float = 0.02):
+        super().__init__(daemon=True)
+        self.rig, self.interval = rig, interval
+        self.samples: list[tuple[float, int]] = []
+        self._halt = threading.Event()
+
+    def run(self) -> None:
+        while not self._halt.is_set():
+            try:
+                self.samples.append((time.monotonic(), self.rig.desired()))
+            except Exception:  # a slow or failed sample is just a missing sample
+                pass
+            time.sleep(self.interval)
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join(timeout=5)
+
+    def first_reaching(self, value: int, after: float) -> float | None:
+        for at, seen in self.samples:
+            if at >= after and seen >= value:
+                return at
+        return None
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+os.environ.setdefault("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+os.environ.setdefault("AWS_CONFIG_FILE", "/dev/null")

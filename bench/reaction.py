@@ -1,0 +1,79 @@
+"""Reaction latency: from `qsub` in the sandbox to the group's desired capacity rising at the moto
+server, p50 and p99, with loop_sleep_secs = 120.
+
+  events    the daemon as shipped: it watches Torque's files (and takes nudges);
+  polling   file watching and nudges off: the original's way, a look every loop_sleep_secs
+            (the baseline, measured in the same run).
+
+Each job needs one new 4-core instance (the only static node has 1 core; a cloud node boots in
+1 s and its job then runs for hours), so desired capacity k means job k was answered. Cloud
+nodes boot fast so that the baseline is plain polling: while an instance boots, Phorque also
+looks again within a few seconds to join it, which would otherwise shorten the baseline's waits. Jobs are submitted at random
+times; reaction_k = first moment desired >= k minus the submit time of job k.
+
+    python3 dev.py bench reaction [--jobs 50] [--baseline-jobs 50] [--baseline-periods 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import time
+
+from _harness import Rig, Sampler, percentile
+
+
+def measure(rig: Rig, *, watch: bool, jobs: int, spread: float, seed: int) -> list[float]:
+    rig.reset_cloud()
+    conf = rig.config(watch=watch, trigger=watch, loop_sleep=120, max_instances=jobs + 5,
+                      state="events" if watch else "polling")
+    rig.start_daemon(conf)
+    sampler = Sampler(rig)
+    sampler.start()
+    rng = random.Random(seed)
+    submitted = []
+    gaps = [rng.random() for _ in range(jobs)]
+    scale = spread / sum(gaps)
+    try:
+        for gap in gaps:
+            time.sleep(gap * scale)
+            submitted.append(time.monotonic())
+            rig.qsub()
+        deadline = time.monotonic() + 300
+        while sampler.first_reaching(jobs, submitted[0]) is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        sampler.stop()
+        rig.stop_daemon()
+        rig.qdel_all()
+    reactions = []
+    for k, at in enumerate(submitted, start=1):
+        reached = sampler.first_reaching(k, at)
+        if reached is not None:
+            reactions.append(reached - at)
+    return reactions
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--jobs", type=int, default=50)
+    ap.add_argument("--baseline-jobs", type=int, default=50)
+    ap.add_argument("--baseline-periods", type=float, default=4, help="baseline spread, in loop_sleep_secs")
+    args = ap.parse_args()
+    rig = Rig(static_np=1, boot_delay=1)
+    try:
+        fast = measure(rig, watch=True, jobs=args.jobs, spread=args.jobs * 1.5, seed=1)
+        slow = measure(rig, watch=False, jobs=args.baseline_jobs, spread=args.baseline_periods * 120, seed=2)
+    finally:
+        rig.close()
+    print("reaction latency, qsub -> desired capacity raised at the cloud (loop_sleep_secs = 120)")
+    print(f"{'mode':<28} {'n':>4} {'p50':>8} {'p99':>8} {'max':>8} {'mean':>8}")
+    for name, values in (("events (file watching)", fast), ("polling (baseline)", slow)):
+        print(f"{name:<28} {len(values):>4} {percentile(values, 50):>7.2f}s {percentile(values, 99):>7.2f}s "
+              f"{max(values):>7.2f}s {sum(values) / len(values):>7.2f}s")
+    print(f"p99 speed-up: {percentile(slow, 99) / percentile(fast, 99):.0f}x; target p99 < 1 s: "
+          f"{'met' if percentile(fast, 99) < 1 else 'NOT met'}")
+
+
+if __name__ == "__main__":
+    main()

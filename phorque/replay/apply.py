@@ -1,0 +1,178 @@
+"""Applying a plan to the simulated cluster and clouds, with the executor's semantics.
+
+Mirrors :class:`phorque.executor.Executor` action for action: the plan's actions in
+``plan.ordered()``; a launch raises desired capacity to ``min(capacity + count, max_instances)``
+from the snapshot's view of the group; a drain marks the node offline with Phorque's note and
+re-reads it (in the simulator nothing moves in between, so an idle node stays idle); terminate
+secures the node the same way and stops the instance; remove deletes an idle node; the state
+records move through the same stages. An action the real executor would see fail (a node or
+instance that is not there) is counted as failed and the others go on.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from phorque.model import Owned, Snapshot, Stage
+from phorque.plan import Action, Plan
+from phorque.policy.view import drain_note, join_note
+
+if TYPE_CHECKING:
+    from phorque.replay.world import World
+
+
+class OwnedBook:
+    """The state store's instance records, in memory."""
+
+    def __init__(self) -> None:
+        self.records: dict[str, Owned] = {}
+        self.version = 0
+
+    def save(self, records: list[Owned], now: float) -> None:
+        for rec in records:
+            if rec.stage == Stage.GONE:
+                self.records.pop(rec.instance_id, None)  # the store never reads them back
+            else:
+                self.records[rec.instance_id] = replace(rec, updated_at=now)
+        if records:
+            self.version += 1
+
+    def set_stage(self, instance_id: str, cloud: str, stage: Stage, now: float, **changes: Any) -> None:
+        rec = self.records.get(instance_id) or Owned(instance_id=instance_id, cloud=cloud, stage=stage,
+                                                     first_seen=now)
+        self.save([replace(rec, stage=stage, **changes)], now)
+
+
+class ActionFailed(Exception):
+    """What the real adapter would have raised."""
+
+
+class SimExecutor:
+    """Applies one plan at ``now``; ``outcomes`` counts ``(kind, status)``."""
+
+    def __init__(self, world: World, now: float):
+        self.world = world
+        self.now = now
+        self.secured: set[str] = set()
+        self.kept: set[str] = set()
+        self.terminated: set[str] = set()
+        self.outcomes: Counter[tuple[str, str]] = Counter()
+
+    def apply(self, plan: Plan, snapshot: Snapshot) -> bool:
+        """Apply the plan; True if anything changed."""
+        self.snapshot = snapshot
+        changed = False
+        for action in plan.ordered():
+            try:
+                status = getattr(self, f"_{action.kind.value}")(action)
+            except ActionFailed:
+                status = "failed"
+            self.outcomes[(action.kind.value, status)] += 1
+            changed = changed or status == "done"
+        return changed
+
+    # -- helpers -----------------------------------------------------------------------------------
+    def _stage(self, a: Action, stage: Stage, **changes: Any) -> None:
+        if a.instance and a.cloud:
+            self.world.owned.set_stage(a.instance, a.cloud, stage, self.now, **changes)
+            self.world.touched.add(a.instance)
+
+    def _dns(self, instance_id: str) -> str | None:
+        for cloud in self.snapshot.clouds:
+            for inst in cloud.instances:
+                if inst.id == instance_id:
+                    return inst.node_name
+        return None
+
+    def _node(self, name: str):
+        node = self.world.cluster.nodes.get(name)
+        if node is None:
+            raise ActionFailed(name)
+        return node
+
+    def _secure(self, name: str, reason: str, a: Action) -> bool:
+        if name in self.secured:
+            return True
+        if name in self.kept:
+            return False
+        node = self._node(name)
+        self.world.set_offline(node, True, drain_note(reason))
+        if not node.idle:
+            self.kept.add(name)
+            self.world.set_offline(node, False, join_note(a.cloud or "?", a.instance or "?"))
+            self._stage(a, Stage.BUSY, drain_started=None)
+            return False
+        self.secured.add(name)
+        return True
+
+    # -- actions -----------------------------------------------------------------------------------
+    def _join(self, a: Action) -> str:
+        assert a.node and a.instance and a.cloud
+        if a.node not in self.world.cluster.nodes:
+            self.world.add_cloud_node(a.node, a.np or 1, join_note(a.cloud, a.instance), a.cloud, a.instance)
+        self._stage(a, Stage.BOOTING, node=a.node)
+        return "done"
+
+    def _undrain(self, a: Action) -> str:
+        assert a.node
+        self.world.set_offline(self._node(a.node), False, join_note(a.cloud or "?", a.instance or "?"))
+        self._stage(a, Stage.IDLE, drain_started=None)
+        return "done"
+
+    def _drain(self, a: Action) -> str:
+        assert a.node
+        self._stage(a, Stage.DRAINING, drain_started=self.now)
+        return "done" if self._secure(a.node, a.reason, a) else "skipped"
+
+    def _terminate(self, a: Action) -> str:
+        assert a.cloud and a.instance
+        name = a.node or self._dns(a.instance)
+        if name:
+            if a.node:
+                if not self._secure(name, a.reason, a):
+                    return "skipped"
+            else:
+                fresh = self.world.cluster.nodes.get(name)
+                if fresh is not None and not fresh.idle:
+                    return "skipped"
+        self._stage(a, Stage.TERMINATING)
+        if not self.world.terminate(a.cloud, a.instance):
+            raise ActionFailed(a.instance)
+        self.terminated.add(a.cloud)
+        return "done"
+
+    def _remove(self, a: Action) -> str:
+        assert a.node
+        if a.node in self.kept:
+            return "skipped"
+        fresh = self.world.cluster.nodes.get(a.node)
+        if fresh is None:
+            return "done"
+        if not fresh.idle:
+            return "skipped"
+        self.world.remove_node(a.node)
+        return "done"
+
+    def _cancel(self, a: Action) -> str:
+        assert a.cloud and a.count
+        cloud = self.world.clouds[a.cloud]
+        before = cloud.desired
+        cloud.cancel_requests(a.count)
+        if cloud.desired != before:
+            self.world.cloud_changed(cloud)
+        return "done"
+
+    def _launch(self, a: Action) -> str:
+        assert a.cloud and a.count
+        seen = self.snapshot.cloud(a.cloud)
+        new = min(seen.capacity + a.count, seen.max_instances)
+        if new <= seen.desired:
+            return "skipped"
+        if a.cloud in self.terminated:
+            # The executor sizes the group from the snapshot, which still counts the instance
+            # this plan terminated: the group ends one instance above what the policy meant.
+            self.world.counters["launch after terminate on the same cloud"] += 1
+        self.world.set_desired(a.cloud, new)
+        return "done"

@@ -1,0 +1,196 @@
+"""``phorque-replay``: replay a workload through the policies and compare cost and waits.
+
+Exit status: 0 on success, 2 on a usage or configuration error (unreadable trace, unknown policy,
+bad option), 1 when the replay itself failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from dataclasses import replace
+
+from phorque import __version__
+from phorque.cli.common import EXIT_CONFIG, EXIT_OK, load_or_exit
+from phorque.options import OptionValueError, budget_option
+from phorque.policy import registry
+from phorque.replay.accounting import read_accounting
+from phorque.replay.metrics import ReplayResult
+from phorque.replay.plot import PlotUnavailable, plot, require_matplotlib
+from phorque.replay.report import json_report, text_report
+from phorque.replay.scheduler import DISCIPLINES
+from phorque.replay.settings import MODES, ReplaySettings, settings_from_config
+from phorque.replay.sim import Simulation
+from phorque.replay.swf import read_swf
+from phorque.replay.trace import Trace, Window
+
+BASELINES = ("LocalOnly", "LaunchMax")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="phorque-replay",
+        description="Replay an SWF trace or Torque accounting logs through the policies and "
+                    "report, for each, the waits, the slowdown and what the clouds would cost. "
+                    "The baselines LocalOnly and LaunchMax are always replayed too.")
+    p.add_argument("trace", nargs="+", metavar="TRACE",
+                   help="an SWF trace (.swf, .swf.gz), or Torque accounting files or directories")
+    p.add_argument("-c", "--config", metavar="FILE",
+                   help="phorque.conf giving the clouds, the budget and the policy's options "
+                        "(default: built-in clouds 'cheap' and 'dear', see the README)")
+    p.add_argument("--policy", nargs="+", action="extend", metavar="NAME",
+                   help="policies to replay (default: the configured one, else every policy)")
+    p.add_argument("--local-nodes", type=int, metavar="N", help="static nodes (default: from the trace)")
+    p.add_argument("--local-np", type=int, metavar="M", help="cores per static node")
+    p.add_argument("--start", metavar="S", help="window start: days after the trace's start, or a "
+                                               "UTC date YYYY-MM-DD")
+    p.add_argument("--days", type=float, metavar="D", help="window length in days (default: all)")
+    p.add_argument("--format", choices=("auto", "swf", "accounting"), default="auto",
+                   help="input format (default: guessed from the file)")
+    p.add_argument("--charge", type=int, metavar="SECS",
+                   help="bill every cloud per SECS (0: per second) instead of its charge_time_secs")
+    p.add_argument("--boot", type=int, metavar="SECS", help="every cloud's boot time")
+    p.add_argument("--budget", metavar="PER_HOUR", help="price_per_hour over all clouds, or 'unlimited'")
+    p.add_argument("--scheduler", choices=DISCIPLINES, help="fifo (default), strict or easy backfilling")
+    p.add_argument("--mode", choices=MODES, help="events (the daemon, default) or poll (the original)")
+    p.add_argument("--loop-sleep", type=float, metavar="SECS", help="loop_sleep_secs")
+    p.add_argument("--mom-delay", type=float, metavar="SECS",
+                   help="seconds a joined node stays down before pbs_mom reports (default 0)")
+    p.add_argument("--walltime-factor", type=float, default=2.0, metavar="F",
+                   help="SWF jobs without a requested time get F x run time (default 2)")
+    p.add_argument("--every-period", action="store_true",
+                   help="evaluate at every loop_sleep_secs even when nothing changed (slower)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--plot", metavar="FILE.png", help="draw queue length and instances over time")
+    progress = p.add_mutually_exclusive_group()
+    progress.add_argument("--progress", action="store_true", help="show progress even when not on a terminal")
+    progress.add_argument("-q", "--quiet", action="store_true", help="no progress")
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    return p
+
+
+def detect_format(paths: list[str]) -> str:
+    """``swf`` or ``accounting``, from the names and the first line of the first file."""
+    first = paths[0]
+    if os.path.isdir(first):
+        return "accounting"
+    name = first.lower()
+    if name.endswith((".swf", ".swf.gz")):
+        return "swf"
+    with open(first, "rb") as handle:
+        head = handle.read(4096)
+    if head[:2] == b"\x1f\x8b":
+        return "swf"
+    for line in head.decode("utf-8", "replace").splitlines():
+        if line.strip():
+            return "swf" if line.lstrip().startswith(";") or line.split()[0].isdigit() else "accounting"
+    return "accounting"
+
+
+def load_trace(paths: list[str], fmt: str, window: Window, walltime_factor: float) -> Trace:
+    """Read the workload. Raises OSError or ValueError with a message for the user."""
+    if fmt == "auto":
+        fmt = detect_format(paths)
+    if fmt == "swf":
+        if len(paths) != 1:
+            raise ValueError("give one SWF trace at a time")
+        return read_swf(paths[0], window, walltime_factor)
+    return read_accounting(paths, window)
+
+
+def _settings(args: argparse.Namespace) -> tuple[ReplaySettings, list[str]]:
+    overrides = {}
+    for name, attr in (("local_nodes", "local_nodes"), ("local_np", "local_np"),
+                       ("scheduler", "scheduler"), ("mode", "mode"), ("loop_sleep", "loop_sleep_secs"),
+                       ("mom_delay", "mom_delay_secs")):
+        value = getattr(args, name)
+        if value is not None:
+            overrides[attr] = value
+    if args.every_period:
+        overrides["skip_idle"] = False
+    if args.budget is not None:
+        try:
+            overrides["price_per_hour"] = budget_option().parse(args.budget)
+        except OptionValueError as exc:
+            raise ValueError(f"--budget: {exc}") from None
+    for name in ("local_nodes", "local_np"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
+    if args.config:
+        config = load_or_exit(args.config)
+        settings = settings_from_config(config, **overrides)
+        policies = args.policy or [config.policy.name]
+    else:
+        settings = ReplaySettings(**overrides)
+        policies = args.policy or [name for name in registry() if name not in BASELINES]
+    if args.charge is not None:
+        if args.charge < 0:
+            raise ValueError("--charge must be >= 0")
+        settings = settings.with_charge(args.charge)
+    if args.boot is not None:
+        if args.boot < 0:
+            raise ValueError("--boot must be >= 0")
+        settings = settings.with_boot(args.boot)
+    known = registry()
+    for name in policies:
+        if name not in known:
+            raise ValueError(f"no policy named {name!r} (available: {', '.join(sorted(known))})")
+    ordered = list(BASELINES[:1]) + [n for n in dict.fromkeys(policies) if n not in BASELINES] + list(BASELINES[1:])
+    return settings, ordered
+
+
+class _Progress:
+    def __init__(self, policy: str, stream):
+        self.policy = policy
+        self.stream = stream
+        self.started = time.monotonic()
+
+    def __call__(self, fraction: float, _now: float, events: int) -> None:
+        rate = events / max(1e-9, time.monotonic() - self.started)
+        self.stream.write(f"\r{self.policy}: {fraction:4.0%} of the trace submitted, "
+                          f"{events:,} events ({rate:,.0f}/s)   ")
+        if fraction >= 1.0:
+            self.stream.write("\n")
+        self.stream.flush()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        settings, policies = _settings(args)
+        if args.plot:
+            require_matplotlib()
+        trace = load_trace(args.trace, args.format, Window(args.start, args.days), args.walltime_factor)
+        local = settings.local_cluster(trace.max_cores, trace.nodes, trace.node_cores)
+        made = [settings.make_policy(name) for name in policies]
+    except (OSError, ValueError, TypeError, PlotUnavailable) as exc:
+        print(f"phorque-replay: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    settings = replace(settings, local_nodes=local[0], local_np=local[1])
+    show = args.progress or (not args.quiet and sys.stderr.isatty())
+    results: list[ReplayResult] = []
+    for policy in made:
+        progress = _Progress(policy.name, sys.stderr) if show else None
+        results.append(Simulation(trace, policy, settings, progress).run())
+    if args.json:
+        print(json.dumps(json_report(trace, results, settings, local), indent=2))
+    else:
+        print(text_report(trace, settings, local, results))
+    if args.plot:
+        try:
+            plot(results, args.plot, title=trace.name)
+        except (OSError, PlotUnavailable) as exc:
+            print(f"phorque-replay: cannot draw {args.plot}: {exc}", file=sys.stderr)
+            return EXIT_CONFIG
+        if not args.json:
+            print(f"\nplot written to {args.plot}")
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

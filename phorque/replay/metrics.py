@@ -1,0 +1,202 @@
+"""The figures of one replay.
+
+* wait: start - submit, over the jobs that started. A job still queued when the replay ends (this
+  policy never gave it room; the replay runs until every job that can start has ended) is left out
+  of the waits and counted in ``unstarted``; jobs larger than the whole possible cluster are
+  counted in ``never_run``.
+* p95 wait: the nearest-rank 95th percentile.
+* bounded slowdown: mean over started jobs of ``max(1, (wait + run) / max(run, 10))``.
+* cost: every instance's paid time (started charge periods in full) x its cloud's price per hour;
+  instance-hours billed are the paid seconds / 3600.
+* paid utilization: core-seconds of jobs on cloud nodes / (paid instance-seconds x instance cores).
+* local utilization: core-seconds of jobs on static nodes / (static cores x replay span).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from phorque.replay.scheduler import SimJob
+    from phorque.replay.sim import Simulation
+
+BSLD_TAU = 10.0
+
+
+def percentile(sorted_values: list[float], share: float) -> float:
+    """Nearest-rank percentile of already sorted values (0 for none)."""
+    if not sorted_values:
+        return 0.0
+    rank = max(1, math.ceil(share * len(sorted_values)))
+    return sorted_values[rank - 1]
+
+
+class Tally:
+    """Running sums the simulator feeds as jobs start and end and instances come and go."""
+
+    def __init__(self) -> None:
+        self.waits: list[float] = []
+        self.bsld_sum = 0.0
+        self.killed = 0
+        self.cloud_core_secs = 0.0
+        self.local_core_secs = 0.0
+        self.peak_instances = 0
+        self.peak_rate = 0.0
+        # Curves: the time-weighted mean queue length and instance count over bins of at
+        # least ``_step`` seconds, each point at the start of its bin.
+        self.times: list[float] = []
+        self.queued: list[float] = []
+        self.live: list[float] = []
+        self._step = 3600.0
+        self._bin = self._last = 0.0
+        self._cur_queued = self._cur_live = 0
+        self._area_queued = self._area_live = 0.0
+
+    def curves(self, start: float, step: float) -> None:
+        self._step = step
+        self._bin = self._last = start
+
+    def started(self, job: SimJob) -> None:
+        wait = job.start - job.submit
+        self.waits.append(wait)
+        self.bsld_sum += max(1.0, (wait + job.run) / max(job.run, BSLD_TAU))
+        if job.killed:
+            self.killed += 1
+
+    def ended(self, job: SimJob, until: float | None = None) -> None:
+        run = (job.end if until is None else until) - job.start
+        for node, cores in job.alloc:
+            if node.cloud:
+                self.cloud_core_secs += cores * run
+            else:
+                self.local_core_secs += cores * run
+
+    def instances(self, live: int, rate: float) -> None:
+        if live > self.peak_instances:
+            self.peak_instances = live
+        if rate > self.peak_rate:
+            self.peak_rate = rate
+
+    def advance(self, at: float, queued: int, live: int, last: bool = False) -> None:
+        """The queue and instances from ``at`` on (after the events of that instant)."""
+        held = at - self._last
+        self._area_queued += self._cur_queued * held
+        self._area_live += self._cur_live * held
+        self._last = at
+        self._cur_queued, self._cur_live = queued, live
+        span = at - self._bin
+        if span >= self._step or (last and span > 0):
+            self.times.append(self._bin)
+            self.queued.append(self._area_queued / span)
+            self.live.append(self._area_live / span)
+            self._bin = at
+            self._area_queued = self._area_live = 0.0
+        if last:  # the closing point: what is left at the end
+            self.times.append(at)
+            self.queued.append(queued)
+            self.live.append(live)
+
+
+@dataclass
+class ReplayResult:
+    """What one policy did with one trace."""
+
+    policy: str
+    trace: str
+    jobs: int
+    started: int
+    unstarted: int
+    never_run: int
+    killed_at_walltime: int
+    mean_wait_secs: float
+    p95_wait_secs: float
+    max_wait_secs: float
+    mean_bounded_slowdown: float
+    cost: float
+    instance_hours: float
+    paid_utilization: float
+    peak_instances: int
+    peak_rate: float
+    launched: int
+    local_utilization: float
+    evaluations: int
+    events: int
+    start: float
+    end: float
+    truncated: bool
+    sim_secs: float
+    cpu_secs: float
+    clouds: dict[str, dict[str, float]] = field(default_factory=dict)
+    counters: dict[str, int] = field(default_factory=dict)
+    actions: dict[str, int] = field(default_factory=dict)
+    series: tuple[list[float], list[float], list[float]] = ((), (), ())  # type: ignore[assignment]
+
+    @classmethod
+    def build(cls, sim: Simulation, end: float, truncated: bool, sim_secs: float,
+              cpu_secs: float) -> ReplayResult:
+        tally = sim.tally
+        for job in sim.running.values():  # only when the drain limit cut the replay short
+            tally.ended(job, until=end)
+        waits = sorted(tally.waits)
+        started = len(waits)
+        paid = sum(c.paid_secs for c in sim.clouds.values())
+        paid_core_secs = sum(c.paid_secs * c.spec.instance_cores for c in sim.clouds.values())
+        span = max(0.0, end - sim.trace.start)
+        local_cores = sim.local_nodes * sim.local_np
+        clouds = {name: {"cost": round(c.cost, 6), "instance_hours": round(c.paid_secs / 3600, 6),
+                         "launched": c.launched} for name, c in sim.clouds.items()}
+        actions = Counter({f"{kind} {status}": n for (kind, status), n in sim.outcomes.items()})
+        return cls(
+            policy=sim.policy.name, trace=sim.trace.name, jobs=len(sim.trace.jobs), started=started,
+            unstarted=len(sim.scheduler.queue), never_run=len(sim.never),
+            killed_at_walltime=tally.killed,
+            mean_wait_secs=sum(waits) / started if started else 0.0,
+            p95_wait_secs=percentile(waits, 0.95), max_wait_secs=waits[-1] if waits else 0.0,
+            mean_bounded_slowdown=tally.bsld_sum / started if started else 0.0,
+            cost=sum(c.cost for c in sim.clouds.values()), instance_hours=paid / 3600.0,
+            paid_utilization=tally.cloud_core_secs / paid_core_secs if paid_core_secs else 0.0,
+            peak_instances=tally.peak_instances, peak_rate=tally.peak_rate,
+            launched=sum(c.launched for c in sim.clouds.values()),
+            local_utilization=tally.local_core_secs / (local_cores * span) if local_cores and span else 0.0,
+            evaluations=sim.evaluations, events=sim.events, start=sim.trace.start, end=end,
+            truncated=truncated, sim_secs=sim_secs, cpu_secs=cpu_secs, clouds=clouds, counters=dict(sim.counters),
+            actions=dict(sorted(actions.items())),
+            series=(tally.times, tally.queued, tally.live))
+
+    def as_dict(self, timing: bool = False) -> dict[str, Any]:
+        """The JSON form (without the simulator's own run time unless ``timing``, so the same
+        input always gives the same JSON)."""
+        out: dict[str, Any] = {
+            "policy": self.policy,
+            "mean_wait_secs": round(self.mean_wait_secs, 3),
+            "p95_wait_secs": round(self.p95_wait_secs, 3),
+            "mean_bounded_slowdown": round(self.mean_bounded_slowdown, 4),
+            "cost": round(self.cost, 4),
+            "instance_hours": round(self.instance_hours, 4),
+            "paid_utilization": round(self.paid_utilization, 4),
+            "peak_instances": self.peak_instances,
+            "jobs": self.jobs,
+            "started": self.started,
+            "unstarted": self.unstarted,
+            "never_run": self.never_run,
+            "killed_at_walltime": self.killed_at_walltime,
+            "max_wait_secs": round(self.max_wait_secs, 3),
+            "peak_rate": round(self.peak_rate, 4),
+            "launched": self.launched,
+            "local_utilization": round(self.local_utilization, 4),
+            "evaluations": self.evaluations,
+            "events": self.events,
+            "span_secs": round(self.end - self.start, 3),
+            "truncated": self.truncated,
+            "clouds": self.clouds,
+            "actions": self.actions,
+        }
+        if self.counters:
+            out["notes"] = self.counters
+        if timing:
+            out["sim_secs"] = round(self.sim_secs, 3)
+            out["cpu_secs"] = round(self.cpu_secs, 3)
+        return out

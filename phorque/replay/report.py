@@ -1,0 +1,115 @@
+"""Printing replay results: a table for people, one JSON object for programs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from phorque.replay.metrics import ReplayResult
+from phorque.replay.settings import ReplaySettings
+from phorque.replay.trace import Trace
+
+
+def duration(secs: float) -> str:
+    """A short human duration: ``45 s``, ``12.5 min``, ``3.4 h``, ``2.1 d``."""
+    if secs < 120:
+        return f"{secs:.0f} s"
+    if secs < 7200:
+        return f"{secs / 60:.1f} min"
+    if secs < 172800:
+        return f"{secs / 3600:.1f} h"
+    return f"{secs / 86400:.1f} d"
+
+
+def billing(charge: int) -> str:
+    names = {0: "per second", 60: "per minute", 3600: "per hour"}
+    return names.get(max(0, charge), f"per {charge} s")
+
+
+def describe_setup(trace: Trace, settings: ReplaySettings, local: tuple[int, int]) -> list[str]:
+    nodes, np = local
+    clouds = "; ".join(
+        f"{c.name} {c.price:g}/h, {c.instance_cores} cores, max {c.max_instances}, boot {c.boot_secs} s, "
+        f"billed {billing(c.charge_time_secs)}" for c in settings.clouds)
+    budget = "unlimited" if settings.price_per_hour is None else f"{settings.price_per_hour:g}/h"
+    mode = ("evaluations on events" if settings.mode == "events" else "evaluations every period only")
+    lines = [f"trace {trace.describe()}",
+             f"local cluster {nodes} nodes x {np} cores = {nodes * np} cores; scheduler "
+             f"{settings.scheduler}; {mode} (loop_sleep_secs {settings.loop_sleep_secs:g})",
+             f"clouds: {clouds}; budget {budget}"]
+    lines.extend(f"note: {note}" for note in trace.notes)
+    return lines
+
+
+def table(results: Sequence[ReplayResult]) -> str:
+    head = ("policy", "jobs", "mean wait", "p95 wait", "bsld", "cost", "inst-h", "paid util",
+            "peak", "run time")
+    rows = [head]
+    for r in results:
+        jobs = f"{r.started:,}" if r.started == r.jobs else f"{r.started:,}/{r.jobs:,}"
+        rows.append((r.policy, jobs, duration(r.mean_wait_secs), duration(r.p95_wait_secs),
+                     f"{r.mean_bounded_slowdown:.2f}", f"{r.cost:,.2f}", f"{r.instance_hours:,.0f}",
+                     f"{r.paid_utilization:.0%}" if r.instance_hours else "-", str(r.peak_instances),
+                     f"{r.sim_secs:.1f} s"))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
+    lines = []
+    for n, row in enumerate(rows):
+        cells = [row[0].ljust(widths[0])] + [cell.rjust(w) for cell, w in zip(row[1:], widths[1:], strict=True)]
+        lines.append("  ".join(cells))
+        if n == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def remarks(results: Sequence[ReplayResult]) -> list[str]:
+    out = []
+    killed = {r.killed_at_walltime for r in results}
+    same_killed = len(killed) == 1
+    if same_killed and killed != {0}:
+        out.append(f"{killed.pop():,} jobs ran past their walltime and were killed at it, as Torque would")
+    for r in results:
+        bits = []
+        if r.unstarted:
+            bits.append(f"{r.unstarted:,} jobs never started (left out of the waits)")
+        if r.never_run:
+            bits.append(f"{r.never_run:,} jobs larger than the whole possible cluster")
+        if r.killed_at_walltime and not same_killed:
+            bits.append(f"{r.killed_at_walltime:,} jobs killed at their walltime")
+        if r.truncated:
+            bits.append("stopped at the drain limit with jobs still queued")
+        bits.extend(f"{n:,} x {what}" for what, n in sorted(r.counters.items()))
+        if bits:
+            out.append(f"{r.policy}: " + "; ".join(bits))
+    return out
+
+
+def text_report(trace: Trace, settings: ReplaySettings, local: tuple[int, int],
+                results: Sequence[ReplayResult]) -> str:
+    lines = describe_setup(trace, settings, local)
+    lines.append("")
+    lines.append(table(results))
+    extra = remarks(results)
+    if extra:
+        lines.append("")
+        lines.extend(extra)
+    return "\n".join(lines)
+
+
+def json_report(trace: Trace, results: Sequence[ReplayResult], settings: ReplaySettings,
+                local: tuple[int, int]) -> dict[str, Any]:
+    """``{"trace", "jobs", "results": [...]}`` plus the set-up that produced them."""
+    nodes, np = local
+    return {
+        "trace": trace.name,
+        "jobs": len(trace.jobs),
+        "skipped": dict(sorted(trace.problems.items())),
+        "setup": {
+            "local_nodes": nodes, "local_np": np, "scheduler": settings.scheduler,
+            "mode": settings.mode, "loop_sleep_secs": settings.loop_sleep_secs,
+            "event_delay_secs": settings.event_delay_secs, "price_per_hour": settings.price_per_hour,
+            "clouds": [{"name": c.name, "price": c.price, "instance_cores": c.instance_cores,
+                        "max_instances": c.max_instances, "charge_time_secs": c.charge_time_secs,
+                        "boot_secs": c.boot_secs} for c in settings.clouds],
+        },
+        "results": [r.as_dict() for r in results],
+    }

@@ -1,0 +1,370 @@
+"""The discrete-event simulator: a virtual clock driving the cluster, the clouds and the policy.
+
+One replay is one :class:`Simulation` of one policy over one trace. Events (a job submitted, a job
+ending, an instance finishing its boot, a pbs_mom reporting) change the simulated world in time
+order; after the events of an instant the scheduler starts what it can. The policy is evaluated
+as the daemon evaluates it:
+
+* ``events`` mode (the daemon's loop, :mod:`phorque.daemon`): a submit, a job end and a finished
+  boot each ask for an evaluation ``event_delay_secs`` later (events inside that window share
+  it); the latest plan's ``wake_at`` asks for one then (each plan replaces the previous wake-up,
+  which is never less than a second ahead); and the periodic reconciliation runs every
+  ``loop_sleep_secs`` from the start;
+* ``poll`` mode (the original): only the periodic evaluation, every ``loop_sleep_secs``.
+
+Both evaluate once when the replay starts (at the window's start), as the daemon does when it
+starts.
+
+A periodic evaluation is skipped when nothing has changed since the previous evaluation: the
+policy would see the same snapshot with a later clock, and policies say through ``wake_at`` when
+the clock alone would change their mind. The one difference it makes: a skipped evaluation does
+not move the policy's relative wake-ups (such as the lifecycle's "look again in 15 s" while
+instances boot), so later wake-up evaluations may fall a few seconds apart. ``skip_idle=False``
+evaluates at every period instead; the tests check that the figures agree.
+
+Each evaluation builds a :class:`~phorque.model.Snapshot` exactly as the engine does (clouds,
+nodes, jobs, lifecycle records brought up to date by :func:`phorque.observe.observe`, and the
+previous plan's memory), runs the real policy, and applies its plan with the executor's semantics
+(:mod:`phorque.replay.apply`).
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+from phorque.model import QUEUED, RUNNING, Job, Snapshot
+from phorque.policy.base import Policy
+from phorque.policy.common import Limits, never_fits
+from phorque.policy.view import View
+from phorque.replay.apply import SimExecutor
+from phorque.replay.clouds import SimInstance
+from phorque.replay.metrics import ReplayResult, Tally
+from phorque.replay.scheduler import Scheduler, SimJob
+from phorque.replay.settings import ReplaySettings
+from phorque.replay.trace import DAY, Trace
+from phorque.replay.world import BOOT, END, EVAL, World
+
+INF = math.inf
+#: A wake-up is at least this far ahead (the daemon's loop: "never spin on a past moment").
+WAKE_GUARD_SECS = 1.0
+
+#: ``progress(fraction of the trace submitted, simulated time, events handled)``
+Progress = Callable[[float, float, int], None]
+
+
+class Simulation:
+    """One policy over one trace."""
+
+    def __init__(self, trace: Trace, policy: Policy, settings: ReplaySettings | None = None,
+                 progress: Progress | None = None, progress_secs: float = 2.0, keep_jobs: bool = False,
+                 incremental_observe: bool = True):
+        self.trace = trace
+        #: Every job of the replay by id, when ``keep_jobs`` (for comparisons job by job).
+        self.jobs: dict[str, SimJob] | None = {} if keep_jobs else None
+        self.policy = policy
+        self.settings = settings = settings or ReplaySettings()
+        self.progress = progress
+        self.progress_secs = progress_secs
+        self.local_nodes, self.local_np = settings.local_cluster(trace.max_cores, trace.nodes,
+                                                                 trace.node_cores)
+        self.tally = Tally()
+        self._heap: list[tuple[float, int, int, Any]] = []
+        self.world = World(settings, self.local_nodes, self.local_np, trace.start, self._push, self.tally,
+                           observe_everything=not incremental_observe)
+        self.cluster = self.world.cluster
+        self.clouds = self.world.clouds
+        self.owned = self.world.owned
+        self.counters = self.world.counters
+        self.scheduler = Scheduler(self.cluster, settings.scheduler)
+        self.memory: Any = {}
+        self.outcomes: Counter[tuple[str, str]] = Counter()
+        self._seq = 0
+        self._state_events = 0
+        self.events = 0
+        self.evaluations = 0
+        # Jobs as snapshots list them: queued (in submit order), then running.
+        self._queued: dict[str, Job] = {}
+        self._running: dict[str, Job] = {}
+        self._jobs_cache: tuple[Job, ...] | None = None
+        self.running: dict[str, SimJob] = {}
+        self.never: list[SimJob] = []
+        # Evaluation bookkeeping.
+        self.dirty = False
+        self.last_eval = trace.start
+        # The daemon's periodic reconciliation: every loop_sleep_secs from its start.
+        self.tick_at: float | None = None if settings.skip_idle else trace.start + settings.loop_sleep_secs
+        self.eval_pending: float | None = None
+        #: The latest plan's wake-up (each plan replaces it, as in the daemon's loop).
+        self.wake_at: float | None = None
+        # What can never run: judged on the whole possible cluster, as the policies judge it.
+        possible = Snapshot(now=trace.start, nodes=self.cluster.models(),
+                            clouds=tuple(c.state() for c in self.clouds.values()))
+        self._limits = Limits.of(View(possible))
+        self._never_memo: dict[tuple, bool] = {}
+        span = max(trace.end - trace.start, 3600.0)
+        self.tally.curves(trace.start, span / max(1, settings.samples))
+        # The daemon evaluates when it starts, at the start of the window.
+        self._push(trace.start, EVAL, None)
+
+    @property
+    def now(self) -> float:
+        return self.world.now
+
+    @now.setter
+    def now(self, value: float) -> None:
+        self.world.now = value
+
+    # -- the event queue ---------------------------------------------------------------------------
+    def _push(self, at: float, kind: int, item: Any) -> None:
+        self._seq += 1
+        heapq.heappush(self._heap, (at, kind, self._seq, item))
+        if kind != EVAL:
+            self._state_events += 1
+
+    def _next_tick(self, at: float) -> float:
+        """The first reconciliation at or after ``at`` that is later than the last evaluation."""
+        start, loop = self.trace.start, self.settings.loop_sleep_secs
+        tick = start + max(0, math.ceil((at - start) / loop - 1e-9)) * loop
+        while tick <= self.last_eval:
+            tick += loop
+        return tick
+
+    def mark_dirty(self) -> None:
+        """Something changed: the next periodic reconciliation must not be skipped."""
+        if not self.dirty:
+            self.dirty = True
+            if self.tick_at is None:
+                self.tick_at = self._next_tick(self.now)
+
+    def _event(self) -> None:
+        """A change the daemon is told about (accounting log, jobs directory, boot)."""
+        self.mark_dirty()
+        if self.settings.mode == "events" and self.eval_pending is None:
+            self.eval_pending = self.now + self.settings.event_delay_secs
+            self._push(self.eval_pending, EVAL, None)
+
+    def _wake(self, at: float | None) -> None:
+        """A plan's ``wake_at``: in events mode it replaces the previous one, and is never less
+        than a second ahead (the daemon's guard against spinning); in poll mode the periodic
+        evaluation that follows it must not be skipped."""
+        if at is not None and at <= self.now:
+            self.counters["wake_at not after the evaluation"] += 1
+        if self.settings.mode == "events":
+            self.wake_at = None if at is None else max(at, self.now + WAKE_GUARD_SECS)
+        elif at is not None:
+            tick = self._next_tick(at)
+            if self.tick_at is None or tick < self.tick_at:
+                self.tick_at = tick
+
+    # -- jobs ----------------------------------------------------------------------------------------
+    def _never_runs(self, job: Job) -> bool:
+        key = (job.cores, job.chunks)
+        known = self._never_memo.get(key)
+        if known is None:
+            known = self._never_memo[key] = never_fits(job, self._limits) is not None
+        return known
+
+    def _submit(self, seq: int) -> None:
+        tj = self.trace.jobs[seq]
+        job = SimJob(tj.id, self.now, tj.cores, tj.chunks, tj.walltime_secs, tj.run_secs, tj.queue, seq)
+        model = Job(id=job.id, state=QUEUED, queue=job.queue, cores=job.cores, chunks=job.chunks,
+                    walltime_secs=job.walltime, queued_at=job.submit)
+        self._queued[job.id] = model
+        self._jobs_cache = None
+        if self.jobs is not None:
+            self.jobs[job.id] = job
+        if self._never_runs(model):
+            self.never.append(job)  # stays queued, as Torque would keep it; never scheduled
+        else:
+            self.scheduler.add(job)
+            self.world.sched_due = True
+        self._event()
+
+    def _schedule(self) -> None:
+        self.world.sched_due = False
+        now = self.now
+        started = self.scheduler.cycle(now)
+        if not started:
+            return
+        for job in started:
+            job.start = now
+            model = self._queued.pop(job.id)
+            hosts = tuple(node.name for node, _ in job.alloc)
+            self._running[job.id] = Job(id=job.id, state=RUNNING, queue=job.queue, cores=job.cores,
+                                        chunks=job.chunks, walltime_secs=job.walltime,
+                                        queued_at=model.queued_at, started_at=now, exec_hosts=hosts)
+            self.running[job.id] = job
+            self.scheduler.started(job, now)
+            self._push(now + job.run, END, job)
+            self.tally.started(job)
+            for node, _ in job.alloc:
+                if node.instance and len(node.jobs) == 1:
+                    self.world.touched.add(node.instance)  # a cloud node turned busy
+        self._jobs_cache = None
+        self.mark_dirty()
+
+    def _end(self, job: SimJob) -> None:
+        job.end = self.now
+        self.cluster.release(job.id, job.alloc)
+        self.scheduler.ended(job)
+        del self._running[job.id]
+        del self.running[job.id]
+        self._jobs_cache = None
+        self.tally.ended(job)
+        for node, _ in job.alloc:
+            if node.instance and not node.jobs:
+                self.world.touched.add(node.instance)  # a cloud node turned idle
+        self.world.sched_due = True
+        self._event()
+
+    def _boot(self, inst: SimInstance) -> None:
+        cloud = self.clouds[inst.cloud]
+        if inst.id not in cloud.live:
+            return  # terminated before it booted
+        cloud.boot(inst)
+        self.world.touched.add(inst.id)
+        self._event()
+
+    def _mom(self, name: str) -> None:
+        node = self.cluster.nodes.get(name)
+        if node is None or not node.down:
+            return
+        inst = self.clouds[node.cloud].live.get(node.instance) if node.cloud else None
+        if inst is None:
+            return  # its instance is gone: the node stays down
+        self.cluster.set_down(node, False)
+        self.world.touched.add(inst.id)
+        self.world.sched_due = True
+        self.mark_dirty()
+
+    # -- evaluation ----------------------------------------------------------------------------------
+    def _jobs(self) -> tuple[Job, ...]:
+        if self._jobs_cache is None:
+            self._jobs_cache = tuple(self._queued.values()) + tuple(self._running.values())
+        return self._jobs_cache
+
+    def evaluate(self) -> None:
+        now = self.now
+        if self.tick_at is not None and self.tick_at <= now:
+            self.tick_at = None  # this evaluation is the reconciliation
+        self.last_eval = now
+        self.dirty = False
+        if self.settings.skip_idle:
+            self.tick_at = None
+        elif self.tick_at is None:
+            self.tick_at = self._next_tick(now)
+        if self.eval_pending is not None and self.eval_pending <= now:
+            self.eval_pending = None
+        snap = self.world.snapshot(self._jobs(), self.memory)
+        plan = self.policy.plan(snap)
+        changed = False
+        if plan.actions:
+            executor = SimExecutor(self.world, now)
+            changed = executor.apply(plan, snap)
+            self.outcomes.update(executor.outcomes)
+        self.memory = plan.memory
+        self.evaluations += 1
+        if changed:
+            self.mark_dirty()
+        self._wake(plan.wake_at)
+
+    # -- the loop ------------------------------------------------------------------------------------
+    def run(self) -> ReplayResult:
+        """Replay the whole trace; returns the figures."""
+        wall, cpu = time.perf_counter(), time.process_time()
+        jobs = self.trace.jobs
+        total = len(jobs)
+        heap = self._heap
+        nxt = 0
+        deadline = (jobs[-1].submit if jobs else self.trace.start) + self.settings.drain_limit_days * DAY
+        report_at = time.monotonic() + self.progress_secs
+        loops = 0
+        truncated = False
+        tail_end: float | None = None
+        work_end = self.trace.start
+        while True:
+            t_submit = jobs[nxt].submit if nxt < total else INF
+            t_heap = heap[0][0] if heap else INF
+            t_tick = self.tick_at if self.tick_at is not None else INF
+            t_wake = self.wake_at if self.wake_at is not None else INF
+            t = min(t_submit, t_heap, t_tick, t_wake)
+            if t == INF:
+                break
+            if tail_end is not None and (t > tail_end or self.world.live == 0):
+                break
+            if nxt >= total and t > deadline and tail_end is None:
+                truncated = True
+                self.now = work_end = max(self.now, deadline)
+                break
+            self.now = t
+            while nxt < total and jobs[nxt].submit <= t:
+                self._submit(nxt)
+                nxt += 1
+                self.events += 1
+            evaluate = False
+            while heap and heap[0][0] <= t:
+                _, kind, _, item = heapq.heappop(heap)
+                if kind == EVAL:
+                    evaluate = True
+                    continue
+                self._state_events -= 1
+                self.events += 1
+                if kind == END:
+                    self._end(item)
+                elif kind == BOOT:
+                    self._boot(item)
+                else:
+                    self._mom(item)
+            if self.world.sched_due:
+                self._schedule()
+            if (self.tick_at is not None and self.tick_at <= t) or (
+                    self.wake_at is not None and self.wake_at <= t):
+                evaluate = True
+            if evaluate:
+                if self.eval_pending is not None and self.eval_pending <= t:
+                    self.eval_pending = None
+                self.evaluate()
+                if self.world.sched_due:
+                    self._schedule()
+            self.tally.advance(t, len(self._queued), self.world.live)
+            if tail_end is None and nxt >= total and not self.running and (
+                    not self.scheduler.queue
+                    or (self._state_events == 0 and not self.dirty and self.eval_pending is None)):
+                # Every job that can start has ended: let the policy release its instances.
+                work_end = t
+                if self.world.live == 0:
+                    break
+                tail_end = t + self._tail_secs()
+            loops += 1
+            if self.progress is not None and loops % 2048 == 0 and time.monotonic() >= report_at:
+                report_at = time.monotonic() + self.progress_secs
+                self.progress(nxt / total if total else 1.0, self.now, self.events)
+        # Instances a policy keeps past the tail (LaunchMax keeps them all) are billed up to the
+        # end of the work, as if released then.
+        end = work_end
+        for cloud in self.clouds.values():
+            cloud.stop_all(end)
+        self.tally.advance(max(end, self.now), len(self._queued), 0, last=True)
+        if self.progress is not None:
+            self.progress(1.0, end, self.events)
+        return ReplayResult.build(self, end, truncated, time.perf_counter() - wall,
+                                  time.process_time() - cpu)
+
+    def _tail_secs(self) -> float:
+        """How long the replay goes on after the work, for the policy to release instances."""
+        charge = max((c.spec.charge_time_secs for c in self.clouds.values()), default=0)
+        return max(3600.0, float(charge)) + self.settings.loop_sleep_secs
+
+
+def replay(trace: Trace, policy: Policy | str, settings: ReplaySettings | None = None,
+           progress: Progress | None = None) -> ReplayResult:
+    """Replay ``trace`` under ``policy`` (a policy or its name)."""
+    settings = settings or ReplaySettings()
+    if isinstance(policy, str):
+        policy = settings.make_policy(policy)
+    return Simulation(trace, policy, settings, progress).run()
