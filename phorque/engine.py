@@ -20,6 +20,7 @@ from phorque.cloud.backoff import CloudHealthRecord, health_at, record_failure, 
 from phorque.cloud.lock import cloud_lock
 from phorque.cloud.provider import CloudProvider, make_provider
 from phorque.config import CloudSettings, Config
+from phorque.crashpoints import crashpoint
 from phorque.errors import CloudError, TorqueError, TransientError
 from phorque.executor import Executor, Outcome
 from phorque.model import CloudState, Health, Snapshot, in_queues, summarize
@@ -160,6 +161,7 @@ class Engine:
         changed = observe(now, clouds, nodes, previous)
         if save and changed:
             self.state.save(changed, now)
+            crashpoint("observe.saved")
         merged = {o.instance_id: o for o in previous}
         merged.update({o.instance_id: o for o in changed})
         owned = tuple(o for o in merged.values() if o.stage.is_live)

@@ -9,6 +9,9 @@ The executor is the only place that changes anything. Its safety rules:
 * a node is removed from Torque only when a fresh read shows it has no job;
 * a cloud that fails during the plan gets no launch from the rest of it (the engine plans
   again, with the cloud backed off);
+* an action that answers a fault of its cloud (an instance that never joined, a request that
+  never started) reports the fault before it acts, so that a crash in between cannot forget it
+  and let a restarted daemon launch on that cloud again at once;
 * every failure is logged with what was tried and recorded; the other actions go on.
 
 It runs while the caller holds the cloud lock, with the snapshot the plan was made from.
@@ -21,6 +24,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from phorque.config import CloudSettings
+from phorque.crashpoints import crashpoint
 from phorque.errors import CloudError, PhorqueError
 from phorque.model import Node, Snapshot, Stage
 from phorque.plan import Action, Kind, Plan
@@ -57,6 +61,7 @@ class Executor:
         self.failed_clouds: set[str] = set()     # clouds that failed during this plan
         self.secured: set[str] = set()
         self.kept: dict[str, str] = {}           # node -> why it is not terminated
+        self.counted: set[Action] = set()        # fault actions already reported
 
     def apply(self, plan: Plan, snapshot: Snapshot) -> list[Outcome]:
         self.snapshot = snapshot
@@ -71,7 +76,7 @@ class Executor:
                 status, detail = "failed", str(exc)
                 # Only the cloud's own failures count against it: a Torque read failing during a
                 # termination is no reason to back off the cloud.
-                if isinstance(exc, CloudError) and action.cloud:
+                if isinstance(exc, CloudError) and action.cloud and action not in self.counted:
                     self._report(action.cloud, str(exc))
             outcome = Outcome(action, status, detail)
             outcomes.append(outcome)
@@ -92,6 +97,14 @@ class Executor:
             self.failed_clouds.add(cloud)
         self.on_cloud_result(cloud, error)
 
+    def _report_fault(self, action: Action) -> None:
+        # Before the change, not after: a termination is no proof that launches work again,
+        # so only its fault is reported (a scale-in must not clear the backoff of a cloud whose
+        # launches fail), and reported first so that a crash right after cannot lose it.
+        if action.fault and action.cloud:
+            self._report(action.cloud, action.reason)
+            self.counted.add(action)
+
     def _stage(self, action: Action, stage: Stage, **changes) -> None:
         if action.instance and action.cloud:
             self.state.set_stage(action.instance, action.cloud, stage, self.now, **changes)
@@ -107,6 +120,7 @@ class Executor:
         if name in self.kept:
             return self.kept[name]
         self.torque.offline(name, drain_note(reason))
+        crashpoint("drain.offline")
         fresh = self._fresh(name)
         if fresh is None:
             # Just marked offline, yet not listed: this read cannot tell an empty node.
@@ -130,20 +144,25 @@ class Executor:
         rec = self.state.get(a.instance)
         tried = rec.down_since if rec is not None and rec.node == a.node and rec.joined_at is None \
             and rec.down_since is not None else self.now
+        crashpoint("join.before")
         self._stage(a, Stage.BOOTING, node=a.node, down_since=tried)
+        crashpoint("join.recorded")
         created = self.torque.add_node(a.node, a.np or 1, props, note=join_note(a.cloud, a.instance))
+        crashpoint("join.created")
         self._report(a.cloud, None)
         return "done", "" if created else "node already existed"
 
     def _undrain(self, a: Action) -> tuple[str, str]:
         assert a.node
         self.torque.clear_offline(a.node, join_note(a.cloud or "?", a.instance or "?"))
+        crashpoint("undrain.cleared")
         self._stage(a, Stage.IDLE, drain_started=None)
         return "done", ""
 
     def _drain(self, a: Action) -> tuple[str, str]:
         assert a.node
         self._stage(a, Stage.DRAINING, drain_started=self.now)  # intent first: a restart resumes
+        crashpoint("drain.recorded")
         why = self._secure(a.node, a.reason, a)
         return ("skipped", why) if why else ("done", "")
 
@@ -160,11 +179,10 @@ class Executor:
                 # or it was missing from one bad read): the next evaluation decides with it.
                 return "skipped", f"Torque lists node {name} now"
         self._stage(a, Stage.TERMINATING)
+        self._report_fault(a)
+        crashpoint("terminate.before")
         self.providers[a.cloud].terminate(a.instance)
-        if a.fault:
-            # A termination is no proof that launches work again: only a fault is reported
-            # (a scale-in must not clear the backoff of a cloud whose launches fail).
-            self._report(a.cloud, a.reason)
+        crashpoint("terminate.after")
         return "done", ""
 
     def _remove(self, a: Action) -> tuple[str, str]:
@@ -176,14 +194,17 @@ class Executor:
             return "done", "already gone from Torque"
         if not fresh.is_idle:
             return "skipped", "the node runs a job"
+        crashpoint("remove.before")
         self.torque.delete_node(a.node)
+        crashpoint("remove.after")
         return "done", ""
 
     def _cancel(self, a: Action) -> tuple[str, str]:
         assert a.cloud and a.count
+        self._report_fault(a)
+        crashpoint("cancel.before")
         desired = self.providers[a.cloud].cancel_requests(a.count)
-        if a.fault:
-            self._report(a.cloud, a.reason)
+        crashpoint("cancel.after")
         return "done", f"desired capacity now {desired}"
 
     def _launch(self, a: Action) -> tuple[str, str]:
@@ -194,5 +215,7 @@ class Executor:
         new = min(cloud.capacity + a.count, cloud.max_instances)
         if new <= cloud.desired:
             return "skipped", "already at that capacity"
+        crashpoint("launch.before")
         self.providers[a.cloud].set_desired(new)
+        crashpoint("launch.after")
         return "done", f"desired capacity {cloud.desired} -> {new}"

@@ -113,7 +113,9 @@ class Torque:
         try:
             found = self.runner.stream(argv, lambda out: list(xmlparse.parse_nodes(out, "pbsnodes -x")))
         except CommandError as exc:
-            if _mentions(exc, "unknown node", "cannot locate"):
+            # A server with no node at all answers "has no node list": it does not know this one.
+            if _mentions(exc, "unknown node", "cannot locate") or (
+                    exc.returncode is not None and _mentions(exc, "has no node list")):
                 return None
             raise
         for node in found:

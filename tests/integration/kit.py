@@ -13,7 +13,8 @@ def conf_text(tmp_path: Path, sandbox, moto: str, *, charge: int = 3600, margin:
               policy: str = "CostAware", max_instances: int = 3, cores: int = 4,
               loop_sleep: int = 120, watch: bool = True, trigger: str = "",
               extra_policy: str = "", boot_timeout: int = 300, price: float = 0.1,
-              budget: str = "10") -> str:
+              budget: str = "10", region: str = "us-east-1", group: str = "phorque-e2e",
+              extra_cloud: str = "") -> str:
     margin_line = f"scale_in_margin_secs = {margin}\n" if policy == "CostAware" else ""
     return f"""
 [Phorque]
@@ -36,9 +37,11 @@ cloud_uri = {moto}
 autoscale_uri = {moto}
 access_id = testing
 secret_key = testing
+region = {region}
+availability_zone = {region}a
 image_id = ami-12c6146b
-autoscale_group_name = phorque-e2e
-launch_config_name = phorque-e2e-lc
+autoscale_group_name = {group}
+launch_config_name = {group}-lc
 instance_type = t3.medium
 instance_cores = {cores}
 max_instances = {max_instances}
@@ -47,7 +50,7 @@ price = {price}
 boot_secs = 2
 connect_timeout_secs = 2
 read_timeout_secs = 10
-"""
+{extra_cloud}"""
 
 
 def e2e_config(tmp_path: Path, sandbox, moto: str, **kwargs) -> Config:
