@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 from phorque.sandbox import server
 from phorque.sandbox.layout import Layout
+from tests import waiting
 
 COMMAND_TIMEOUT = 30.0
 
@@ -62,14 +62,7 @@ class Sandbox:
 
     def wait_for(self, predicate: Callable[[], object], timeout: float = 20.0,
                  what: str = "condition") -> object:
-        deadline = time.monotonic() + timeout
-        while True:
-            value = predicate()
-            if value:
-                return value
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-            time.sleep(0.05)
+        return waiting.wait_for(predicate, timeout, what)
 
     def stop(self) -> None:
         server.stop(self.layout)

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import time
 import urllib.request
 from dataclasses import replace
 from typing import Any
 
 from phorque.config import CloudSettings
 from phorque.options import Secret
+from tests import waiting
 
 AWS_ID, AWS_SECRET = "AKIAPHORQUETESTKEY01", "aws-secret-Zq8vL2xW9pRt4"
 PHANTOM_ID, PHANTOM_SECRET = "PHANTOMACCESSID77", "phantom-secret-Hk3nB7cV1mQ"
@@ -59,11 +59,4 @@ def phantom_settings(server: Any, **overrides: Any) -> CloudSettings:
 
 def wait_for(predicate: Any, timeout: float = 10.0, interval: float = 0.05) -> Any:
     """Poll ``predicate`` until it returns something true; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s (last: {value!r})")
-        time.sleep(interval)
+    return waiting.wait_for(predicate, timeout, interval=interval)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 from phorque.config import Config, load_config
+from tests import waiting
 
 
 def conf_text(tmp_path: Path, sandbox, moto: str, *, charge: int = 3600, margin: int = 60,
@@ -60,14 +60,7 @@ def e2e_config(tmp_path: Path, sandbox, moto: str, **kwargs) -> Config:
 
 
 def wait_until(predicate: Callable[[], object], timeout: float, what: str, interval: float = 0.1) -> object:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(interval)
+    return waiting.wait_for(predicate, timeout, what, interval)
 
 
 def exit_statuses(sandbox) -> dict[str, int]:
