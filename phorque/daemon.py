@@ -29,6 +29,9 @@ from phorque.watcher import TorqueWatcher
 
 log = logging.getLogger("phorque.daemon")
 
+#: The first retry of a skipped evaluation; each further skip doubles it, up to loop_sleep_secs.
+RETRY_FIRST_SECS = 5.0
+
 
 def pid_alive(pid: int) -> bool:
     try:
@@ -204,6 +207,7 @@ class Daemon:
         wake_at: float | None = None   # wall-clock time the policy asked to look again
         fired = Fired()
         first = True
+        retry = 0.0                    # seconds before retrying a skipped evaluation
         while not self.stopping:
             if self.reload_requested:
                 self._reload(config_path)
@@ -213,7 +217,7 @@ class Daemon:
                 if sweep and self.watcher is not None:
                     self.watcher.ensure()
                 why = ("start" if first else "periodic reconciliation" if sweep
-                       else "policy wake-up")
+                       else "retry" if retry else "policy wake-up")
                 ev = self.evaluate(fired, why)
                 first = False
                 for nonce, sender in fired.waiters:
@@ -222,9 +226,15 @@ class Daemon:
                 if sweep:
                     next_sweep = time.monotonic() + self.config.phorque.loop_sleep_secs
                 if ev is not None:
+                    retry = 0.0
                     wake_at = ev.plan.wake_at
-                elif wake_due:
-                    wake_at = None  # the next reconciliation retries
+                else:
+                    # A skipped evaluation (Torque unreadable, the lock busy) is tried again soon,
+                    # backing off to loop_sleep_secs: the work that asked for it must not wait
+                    # for the next reconciliation, and a long outage must not make a busy loop.
+                    retry = min(max(2 * retry, RETRY_FIRST_SECS), self.config.phorque.loop_sleep_secs)
+                    wake_at = time.time() + retry
+                    log.info("next try in %.0f s", retry)
                 if wake_at is not None:
                     wake_at = max(wake_at, time.time() + 1.0)  # never spin on a past moment
                 self._heartbeat()

@@ -233,3 +233,24 @@ def test_a_node_the_fresh_read_does_not_show_is_not_terminated(make_sandbox, mot
     ev = engine.evaluate()  # Torque answers: the drained, idle nodes go as planned
     assert [o.status for o in ev.outcomes if o.action.kind == "terminate"] == ["done", "done"]
     assert not live_instances(moto)
+
+
+def test_a_skipped_evaluation_is_retried_soon_not_at_the_next_reconciliation(make_sandbox, moto, daemons,
+                                                                             tmp_path):
+    # loop_sleep_secs 120: without the retry, the job submitted while qstat fails would wait
+    # for the next reconciliation, two minutes away.
+    sandbox = make_sandbox(nodes=0, np=4, boot_delay=1)
+    cloud = Cloud("local", "moto", moto, "g-retry", price=0.1, max_instances=2)
+    daemon = daemons(conf_text(tmp_path, sandbox, [cloud], loop_sleep=120))
+    sandbox_faults.write(sandbox.layout, {"qstat": {"mode": "fail", "count": 2}})
+    submitted = time.monotonic()
+    sandbox.qsub("-l", "nodes=1:ppn=4", runtime=2)
+    wait_until(lambda: live_instances(moto), 60, "a launch for the job submitted while qstat failed")
+    assert time.monotonic() - submitted < 60
+    skipped = daemon.lines("skipped: Torque could not be read")
+    assert len(skipped) == 2, daemon.text()
+    # Backing off: 5 s, then 10 s between tries (at most loop_sleep_secs).
+    assert [line.split("next try in ")[1] for line in daemon.lines("next try in")] == ["5 s", "10 s"]
+    assert daemon.lines("(retry):"), daemon.text()
+    wait_until(lambda: len(sandbox.records("E")) == 1, 60, "the job to run on the cloud node")
+    assert list(exit_statuses(sandbox).values()) == [0]
