@@ -2,7 +2,8 @@
 
 Triggers are Torque's files (:mod:`phorque.watcher`), nudges from ``phorque-evaluate`` and the
 submit filter (:mod:`phorque.nudge`), the policy's own wake-up time (an idle instance reaching
-its drain moment), and a full reconciliation every ``loop_sleep_secs``. SIGTERM and SIGINT stop
+its drain moment), a retry after a skipped evaluation (5 s, doubling up to ``loop_sleep_secs``)
+and a full reconciliation every ``loop_sleep_secs``. SIGTERM and SIGINT stop
 the loop after the current step; SIGHUP reloads the configuration (a broken file is reported and
 the running configuration kept).
 """
