@@ -16,6 +16,7 @@ logged about each fault. Exit status 0 when every job ended with status 0 within
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import random
 import sys
@@ -102,6 +103,9 @@ def submit_stream(sandbox: Sandbox, jobs: int, secs: float, rng: random.Random, 
 
 
 def main() -> int:
+    # The in-process moto server logs every request through werkzeug: thousands of lines that
+    # would bury the benchmark's own.
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=120)
     parser.add_argument("--submit-secs", type=float, default=240.0)
