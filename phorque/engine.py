@@ -70,7 +70,6 @@ class Engine:
         self.policy = policy or make_policy(config)
         self.clock = clock
         self._set_up: set[str] = set()
-        self._last_capacity: dict[str, int] = {}
 
     @property
     def state(self) -> StateStore:
@@ -137,18 +136,21 @@ class Engine:
                 # owns there) still costs money, so the budget is not spent twice.
                 out.append(cloud_state(settings, Health.UNREACHABLE, desired=known, error=str(exc)))
                 continue
-            self._last_capacity[settings.name] = max(group.desired,
-                                                     sum(1 for i in group.instances if i.state.is_valid))
+            if record_errors:
+                seen = max(group.desired, sum(1 for i in group.instances if i.state.is_valid))
+                if self.state.capacities().get(settings.name) != seen:
+                    self.state.save_capacity(settings.name, seen, now)
             out.append(cloud_state(settings, health_at(record, now), group.desired, group.instances,
                                    error=record.last_error if record.failures else "",
                                    backoff_until=record.backoff_until))
         return tuple(out)
 
     def _known_capacity(self, cloud: str) -> int:
-        """Instances a cloud that cannot be read is believed to have: the capacity it showed
-        last (in this process), or the live instances the state store owns there."""
+        """Instances a cloud that cannot be read is believed to have: the capacity it showed last
+        or was asked for since (kept in the state, so that a restarted daemon and every
+        ``phorque-evaluate`` know it too), or the live instances the state store owns there."""
         owned = sum(1 for o in self.state.owned() if o.cloud == cloud and o.stage.is_live)
-        return max(owned, self._last_capacity.get(cloud, 0))
+        return max(owned, self.state.capacities().get(cloud, 0))
 
     def snapshot(self, now: float, save: bool) -> Snapshot:
         try:

@@ -204,6 +204,7 @@ class Executor:
         self._report_fault(a)
         crashpoint("cancel.before")
         desired = self.providers[a.cloud].cancel_requests(a.count)
+        self.state.save_capacity(a.cloud, desired, self.now)
         crashpoint("cancel.after")
         return "done", f"desired capacity now {desired}"
 
@@ -215,6 +216,9 @@ class Executor:
         new = min(cloud.capacity + a.count, cloud.max_instances)
         if new <= cloud.desired:
             return "skipped", "already at that capacity"
+        # Recorded first: a reply lost after the change was made, or a crash, must not leave a
+        # cloud that then cannot be read counted at its old capacity against the budget.
+        self.state.save_capacity(a.cloud, new, self.now, raise_only=True)
         crashpoint("launch.before")
         self.providers[a.cloud].set_desired(new)
         crashpoint("launch.after")

@@ -33,6 +33,8 @@ CREATE TABLE IF NOT EXISTS transitions (
     cloud TEXT, stage TEXT NOT NULL, node TEXT);
 CREATE TABLE IF NOT EXISTS cloud_health (
     cloud TEXT PRIMARY KEY, record TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS cloud_capacity (
+    cloud TEXT PRIMARY KEY, capacity INTEGER NOT NULL, updated_at REAL);
 CREATE TABLE IF NOT EXISTS memory (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS decisions (
     id INTEGER PRIMARY KEY AUTOINCREMENT, time REAL NOT NULL, policy TEXT, action TEXT NOT NULL,
@@ -147,6 +149,22 @@ class StateStore:
         with self.transaction() as db:
             db.execute("INSERT OR REPLACE INTO cloud_health (cloud, record) VALUES (?, ?)",
                        (cloud, json.dumps(record)))
+
+    def capacities(self) -> dict[str, int]:
+        """Each cloud's believed capacity: what it showed last, or what Phorque asked of it since."""
+        return {r["cloud"]: r["capacity"] for r in self._query("SELECT * FROM cloud_capacity")}
+
+    def save_capacity(self, cloud: str, capacity: int, now: float, *, raise_only: bool = False) -> None:
+        """Record a cloud's capacity; with ``raise_only``, only if it is above the one recorded."""
+        with self.transaction() as db:
+            if raise_only:
+                db.execute("INSERT INTO cloud_capacity (cloud, capacity, updated_at) VALUES (?, ?, ?) "
+                           "ON CONFLICT(cloud) DO UPDATE SET capacity = excluded.capacity, "
+                           "updated_at = excluded.updated_at WHERE excluded.capacity > capacity",
+                           (cloud, capacity, now))
+            else:
+                db.execute("INSERT OR REPLACE INTO cloud_capacity (cloud, capacity, updated_at) "
+                           "VALUES (?, ?, ?)", (cloud, capacity, now))
 
     def memory(self) -> dict[str, Any]:
         return {r["key"]: json.loads(r["value"]) for r in self._query("SELECT * FROM memory")}
