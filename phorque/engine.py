@@ -117,6 +117,7 @@ class Engine:
     def read_clouds(self, now: float, records: Mapping[str, CloudHealthRecord],
                     record_errors: bool) -> tuple[CloudState, ...]:
         out = []
+        believed = self.state.capacities()
         for settings in self.config.clouds:
             record = records.get(settings.name, CloudHealthRecord())
             try:
@@ -126,7 +127,7 @@ class Engine:
                     # A dry run before the first start: the group will be created empty.
                     out.append(cloud_state(settings, health_at(record, now)))
                     continue
-                known = self._known_capacity(settings.name)
+                known = self._known_capacity(settings.name, believed)
                 log.warning("cloud %s: cannot read its group: %s; nothing is launched or terminated "
                             "there until it answers, and its %d known instance(s) still count "
                             "against price_per_hour", settings.name, exc, known)
@@ -136,21 +137,20 @@ class Engine:
                 # owns there) still costs money, so the budget is not spent twice.
                 out.append(cloud_state(settings, Health.UNREACHABLE, desired=known, error=str(exc)))
                 continue
-            if record_errors:
-                seen = max(group.desired, sum(1 for i in group.instances if i.state.is_valid))
-                if self.state.capacities().get(settings.name) != seen:
-                    self.state.save_capacity(settings.name, seen, now)
-            out.append(cloud_state(settings, health_at(record, now), group.desired, group.instances,
-                                   error=record.last_error if record.failures else "",
-                                   backoff_until=record.backoff_until))
+            cloud = cloud_state(settings, health_at(record, now), group.desired, group.instances,
+                                error=record.last_error if record.failures else "",
+                                backoff_until=record.backoff_until)
+            if record_errors and believed.get(settings.name) != cloud.capacity:
+                self.state.save_capacity(settings.name, cloud.capacity, now)
+            out.append(cloud)
         return tuple(out)
 
-    def _known_capacity(self, cloud: str) -> int:
+    def _known_capacity(self, cloud: str, believed: Mapping[str, int]) -> int:
         """Instances a cloud that cannot be read is believed to have: the capacity it showed last
         or was asked for since (kept in the state, so that a restarted daemon and every
         ``phorque-evaluate`` know it too), or the live instances the state store owns there."""
         owned = sum(1 for o in self.state.owned() if o.cloud == cloud and o.stage.is_live)
-        return max(owned, self.state.capacities().get(cloud, 0))
+        return max(owned, believed.get(cloud, 0))
 
     def snapshot(self, now: float, save: bool) -> Snapshot:
         try:

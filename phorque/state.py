@@ -21,7 +21,7 @@ from typing import Any
 
 from phorque.errors import StateError
 from phorque.model import Owned, Stage
-from phorque.private import private_dir
+from phorque.private import private_dir, private_file
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS instances (
@@ -63,9 +63,8 @@ class StateStore:
         try:
             if path != ":memory:":
                 private_dir(os.path.dirname(os.path.abspath(path)))
-            if path != ":memory:" and not os.path.exists(path):
-                # Create it owner-only before sqlite opens it.
-                os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+            if path != ":memory:":
+                private_file(path)  # owner-only before sqlite opens it; an existing one is kept
             self.db = sqlite3.connect(path, timeout=30, isolation_level=None)
             self.db.row_factory = sqlite3.Row
             self.db.execute("PRAGMA journal_mode=WAL")

@@ -116,11 +116,14 @@ class _Trial:
         """A new bin from the first opener with room and a size that holds ``use`` cores."""
         for opener in self._with_room():
             if use <= opener.size:
-                self.opened[opener] = self.opened.get(opener, 0) + 1
-                self.cost += opener.price
-                self.taken.append([0, opener.size - use])
+                self._open_on(opener, use)
                 return True
         return False
+
+    def _open_on(self, opener: Opener, use: int) -> None:
+        self.opened[opener] = self.opened.get(opener, 0) + 1
+        self.cost += opener.price
+        self.taken.append([0, opener.size - use])
 
     def _with_room(self) -> list[Opener]:
         return [o for o in self.openers if o.room > self.opened.get(o, 0)
@@ -159,12 +162,9 @@ class _Trial:
             use = min(bin_.free, cores)
             self._take_named(bin_, use)
             cores -= use
-        while cores > 0:
-            room = self._with_room()
-            if not room:
-                break
+        while cores > 0 and (room := self._with_room()):
             use = min(room[0].size, cores)
-            self._open(use)
+            self._open_on(room[0], use)
             cores -= use
         return cores == 0
 
