@@ -141,14 +141,21 @@ def qsub4(world: World, count: int, runtime: float = 3) -> list[str]:
     return [world.sandbox.qsub("-l", "nodes=1:ppn=4", runtime=runtime) for _ in range(count)]
 
 
-def lifecycle(world: World, point: str) -> Result:
-    """Two jobs launch two instances that join, run the jobs, idle, drain and go at their
-    charge boundary; the daemon dies at ``point`` on the way."""
-    result = Result(needed=2)
-    jobs = qsub4(world, 2)
+def begin(world: World, needed: int, point: str) -> tuple[Result, list[str], Sampler]:
+    """Submit ``needed`` jobs of one instance each, start watching, and let the daemon die at
+    ``point``."""
+    result = Result(needed=needed)
+    jobs = qsub4(world, needed)
     sampler = Sampler(world, result)
     sampler.start()
     die_at(world, result, point)
+    return result, jobs, sampler
+
+
+def lifecycle(world: World, point: str) -> Result:
+    """Two jobs launch two instances that join, run the jobs, idle, drain and go at their
+    charge boundary; the daemon dies at ``point`` on the way."""
+    result, jobs, sampler = begin(world, 2, point)
     finish(world, result, jobs, sampler)
     return result
 
@@ -157,11 +164,7 @@ def outage(world: World, point: str) -> Result:
     """Dies just after launching, and stays down longer than the boot timeout: the restarted
     daemon must join the two healthy instances it never saw, not terminate them as instances
     that never booted (and launch two more)."""
-    result = Result(needed=2)
-    jobs = qsub4(world, 2)
-    sampler = Sampler(world, result)
-    sampler.start()
-    die_at(world, result, point)
+    result, jobs, sampler = begin(world, 2, point)
     time.sleep(world.boot_timeout + 5)
     sampler.since = time.time()
     finish(world, result, jobs, sampler)
@@ -173,11 +176,7 @@ def undrain(world: World, point: str) -> Result:
     on the other node, one waits), so the restarted daemon puts the drained node back in
     service, and dies there too; the third start converges (and uses the two paid instances,
     launching none)."""
-    result = Result(needed=2)
-    jobs = qsub4(world, 2)
-    sampler = Sampler(world, result)
-    sampler.start()
-    die_at(world, result, "drain.offline")
+    result, jobs, sampler = begin(world, 2, "drain.offline")
     jobs += qsub4(world, 2, runtime=10)
     die_at(world, result, point)
     finish(world, result, jobs, sampler)
@@ -188,11 +187,7 @@ def boot_timeout(world: World, point: str) -> Result:
     """The instance stays pending (the fault proxy) and never joins; the daemon dies while
     terminating it. After the restart the instance must be gone, and the cloud backed off: the
     still-queued job must not launch it again at once."""
-    result = Result(needed=1)
-    (job,) = qsub4(world, 1)
-    sampler = Sampler(world, result)
-    sampler.start()
-    die_at(world, result, point)
+    result, (job,), sampler = begin(world, 1, point)
     proc = world.daemon()
     wait_until(lambda: not any(i.live for i in world.instances()), 40, "the stuck instance to go")
     time.sleep(6)  # a restarted daemon without the back-off would have launched again by now
@@ -209,11 +204,7 @@ def stalled_request(world: World, point: str) -> Result:
     """The cloud takes the request but never starts an instance (moto with a launch
     configuration it cannot launch); after the boot timeout the request is cancelled, and the
     daemon dies around that."""
-    result = Result(needed=1)
-    (job,) = qsub4(world, 1)
-    sampler = Sampler(world, result)
-    sampler.start()
-    die_at(world, result, point)
+    result, (job,), sampler = begin(world, 1, point)
     proc = world.daemon()
     wait_until(lambda: world.desired() == 0, 40, "the request to be cancelled")
     time.sleep(4)
