@@ -6,6 +6,15 @@
     python3 dev.py demo [DEMO-ARGS...]     create .venv, install Phorque with its sandbox
                                            extras, run the live demo
     python3 dev.py bench NAME [ARGS...]    run bench/NAME.py inside .venv
+    python3 dev.py torque build            build a real Torque 6.1.3 from its source tarball
+                                           ($PHORQUE_TORQUE_SOURCE, else
+                                           ../shared/vendor/torque-6.1.3.tar.gz) into a cache
+    python3 dev.py torque start [--moms N] [--np N] | stop | status
+                                           run a private Torque on this host
+
+`test` also runs the real-Torque tier (tests/torque/) whenever a Torque source or build is found
+(building it first when only the source is there), and says in one line when it does not.
+Under CI (CI=true) the tier must run: `test` fails when it did not.
 
 Only the standard library is used here, so it runs on a fresh machine that has Python 3.11 and pip.
 """
@@ -45,18 +54,74 @@ def ensure_env(extras: str) -> None:
     stamp.write_text(digest)
 
 
+def torque_tier(env: dict[str, str]) -> tuple[list[str], Path | None]:
+    """Make the real-Torque tier runnable if a source or build is found.
+
+    Returns the extra pytest arguments and the file the tier reports its count to (None when
+    the tier is not run)."""
+    from torquebed import build
+
+    if os.environ.get("PHORQUE_TORQUE", "") == "off":
+        print("real-Torque tier not run: PHORQUE_TORQUE=off", flush=True)
+        return ["--ignore=tests/torque"], None
+    found = build.locate()
+    if found is None:
+        source = build.find_source()
+        if source is None:
+            print(f"real-Torque tier not run: no Torque build in {build.cache_root()} and no source "
+                  f"(set PHORQUE_TORQUE_SOURCE or provide {build.DEFAULT_SOURCE})", flush=True)
+            return ["--ignore=tests/torque"], None
+        if os.geteuid() != 0:
+            print("real-Torque tier not run: building and running Torque needs root", flush=True)
+            return ["--ignore=tests/torque"], None
+        try:
+            found = build.build(source)
+        except build.BuildError as exc:
+            print(f"real-Torque tier not run: the Torque build failed: {exc}", flush=True)
+            return ["--ignore=tests/torque"], None
+    report = VENV / ".torque-tier-report"
+    report.unlink(missing_ok=True)
+    env["PHORQUE_TORQUE_TIER_REPORT"] = str(report)
+    print(f"real-Torque tier: running against the build in {found.root}", flush=True)
+    return [], report
+
+
+def run_tests(rest: list[str], env: dict[str, str]) -> int:
+    rc = _run([str(BIN / "ruff"), "check", "phorque", "tests", "bench", "hooks", "dev.py", "torquebed"],
+              env=env)
+    if rc:
+        return rc
+    extra, report = torque_tier(env)
+    rc = _run([str(BIN / "python"), "-m", "pytest", *extra, *rest], env=env)
+    if os.environ.get("CI") == "true" and not rest:
+        ran = int(report.read_text() or 0) if report and report.is_file() else 0
+        if ran == 0:
+            print("CI: the real-Torque tier did not run", flush=True)
+            return rc or 1
+        print(f"CI: the real-Torque tier ran {ran} test(s)", flush=True)
+    return rc
+
+
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] not in {"test", "demo", "bench"}:
+    if not argv or argv[0] not in {"test", "demo", "bench", "torque"}:
         print(__doc__)
         return 2
     cmd, rest = argv[0], argv[1:]
     env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
+    if cmd == "torque":
+        from torquebed import build, cluster
+
+        if rest[:1] == ["build"]:
+            try:
+                build.build()
+            except build.BuildError as exc:
+                print(f"torque: {exc}", file=sys.stderr)
+                return 1
+            return 0
+        return cluster.main(rest)
     if cmd == "test":
         ensure_env("test")
-        rc = _run([str(BIN / "ruff"), "check", "phorque", "tests", "bench", "hooks", "dev.py"], env=env)
-        if rc:
-            return rc
-        return _run([str(BIN / "python"), "-m", "pytest", *rest], env=env)
+        return run_tests(rest, env)
     if cmd == "demo":
         ensure_env("sandbox")
         return _run([str(BIN / "phorque-demo"), *rest], env=env)

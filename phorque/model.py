@@ -124,7 +124,8 @@ class Node:
 
     @property
     def is_idle(self) -> bool:
-        return not self.jobs and self.used_slots == 0
+        # Torque 2.x can say job-exclusive and list no job: the node is taken all the same.
+        return not self.jobs and self.used_slots == 0 and JOB_EXCLUSIVE not in self.state
 
     @property
     def free_cores(self) -> int:

@@ -4,7 +4,8 @@ Follows pbs_server (src/server/resc_def_all.c): ``procct = procs + count_proc(no
 ``count_proc`` sums ``count x ppn`` over the ``+`` parts and a part that names a host counts one
 node; with neither ``nodes`` nor ``procs`` a job needs one core. Torque 6 ``-L`` requests
 (``Resource_Request_2.0``) count ``tasks x lprocs``. ``ncpus`` alone is not expanded by
-pbs_server, so it does not count either.
+pbs_server (no ``nodes`` default is added), but the schedulers (pbs_sched, Maui, Moab) treat it
+as that many cores on one node, so a job whose request is only ``ncpus=N`` needs N cores.
 """
 
 from __future__ import annotations
@@ -131,12 +132,21 @@ def _procs(resources: Mapping[str, str]) -> int:
     return _leading_int(raw.strip()) or 0
 
 
+def _ncpus(resources: Mapping[str, str]) -> int:
+    raw = resources.get("ncpus")
+    if raw is None:
+        return 0
+    return _leading_int(raw.strip()) or 0
+
+
 def job_cores(resources: Mapping[str, str], request2: str | None = None) -> int:
     """Cores a job needs, from its ``Resource_List`` (and ``Resource_Request_2.0``)."""
     nodes = resources.get("nodes")
     cores = _procs(resources) + (count_proc(nodes) if nodes else 0)
     if cores == 0 and request2:
         cores = request2_cores(request2)
+    if cores == 0:
+        cores = _ncpus(resources)
     return cores if cores > 0 else 1
 
 
@@ -149,6 +159,9 @@ def job_chunks(resources: Mapping[str, str], request2: str | None = None) -> tup
         chunks.append(Chunk(count=procs, ppn=1, spread=True))
     if not chunks and request2:
         chunks = [Chunk(count=t, ppn=p, spread=True) for t, p in _request2_parts(request2)]
+    if not chunks and _ncpus(resources):
+        # ncpus alone: that many cores on one node, as the schedulers place it.
+        chunks = [Chunk(count=1, ppn=_ncpus(resources))]
     chunks = [c for c in chunks if c.count > 0 and c.ppn > 0]
     return tuple(chunks) or (Chunk(count=1, ppn=1, spread=True),)
 

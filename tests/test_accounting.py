@@ -262,7 +262,7 @@ def test_exec_host_slot_counting():
     ("Resource_List.procs=4", 4),
     ("Resource_List.nodes=2:ppn=2 Resource_List.procs=3", 7),
     ("Resource_List.walltime=01:00:00", 1),
-    ("Resource_List.ncpus=8", 1),
+    ("Resource_List.ncpus=8", 8),  # ncpus alone: N cores, as the schedulers treat it
     ("queue=batch", None),
 ])
 def test_cores(text, cores):

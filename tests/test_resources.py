@@ -41,7 +41,8 @@ def test_count_proc_and_nodect(spec, cores, nodect):
     ({"procs": "6"}, None, 6),
     ({"nodes": "1:ppn=2", "procs": "3"}, None, 5),
     ({}, None, 1),
-    ({"ncpus": "2"}, None, 1),
+    ({"ncpus": "2"}, None, 2),  # ncpus alone: N cores on one node, as the schedulers treat it
+    ({"ncpus": "2", "nodes": "1"}, None, 1),
     ({"walltime": "01:00:00"}, "-L tasks=1:lprocs=1:usecores:memory=4GB -L tasks=1:lprocs=1:usecores:memory=4GB ", 2),
     ({}, "-L tasks=4:lprocs=2", 8),
 ])
@@ -54,6 +55,7 @@ def test_job_chunks_keep_the_node_shape():
     assert job_chunks({"procs": "3"}) == (Chunk(3, 1, spread=True),)
     assert job_chunks({}) == (Chunk(1, 1, spread=True),)
     assert job_chunks({"nodes": "n1:ppn=2"}) == (Chunk(1, 2, host="n1"),)
+    assert job_chunks({"ncpus": "4"}) == (Chunk(1, 4),)
 
 
 @pytest.mark.parametrize("text,secs", [("12767", 12767), ("05:00", 300), ("01:00:00", 3600),

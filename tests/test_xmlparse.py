@@ -42,8 +42,8 @@ def test_pretty_printed_qstat_with_arrays_and_plus_specs():
     assert jobs["149.master.example.org"].started_at == 1562156185
     assert jobs["150.master.example.org"].cores == 2
     assert jobs["150.master.example.org"].exec_hosts == ("node-b", "node-a")
-    # ncpus alone is not expanded by pbs_server: one slot, as in the real sample.
-    assert jobs["151.master.example.org"].cores == 1
+    # ncpus alone is not expanded by pbs_server, but the schedulers treat it as N cores on a node.
+    assert jobs["151.master.example.org"].cores == 2
     queued = jobs["152.master.example.org"]
     assert queued.cores == 8 and queued.is_queued
     assert queued.chunks == (Chunk(1, 2), Chunk(2, 3))

@@ -311,6 +311,9 @@ def node_from_element(elem: ET.Element) -> Node:
     if not name:
         raise XMLFormatError("pbsnodes: a <Node> without <name>")
     jobs, slots = parse_node_jobs(_text(elem, "jobs"))
+    # Torque 6 built with NUMA support places -L jobs on whole cores or threads and says so in
+    # dedicated_cores / dedicated_threads; where they say more than the job list, they are right.
+    slots = max(slots, _int(_text(elem, "dedicated_cores")) or 0, _int(_text(elem, "dedicated_threads")) or 0)
     props = _text(elem, "properties") or ""
     return Node(
         name=name,
