@@ -102,13 +102,17 @@ def find_source() -> Path | None:
 
 
 def cache_root() -> Path:
-    """`$PHORQUE_TORQUE_CACHE`, else `$XDG_CACHE_HOME/phorque/torque` (`~/.cache/...`).
+    """`$PHORQUE_TORQUE_CACHE`, else `/var/cache/phorque/torque` for root, else
+    `$XDG_CACHE_HOME/phorque/torque` (`~/.cache/...`).
 
     Outside the work tree on purpose: never in git, and a fresh clone on the same machine (CI)
-    reuses the build instead of spending a quarter of an hour on it again."""
+    reuses the build instead of spending a quarter of an hour on it again. Not under root's home:
+    the jobs user must be able to run the client commands, and the paths are compiled in."""
     named = os.environ.get("PHORQUE_TORQUE_CACHE")
     if named:
         return Path(named)
+    if os.geteuid() == 0:
+        return Path("/var/cache/phorque/torque")
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "phorque" / "torque"
 
