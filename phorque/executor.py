@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from phorque.config import CloudSettings
@@ -33,6 +34,9 @@ from phorque.state import StateStore
 from phorque.torque.commands import Torque
 
 log = logging.getLogger("phorque.executor")
+
+#: At most this many `qmgr delete node` at once.
+REMOVE_WORKERS = 8
 
 
 @dataclass(frozen=True)
@@ -68,28 +72,45 @@ class Executor:
         self.dns = {i.id: i.node_name for c in snapshot.clouds for i in c.instances if i.id}
         outcomes: list[Outcome] = []
         kicked = False
-        for action in plan.ordered():
-            handler = getattr(self, f"_{action.kind.value}")
-            try:
-                status, detail = handler(action)
-            except PhorqueError as exc:
-                status, detail = "failed", str(exc)
-                # Only the cloud's own failures count against it: a Torque read failing during a
-                # termination is no reason to back off the cloud.
-                if isinstance(exc, CloudError) and action.cloud and action not in self.counted:
-                    self._report(action.cloud, str(exc))
-            outcome = Outcome(action, status, detail)
-            outcomes.append(outcome)
-            level = logging.WARNING if status == "failed" else logging.INFO
-            log.log(level, "%s -> %s%s", action, status, f" ({detail})" if detail else "")
-            if status == "done" and action.kind in (Kind.JOIN, Kind.UNDRAIN):
+        ordered = plan.ordered()
+        removals = [a for a in ordered if a.kind == Kind.REMOVE]
+        for action in ordered:
+            if action.kind == Kind.REMOVE:
+                continue
+            outcomes.append(self._apply_one(action))
+            if outcomes[-1].status == "done" and action.kind in (Kind.JOIN, Kind.UNDRAIN):
                 kicked = True
+        outcomes.extend(self._remove_all(removals))
         if kicked:
             try:
                 self.torque.schedule()
             except PhorqueError as exc:
                 log.warning("could not ask pbs_server to schedule: %s", exc)
         return outcomes
+
+    def _apply_one(self, action: Action) -> Outcome:
+        handler = getattr(self, f"_{action.kind.value}")
+        try:
+            status, detail = handler(action)
+        except PhorqueError as exc:
+            status, detail = "failed", str(exc)
+            # Only the cloud's own failures count against it: a Torque read failing during a
+            # termination is no reason to back off the cloud.
+            if isinstance(exc, CloudError) and action.cloud and action not in self.counted:
+                self._report(action.cloud, str(exc))
+        outcome = Outcome(action, status, detail)
+        level = logging.WARNING if status == "failed" else logging.INFO
+        log.log(level, "%s -> %s%s", action, status, f" ({detail})" if detail else "")
+        return outcome
+
+    def _remove_all(self, removals: list[Action]) -> list[Outcome]:
+        """Remove nodes side by side: each `qmgr delete node` holds for 2 s or more on a real
+        pbs_server, and the server serves them in parallel threads."""
+        if len(removals) <= 1:
+            return [self._apply_one(a) for a in removals]
+        with ThreadPoolExecutor(max_workers=min(len(removals), REMOVE_WORKERS),
+                                thread_name_prefix="remove") as pool:
+            return list(pool.map(self._apply_one, removals))
 
     # -- helpers ---------------------------------------------------------------------------
     def _report(self, cloud: str, error: str | None) -> None:

@@ -25,10 +25,26 @@ RESERVE = "reserve"
 JOB_EXCLUSIVE = "job-exclusive"
 BUSY = "busy"
 FREE = "free"
+#: A node just created with ``qmgr create node`` is ``down,offline,MOM-list-not-sent`` until the
+#: server has sent the new node list to the moms (about 10 s). That offline is Torque's own, not
+#: an administrator's.
+MOM_LIST_NOT_SENT = "MOM-list-not-sent"
 
 #: Phorque writes this at the start of the note of every node it offlines or creates, so an
 #: administrator's own offline (any other note) is recognised and left alone.
 NOTE_MARK = "phorque:"
+
+#: How pbs_sched's comment starts when pbs_server refused to run the job (fifo.c).
+SCHED_PBS_ERROR = "Not Running - PBS Error:"
+#: pbs_server's answers to a run request that no new node can change (pbs_error_db.h texts):
+#: the request itself is what the server cannot place.
+_REQUEST_ERRORS = frozenset({
+    "unknown node-attribute",
+    "unknown resource",
+    "illegal attribute or resource value",
+    "job exceeds queue resource limits",
+    "invalid syntax",
+})
 
 # Torque job states.
 QUEUED = "Q"
@@ -76,6 +92,7 @@ class Job:
     queued_at: float | None = None
     started_at: float | None = None
     gpus: int = 0
+    comment: str = ""
 
     @property
     def is_queued(self) -> bool:
@@ -84,6 +101,19 @@ class Job:
     @property
     def is_running(self) -> bool:
         return self.state in (RUNNING, EXITING)
+
+    @property
+    def refused_by_server(self) -> str | None:
+        """Why pbs_server refuses to start this job whatever nodes there are, from the comment
+        the scheduler left when its run request failed (``Not Running - PBS Error: ...``).
+
+        pbs_sched 6.1.3 gets ``Unknown node-attribute`` for every ``procs=N`` job (no ``nodes``
+        default is given to it), at every cycle: such a job is not demand for new instances."""
+        comment = self.comment
+        if not comment.startswith(SCHED_PBS_ERROR):
+            return None
+        error = comment[len(SCHED_PBS_ERROR):].strip()
+        return error if error.lower() in _REQUEST_ERRORS else None
 
     @property
     def shape(self) -> tuple[Chunk, ...]:
@@ -116,6 +146,11 @@ class Node:
     @property
     def is_offline(self) -> bool:
         return OFFLINE in self.state
+
+    @property
+    def is_new(self) -> bool:
+        """Just created: offline by Torque itself until its moms know it (``MOM-list-not-sent``)."""
+        return MOM_LIST_NOT_SENT in self.state
 
     @property
     def is_usable(self) -> bool:

@@ -24,7 +24,9 @@ class Kind(StrEnum):
     REMOVE = "remove"        # delete a node from Torque
 
 
-ORDER = (Kind.JOIN, Kind.UNDRAIN, Kind.DRAIN, Kind.TERMINATE, Kind.REMOVE, Kind.CANCEL, Kind.LAUNCH)
+# Removals last: a real pbs_server takes at least 2 s over each `qmgr delete node` (it waits for
+# its other threads to let go of the node), and launches must not wait for that.
+ORDER = (Kind.JOIN, Kind.UNDRAIN, Kind.DRAIN, Kind.TERMINATE, Kind.CANCEL, Kind.LAUNCH, Kind.REMOVE)
 
 
 @dataclass(frozen=True, slots=True)

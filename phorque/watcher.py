@@ -1,7 +1,9 @@
 """Watching Torque's own files: the accounting log and the jobs directory.
 
-A new accounting record (a job queued, started, ended, deleted, aborted) or a job file created
-or removed in ``server_priv/jobs`` fires the trigger at once. The periodic reconciliation of the
+A new accounting record (a job queued, started, ended, deleted, aborted) or a job's files
+appearing in or leaving ``server_priv/jobs`` fires the trigger at once. A real pbs_server writes
+every queued job's ``.JB`` again at each scheduling cycle (through a ``.JC`` renamed over it), so
+a write to the file of a job already known is no news and fires nothing. The periodic reconciliation of the
 daemon covers what file events miss (an NFS-mounted spool, an overflowing inotify queue), so a
 watcher error is logged and never fatal.
 """
@@ -41,6 +43,7 @@ class TorqueWatcher(FileSystemEventHandler):
         self._tailer: AccountingTailer | None = None
         self._observer: Observer | None = None
         self._watched: set[str] = set()
+        self._job_files: dict[str, set[str]] = {}  # job file stem -> suffixes present
         self.records_seen = 0
 
     # -- set-up --------------------------------------------------------------------------
@@ -64,6 +67,8 @@ class TorqueWatcher(FileSystemEventHandler):
                 self._observer.schedule(self, path, recursive=recursive)
                 self._watched.add(path)
                 log.info("watching %s", path)
+                if path == self.jobs_dir:
+                    self._scan_job_files()
             except OSError as exc:
                 log.warning("cannot watch %s: %s (the periodic reconciliation covers it)", path, exc)
         if self.accounting_dir in self._watched and self._tailer is None:
@@ -83,15 +88,56 @@ class TorqueWatcher(FileSystemEventHandler):
             self._observer = None
         self._watched.clear()
 
+    def _scan_job_files(self) -> None:
+        with self._lock:
+            self._job_files.clear()
+            for folder, _dirs, files in os.walk(self.jobs_dir):
+                for name in files:
+                    if name.endswith(JOB_SUFFIXES):
+                        stem, suffix = os.path.splitext(os.path.join(folder, name))
+                        self._job_files.setdefault(stem, set()).add(suffix)
+
+    def _job_file_appeared(self, path: str) -> bool:
+        stem, suffix = os.path.splitext(path)
+        with self._lock:
+            present = self._job_files.setdefault(stem, set())
+            new = not present
+            present.add(suffix)
+        return new
+
+    def _job_file_gone(self, path: str) -> bool:
+        stem, suffix = os.path.splitext(path)
+        with self._lock:
+            present = self._job_files.get(stem)
+            if present is None:
+                return False
+            present.discard(suffix)
+            if present:
+                return False
+            del self._job_files[stem]
+        return True
+
     # -- events --------------------------------------------------------------------------
     def on_any_event(self, event: FileSystemEvent) -> None:
         try:
             path = os.fsdecode(event.src_path)
             if os.path.dirname(path) == self.accounting_dir:
                 self.read_accounting()
-            elif event.event_type in ("created", "deleted", "moved") and path.endswith(JOB_SUFFIXES):
-                verb = {"created": "queued", "deleted": "purged", "moved": "saved"}[event.event_type]
-                self.trigger.fire(f"job file {verb}")
+                return
+            kind = event.event_type
+            if kind == "moved":
+                # A .JC renamed to .JB: news only when the job had no file yet.
+                dest = os.fsdecode(getattr(event, "dest_path", b"") or "")
+                if path.endswith(JOB_SUFFIXES):
+                    self._job_file_gone(path)
+                if dest.endswith(JOB_SUFFIXES) and self._job_file_appeared(dest):
+                    self.trigger.fire("job file saved")
+            elif kind == "created" and path.endswith(JOB_SUFFIXES):
+                if self._job_file_appeared(path):
+                    self.trigger.fire("job file queued")
+            elif kind == "deleted" and path.endswith(JOB_SUFFIXES):
+                if self._job_file_gone(path):
+                    self.trigger.fire("job file purged")
         except Exception:  # the observer thread must survive anything
             log.exception("error handling file event %s", event)
 

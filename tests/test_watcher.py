@@ -77,3 +77,29 @@ def test_missing_directories_are_not_fatal_and_are_picked_up_later(tmp_path):
         assert trigger.wait(timeout=5)
     finally:
         watcher.stop()
+
+
+def test_resaving_a_known_job_file_fires_nothing(tmp_path):
+    """A real pbs_server writes every queued job's .JB again at each scheduling cycle, through a
+    .JC renamed over it: that is no news. A new job's files are."""
+    _, jobs = make_home(tmp_path)
+    (jobs / "8.srv.JB").write_bytes(b"<job/>")  # there before the watcher started
+    trigger = Trigger()
+    watcher = TorqueWatcher(str(tmp_path), trigger, None)
+    watcher.start()
+    try:
+        for _ in range(3):
+            (jobs / "8.srv.JC").write_bytes(b"<job again/>")
+            os.rename(jobs / "8.srv.JC", jobs / "8.srv.JB")
+            with open(jobs / "8.srv.JB", "ab") as handle:
+                handle.write(b" ")
+        # The marker: a new job's file fires "queued"; a re-save that fired would say "saved".
+        (jobs / "9.srv.JB").write_bytes(b"")
+        fired = trigger.wait(timeout=5)
+        assert dict(fired.reasons) == {"job file queued": 1}
+        # A new job written whole through a .JC is news too.
+        (jobs / "10.srv.JC").write_bytes(b"<job/>")
+        os.rename(jobs / "10.srv.JC", jobs / "10.srv.JB")
+        assert dict(trigger.wait(timeout=5).reasons) == {"job file saved": 1}
+    finally:
+        watcher.stop()

@@ -34,6 +34,16 @@ class Decision:
         self.wake_at = at if self.wake_at is None else min(self.wake_at, at)
 
 
+def refused_notes(view: View) -> list[str]:
+    """One note per job the server refuses to start (up to NOTE_LIMIT, the rest counted)."""
+    refused = view.refused
+    notes = [f"job {j.id} is not launched for: the scheduler cannot start it "
+             f"(pbs_server: {j.refused_by_server})" for j in refused[:NOTE_LIMIT]]
+    if len(refused) > NOTE_LIMIT:
+        notes.append(f"... and {len(refused) - NOTE_LIMIT} more jobs the scheduler cannot start")
+    return notes
+
+
 class Policy(ABC):
     """Base of every policy.
 
@@ -70,7 +80,7 @@ class Policy(ABC):
             if action.kind == Kind.LAUNCH and action.cloud:
                 # The new instances will not announce themselves: look again while they boot.
                 decision.wake(snapshot.now + boot_poll_secs(snapshot.cloud(action.cloud)))
-        notes = life.notes + decision.notes
+        notes = life.notes + decision.notes + refused_notes(view)
         return Plan(actions=tuple(life.actions + decision.actions), notes=tuple(notes),
                     memory={**life.memory, **decision.memory},
                     wake_at=min((t for t in (life.wake_at, decision.wake_at) if t is not None), default=None))

@@ -189,7 +189,7 @@ def lifecycle(view: View) -> Lifecycle:
     for node in view.orphan_nodes:
         if node.name in life.handled:
             continue
-        if node.is_offline and not is_drain_note(node.note):
+        if node.is_offline and not node.is_new and not is_drain_note(node.note):
             life.notes.append(f"node {node.name} lost its instance; offline by an administrator, left alone")
             continue
         if node.is_idle:

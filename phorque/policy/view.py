@@ -72,8 +72,10 @@ class CloudNode:
 
     @property
     def admin_offline(self) -> bool:
-        """Offline, but not by Phorque: an administrator's decision, left alone."""
-        return self.node is not None and self.node.is_offline and not self.draining
+        """Offline, but not by Phorque nor by Torque itself: an administrator's decision, left
+        alone. A node Torque has just created is offline until its moms know it; it is booting."""
+        return (self.node is not None and self.node.is_offline and not self.draining
+                and not self.node.is_new)
 
     @property
     def busy(self) -> bool:
@@ -118,9 +120,16 @@ class View:
         and on a node in the other. It is running, and needs no new instance.
         """
         started = {job for node in self.snapshot.nodes for job in node.jobs}
-        queued = [j for j in self.jobs if j.is_queued and j.id not in started]
+        queued = [j for j in self.jobs if j.is_queued and j.id not in started
+                  and j.refused_by_server is None]
         queued.sort(key=lambda j: (j.queued_at if j.queued_at is not None else math.inf, _job_order(j.id)))
         return tuple(queued)
+
+    @cached_property
+    def refused(self) -> tuple[Job, ...]:
+        """Queued jobs pbs_server refuses to start on any node (see ``Job.refused_by_server``):
+        no instance is launched for them, and the plan names them."""
+        return tuple(j for j in self.jobs if j.is_queued and j.refused_by_server is not None)
 
     @cached_property
     def running(self) -> tuple[Job, ...]:

@@ -49,6 +49,17 @@ def phorque_note(text: str) -> str:
     return clean_note(f"{NOTE_MARK} {text}")
 
 
+class NodeNotReady(TorqueError):
+    """Torque refused a change to a node it has just created: its new node list has not yet
+    reached the moms (``MOM-list-not-sent``). Nothing changed; the same call works later."""
+
+
+# pbsnodes -o/-c/-N report a failed change on stderr and exit 0 (pbsnodes.c prints the error of
+# each node it could not change and goes on), so the exit status cannot be trusted.
+_PBSNODES_FAILED = "error setting"
+_NOT_SENT = "hasn't been sent out to the cluster yet"
+
+
 def _mentions(error: CommandError, *phrases: str) -> bool:
     text = error.stderr.lower()
     return any(p.lower() in text for p in phrases)
@@ -147,7 +158,13 @@ class Torque:
                 return False
             raise
         if note:
-            self.set_note(name, note)
+            try:
+                self.set_note(name, note)
+            except NodeNotReady:
+                # A real server refuses notes on a node for ~10 s after creating it. The node is
+                # Phorque's by its instance and the state, not by this note; it is set later.
+                log.info("node %s created; Torque takes no note on it until the moms have its "
+                         "node list", name)
         return True
 
     def delete_node(self, name: str) -> bool:
@@ -167,16 +184,31 @@ class Torque:
             raise
         return True
 
+    def _pbsnodes_change(self, args: Sequence[str]) -> None:
+        """Run a changing pbsnodes; raise when it failed, whatever its exit status says.
+
+        Raises NodeNotReady for a node whose creation has not reached the moms yet, and
+        CommandError for any other failure (an unknown node among them)."""
+        result = self._run("pbsnodes", args)
+        failed = [line for line in result.stderr.splitlines() if _PBSNODES_FAILED in line.lower()]
+        if not failed:
+            return
+        argv = list(result.argv)
+        if all(_NOT_SENT in line for line in failed):
+            raise NodeNotReady(f"{' '.join(argv)}: {failed[0].strip()}")
+        raise CommandError(argv, result.returncode, result.stderr,
+                           "pbsnodes reported a failure (it exits 0 when it fails)")
+
     def offline(self, name: str, note: str) -> None:
         """Mark a node offline (running jobs go on; no new job starts there)."""
-        self._run("pbsnodes", ["-o", "-N", clean_note(note), "--", name])
+        self._pbsnodes_change(["-o", "-N", clean_note(note), "--", name])
 
     def clear_offline(self, name: str, note: str = "") -> None:
         """Clear a node's offline mark, and set its note."""
-        self._run("pbsnodes", ["-c", "-N", clean_note(note), "--", name])
+        self._pbsnodes_change(["-c", "-N", clean_note(note), "--", name])
 
     def set_note(self, name: str, note: str) -> None:
-        self._run("pbsnodes", ["-N", clean_note(note), "--", name])
+        self._pbsnodes_change(["-N", clean_note(note), "--", name])
 
     def schedule(self) -> None:
         """Ask pbs_server to run a scheduling cycle now."""

@@ -251,6 +251,7 @@ def job_from_element(elem: ET.Element) -> Job:
         exec_hosts=exec_hosts(text("exec_host")),
         queued_at=_float(text("qtime")),
         started_at=_float(text("start_time")),
+        comment=text("comment") or "",
     )
 
 
