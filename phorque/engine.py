@@ -21,9 +21,9 @@ from phorque.cloud.lock import cloud_lock
 from phorque.cloud.provider import CloudProvider, make_provider
 from phorque.config import CloudSettings, Config
 from phorque.crashpoints import crashpoint
-from phorque.errors import CloudError, TorqueError, TransientError
+from phorque.errors import CloudError, PhorqueError, TorqueError, TransientError
 from phorque.executor import Executor, Outcome
-from phorque.model import CloudState, Health, Snapshot, in_queues, summarize
+from phorque.model import CloudState, Health, Owned, Snapshot, in_queues, summarize
 from phorque.observe import observe
 from phorque.plan import Plan
 from phorque.policy import make_policy
@@ -164,11 +164,27 @@ class Engine:
         if save and changed:
             self.state.save(changed, now)
             crashpoint("observe.saved")
+            self._kick_scheduler_for_new_nodes(previous, changed)
         merged = {o.instance_id: o for o in previous}
         merged.update({o.instance_id: o for o in changed})
         owned = tuple(o for o in merged.values() if o.stage.is_live)
         return Snapshot(now=now, jobs=tuple(jobs), nodes=tuple(nodes), clouds=clouds, owned=owned,
                         memory=self.state.memory())
+
+    def _kick_scheduler_for_new_nodes(self, previous: list[Owned], changed: list[Owned]) -> None:
+        """A node of Phorque's that has just come up gets no job until the scheduler runs a cycle,
+        and nothing Torque writes tells pbs_sched that a node came up: its next cycle may be
+        `scheduler_iteration` (600 s by default) away. Ask for one now."""
+        before = {o.instance_id: o for o in previous}
+        up = [o.node for o in changed if o.joined_at is not None and o.node
+              and (o.instance_id not in before or before[o.instance_id].joined_at is None)]
+        if not up:
+            return
+        try:
+            self.torque.schedule()
+            log.info("node(s) %s came up: asked pbs_server for a scheduling cycle", ", ".join(up))
+        except PhorqueError as exc:
+            log.warning("could not ask pbs_server to schedule: %s", exc)
 
     # -- one evaluation --------------------------------------------------------------------------
     def evaluate(self, dry_run: bool = False) -> Evaluation:

@@ -19,6 +19,42 @@ from phorque.servers.phantom_model import Timing
 from tests.cloud.cloudkit import PHANTOM_ID, PHANTOM_SECRET, http
 from tests.sandboxkit import Sandbox
 
+
+def _real_torque_found() -> str | None:
+    """Why the real-Torque tier cannot run here, or None when it can."""
+    from torquebed.build import cache_root, locate
+
+    if os.geteuid() != 0:
+        return "it needs root (a private Torque changes /etc/hosts and adds a user)"
+    if locate() is None:
+        return f"no Torque build in {cache_root()} (python3 dev.py torque build)"
+    return None
+
+
+_NO_REAL_TORQUE = _real_torque_found()
+collect_ignore = ["torque"] if _NO_REAL_TORQUE else []
+_tier_passed = 0
+
+
+def pytest_report_header(config) -> str:
+    if _NO_REAL_TORQUE:
+        return f"real-Torque tier (tests/torque): not run, {_NO_REAL_TORQUE}"
+    return "real-Torque tier (tests/torque): a private Torque 6.1.3 on this host"
+
+
+def pytest_runtest_logreport(report) -> None:
+    global _tier_passed
+    if report.when == "call" and report.passed and report.nodeid.startswith("tests/torque/"):
+        _tier_passed += 1
+
+
+def pytest_sessionfinish(session) -> None:
+    # dev.py reads this under CI: the tier must have run there.
+    path = os.environ.get("PHORQUE_TORQUE_TIER_REPORT")
+    if path:
+        Path(path).write_text(str(_tier_passed))
+
+
 # Timings short enough for tests, long enough to observe every EPU state.
 FAST = Timing(requested_secs=0.3, pending_secs=0.4, terminating_secs=0.3)
 

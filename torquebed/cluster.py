@@ -6,12 +6,13 @@ Only the standard library is used.
 What `start` changes on the machine, and `stop` undoes:
 - `/etc/hosts`: one `127.0.0.1 ALIAS` line per mom (and per cloud node a test turns into a mom),
   each marked `# phorque-torque`; `stop` removes exactly the marked lines.
+- the ports Torque uses: 15001 (pbs_server), 15004 (pbs_sched), 15005 (trqauthd), two per
+  base mom from 30002 on, and 15002/15003 for the one mom a test starts for a cloud node;
+  so one private Torque runs on a host at a time.
 - `/tmp/trqauthd-unix`: trqauthd's socket (Torque's compiled-in default, as on a real site);
   removed on `stop`.
 - a user `torquejobs` (jobs must be submitted by a user that is not root), created when missing
   and removed on `stop` if `start` created it.
-- the ports Torque uses: 15001 (pbs_server), 15004 (pbs_sched), 15005 (trqauthd), and two per
-  mom from 30002 on; so one private Torque runs on a host at a time.
 The server home is the build's own spool (compiled into the binaries), reset from a pristine
 copy at every start; nothing of a site's `/var/spool/torque` is touched.
 """
@@ -36,6 +37,7 @@ HOSTS_MARK = "# phorque-torque"
 SOCKET = Path("/tmp/trqauthd-unix")
 USER = "torquejobs"
 FIRST_MOM_PORT = 30002
+DEFAULT_MOM_PORT = 15002
 SERVER_PORT = 15001
 
 
@@ -294,18 +296,22 @@ class Cluster:
     def add_mom(self, alias: str, np: int = 2, create_node: bool = True) -> int:
         """Start a pbs_mom for `alias` on this host (multi-mom); create its node unless it exists.
 
-        The node is created with the mom's ports; a node Phorque created without them (a cloud
-        node) gets them set here, as a site's configuration management would."""
+        A node is created with its mom's own ports. A node created by someone else (Phorque, for
+        a cloud instance) has Torque's default ports, and pbs_server only reaches a mom at the
+        ports a node was created with (setting them later is not enough): its mom takes the
+        default ports 15002/15003, so one such node at a time has a mom on this host."""
         assert self.state is not None
         self.add_alias(alias)
-        port = self._next_port()
+        if create_node:
+            port = self._next_port()
+        else:
+            port = DEFAULT_MOM_PORT
+            if port in self.state.moms.values():
+                raise ClusterError(f"a mom already runs on the default ports; {alias} gets none")
         self.state.moms[alias] = port
         self._save()
         if create_node:
             self.qmgr(f"create node {alias} np={np},mom_service_port={port},mom_manager_port={port + 1}")
-        else:
-            self.qmgr(f"set node {alias} mom_service_port = {port}")
-            self.qmgr(f"set node {alias} mom_manager_port = {port + 1}")
         self._spawn(f"pbs_mom-{alias}", [self.cmd("pbs_mom"), "-F", "-m", "-M", str(port),
                                          "-R", str(port + 1), "-A", alias])
         return port

@@ -18,8 +18,8 @@ def conf_text(tmp_path: Path, sandbox, moto: str, *, charge: int = 3600, margin:
     margin_line = f"scale_in_margin_secs = {margin}\n" if policy == "CostAware" else ""
     return f"""
 [Phorque]
-cluster_directory = {sandbox.root}
-torque_home = {sandbox.root}
+cluster_directory = {getattr(sandbox, "cluster_directory", sandbox.root)}
+torque_home = {getattr(sandbox, "torque_home", sandbox.root)}
 state_dir = {tmp_path / 'state'}
 loop_sleep_secs = {loop_sleep}
 watch_files = {'true' if watch else 'false'}
