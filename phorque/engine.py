@@ -167,8 +167,16 @@ class Engine:
         merged = {o.instance_id: o for o in previous}
         merged.update({o.instance_id: o for o in changed})
         owned = tuple(o for o in merged.values() if o.stage.is_live)
+        # Nodes Phorque created whose instance is gone: still its own to remove. Once Torque no
+        # longer lists one, the record lets go of the name (a node made later with that name is
+        # someone else's); a name missing from a bad read is only ever given up, never claimed.
+        listed = {n.name for n in nodes}
+        recorded = {o.node for o in merged.values() if o.node and not o.stage.is_live}
+        recorded |= self.state.recorded_nodes()
+        if save and recorded - listed:
+            self.state.forget_nodes(sorted(recorded - listed))
         return Snapshot(now=now, jobs=tuple(jobs), nodes=tuple(nodes), clouds=clouds, owned=owned,
-                        memory=self.state.memory())
+                        memory=self.state.memory(), recorded_nodes=frozenset(recorded & listed))
 
     # -- one evaluation --------------------------------------------------------------------------
     def evaluate(self, dry_run: bool = False) -> Evaluation:

@@ -124,6 +124,18 @@ class StateStore:
                                "VALUES (?, ?, ?, ?, ?)",
                                (now, rec.instance_id, rec.cloud, rec.stage.value, rec.node))
 
+    def recorded_nodes(self) -> set[str]:
+        """Node names of instances that are gone: nodes Phorque created and may still remove."""
+        return {r["node"] for r in self._query(
+            "SELECT node FROM instances WHERE stage = 'gone' AND node IS NOT NULL")}
+
+    def forget_nodes(self, names: Iterable[str]) -> None:
+        """Gone instances stop claiming these nodes (Torque no longer lists them): a node of
+        that name made later, by someone else, is not Phorque's."""
+        with self.transaction() as db:
+            db.executemany("UPDATE instances SET node = NULL WHERE stage = 'gone' AND node = ?",
+                           [(n,) for n in names])
+
     def set_stage(self, instance_id: str, cloud: str, stage: Stage, now: float, **changes: Any) -> Owned:
         """Move one instance to ``stage`` (creating its record if needed) and return it."""
         rec = self.get(instance_id) or Owned(instance_id=instance_id, cloud=cloud, stage=stage,
