@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 import threading
 
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
@@ -24,6 +25,14 @@ log = logging.getLogger("phorque.watcher")
 JOB_SUFFIXES = (".JB", ".SC", ".TA")
 #: Records read per poll of the tailer, so a large backlog is read in bounded memory.
 BATCH = 1_000
+
+
+def _regular(path: str) -> bool:
+    """A regular file, or gone already (a job file may be purged at once)."""
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return True
 
 
 class TorqueWatcher(FileSystemEventHandler):
@@ -89,6 +98,9 @@ class TorqueWatcher(FileSystemEventHandler):
             path = os.fsdecode(event.src_path)
             if os.path.dirname(path) == self.accounting_dir:
                 self.read_accounting()
+            elif event.event_type == "created" and path.endswith(JOB_SUFFIXES) and not _regular(path):
+                # A FIFO or a device is no job file pbs_server wrote; nothing ever opens it.
+                log.error("%s is not a regular file; ignored", path)
             elif event.event_type in ("created", "deleted", "moved") and path.endswith(JOB_SUFFIXES):
                 verb = {"created": "queued", "deleted": "purged", "moved": "saved"}[event.event_type]
                 self.trigger.fire(f"job file {verb}")

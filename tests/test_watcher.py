@@ -8,6 +8,7 @@ import time
 from phorque.torque.accounting import format_line
 from phorque.triggers import Trigger
 from phorque.watcher import TorqueWatcher
+from tests.waiting import wait_for
 
 
 def make_home(tmp_path):
@@ -77,3 +78,31 @@ def test_missing_directories_are_not_fatal_and_are_picked_up_later(tmp_path):
         assert trigger.wait(timeout=5)
     finally:
         watcher.stop()
+
+
+def test_a_fifo_in_the_accounting_or_jobs_directory_never_blocks_the_watcher(tmp_path, caplog):
+    import logging
+    import threading
+
+    acct, jobs = make_home(tmp_path)
+    os.mkfifo(acct / "20991231")
+    trigger = Trigger()
+    watcher = TorqueWatcher(str(tmp_path), trigger, None, str(tmp_path / "acct.pos"))
+    with caplog.at_level(logging.ERROR):
+        started = threading.Thread(target=watcher.start, daemon=True)
+        started.start()
+        started.join(60)
+        assert not started.is_alive(), "the watcher blocked on the FIFO"  # before: it did
+        try:
+            os.mkfifo(jobs / "9.srv.JB")
+            today = acct / "20991232"
+            append(today, format_line(time.time(), "Q", "2.srv", "queue=batch"))
+            fired = trigger.wait(timeout=60)
+            assert fired.reasons.get("accounting Q") == 1
+            wait_for(lambda: any("9.srv.JB is not a regular file" in r.getMessage()
+                                 for r in caplog.records), 60, "the job FIFO to be refused")
+            assert "job file queued" not in fired.reasons
+        finally:
+            watcher.stop()
+    messages = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert any("20991231 is not a regular file" in m for m in messages), messages
