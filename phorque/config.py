@@ -11,6 +11,7 @@ from __future__ import annotations
 import configparser
 import os
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -248,8 +249,22 @@ class Config:
 _ENV_RE = re.compile(r"^\$(?:\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)\}|(?P<bare>[A-Za-z_][A-Za-z0-9_]*))$")
 
 
+def _control(text: str) -> str | None:
+    """The name of the first control character in ``text`` (a newline, a tab, ...), if any."""
+    for ch in text:
+        if unicodedata.category(ch) == "Cc":
+            return {"\n": "a newline", "\r": "a carriage return", "\t": "a tab"}.get(
+                ch, f"control character U+{ord(ch):04X}")
+    return None
+
+
 def _expand(path: str, section: str, option: str, raw: str, environ: dict[str, str],
             secret: bool = False) -> str:
+    # No option takes a control character: a newline in a credential ends up escaped inside a
+    # botocore header (and in its error), one in a path or a host name is always a mistake.
+    bad = _control(raw.strip())
+    if bad:
+        raise ConfigError(path, section, option, f"the value holds {bad} (it spans lines?)")
     value = raw.strip()
     if value.startswith("$$"):
         return value[1:]
@@ -264,6 +279,10 @@ def _expand(path: str, section: str, option: str, raw: str, environ: dict[str, s
     name = match.group("braced") or match.group("bare")
     if name not in environ:
         raise ConfigError(path, section, option, f"environment variable {name} is not set")
+    bad = _control(environ[name])
+    if bad:
+        # The value itself is never shown: it may be a credential.
+        raise ConfigError(path, section, option, f"environment variable {name} holds {bad}")
     return environ[name]
 
 

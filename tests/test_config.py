@@ -219,3 +219,30 @@ def test_arbitrary_values_are_checked(tmp_path_factory, option, value):
         load_config(path, environ=ENV)
     except ConfigError as exc:
         assert exc.option in (option, None) or exc.section is not None
+
+
+@pytest.mark.parametrize("option,section", [("secret_key", "Cloud-hotel"), ("access_id", "Cloud-hotel"),
+                                            ("image_id", "Cloud-hotel"), ("state_dir", "Phorque"),
+                                            ("name", "Policy")])
+@pytest.mark.parametrize("bad", ["line one\nline two", "tab\there", "bell\x07"])
+def test_an_environment_value_with_a_control_character_is_a_configuration_error(tmp_path, option,
+                                                                                 section, bad):
+    secret = f"Sekrit{bad}Value99"
+    lines = [ln for ln in SEED.splitlines() if not ln.startswith(option + " ")]
+    at = lines.index(f"[{section}]") + 1
+    lines.insert(at, f"{option} = $PHORQUE_TEST_VALUE")
+    path = tmp_path / "phorque.conf"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path, environ={**ENV, "PHORQUE_TEST_VALUE": secret})
+    assert (info.value.section, info.value.option) == (section, option)
+    assert "environment variable PHORQUE_TEST_VALUE holds" in str(info.value)
+    assert "Sekrit" not in str(info.value) and "Value99" not in str(info.value)
+
+
+def test_a_value_spanning_lines_in_the_file_is_a_configuration_error(tmp_path):
+    path = tmp_path / "phorque.conf"
+    path.write_text(SEED.replace("image_id = debian-6.0.5.gz", "image_id = debian-6.0.5.gz\n  second-line"))
+    with pytest.raises(ConfigError) as info:
+        load_config(path, environ=ENV)
+    assert info.value.option == "image_id" and "a newline" in str(info.value)
