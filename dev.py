@@ -3,6 +3,9 @@
 
     python3 dev.py test [PYTEST-ARGS...]   create .venv, install Phorque with its test
                                            extras, lint with ruff, run pytest
+    python3 dev.py test --busy [ARGS...]   the same with two CPU-bound processes running beside
+                                           the suite (stopped when it ends): the suite must pass
+                                           on a loaded machine
     python3 dev.py demo [DEMO-ARGS...]     create .venv, install Phorque with its sandbox
                                            extras, run the live demo
     python3 dev.py bench NAME [ARGS...]    run bench/NAME.py inside .venv
@@ -22,6 +25,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent
 VENV = Path(os.environ.get("PHORQUE_VENV", ROOT / ".venv"))
 BIN = VENV / "bin"
+
+
+#: ``test --busy``: CPU-bound processes that load the machine while the suite runs.
+BUSY_PROCESSES = 2
+BUSY_LOOP = "while True:\n    pass\n"
 
 
 def _run(argv: list[str], **kwargs) -> int:
@@ -56,7 +64,19 @@ def main(argv: list[str]) -> int:
         rc = _run([str(BIN / "ruff"), "check", "phorque", "tests", "bench", "hooks", "dev.py"], env=env)
         if rc:
             return rc
-        return _run([str(BIN / "python"), "-m", "pytest", *rest], env=env)
+        if "--busy" not in rest:
+            return _run([str(BIN / "python"), "-m", "pytest", *rest], env=env)
+        rest = [a for a in rest if a != "--busy"]
+        busy = [subprocess.Popen([sys.executable, "-c", BUSY_LOOP]) for _ in range(BUSY_PROCESSES)]
+        print(f"+ {BUSY_PROCESSES} busy processes beside the suite: pids",
+              " ".join(str(b.pid) for b in busy), flush=True)
+        try:
+            return _run([str(BIN / "python"), "-m", "pytest", *rest], env=env)
+        finally:
+            for proc in busy:
+                proc.terminate()
+            for proc in busy:
+                proc.wait(timeout=30)
     if cmd == "demo":
         ensure_env("sandbox")
         return _run([str(BIN / "phorque-demo"), *rest], env=env)
