@@ -71,6 +71,7 @@ class Daemon:
         self.watcher: TorqueWatcher | None = None
         self.listener: NudgeListener | None = None
         self.evaluations = 0
+        self.last_ok = False  # did the last evaluation complete (for --once's exit status)?
 
     @property
     def state(self) -> StateStore:
@@ -220,10 +221,14 @@ class Daemon:
                 why = ("start" if first else "periodic reconciliation" if sweep
                        else "retry" if retry else "policy wake-up")
                 ev = self.evaluate(fired, why)
+                self.last_ok = ev is not None
                 first = False
+                # "skipped" when it did not complete: phorque-evaluate must not report the
+                # previous result as this one's.
+                answer = "done" if ev is not None else "skipped"
                 for nonce, sender in fired.waiters:
                     if self.listener is not None:
-                        self.listener.reply(sender, f"done {nonce}")
+                        self.listener.reply(sender, f"{answer} {nonce}")
                 if sweep:
                     next_sweep = time.monotonic() + self.config.phorque.loop_sleep_secs
                 if ev is not None:

@@ -171,13 +171,25 @@ def test_malformed_secret_value_is_not_echoed(tmp_path):
     assert "ACC-ESS" not in str(error) and "seed-secret-value-123" not in str(error)
 
 
+def torque_install(tmp_path: Path, text: str) -> str:
+    """``text`` pointing at a Torque spool and commands that exist (the sandbox's layout)."""
+    root = tmp_path / "torque"
+    (root / "server_priv").mkdir(parents=True, exist_ok=True)
+    (root / "bin").mkdir(exist_ok=True)
+    for name in ("qstat", "pbsnodes", "qmgr"):
+        (root / "bin" / name).write_text("#!/bin/sh\nexit 0\n")
+        (root / "bin" / name).chmod(0o755)
+    return text.replace("cluster_directory = /opt/torque-3.0.6/",
+                        f"cluster_directory = {root}\ntorque_home = {root}")
+
+
 def run_check(path: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "phorque.cli.daemon", "--check-config", "-c", str(path)],
                           capture_output=True, text=True, timeout=60, env={**env, "PATH": "/usr/bin:/bin"})
 
 
 def test_check_config_command(tmp_path):
-    good = run_check(write(tmp_path, SEED), ENV)
+    good = run_check(write(tmp_path, torque_install(tmp_path, SEED)), ENV)
     assert good.returncode == 0, good.stderr
     assert good.stdout.count("\n") == 1 and "OK" in good.stdout and "OnDemandPlusPlus" in good.stdout
     bad = run_check(write(tmp_path, SEED.replace("1024", "lots")), ENV)
@@ -188,7 +200,7 @@ def test_check_config_command(tmp_path):
 
 
 def test_config_from_environment_variable_path(tmp_path):
-    path = write(tmp_path, SEED)
+    path = write(tmp_path, torque_install(tmp_path, SEED))
     proc = subprocess.run([sys.executable, "-m", "phorque.cli.daemon", "--check-config"],
                           capture_output=True, text=True, timeout=60,
                           env={**ENV, "PHORQUE_CONFIG": str(path), "PATH": "/usr/bin:/bin"})

@@ -10,6 +10,7 @@ from dataclasses import asdict
 from typing import Any
 
 from phorque.cli.common import (
+    EXIT_FAILED,
     EXIT_OK,
     base_parser,
     config_secrets,
@@ -169,7 +170,15 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.write("\n")
     else:
         print(render(status))
-    return EXIT_OK
+    return EXIT_FAILED if unreadable(status) else EXIT_OK
+
+
+def unreadable(status: dict[str, Any]) -> list[str]:
+    """What could not be read (Torque, a cloud's group): the status is then incomplete, and a
+    script or a monitor must not take it for a good one (exit 1, the same output)."""
+    out = ["Torque"] if status["cluster"].get("error") else []
+    out += [f"cloud {c['name']}" for c in status.get("clouds", []) if c.get("desired") is None]
+    return out
 
 
 if __name__ == "__main__":
