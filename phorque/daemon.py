@@ -22,6 +22,7 @@ from filelock import Timeout as LockTimeout
 from phorque.config import Config, load_config
 from phorque.engine import Engine, Evaluation, evaluation_json
 from phorque.errors import ConfigError, PhorqueError, TransientError
+from phorque.forgotten import check_nothing_forgotten
 from phorque.nudge import NudgeListener
 from phorque.private import private_dir
 from phorque.state import StateStore
@@ -146,6 +147,7 @@ class Daemon:
         self.reload_requested = False
         try:
             config = load_config(path)
+            check_nothing_forgotten(config, self.state)
         except ConfigError as exc:
             log.error("configuration reload failed, keeping the running configuration: %s", exc)
             return
@@ -188,6 +190,7 @@ class Daemon:
         return ev
 
     def run(self, config_path: str) -> None:
+        check_nothing_forgotten(self.config, self.state)  # before anything starts: refused
         self._claim_pidfile()
         try:
             self.state.set_daemon(pid=os.getpid(), started=time.time(), status="running",

@@ -23,6 +23,7 @@ from phorque.config import CloudSettings, Config
 from phorque.crashpoints import crashpoint
 from phorque.errors import CloudError, TorqueError, TransientError
 from phorque.executor import Executor, Outcome
+from phorque.forgotten import check_nothing_forgotten
 from phorque.model import CloudState, Health, Snapshot, in_queues, summarize
 from phorque.observe import observe
 from phorque.plan import Plan
@@ -190,6 +191,8 @@ class Engine:
         lock = cloud_lock(self.config.phorque.lock_path)
         outcomes: list[Outcome] = []
         with lock:
+            # Never act under a configuration that forgets instances Phorque owns.
+            check_nothing_forgotten(self.config, self.state)
             self._ensure_setup()
             # A cloud that fails while the plan is applied is backed off; planning again at once
             # sends its share to the next cloud instead of waiting for another trigger. Each

@@ -40,6 +40,7 @@ CREATE TABLE IF NOT EXISTS decisions (
     id INTEGER PRIMARY KEY AUTOINCREMENT, time REAL NOT NULL, policy TEXT, action TEXT NOT NULL,
     cloud TEXT, instance TEXT, node TEXT, count INTEGER, reason TEXT, outcome TEXT);
 CREATE TABLE IF NOT EXISTS daemon (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS cloud_groups (cloud TEXT PRIMARY KEY, identity TEXT NOT NULL);
 """
 
 #: Decisions and transitions kept; older rows are pruned.
@@ -176,6 +177,15 @@ class StateStore:
             else:
                 db.execute("INSERT OR REPLACE INTO cloud_capacity (cloud, capacity, updated_at) "
                            "VALUES (?, ?, ?)", (cloud, capacity, now))
+
+    def groups(self) -> dict[str, str]:
+        """The group each cloud name reached when Phorque last acted there."""
+        return {r["cloud"]: r["identity"] for r in self._query("SELECT * FROM cloud_groups")}
+
+    def save_groups(self, groups: dict[str, str]) -> None:
+        with self.transaction() as db:
+            db.executemany("INSERT OR REPLACE INTO cloud_groups (cloud, identity) VALUES (?, ?)",
+                           list(groups.items()))
 
     def memory(self) -> dict[str, Any]:
         return {r["key"]: json.loads(r["value"]) for r in self._query("SELECT * FROM memory")}

@@ -258,3 +258,42 @@ def test_a_value_spanning_lines_in_the_file_is_a_configuration_error(tmp_path):
     with pytest.raises(ConfigError) as info:
         load_config(path, environ=ENV)
     assert info.value.option == "image_id" and "a newline" in str(info.value)
+
+
+SECOND = """
+[Cloud-other]
+cloud_uri = svc.uc.futuregrid.org
+autoscale_uri = {uri}
+{port}image_id = debian-6.0.5.gz
+access_id = $ACCESS_ID
+secret_key = $SECRET_KEY
+launch_config_name = hotellc@hotel
+autoscale_group_name = hotelasg
+cloud_type = nimbus
+instance_type = m1.large
+instance_cores = 2
+max_instances = 4
+{region}"""
+
+
+@pytest.mark.parametrize("uri,port", [
+    ("svc.uc.futuregrid.org/", "autoscale_port = 8445\n"),          # a trailing slash
+    ("https://svc.uc.futuregrid.org:8445", ""),                     # the port in the URL
+    ("HTTPS://SVC.UC.FutureGrid.ORG:8445/", "autoscale_port = 8445\n"),  # upper case, port twice
+])
+def test_one_group_reached_through_differently_written_endpoints_is_refused(tmp_path, uri, port):
+    text = SEED + SECOND.format(uri=uri, port=port, region="")
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text), environ=ENV)
+    assert (info.value.section, info.value.option) == ("Cloud-other", "autoscale_group_name")
+    assert "already used by [Cloud-hotel]" in str(info.value)
+
+
+def test_the_same_group_name_in_another_region_is_another_group(tmp_path):
+    text = SEED + SECOND.format(uri="svc.uc.futuregrid.org", port="autoscale_port = 8445\n",
+                                region="region = us-west-2\n")
+    config = load_config(write(tmp_path, text), environ=ENV)
+    assert len(config.clouds) == 2
+    default_port = SEED + SECOND.format(uri="https://svc.uc.futuregrid.org:443/", port="", region="")
+    other = load_config(write(tmp_path, default_port), environ=ENV)  # 443 is not 8445
+    assert len(other.clouds) == 2

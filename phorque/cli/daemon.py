@@ -83,6 +83,9 @@ def main(argv: list[str] | None = None) -> int:
         daemon = Daemon(config, once=args.once)
         daemon.install_signals()
         daemon.run(config_path_from(args.config))
+    except ConfigError as exc:
+        log.error("configuration refused: %s", exc)
+        return EXIT_CONFIG
     except PhorqueError as exc:
         log.error("%s", exc)
         return EXIT_FAILED

@@ -116,3 +116,37 @@ def test_release_drains_and_releases_every_instance_without_killing_a_job(make_s
     assert node_names(sandbox) == set()
     assert exit_statuses(sandbox) == {long_job: 0, short_job: 0}  # no job killed
     assert sandbox.records("D") == [] and sandbox.records("R") == []
+
+
+def test_a_restart_or_reload_that_forgets_owned_instances_is_refused(make_sandbox, moto, tmp_path):
+    """Renaming the group (or removing the section) while it has an instance would orphan it:
+    Phorque refuses the configuration at start-up and keeps the running one on a reload."""
+    sandbox = make_sandbox(nodes=1, np=2, boot_delay=60)
+    conf = tmp_path / "phorque.conf"
+    good = conf_text(tmp_path, sandbox, moto)
+    conf.write_text(good)
+    sandbox.qsub("-l", "nodes=1:ppn=4", runtime=30)
+    Engine(e2e_config(tmp_path, sandbox, moto)).evaluate()
+    assert len(live_instances(moto)) == 1
+    renamed = good.replace("phorque-e2e", "phorque-renamed")
+    conf.write_text(renamed)
+    refused = run("phorque.cli.daemon", conf, "--once")
+    assert refused.returncode == 2, refused.stderr  # before: 0, and the instance was forgotten
+    assert "[Cloud-local] now reaches" in refused.stderr and "phorque --release" in refused.stderr
+    evaluated = run("phorque.cli.evaluate", conf, "--local")
+    assert evaluated.returncode == 1 and "orphaned" in evaluated.stderr
+    # A reload to the same change keeps the running configuration.
+    conf.write_text(good)
+    log = tmp_path / "daemon.log"
+    daemon = subprocess.Popen([sys.executable, "-m", "phorque.cli.daemon", "-c", str(conf)],
+                              stdout=open(log, "w"), stderr=subprocess.STDOUT)
+    try:
+        wait_until(lambda: "evaluation #1 " in log.read_text(), 120, "the first evaluation")
+        conf.write_text(good.replace("[Cloud-local]", "[Cloud-elsewhere]"))
+        daemon.send_signal(1)  # SIGHUP
+        wait_until(lambda: "configuration reload failed" in log.read_text(), 120, "the refusal")
+        assert "[Cloud-local] is gone, but Phorque owns 1 instance(s)" in log.read_text()
+    finally:
+        daemon.terminate()
+        daemon.wait(timeout=120)
+    assert len(live_instances(moto)) == 1
