@@ -33,6 +33,12 @@ log = logging.getLogger("phorque.daemon")
 
 #: The first retry of a skipped evaluation; each further skip doubles it, up to loop_sleep_secs.
 RETRY_FIRST_SECS = 5.0
+#: The rate limit of evaluations that file events and nudges ask for: at most one per this many
+#: seconds. A flood of qsubs or datagrams is gathered into one evaluation (and its cloud calls)
+#: per interval, however fast it comes; the first trigger after a quiet moment is not delayed.
+MIN_EVALUATION_INTERVAL_SECS = 1.0
+#: Triggers gathered into one evaluation from which the rate limit is logged.
+RATE_LOG_THRESHOLD = 20
 
 
 def pid_alive(pid: int) -> bool:
@@ -197,6 +203,8 @@ class Daemon:
                                   heartbeat=time.time())
             self._start_inputs()
             log.info("started: %s", self.config.summary())
+            log.info("rate limit: file events and nudges cause at most one evaluation per %.1f s "
+                     "(more are gathered into it)", MIN_EVALUATION_INTERVAL_SECS)
             self._loop(config_path)
         finally:
             self._stop_inputs()
@@ -213,6 +221,7 @@ class Daemon:
         fired = Fired()
         first = True
         retry = 0.0                    # seconds before retrying a skipped evaluation
+        last_end = 0.0                 # monotonic time the last evaluation ended
         while not self.stopping:
             if self.reload_requested:
                 self._reload(config_path)
@@ -223,7 +232,11 @@ class Daemon:
                     self.watcher.ensure()
                 why = ("start" if first else "periodic reconciliation" if sweep
                        else "retry" if retry else "policy wake-up")
+                if fired.total >= RATE_LOG_THRESHOLD:
+                    log.info("rate limit: %d triggers gathered into one evaluation (at most one per "
+                             "%.1f s)", fired.total, MIN_EVALUATION_INTERVAL_SECS)
                 ev = self.evaluate(fired, why)
+                last_end = time.monotonic()
                 self.last_ok = ev is not None
                 first = False
                 # "skipped" when it did not complete: phorque-evaluate must not report the
@@ -252,7 +265,8 @@ class Daemon:
             timeout = next_sweep - time.monotonic()
             if wake_at is not None:
                 timeout = min(timeout, wake_at - time.time())
-            fired = self.trigger.wait(max(0.0, timeout), gather=self.config.phorque.event_delay_secs)
+            fired = self.trigger.wait(max(0.0, timeout), gather=self.config.phorque.event_delay_secs,
+                                      not_before=last_end + MIN_EVALUATION_INTERVAL_SECS)
             fired.reasons.pop("stop", None)
             fired.reasons.pop("reload", None)
 

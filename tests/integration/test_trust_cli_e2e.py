@@ -150,3 +150,35 @@ def test_a_restart_or_reload_that_forgets_owned_instances_is_refused(make_sandbo
         daemon.terminate()
         daemon.wait(timeout=120)
     assert len(live_instances(moto)) == 1
+
+
+def test_a_flood_of_nudges_costs_a_bounded_number_of_evaluations(make_sandbox, moto, tmp_path):
+    import socket
+    import time
+
+    sandbox = make_sandbox(nodes=1, np=2)
+    port = free_udp_port()
+    conf = tmp_path / "phorque.conf"
+    conf.write_text(conf_text(tmp_path, sandbox, moto, trigger=f"127.0.0.1:{port}", watch=False))
+    log = tmp_path / "daemon.log"
+    daemon = subprocess.Popen([sys.executable, "-m", "phorque.cli.daemon", "-c", str(conf)],
+                              stdout=open(log, "w"), stderr=subprocess.STDOUT)
+    try:
+        wait_until(lambda: "evaluation #1 " in log.read_text(), 120, "the first evaluation")
+        assert "rate limit: file events and nudges cause at most one evaluation per 1.0 s" in log.read_text()
+        before = log.read_text().count("evaluation #")
+        began = time.monotonic()
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            for _ in range(20000):  # what a burst of qsubs through the submit filter sends
+                sock.sendto(b"phorque submit", ("127.0.0.1", port))
+        # The last datagrams are answered by one more evaluation at most a second later.
+        wait_until(lambda: "triggers gathered into one evaluation" in log.read_text(), 120,
+                   "the rate limit to be logged")
+        seen = log.read_text().count("evaluation #") - before
+        elapsed = time.monotonic() - began
+        # At most one per second of the flood (and one for its tail): a bound that a slow
+        # machine only loosens. Without the limit the daemon evaluated back to back.
+        assert seen <= elapsed / 1.0 + 2, (seen, elapsed)
+    finally:
+        daemon.terminate()
+        daemon.wait(timeout=120)
