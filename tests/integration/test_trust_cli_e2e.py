@@ -182,3 +182,16 @@ def test_a_flood_of_nudges_costs_a_bounded_number_of_evaluations(make_sandbox, m
     finally:
         daemon.terminate()
         daemon.wait(timeout=120)
+
+
+def test_status_names_the_nodes_an_administrator_holds(make_sandbox, moto, tmp_path):
+    from tests.integration.test_trust_e2e import joined_node
+
+    sandbox = make_sandbox(nodes=0, np=4, boot_delay=0.2)
+    engine = Engine(e2e_config(tmp_path, sandbox, moto))
+    name = joined_node(engine, sandbox)
+    sandbox.run("pbsnodes", "-o", "-N", "firmware update", "--", name, check=True)
+    proc = run("phorque.cli.status", tmp_path / "phorque.conf", "--json")
+    assert json.loads(proc.stdout)["phorque"]["admin_held"] == [name]
+    text = run("phorque.cli.status", tmp_path / "phorque.conf").stdout
+    assert f"Held by the administrator (offline with their own note; Phorque leaves them alone): {name}" in text
