@@ -3,6 +3,9 @@
 
     python3 dev.py test [PYTEST-ARGS...]   create .venv, install Phorque with its test
                                            extras, lint with ruff, run pytest
+    python3 dev.py test --busy [ARGS...]   the same with two CPU-bound processes running beside
+                                           the suite (stopped when it ends): the suite must pass
+                                           on a loaded machine
     python3 dev.py demo [DEMO-ARGS...]     create .venv, install Phorque with its sandbox
                                            extras, run the live demo
     python3 dev.py bench NAME [ARGS...]    run bench/NAME.py inside .venv
@@ -31,6 +34,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent
 VENV = Path(os.environ.get("PHORQUE_VENV", ROOT / ".venv"))
 BIN = VENV / "bin"
+
+
+#: ``test --busy``: CPU-bound processes that load the machine while the suite runs.
+BUSY_PROCESSES = 2
+BUSY_LOOP = "while True:\n    pass\n"
 
 
 def _run(argv: list[str], **kwargs) -> int:
@@ -91,8 +99,21 @@ def run_tests(rest: list[str], env: dict[str, str]) -> int:
               env=env)
     if rc:
         return rc
+    busy_wanted = "--busy" in rest
+    rest = [a for a in rest if a != "--busy"]
     extra, report = torque_tier(env)
-    rc = _run([str(BIN / "python"), "-m", "pytest", *extra, *rest], env=env)
+    busy = [subprocess.Popen([sys.executable, "-c", BUSY_LOOP]) for _ in range(BUSY_PROCESSES)] \
+        if busy_wanted else []
+    if busy:
+        print(f"+ {BUSY_PROCESSES} busy processes beside the suite: pids",
+              " ".join(str(b.pid) for b in busy), flush=True)
+    try:
+        rc = _run([str(BIN / "python"), "-m", "pytest", *extra, *rest], env=env)
+    finally:
+        for proc in busy:
+            proc.terminate()
+        for proc in busy:
+            proc.wait(timeout=30)
     if os.environ.get("CI") == "true" and not rest:
         ran = int(report.read_text() or 0) if report and report.is_file() else 0
         if ran == 0:

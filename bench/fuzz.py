@@ -11,6 +11,11 @@ outcomes by type, anything unexpected (with the first example), the slowest exam
 resident memory while the target ran.
 
     python3 dev.py bench fuzz [--minutes M] [--only TARGET ...] [--seed S]
+
+The ``linear`` target (run first, a few seconds) times the accounting tokenizer on the hostile
+texts of ``tests/test_accounting.py`` at 128 KiB to 1 MiB and prints each time and the ratio to
+the previous size: about 2 for linear work, about 4 for quadratic. (The test suite checks that
+such lines parse; a time bound there failed on a loaded machine, so the speed is a figure here.)
 """
 
 from __future__ import annotations
@@ -259,6 +264,37 @@ def fuzz(target: Target, seconds: float, seed: int) -> Tally:
     return tally
 
 
+#: The hostile texts of tests/test_accounting.py::test_hostile_text_tokenizes, by a short name.
+HOSTILE_TEXTS = {"spaces": lambda n: " " * n, "letters": lambda n: "a" * n,
+                 "empty values": lambda n: "a= " * (n // 3), "short words": lambda n: " a" * (n // 2),
+                 "Resource_Request": lambda n: "Resource_Request_2.0=" + "-L tasks=1 " * (n // 11)}
+ACCOUNTING_PROPERTIES = ("queue", "user", "group", "jobname", "owner", "exec_host", "requestor", "ctime",
+                         "qtime", "etime", "start", "end", "exit_status", "cores", "walltime_secs",
+                         "used_walltime_secs", "execution_slots", "resources", "resources_used")
+
+
+def linear() -> None:
+    """Tokenizer time against line length: each doubling should about double it."""
+    sizes = [1 << 17, 1 << 18, 1 << 19, (1 << 20) - 40]
+    print(f"{'linear':<19} time to parse one line and read every property, by line length "
+          f"({', '.join(f'{s >> 10} KiB' for s in sizes)}); x: ratio to the previous size", flush=True)
+    for name, make in HOSTILE_TEXTS.items():
+        cells, previous = [], None
+        for size in sizes:
+            line = "11/25/2026 09:00:00;E;1.s;" + make(size)[:size]
+            best = float("inf")
+            for _ in range(3):  # the best of three: the figure of the work, not of the machine
+                began = time.perf_counter()
+                record = parse_line(line)
+                for prop in ACCOUNTING_PROPERTIES:
+                    getattr(record, prop)
+                best = min(best, time.perf_counter() - began)
+            ratio = f" x{best / previous:.1f}" if previous else ""
+            cells.append(f"{best * 1000:7.1f} ms{ratio}")
+            previous = best
+        print(f"{'':<19} {name:<17} " + "  ".join(cells), flush=True)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=10.0, help="total running time (default 10)")
@@ -266,7 +302,11 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
     logging.disable(logging.CRITICAL)  # bad lines are counted here, not logged
+    if not args.only or "linear" in args.only:
+        linear()
     targets = [t for t in TARGETS if not args.only or t.name in args.only]
+    if not targets:
+        return 0
     share = args.minutes * 60 / len(targets)
     print(f"{len(targets)} targets, {share:.0f} s each; Python {sys.version.split()[0]}, {os.cpu_count()} CPUs",
           flush=True)

@@ -11,8 +11,10 @@ from __future__ import annotations
 import configparser
 import os
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from phorque.errors import ConfigError
 from phorque.options import (
@@ -135,6 +137,31 @@ class PhorqueSettings:
         return parse_address(self.trigger_address)
 
 
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def normal_endpoint(uri: str | None, port: int | None) -> str:
+    """An endpoint as one string whatever its spelling: ``HTTPS://Host:443/`` is ``https://host``."""
+    if not uri:
+        return "default"
+    text = uri.strip() if "://" in uri else f"https://{uri.strip()}"
+    parts = urlsplit(text)
+    scheme = parts.scheme.lower()
+    try:
+        given = parts.port
+    except ValueError:
+        given = None
+    number = given or port or _DEFAULT_PORTS.get(scheme)
+    host = (parts.hostname or "").lower().rstrip(".")
+    shown_port = "" if number == _DEFAULT_PORTS.get(scheme) else f":{number}"
+    path = parts.path.rstrip("/")
+    return f"{scheme}://{host}{shown_port}{path}"
+
+
+def group_identity(dialect: str, uri: str | None, port: int | None, region: str, group: str) -> str:
+    return f"{dialect} {normal_endpoint(uri, port)} {region} {group}"
+
+
 def parse_address(text: str) -> tuple[str, int] | None:
     """``host:port`` (``[v6]:port`` too) to a tuple; None for an empty value."""
     text = text.strip()
@@ -195,6 +222,14 @@ class CloudSettings:
         return "phantom" if self.cloud_type in ("nimbus", "phantom") else "aws"
 
     @property
+    def group_identity(self) -> str:
+        """The group this section reaches, however its endpoint is written: the dialect, the
+        Auto Scaling endpoint normalised (scheme and host in lower case, a default port left
+        out, no trailing slash), the region and the group's name."""
+        return group_identity(self.dialect, self.autoscale_uri, self.autoscale_port, self.region,
+                              self.autoscale_group_name)
+
+    @property
     def launch_name(self) -> str:
         return self.launch_config_name or f"{self.autoscale_group_name}-lc"
 
@@ -248,8 +283,22 @@ class Config:
 _ENV_RE = re.compile(r"^\$(?:\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)\}|(?P<bare>[A-Za-z_][A-Za-z0-9_]*))$")
 
 
+def _control(text: str) -> str | None:
+    """The name of the first control character in ``text`` (a newline, a tab, ...), if any."""
+    for ch in text:
+        if unicodedata.category(ch) == "Cc":
+            return {"\n": "a newline", "\r": "a carriage return", "\t": "a tab"}.get(
+                ch, f"control character U+{ord(ch):04X}")
+    return None
+
+
 def _expand(path: str, section: str, option: str, raw: str, environ: dict[str, str],
             secret: bool = False) -> str:
+    # No option takes a control character: a newline in a credential ends up escaped inside a
+    # botocore header (and in its error), one in a path or a host name is always a mistake.
+    bad = _control(raw.strip())
+    if bad:
+        raise ConfigError(path, section, option, f"the value holds {bad} (it spans lines?)")
     value = raw.strip()
     if value.startswith("$$"):
         return value[1:]
@@ -264,6 +313,10 @@ def _expand(path: str, section: str, option: str, raw: str, environ: dict[str, s
     name = match.group("braced") or match.group("bare")
     if name not in environ:
         raise ConfigError(path, section, option, f"environment variable {name} is not set")
+    bad = _control(environ[name])
+    if bad:
+        # The value itself is never shown: it may be a credential.
+        raise ConfigError(path, section, option, f"environment variable {name} holds {bad}")
     return environ[name]
 
 
@@ -408,17 +461,23 @@ def load_config(path: str | os.PathLike[str] | None = None,
     )
 
     clouds: list[CloudSettings] = []
-    groups: dict[tuple[str | None, str], str] = {}
+    groups: dict[str, str] = {}
     for section in parser.sections():
         if not section.startswith(CLOUD_PREFIX):
             continue
         values = _parse_section(path, parser, section, CLOUD_OPTIONS, env)
         _check_cloud(path, section, values)
         values.setdefault("boot_timeout_secs", phorque.boot_timeout_secs)
-        key = (values.get("autoscale_uri"), values["autoscale_group_name"])
+        # One group, however its endpoint is written (a trailing slash, the default port given,
+        # upper case): two sections scaling it would each count only their own instances. The
+        # same name in another region is another group.
+        dialect = "phantom" if values["cloud_type"] in ("nimbus", "phantom") else "aws"
+        key = group_identity(dialect, values.get("autoscale_uri"), values.get("autoscale_port"),
+                             values["region"], values["autoscale_group_name"])
         if key in groups:
             raise ConfigError(path, section, "autoscale_group_name",
-                              f"group {shown(key[1])} is already used by [{groups[key]}]")
+                              f"group {shown(values['autoscale_group_name'])} is already used by "
+                              f"[{groups[key]}] (the same endpoint and region)")
         groups[key] = section
         clouds.append(CloudSettings(name=section[len(CLOUD_PREFIX):], **values))
     if not clouds:

@@ -22,6 +22,7 @@ from filelock import Timeout as LockTimeout
 from phorque.config import Config, load_config
 from phorque.engine import Engine, Evaluation, evaluation_json
 from phorque.errors import ConfigError, PhorqueError, TransientError
+from phorque.forgotten import check_nothing_forgotten
 from phorque.nudge import NudgeListener
 from phorque.private import private_dir
 from phorque.state import StateStore
@@ -32,6 +33,12 @@ log = logging.getLogger("phorque.daemon")
 
 #: The first retry of a skipped evaluation; each further skip doubles it, up to loop_sleep_secs.
 RETRY_FIRST_SECS = 5.0
+#: The rate limit of evaluations that file events and nudges ask for: at most one per this many
+#: seconds. A flood of qsubs or datagrams is gathered into one evaluation (and its cloud calls)
+#: per interval, however fast it comes; the first trigger after a quiet moment is not delayed.
+MIN_EVALUATION_INTERVAL_SECS = 1.0
+#: Triggers gathered into one evaluation from which the rate limit is logged.
+RATE_LOG_THRESHOLD = 20
 
 
 def pid_alive(pid: int) -> bool:
@@ -71,6 +78,7 @@ class Daemon:
         self.watcher: TorqueWatcher | None = None
         self.listener: NudgeListener | None = None
         self.evaluations = 0
+        self.last_ok = False  # did the last evaluation complete (for --once's exit status)?
 
     @property
     def state(self) -> StateStore:
@@ -145,6 +153,7 @@ class Daemon:
         self.reload_requested = False
         try:
             config = load_config(path)
+            check_nothing_forgotten(config, self.state)
         except ConfigError as exc:
             log.error("configuration reload failed, keeping the running configuration: %s", exc)
             return
@@ -187,12 +196,15 @@ class Daemon:
         return ev
 
     def run(self, config_path: str) -> None:
+        check_nothing_forgotten(self.config, self.state)  # before anything starts: refused
         self._claim_pidfile()
         try:
             self.state.set_daemon(pid=os.getpid(), started=time.time(), status="running",
                                   heartbeat=time.time())
             self._start_inputs()
             log.info("started: %s", self.config.summary())
+            log.info("rate limit: file events and nudges cause at most one evaluation per %.1f s "
+                     "(more are gathered into it)", MIN_EVALUATION_INTERVAL_SECS)
             self._loop(config_path)
         finally:
             self._stop_inputs()
@@ -209,6 +221,7 @@ class Daemon:
         fired = Fired()
         first = True
         retry = 0.0                    # seconds before retrying a skipped evaluation
+        last_end = 0.0                 # monotonic time the last evaluation ended
         while not self.stopping:
             if self.reload_requested:
                 self._reload(config_path)
@@ -219,11 +232,19 @@ class Daemon:
                     self.watcher.ensure()
                 why = ("start" if first else "periodic reconciliation" if sweep
                        else "retry" if retry else "policy wake-up")
+                if fired.total >= RATE_LOG_THRESHOLD:
+                    log.info("rate limit: %d triggers gathered into one evaluation (at most one per "
+                             "%.1f s)", fired.total, MIN_EVALUATION_INTERVAL_SECS)
                 ev = self.evaluate(fired, why)
+                last_end = time.monotonic()
+                self.last_ok = ev is not None
                 first = False
+                # "skipped" when it did not complete: phorque-evaluate must not report the
+                # previous result as this one's.
+                answer = "done" if ev is not None else "skipped"
                 for nonce, sender in fired.waiters:
                     if self.listener is not None:
-                        self.listener.reply(sender, f"done {nonce}")
+                        self.listener.reply(sender, f"{answer} {nonce}")
                 if sweep:
                     next_sweep = time.monotonic() + self.config.phorque.loop_sleep_secs
                 if ev is not None:
@@ -244,7 +265,8 @@ class Daemon:
             timeout = next_sweep - time.monotonic()
             if wake_at is not None:
                 timeout = min(timeout, wake_at - time.time())
-            fired = self.trigger.wait(max(0.0, timeout), gather=self.config.phorque.event_delay_secs)
+            fired = self.trigger.wait(max(0.0, timeout), gather=self.config.phorque.event_delay_secs,
+                                      not_before=last_end + MIN_EVALUATION_INTERVAL_SECS)
             fired.reasons.pop("stop", None)
             fired.reasons.pop("reload", None)
 

@@ -23,6 +23,7 @@ from phorque.config import CloudSettings, Config
 from phorque.crashpoints import crashpoint
 from phorque.errors import CloudError, PhorqueError, TorqueError, TransientError
 from phorque.executor import Executor, Outcome
+from phorque.forgotten import check_nothing_forgotten
 from phorque.model import CloudState, Health, Owned, Snapshot, in_queues, summarize
 from phorque.observe import observe
 from phorque.plan import Plan
@@ -168,8 +169,16 @@ class Engine:
         merged = {o.instance_id: o for o in previous}
         merged.update({o.instance_id: o for o in changed})
         owned = tuple(o for o in merged.values() if o.stage.is_live)
+        # Nodes Phorque created whose instance is gone: still its own to remove. Once Torque no
+        # longer lists one, the record lets go of the name (a node made later with that name is
+        # someone else's); a name missing from a bad read is only ever given up, never claimed.
+        listed = {n.name for n in nodes}
+        recorded = {o.node for o in merged.values() if o.node and not o.stage.is_live}
+        recorded |= self.state.recorded_nodes()
+        if save and recorded - listed:
+            self.state.forget_nodes(sorted(recorded - listed))
         return Snapshot(now=now, jobs=tuple(jobs), nodes=tuple(nodes), clouds=clouds, owned=owned,
-                        memory=self.state.memory())
+                        memory=self.state.memory(), recorded_nodes=frozenset(recorded & listed))
 
     def _kick_scheduler_for_new_nodes(self, previous: list[Owned], changed: list[Owned]) -> None:
         """A node of Phorque's that has just come up gets no job until the scheduler runs a cycle,
@@ -198,6 +207,8 @@ class Engine:
         lock = cloud_lock(self.config.phorque.lock_path)
         outcomes: list[Outcome] = []
         with lock:
+            # Never act under a configuration that forgets instances Phorque owns.
+            check_nothing_forgotten(self.config, self.state)
             self._ensure_setup()
             # A cloud that fails while the plan is applied is backed off; planning again at once
             # sends its share to the next cloud instead of waiting for another trigger. Each

@@ -6,7 +6,12 @@ The executor is the only place that changes anything. Its safety rules:
   with no job on it (a node that picked up a job meanwhile is put back in service, and a node
   the fresh read does not show is not terminated: that read cannot vouch for it);
 * an instance planned for termination as having no node is spared if Torque now lists one;
-* a node is removed from Torque only when a fresh read shows it has no job;
+* a node is removed from Torque only when a fresh read shows it has no job, and never in the
+  step whose termination of its instance failed (the instance still runs, and is billed);
+* an administrator's offline wins: a node offline with a note that is not Phorque's draining
+  note is never offlined over, put back in service, terminated or removed, and the re-read
+  after Phorque's offline must show Phorque's own note (Torque has no compare-and-set, so the
+  note is checked just before it is replaced and again just after);
 * a cloud that fails during the plan gets no launch from the rest of it (the engine plans
   again, with the cloud backed off);
 * an action that answers a fault of its cloud (an instance that never joined, a request that
@@ -29,7 +34,7 @@ from phorque.crashpoints import crashpoint
 from phorque.errors import CloudError, PhorqueError
 from phorque.model import Node, Snapshot, Stage
 from phorque.plan import Action, Kind, Plan
-from phorque.policy.view import drain_note, join_note
+from phorque.policy.view import drain_note, is_drain_note, join_note
 from phorque.state import StateStore
 from phorque.torque.commands import Torque
 
@@ -80,6 +85,11 @@ class Executor:
             outcomes.append(self._apply_one(action))
             if outcomes[-1].status == "done" and action.kind in (Kind.JOIN, Kind.UNDRAIN):
                 kicked = True
+            if outcomes[-1].status == "failed" and action.kind == Kind.TERMINATE:
+                name = action.node or self.dns.get(action.instance or "")
+                if name:
+                    self.kept.setdefault(name, "the termination of its instance failed; the node "
+                                               "stays until the instance is gone")
         outcomes.extend(self._remove_all(removals))
         if kicked:
             try:
@@ -133,6 +143,11 @@ class Executor:
     def _fresh(self, name: str) -> Node | None:
         return self.torque.node(name)
 
+    @staticmethod
+    def _admin_held(node: Node) -> bool:
+        """Offline with a note that is not Phorque's draining note: an administrator's."""
+        return node.is_offline and not is_drain_note(node.note)
+
     def _secure(self, name: str, reason: str, action: Action) -> str | None:
         """Offline the node with Phorque's note and read it again: None if it is empty, else
         why it must not be terminated."""
@@ -140,12 +155,26 @@ class Executor:
             return None
         if name in self.kept:
             return self.kept[name]
+        before = self._fresh(name)
+        if before is None:
+            self.kept[name] = f"Torque did not list node {name} when read again; not terminated"
+            return self.kept[name]
+        if self._admin_held(before):
+            # Offlined by an administrator since the snapshot: their note stays, and so does
+            # the node.
+            self.kept[name] = "set offline by an administrator; left alone"
+            return self.kept[name]
         self.torque.offline(name, drain_note(reason))
         crashpoint("drain.offline")
         fresh = self._fresh(name)
         if fresh is None:
             # Just marked offline, yet not listed: this read cannot tell an empty node.
             self.kept[name] = f"Torque did not list node {name} when read again; not terminated"
+            return self.kept[name]
+        if not (fresh.is_offline and is_drain_note(fresh.note)):
+            # Someone wrote their own note (or cleared the offline) between Phorque's read and
+            # its write: that is an administrator's decision, and it wins.
+            self.kept[name] = "an administrator changed its note or offline; left alone"
             return self.kept[name]
         if not fresh.is_idle:
             self.kept[name] = "a job started on it; put back in service"
@@ -175,6 +204,11 @@ class Executor:
 
     def _undrain(self, a: Action) -> tuple[str, str]:
         assert a.node
+        fresh = self._fresh(a.node)
+        if fresh is None:
+            return "skipped", f"Torque did not list node {a.node} when read again"
+        if self._admin_held(fresh):
+            return "skipped", "set offline by an administrator; left alone"
         self.torque.clear_offline(a.node, join_note(a.cloud or "?", a.instance or "?"))
         crashpoint("undrain.cleared")
         self._stage(a, Stage.IDLE, drain_started=None)
@@ -215,6 +249,8 @@ class Executor:
             return "done", "already gone from Torque"
         if not fresh.is_idle:
             return "skipped", "the node runs a job"
+        if self._admin_held(fresh):
+            return "skipped", "set offline by an administrator; left alone"
         crashpoint("remove.before")
         self.torque.delete_node(a.node)
         crashpoint("remove.after")

@@ -170,6 +170,8 @@ class Node:
 
     @property
     def marked_by_phorque(self) -> bool:
+        """The note looks like Phorque's. Never proof of ownership (anyone may write a note);
+        only used to tell Phorque's own offline from an administrator's."""
         return self.note.startswith(NOTE_MARK)
 
 
@@ -299,6 +301,10 @@ class Snapshot:
     owned: tuple[Owned, ...] = ()
     memory: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     torque_ok: bool = True
+    #: Torque nodes the state store says Phorque created, whatever became of their instance
+    #: (a node whose instance is gone is still Phorque's to remove). A note proves nothing:
+    #: anyone who may run ``pbsnodes -N`` can write one.
+    recorded_nodes: frozenset[str] = frozenset()
 
     def cloud(self, name: str) -> CloudState:
         for cloud in self.clouds:

@@ -4,7 +4,8 @@ The daemon listens on ``trigger_address`` (UDP, 127.0.0.1:15099 by default). Mes
 
 * ``phorque submit`` — from the submit filter: a job is being submitted. Fire and forget.
 * ``phorque evaluate NONCE`` — from ``phorque-evaluate``: the daemon answers ``phorque ack NONCE``
-  at once, and ``phorque done NONCE`` after the evaluation that covers it.
+  at once, and ``phorque done NONCE`` after the evaluation that covers it, or ``phorque skipped
+  NONCE`` when that evaluation was skipped or failed (Torque unreadable, an error).
 
 A nudge only triggers an evaluation (which the daemon coalesces with other triggers), so it
 grants nothing; anything else received is ignored.
@@ -88,8 +89,8 @@ def send(address: tuple[str, int], message: str) -> None:
 
 def ask_daemon(address: tuple[str, int], ack_timeout: float = 1.0, done_timeout: float = 300.0,
                wait: bool = True) -> str | None:
-    """Ask the daemon to evaluate. Returns "done" (evaluated), "ack" (accepted, not waited for),
-    or None when no daemon answered."""
+    """Ask the daemon to evaluate. Returns "done" (evaluated), "skipped" (the evaluation was
+    skipped or failed), "ack" (accepted, not waited for), or None when no daemon answered."""
     nonce = secrets.token_hex(8)
     family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
     with socket.socket(family, socket.SOCK_DGRAM) as sock:
@@ -111,8 +112,8 @@ def ask_daemon(address: tuple[str, int], ack_timeout: float = 1.0, done_timeout:
             words = data[len(PREFIX):].decode("ascii", "replace").split()
             if words[1:2] != [nonce]:
                 continue
-            if words[0] == "done":
-                return "done"
+            if words[0] in ("done", "skipped"):
+                return words[0]
             if words[0] == "ack":
                 acked = True
                 if not wait:

@@ -40,6 +40,7 @@ CREATE TABLE IF NOT EXISTS decisions (
     id INTEGER PRIMARY KEY AUTOINCREMENT, time REAL NOT NULL, policy TEXT, action TEXT NOT NULL,
     cloud TEXT, instance TEXT, node TEXT, count INTEGER, reason TEXT, outcome TEXT);
 CREATE TABLE IF NOT EXISTS daemon (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS cloud_groups (cloud TEXT PRIMARY KEY, identity TEXT NOT NULL);
 """
 
 #: Decisions and transitions kept; older rows are pruned.
@@ -124,6 +125,18 @@ class StateStore:
                                "VALUES (?, ?, ?, ?, ?)",
                                (now, rec.instance_id, rec.cloud, rec.stage.value, rec.node))
 
+    def recorded_nodes(self) -> set[str]:
+        """Node names of instances that are gone: nodes Phorque created and may still remove."""
+        return {r["node"] for r in self._query(
+            "SELECT node FROM instances WHERE stage = 'gone' AND node IS NOT NULL")}
+
+    def forget_nodes(self, names: Iterable[str]) -> None:
+        """Gone instances stop claiming these nodes (Torque no longer lists them): a node of
+        that name made later, by someone else, is not Phorque's."""
+        with self.transaction() as db:
+            db.executemany("UPDATE instances SET node = NULL WHERE stage = 'gone' AND node = ?",
+                           [(n,) for n in names])
+
     def set_stage(self, instance_id: str, cloud: str, stage: Stage, now: float, **changes: Any) -> Owned:
         """Move one instance to ``stage`` (creating its record if needed) and return it."""
         rec = self.get(instance_id) or Owned(instance_id=instance_id, cloud=cloud, stage=stage,
@@ -164,6 +177,15 @@ class StateStore:
             else:
                 db.execute("INSERT OR REPLACE INTO cloud_capacity (cloud, capacity, updated_at) "
                            "VALUES (?, ?, ?)", (cloud, capacity, now))
+
+    def groups(self) -> dict[str, str]:
+        """The group each cloud name reached when Phorque last acted there."""
+        return {r["cloud"]: r["identity"] for r in self._query("SELECT * FROM cloud_groups")}
+
+    def save_groups(self, groups: dict[str, str]) -> None:
+        with self.transaction() as db:
+            db.executemany("INSERT OR REPLACE INTO cloud_groups (cloud, identity) VALUES (?, ?)",
+                           list(groups.items()))
 
     def memory(self) -> dict[str, Any]:
         return {r["key"]: json.loads(r["value"]) for r in self._query("SELECT * FROM memory")}

@@ -54,9 +54,10 @@ class Trigger:
                 self._pending.waiters.append(waiter)
             self._cond.notify_all()
 
-    def wait(self, timeout: float | None, gather: float = 0.0) -> Fired:
+    def wait(self, timeout: float | None, gather: float = 0.0, not_before: float = 0.0) -> Fired:
         """Block until fired or ``timeout``; then gather for ``gather`` seconds after the first
-        signal. Returns what fired (empty on timeout)."""
+        signal, and at least until ``not_before`` (the clock's time: a rate limit). A ``stop``
+        ends the gathering at once. Returns what fired (empty on timeout)."""
         deadline = None if timeout is None else self._clock() + max(0.0, timeout)
         with self._cond:
             while not self._pending:
@@ -65,8 +66,8 @@ class Trigger:
                     return Fired()
                 self._cond.wait(left)
             first = self._pending.first_at or self._clock()
-            while True:
-                left = first + gather - self._clock()
+            while "stop" not in self._pending.reasons:
+                left = max(first + gather, not_before) - self._clock()
                 if left <= 0:
                     break
                 self._cond.wait(left)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 import threading
 
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
@@ -26,6 +27,14 @@ log = logging.getLogger("phorque.watcher")
 JOB_SUFFIXES = (".JB", ".SC", ".TA")
 #: Records read per poll of the tailer, so a large backlog is read in bounded memory.
 BATCH = 1_000
+
+
+def _regular(path: str) -> bool:
+    """A regular file, or gone already (a job file may be purged at once)."""
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return True
 
 
 class TorqueWatcher(FileSystemEventHandler):
@@ -132,6 +141,9 @@ class TorqueWatcher(FileSystemEventHandler):
                     self._job_file_gone(path)
                 if dest.endswith(JOB_SUFFIXES) and self._job_file_appeared(dest):
                     self.trigger.fire("job file saved")
+            elif kind == "created" and path.endswith(JOB_SUFFIXES) and not _regular(path):
+                # A FIFO or a device is no job file pbs_server wrote; nothing ever opens it.
+                log.error("%s is not a regular file; ignored", path)
             elif kind == "created" and path.endswith(JOB_SUFFIXES):
                 if self._job_file_appeared(path):
                     self.trigger.fire("job file queued")

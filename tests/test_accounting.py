@@ -367,13 +367,15 @@ def test_parse_file_memory_stays_bounded_on_a_line_without_end(tmp_path, caplog)
 
 @pytest.mark.parametrize("text", [" " * (1 << 20), "a" * (1 << 20), "a= " * 300000,
                                   " a" * 500000, "Resource_Request_2.0=" + "-L tasks=1 " * 90000])
-def test_hostile_text_tokenizes_in_linear_time(text):
+def test_hostile_text_tokenizes(text):
+    """Every property of a 1 MiB hostile line can be read. That it takes linear time is a
+    figure, not a pass/fail bound (a loaded machine makes any bound flaky): ``python3 dev.py
+    bench fuzz --only linear`` prints the times at four sizes and their ratios."""
     line = "11/25/2026 09:00:00;E;1.s;" + text[: (1 << 20) - 40]
-    began = time.perf_counter()
     record = parse_line(line)
     for name in PROPERTIES:
         getattr(record, name)
-    assert time.perf_counter() - began < 2.0
+    assert record.job_id == "1.s"
 
 
 # --- property tests ----------------------------------------------------------------------------

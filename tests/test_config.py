@@ -171,13 +171,25 @@ def test_malformed_secret_value_is_not_echoed(tmp_path):
     assert "ACC-ESS" not in str(error) and "seed-secret-value-123" not in str(error)
 
 
+def torque_install(tmp_path: Path, text: str) -> str:
+    """``text`` pointing at a Torque spool and commands that exist (the sandbox's layout)."""
+    root = tmp_path / "torque"
+    (root / "server_priv").mkdir(parents=True, exist_ok=True)
+    (root / "bin").mkdir(exist_ok=True)
+    for name in ("qstat", "pbsnodes", "qmgr"):
+        (root / "bin" / name).write_text("#!/bin/sh\nexit 0\n")
+        (root / "bin" / name).chmod(0o755)
+    return text.replace("cluster_directory = /opt/torque-3.0.6/",
+                        f"cluster_directory = {root}\ntorque_home = {root}")
+
+
 def run_check(path: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "phorque.cli.daemon", "--check-config", "-c", str(path)],
                           capture_output=True, text=True, timeout=60, env={**env, "PATH": "/usr/bin:/bin"})
 
 
 def test_check_config_command(tmp_path):
-    good = run_check(write(tmp_path, SEED), ENV)
+    good = run_check(write(tmp_path, torque_install(tmp_path, SEED)), ENV)
     assert good.returncode == 0, good.stderr
     assert good.stdout.count("\n") == 1 and "OK" in good.stdout and "OnDemandPlusPlus" in good.stdout
     bad = run_check(write(tmp_path, SEED.replace("1024", "lots")), ENV)
@@ -188,7 +200,7 @@ def test_check_config_command(tmp_path):
 
 
 def test_config_from_environment_variable_path(tmp_path):
-    path = write(tmp_path, SEED)
+    path = write(tmp_path, torque_install(tmp_path, SEED))
     proc = subprocess.run([sys.executable, "-m", "phorque.cli.daemon", "--check-config"],
                           capture_output=True, text=True, timeout=60,
                           env={**ENV, "PHORQUE_CONFIG": str(path), "PATH": "/usr/bin:/bin"})
@@ -219,3 +231,69 @@ def test_arbitrary_values_are_checked(tmp_path_factory, option, value):
         load_config(path, environ=ENV)
     except ConfigError as exc:
         assert exc.option in (option, None) or exc.section is not None
+
+
+@pytest.mark.parametrize("option,section", [("secret_key", "Cloud-hotel"), ("access_id", "Cloud-hotel"),
+                                            ("image_id", "Cloud-hotel"), ("state_dir", "Phorque"),
+                                            ("name", "Policy")])
+@pytest.mark.parametrize("bad", ["line one\nline two", "tab\there", "bell\x07"])
+def test_an_environment_value_with_a_control_character_is_a_configuration_error(tmp_path, option,
+                                                                                 section, bad):
+    secret = f"Sekrit{bad}Value99"
+    lines = [ln for ln in SEED.splitlines() if not ln.startswith(option + " ")]
+    at = lines.index(f"[{section}]") + 1
+    lines.insert(at, f"{option} = $PHORQUE_TEST_VALUE")
+    path = tmp_path / "phorque.conf"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path, environ={**ENV, "PHORQUE_TEST_VALUE": secret})
+    assert (info.value.section, info.value.option) == (section, option)
+    assert "environment variable PHORQUE_TEST_VALUE holds" in str(info.value)
+    assert "Sekrit" not in str(info.value) and "Value99" not in str(info.value)
+
+
+def test_a_value_spanning_lines_in_the_file_is_a_configuration_error(tmp_path):
+    path = tmp_path / "phorque.conf"
+    path.write_text(SEED.replace("image_id = debian-6.0.5.gz", "image_id = debian-6.0.5.gz\n  second-line"))
+    with pytest.raises(ConfigError) as info:
+        load_config(path, environ=ENV)
+    assert info.value.option == "image_id" and "a newline" in str(info.value)
+
+
+SECOND = """
+[Cloud-other]
+cloud_uri = svc.uc.futuregrid.org
+autoscale_uri = {uri}
+{port}image_id = debian-6.0.5.gz
+access_id = $ACCESS_ID
+secret_key = $SECRET_KEY
+launch_config_name = hotellc@hotel
+autoscale_group_name = hotelasg
+cloud_type = nimbus
+instance_type = m1.large
+instance_cores = 2
+max_instances = 4
+{region}"""
+
+
+@pytest.mark.parametrize("uri,port", [
+    ("svc.uc.futuregrid.org/", "autoscale_port = 8445\n"),          # a trailing slash
+    ("https://svc.uc.futuregrid.org:8445", ""),                     # the port in the URL
+    ("HTTPS://SVC.UC.FutureGrid.ORG:8445/", "autoscale_port = 8445\n"),  # upper case, port twice
+])
+def test_one_group_reached_through_differently_written_endpoints_is_refused(tmp_path, uri, port):
+    text = SEED + SECOND.format(uri=uri, port=port, region="")
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text), environ=ENV)
+    assert (info.value.section, info.value.option) == ("Cloud-other", "autoscale_group_name")
+    assert "already used by [Cloud-hotel]" in str(info.value)
+
+
+def test_the_same_group_name_in_another_region_is_another_group(tmp_path):
+    text = SEED + SECOND.format(uri="svc.uc.futuregrid.org", port="autoscale_port = 8445\n",
+                                region="region = us-west-2\n")
+    config = load_config(write(tmp_path, text), environ=ENV)
+    assert len(config.clouds) == 2
+    default_port = SEED + SECOND.format(uri="https://svc.uc.futuregrid.org:443/", port="", region="")
+    other = load_config(write(tmp_path, default_port), environ=ENV)  # 443 is not 8445
+    assert len(other.clouds) == 2

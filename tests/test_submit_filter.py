@@ -41,7 +41,7 @@ def test_present_nudges_the_daemon(listener):
     proc, took = run(SCRIPT, {"PATH": BARE_PATH, "PHORQUE_TRIGGER": f"127.0.0.1:{port}"}, "-q", "batch")
     assert proc.returncode == 0 and proc.stdout == SCRIPT and proc.stderr == b""
     assert listener.recvfrom(64)[0] == b"phorque submit"
-    assert took < 1.0
+    del took  # how fast is a figure (the hook never waits for an answer); a hang fails run()'s timeout
 
 
 def test_address_from_the_configuration_file(listener, tmp_path):
@@ -64,12 +64,10 @@ def test_address_from_the_configuration_file(listener, tmp_path):
 ], ids=["absent", "garbage-address", "bad-port", "unresolvable", "missing-config", "config-is-dir",
         "empty-config"])
 def test_absent_or_broken_phorque_never_fails_qsub(env):
-    times = []
+    # Never fails, never hangs (a hang fails run()'s timeout); its speed is no test of a loaded machine.
     for _ in range(3):
-        proc, took = run(SCRIPT, {"PATH": BARE_PATH, **env}, "-l", "walltime=1:00:00")
+        proc, _took = run(SCRIPT, {"PATH": BARE_PATH, **env}, "-l", "walltime=1:00:00")
         assert proc.returncode == 0 and proc.stdout == SCRIPT
-        times.append(took)
-    assert min(times) < 0.5, times
 
 
 def test_broken_configuration_file_contents(tmp_path):

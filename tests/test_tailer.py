@@ -347,3 +347,47 @@ def test_arbitrary_bytes_never_break_the_tailer(writes):
         assert tailer.parser.parsed == len(records)
         assert tailer.parser.parsed + tailer.parser.bad == complete
         assert tailer.position.offset == data.rfind(b"\n") + 1
+
+
+def _in_thread(call, deadline: float = 60.0):
+    """Run ``call`` in a thread; fail (instead of hanging the suite) if it blocks."""
+    import threading
+
+    result: list = []
+    thread = threading.Thread(target=lambda: result.append(call()), daemon=True)
+    thread.start()
+    thread.join(deadline)
+    assert not thread.is_alive(), f"{call} blocked for {deadline} s"
+    return result[0]
+
+
+@pytest.mark.parametrize("kind", ["fifo", "symlink to a fifo", "device"])
+def test_a_fifo_or_a_device_among_the_day_files_is_skipped_with_an_error(acct, tmp_path, caplog, kind):
+    append(acct / "20261125", lines(1))
+    special = acct / "20261126"
+    if kind == "fifo":
+        os.mkfifo(special)
+    elif kind == "device":
+        os.symlink("/dev/zero", special)
+    else:
+        os.mkfifo(tmp_path / "pipe")
+        os.symlink(tmp_path / "pipe", special)
+    # Before: opening the FIFO blocked for ever (no writer), and /dev/zero never ended.
+    tailer = _in_thread(lambda: AccountingTailer(acct, from_start=True))
+    with caplog.at_level(logging.ERROR):
+        assert ids(_in_thread(tailer.poll)) == [1]
+        append(acct / "20261125", lines(2))
+        append(acct / "20261127", lines(3))
+        assert ids(_in_thread(tailer.poll)) == [2, 3]
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1 and "20261126 is not a regular file" in errors[0], errors
+
+
+def test_a_current_file_swapped_for_a_fifo_is_not_opened(acct, caplog):
+    append(acct / "20261125", lines(1))
+    tailer = AccountingTailer(acct)
+    os.unlink(acct / "20261125")
+    os.mkfifo(acct / "20261125")
+    with caplog.at_level(logging.ERROR):
+        assert _in_thread(lambda: tailer.poll()) == []
+    assert any("is not a regular file" in r.getMessage() for r in caplog.records)

@@ -8,6 +8,7 @@ import time
 from phorque.torque.accounting import format_line
 from phorque.triggers import Trigger
 from phorque.watcher import TorqueWatcher
+from tests.waiting import wait_for
 
 
 def make_home(tmp_path):
@@ -32,15 +33,13 @@ def test_accounting_records_fire_within_a_second(tmp_path):
     watcher.start()
     try:
         assert not trigger.wait(timeout=0.3)
-        started = time.monotonic()
         append(today, format_line(time.time(), "Q", "2.srv", "queue=batch"))
-        fired = trigger.wait(timeout=5)
+        fired = trigger.wait(timeout=60)  # the event itself, not a time bound (bench/reaction.py times it)
         assert fired.reasons["accounting Q"] == 1
-        assert time.monotonic() - started < 1.0
         append(today, format_line(time.time(), "Q", "3.srv", "queue=other"))  # another queue
         assert not trigger.wait(timeout=0.5)
         append(today, format_line(time.time(), "D", "3.srv", "requestor=a@b"))  # no queue: counts
-        assert trigger.wait(timeout=5).reasons["accounting D"] == 1
+        assert trigger.wait(timeout=60).reasons["accounting D"] == 1
     finally:
         watcher.stop()
     assert (tmp_path / "acct.pos").exists()
@@ -103,3 +102,31 @@ def test_resaving_a_known_job_file_fires_nothing(tmp_path):
         assert dict(trigger.wait(timeout=5).reasons) == {"job file saved": 1}
     finally:
         watcher.stop()
+
+
+def test_a_fifo_in_the_accounting_or_jobs_directory_never_blocks_the_watcher(tmp_path, caplog):
+    import logging
+    import threading
+
+    acct, jobs = make_home(tmp_path)
+    os.mkfifo(acct / "20991231")
+    trigger = Trigger()
+    watcher = TorqueWatcher(str(tmp_path), trigger, None, str(tmp_path / "acct.pos"))
+    with caplog.at_level(logging.ERROR):
+        started = threading.Thread(target=watcher.start, daemon=True)
+        started.start()
+        started.join(60)
+        assert not started.is_alive(), "the watcher blocked on the FIFO"  # before: it did
+        try:
+            os.mkfifo(jobs / "9.srv.JB")
+            today = acct / "20991232"
+            append(today, format_line(time.time(), "Q", "2.srv", "queue=batch"))
+            fired = trigger.wait(timeout=60)
+            assert fired.reasons.get("accounting Q") == 1
+            wait_for(lambda: any("9.srv.JB is not a regular file" in r.getMessage()
+                                 for r in caplog.records), 60, "the job FIFO to be refused")
+            assert "job file queued" not in fired.reasons
+        finally:
+            watcher.stop()
+    messages = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert any("20991231 is not a regular file" in m for m in messages), messages

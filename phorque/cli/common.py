@@ -11,6 +11,7 @@ from phorque import __version__
 from phorque.config import DEFAULT_CONFIG, Config, config_path_from, load_config
 from phorque.errors import ConfigError
 from phorque.private import private_file
+from phorque.redact import all_forms
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -33,7 +34,8 @@ class RedactSecrets(logging.Filter):
 
     def __init__(self, secrets: Iterable[str]):
         super().__init__()
-        self.secrets = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
+        # Every escaped and quoted form too: botocore shows a header holding a key with repr().
+        self.secrets = all_forms(secrets)
 
     def filter(self, record: logging.LogRecord) -> bool:
         if not self.secrets:

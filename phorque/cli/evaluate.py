@@ -1,7 +1,7 @@
 """``phorque-evaluate``: one evaluation now.
 
 Exit status: 0 on success, 2 on a configuration error, 1 when the evaluation could not complete
-(Torque unreadable, state unusable, lock not obtained).
+(Torque unreadable, state unusable, lock not obtained), also when the running daemon did it.
 """
 
 from __future__ import annotations
@@ -94,6 +94,13 @@ def main(argv: list[str] | None = None) -> int:
         answer = _through_daemon(config, wait=not args.asynchronous)
         if answer == "done":
             return _print_daemon_result(config, args.json)
+        if answer == "skipped":
+            message = ("the running daemon's evaluation was skipped or failed (see its log); "
+                       "nothing was decided")
+            log.error("%s", message)
+            if args.json:
+                print(json.dumps({"error": message, "executed": False}))
+            return EXIT_FAILED
         if answer == "ack":
             print("evaluation requested from the running daemon")
             return EXIT_OK

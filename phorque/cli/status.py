@@ -10,6 +10,7 @@ from dataclasses import asdict
 from typing import Any
 
 from phorque.cli.common import (
+    EXIT_FAILED,
     EXIT_OK,
     base_parser,
     config_secrets,
@@ -23,6 +24,7 @@ from phorque.config import Config
 from phorque.daemon import daemon_status
 from phorque.errors import PhorqueError
 from phorque.model import Job, Node, in_queues, summarize
+from phorque.policy.view import is_drain_note
 from phorque.state import StateStore
 from phorque.torque.commands import Torque
 
@@ -79,9 +81,18 @@ def phorque_status(config: Config, decisions: int = 20) -> dict[str, Any]:
 
 
 def collect(config: Config) -> dict[str, Any]:
-    return {"config": config.path, "policy": config.policy.name, "cluster": cluster_status(config),
-            "clouds": describe_clouds(config, stored_health(config)),
-            "daemon": daemon_status(config), "phorque": phorque_status(config)}
+    out = {"config": config.path, "policy": config.policy.name, "cluster": cluster_status(config),
+           "clouds": describe_clouds(config, stored_health(config)),
+           "daemon": daemon_status(config), "phorque": phorque_status(config)}
+    out["phorque"]["admin_held"] = admin_held(out)
+    return out
+
+
+def admin_held(status: dict[str, Any]) -> list[str]:
+    """Phorque's nodes an administrator set offline with a note of their own: left alone."""
+    mine = {r.get("node") for r in status["phorque"].get("instances", []) if r.get("stage") != "gone"}
+    return sorted(n["name"] for n in status["cluster"].get("nodes", [])
+                  if n["name"] in mine and "offline" in n["state"] and not is_drain_note(n["note"]))
 
 
 def _when(at: float | None) -> str:
@@ -101,6 +112,9 @@ def render_phorque(status: dict[str, Any]) -> list[str]:
     else:
         lines.append(f"Daemon: not running ({printable(daemon.get('status', 'never started'), 40)})")
     own = status.get("phorque", {})
+    if own.get("admin_held"):
+        lines.append("Held by the administrator (offline with their own note; Phorque leaves them "
+                     f"alone): {printable(', '.join(own['admin_held']), 300)}")
     if own.get("error"):
         lines.append(f"State: unreadable: {printable(own['error'], 200)}")
     if own.get("instances"):
@@ -169,7 +183,15 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.write("\n")
     else:
         print(render(status))
-    return EXIT_OK
+    return EXIT_FAILED if unreadable(status) else EXIT_OK
+
+
+def unreadable(status: dict[str, Any]) -> list[str]:
+    """What could not be read (Torque, a cloud's group): the status is then incomplete, and a
+    script or a monitor must not take it for a good one (exit 1, the same output)."""
+    out = ["Torque"] if status["cluster"].get("error") else []
+    out += [f"cloud {c['name']}" for c in status.get("clouds", []) if c.get("desired") is None]
+    return out
 
 
 if __name__ == "__main__":

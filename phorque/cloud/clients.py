@@ -22,6 +22,7 @@ from botocore.parsers import ResponseParserError
 
 from phorque.config import CloudSettings
 from phorque.errors import CloudError, CloudUnreachable
+from phorque.redact import redact as redact_forms
 
 log = logging.getLogger(__name__)
 
@@ -45,11 +46,8 @@ _CREDENTIALS = (bce.NoCredentialsError, bce.PartialCredentialsError, bce.Profile
 
 
 def redact(text: str, secrets: tuple[str, ...]) -> str:
-    """``text`` with every credential replaced by ``***``."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
-    return text
+    """``text`` with every credential replaced by ``***``, also escaped or quoted."""
+    return redact_forms(text, secrets)
 
 
 def translate(exc: Exception, cloud: str, operation: str, secrets: tuple[str, ...]) -> CloudError:

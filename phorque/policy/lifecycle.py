@@ -197,5 +197,8 @@ def lifecycle(view: View) -> Lifecycle:
         else:
             life.notes.append(f"node {node.name} runs {', '.join(node.jobs)} but its instance is gone; "
                               "left for the administrator")
+    for node in view.unowned_marked:
+        life.notes.append(f"node {node.name} has a phorque: note, but Phorque has no record of "
+                          "creating it and it is no instance of its groups; left alone")
     _stalled_requests(view, life)
     return life

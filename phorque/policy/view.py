@@ -1,10 +1,12 @@
 """Facts every policy derives from a snapshot: which nodes are Phorque's, what is pending, what
 is paid for. Computed once per evaluation, read by the lifecycle rules and the policies.
 
-Ownership follows the design's invariant 2: a Torque node is Phorque's when it is the DNS name of
-an instance of one of Phorque's groups, when the state store says Phorque joined it, or when its
-note carries Phorque's mark. Every other node (static nodes) is never touched. A node that is
-offline without Phorque's *draining* note was set offline by an administrator and is left alone.
+Ownership follows the design's invariant 2: a Torque node is Phorque's when the state store
+records it as a node Phorque created for an instance of its groups, or (the state lost) when it
+is the DNS name of a live instance of one of its groups. A note is no proof: anyone allowed to
+run ``pbsnodes -N`` can write ``phorque:`` on a static node, so a marked node that is neither is
+reported and never touched. A node that is offline without Phorque's *draining* note was set
+offline by an administrator and is left alone, whatever stage the state store remembers.
 """
 
 from __future__ import annotations
@@ -23,7 +25,6 @@ from phorque.model import (
     Node,
     Owned,
     Snapshot,
-    Stage,
 )
 
 #: The note Phorque puts on a node it is draining (after :data:`NOTE_MARK`).
@@ -63,12 +64,10 @@ class CloudNode:
 
     @property
     def draining(self) -> bool:
-        """Phorque has offlined it (by its note, or by the state store)."""
-        if self.node is None or not self.node.is_offline:
-            return False
-        if is_drain_note(self.node.note):
-            return True
-        return self.owned is not None and self.owned.stage in (Stage.DRAINING, Stage.TERMINATING)
+        """Phorque has offlined it: offline with Phorque's draining note. A draining stage in the
+        state store is not enough: an administrator may have offlined the node with a note of
+        their own since (or while Phorque was down), and their offline wins."""
+        return self.node is not None and self.node.is_offline and is_drain_note(self.node.note)
 
     @property
     def admin_offline(self) -> bool:
@@ -164,11 +163,17 @@ class View:
 
     @cached_property
     def owned_node_names(self) -> frozenset[str]:
-        """Torque nodes that are Phorque's: instance names, state records, Phorque's note."""
+        """Torque nodes that are Phorque's: live instances' names and the state's records."""
         names = {cn.node.name for cn in self.cloud_nodes if cn.node is not None}
         names.update(o.node for o in self.snapshot.owned if o.node and o.stage.is_live)
-        names.update(n.name for n in self.snapshot.nodes if n.marked_by_phorque)
+        names.update(self.snapshot.recorded_nodes)
         return frozenset(n for n in names if n in self.nodes_by_name)
+
+    @cached_property
+    def unowned_marked(self) -> tuple[Node, ...]:
+        """Nodes with a ``phorque:`` note that Phorque has no record of: reported, not touched."""
+        return tuple(n for n in self.snapshot.nodes
+                     if n.marked_by_phorque and n.name not in self.owned_node_names)
 
     def is_owned(self, node_name: str) -> bool:
         return node_name in self.owned_node_names
@@ -182,11 +187,14 @@ class View:
         """Phorque's nodes whose instance is not a live member of any (readable) group."""
         live = {cn.node.name for cn in self.cloud_nodes if cn.node is not None}
         unknown_clouds = {c.name for c in self.snapshot.clouds if c.health == Health.UNREACHABLE}
+        configured = {c.name for c in self.snapshot.clouds}
         out = []
         for name in sorted(self.owned_node_names - live):
             owner = next((o for o in self.snapshot.owned if o.node == name), None)
-            if owner is not None and owner.cloud in unknown_clouds:
-                continue  # its cloud could not be read: absence proves nothing
+            if owner is not None and (owner.cloud in unknown_clouds or owner.cloud not in configured):
+                # Its cloud could not be read, or is not configured now: absence proves nothing,
+                # and its instance may still run.
+                continue
             if owner is None and unknown_clouds:
                 continue
             out.append(self.nodes_by_name[name])

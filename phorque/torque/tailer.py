@@ -14,6 +14,12 @@ Every poll reopens the current file by name and compares it with the saved posit
 - a missing file (deleted, or pruned by ``accounting_keep_days`` while Phorque was stopped)
   is passed over as soon as a later file exists.
 
+Only regular files are read (a symlink to one too). A FIFO, a device or a symlink to one among
+the day files is skipped with a logged error: opening a FIFO for reading blocks until a writer
+comes, and a device never ends, either of which would stop the daemon, its watcher or its first
+evaluation. Files are opened non-blocking and checked with ``fstat`` before the first read, so a
+file swapped for a FIFO after the directory was listed is caught too.
+
 A partial last line is left unread until its newline arrives, so :attr:`position` always sits
 at the start of a line; saved after the caller has handled the records of a poll, it lets a
 restarted tailer go on without reading a line twice or missing one. A line longer than
@@ -26,6 +32,7 @@ import json
 import logging
 import os
 import re
+import stat
 import tempfile
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -36,6 +43,34 @@ from phorque.torque.lines import MAX_LINE, LineReader
 log = logging.getLogger(__name__)
 
 _DAY_FILE = re.compile(r"\d{8}")
+
+
+class NotRegularFile(OSError):
+    """A day file that is a FIFO, a device or a socket: never read."""
+
+
+def open_regular(path: str) -> Any:
+    """Open ``path`` for reading without ever blocking; :class:`NotRegularFile` unless it is a
+    regular file (after following symlinks)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise NotRegularFile(f"{path} is not a regular file ({_kind(mode)}); it is not read")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb", buffering=0)
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"),
+                       (stat.S_ISDIR, "a directory")):
+        if test(mode):
+            return name
+    return "not a file"
 
 
 @dataclass(frozen=True)
@@ -128,6 +163,7 @@ class AccountingTailer:
         self.parser = parser if parser is not None else AccountingParser(path)
         self._skipping = False
         self._warned = ""
+        self._refused: set[str] = set()  # day names that are not regular files, logged once
         if position is None:
             position = self._initial(from_start)
         elif self.single and position.file != self._single_name:
@@ -148,11 +184,24 @@ class AccountingTailer:
         if self.single:
             return [self._single_name]
         try:
-            return sorted(n for n in os.listdir(self.directory) if _DAY_FILE.fullmatch(n))
+            entries = [e for e in os.scandir(self.directory) if _DAY_FILE.fullmatch(e.name)]
         except OSError as exc:
             self._warn_once(f"list {self.directory}",
                             "%s: cannot list the accounting directory: %s", self.directory, exc)
             return []
+        names = []
+        for entry in entries:
+            try:
+                mode = entry.stat().st_mode  # follows a symlink; never opens the file
+            except OSError:
+                continue  # deleted meanwhile, or a dangling symlink
+            if stat.S_ISREG(mode):
+                names.append(entry.name)
+            elif entry.name not in self._refused:
+                self._refused.add(entry.name)
+                log.error("%s is not a regular file (%s); the accounting tailer skips it",
+                          entry.path, _kind(mode))
+        return sorted(names)
 
     def _later(self) -> str | None:
         """The first file named after the current one, if any."""
@@ -171,7 +220,7 @@ class AccountingTailer:
             return TailPosition("", 0, 0)
         name = names[-1]
         try:
-            with open(self._path(name), "rb", buffering=0) as stream:
+            with open_regular(self._path(name)) as stream:
                 inode = os.fstat(stream.fileno()).st_ino
                 if from_start:
                     return TailPosition(name, inode, 0)
@@ -237,7 +286,12 @@ class AccountingTailer:
         pos = self._pos
         path = self._path(pos.file)
         try:
-            stream = open(path, "rb", buffering=0)
+            stream = open_regular(path)
+        except NotRegularFile as exc:
+            if pos.file not in self._refused:
+                self._refused.add(pos.file)
+                log.error("%s", exc)
+            return False, 0
         except FileNotFoundError:
             if later is None:
                 self._warn_once(f"gone {path}", "%s: the current accounting file is gone; "

@@ -85,3 +85,26 @@ def test_debug_logging_of_the_commands_redacts_credentials(phantom, tmp_path: Pa
     assert "describe failed" in logged and "InvalidClientTokenId" in logged
     assert LEAKY_ID not in logged + done.stdout + done.stderr
     assert PHANTOM_SECRET not in logged + done.stdout + done.stderr
+
+
+def test_a_credential_with_a_newline_is_redacted_also_in_its_escaped_form(moto, caplog) -> None:
+    """botocore refuses a header holding a newline and quotes the header, escaped, in its error:
+    ``Credential=AKID\\nREST``. That form is a credential too."""
+    leaky_id, leaky_secret = "AKIDLEAK\nCHECK98765", "leak-check\n-secret-4f9a2c"
+    provider = make_provider(aws_settings(moto, access_id=Secret(leaky_id), secret_key=Secret(leaky_secret),
+                                          max_attempts=1))
+    with pytest.raises(CloudError) as info:
+        provider.describe()
+    text = f"{info.value} {info.value!r}"
+    assert "***" in text
+    for secret in (leaky_id, leaky_secret):
+        escaped = secret.encode("unicode_escape").decode()
+        assert secret not in text and escaped not in text, text
+    # And the log filter, for a message that quotes the credential in another way.
+    from phorque.cli.common import RedactSecrets
+
+    record = logging.LogRecord("phorque", logging.WARNING, __file__, 1, "header %r and body %s", (
+        leaky_id.encode(), '{"key": "' + leaky_secret.replace("\n", "\\n") + '"}'), None)
+    RedactSecrets([leaky_id, leaky_secret]).filter(record)
+    shown = record.getMessage()
+    assert "CHECK98765" not in shown and "4f9a2c" not in shown, shown

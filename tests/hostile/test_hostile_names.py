@@ -59,7 +59,7 @@ def test_hostile_job_names_variables_and_notes_through_the_sandbox(make_sandbox,
     (tmp_path / "phorque.conf").write_text(conf_text(tmp_path, sandbox, moto))
 
     as_json = run(tmp_path, "phorque.cli.status", "--json")
-    assert as_json.returncode == 0, as_json.stderr
+    assert as_json.returncode == 1, as_json.stderr  # a cloud group it cannot read: exit 1
     cluster = json.loads(as_json.stdout)["cluster"]
     names = {job["id"]: job["name"] for job in cluster["jobs"]}
     assert set(names) == set(submitted)
@@ -74,7 +74,7 @@ def test_hostile_job_names_variables_and_notes_through_the_sandbox(make_sandbox,
     assert node["note"].startswith("maintenance $(touch") and "\x1b" not in node["note"]
 
     table = run(tmp_path, "phorque.cli.status")
-    assert table.returncode == 0, table.stderr
+    assert table.returncode == 1, table.stderr  # a cloud group it cannot read: exit 1
     assert_clean_table(table.stdout)
     assert sum(1 for line in table.stdout.splitlines() if line.split(" ")[0] in submitted) >= len(submitted) - 1
 
@@ -205,12 +205,12 @@ def test_status_survives_bad_bytes_and_any_terminal_encoding(tmp_path, encoding)
         access=PHANTOM_ID, secret=PHANTOM_SECRET, site="hotel").replace("read_timeout_secs = 10", "max_attempts = 1"))
     env = {"PYTHONIOENCODING": encoding}
     table = run(tmp_path, "phorque.cli.status", env=env, encoding=encoding)
-    assert table.returncode == 0, table.stderr
+    assert table.returncode == 1, table.stderr  # a cloud group it cannot read: exit 1
     assert "Traceback" not in table.stderr
     assert_clean_table(table.stdout)
     assert "7.srv" in table.stdout and "n" in table.stdout
     as_json = run(tmp_path, "phorque.cli.status", "--json", env=env, encoding=encoding)
-    assert as_json.returncode == 0, as_json.stderr
+    assert as_json.returncode == 1, as_json.stderr  # a cloud group it cannot read: exit 1
     cluster = json.loads(as_json.stdout)["cluster"]
     assert cluster["jobs"][0]["id"] == "7.srv\ufffd\ufffd"
     assert cluster["jobs"][0]["name"] == "\U0001F600]0;pwned"
