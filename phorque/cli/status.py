@@ -23,7 +23,7 @@ from phorque.cloud.status import describe_clouds, render_clouds, stored_health
 from phorque.config import Config
 from phorque.daemon import daemon_status
 from phorque.errors import PhorqueError
-from phorque.model import Job, Node, in_queues, summarize
+from phorque.model import MOM_LIST_NOT_SENT, Job, Node, in_queues, summarize
 from phorque.policy.view import is_drain_note
 from phorque.state import StateStore
 from phorque.torque.commands import Torque
@@ -92,7 +92,8 @@ def admin_held(status: dict[str, Any]) -> list[str]:
     """Phorque's nodes an administrator set offline with a note of their own: left alone."""
     mine = {r.get("node") for r in status["phorque"].get("instances", []) if r.get("stage") != "gone"}
     return sorted(n["name"] for n in status["cluster"].get("nodes", [])
-                  if n["name"] in mine and "offline" in n["state"] and not is_drain_note(n["note"]))
+                  if n["name"] in mine and "offline" in n["state"] and not is_drain_note(n["note"])
+                  and MOM_LIST_NOT_SENT not in n["state"])  # a new node: offline by Torque itself
 
 
 def _when(at: float | None) -> str:
