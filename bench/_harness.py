@@ -29,7 +29,21 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
 class Rig:
     """moto + sandbox + (optionally) the daemon, in a temporary folder; ``close()`` stops all."""
 
+    kind = "sandbox"
+    instance_cores = 4
+
     def __init__(self, static_np: int = 1, boot_delay: float = 100000):
+        self._start_moto()
+        self.cluster = self.dir / "cluster"
+        self.cluster_directory = self.torque_home = str(self.cluster)
+        sandbox = str(BIN / "phorque-sandbox")
+        subprocess.run([sandbox, "init", str(self.cluster), "--nodes", "1", "--np", str(static_np),
+                        "--server", "head.bench", "--boot-delay", str(boot_delay), "--fixed-boot",
+                        "--keep-completed", "0"], check=True, stdout=subprocess.DEVNULL, timeout=60)
+        subprocess.run([sandbox, "start", str(self.cluster)], check=True, stdout=subprocess.DEVNULL,
+                       timeout=60)
+
+    def _start_moto(self) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="phorque-bench-"))
         self.procs: list[subprocess.Popen] = []
         port = free_port()
@@ -38,13 +52,6 @@ class Rig:
                                             "-p", str(port)], stdout=subprocess.DEVNULL,
                                            stderr=subprocess.DEVNULL, start_new_session=True))
         self._wait(self.moto + "/moto-api/")
-        self.cluster = self.dir / "cluster"
-        sandbox = str(BIN / "phorque-sandbox")
-        subprocess.run([sandbox, "init", str(self.cluster), "--nodes", "1", "--np", str(static_np),
-                        "--server", "head.bench", "--boot-delay", str(boot_delay), "--fixed-boot",
-                        "--keep-completed", "0"], check=True, stdout=subprocess.DEVNULL, timeout=60)
-        subprocess.run([sandbox, "start", str(self.cluster)], check=True, stdout=subprocess.DEVNULL,
-                       timeout=60)
         self.asg = boto3.client("autoscaling", endpoint_url=self.moto, region_name="us-east-1",
                                 aws_access_key_id="bench", aws_secret_access_key="bench")
         self.daemon: subprocess.Popen | None = None
@@ -65,8 +72,8 @@ class Rig:
         trigger_address = f"127.0.0.1:{free_port(socket.SOCK_DGRAM)}" if trigger else ""
         conf.write_text(f"""
 [Phorque]
-cluster_directory = {self.cluster}
-torque_home = {self.cluster}
+cluster_directory = {self.cluster_directory}
+torque_home = {self.torque_home}
 state_dir = {self.dir / state}
 loop_sleep_secs = {loop_sleep}
 watch_files = {str(watch).lower()}
@@ -85,7 +92,7 @@ image_id = ami-12c6146b
 autoscale_group_name = phorque-bench
 launch_config_name = phorque-bench-lc
 instance_type = t3.xlarge
-instance_cores = 4
+instance_cores = {self.instance_cores}
 max_instances = {max_instances}
 charge_time_secs = 3600
 """)
@@ -130,11 +137,60 @@ charge_time_secs = 3600
         self.stop_daemon()
         subprocess.run([str(BIN / "phorque-sandbox"), "stop", str(self.cluster)],
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)
+        self._stop_moto()
+
+    def _stop_moto(self) -> None:
         for proc in self.procs:
             if proc.poll() is None:
                 proc.terminate()
                 proc.wait(timeout=30)
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class TorqueRig(Rig):
+    """moto + the private real Torque of `python3 dev.py torque build` (two moms of np=2) + the
+    daemon. Cloud nodes get no mom, so they never come up: every answer is a launch.
+
+    `fill` occupies the moms' cores with long jobs first, so that every benchmark job needs a
+    new instance, as the sandbox rig's one-core static node does."""
+
+    kind = "real Torque"
+    instance_cores = 2
+
+    def __init__(self, fill: bool = True):
+        sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+        from torquebed.cluster import USER, Cluster
+
+        self._start_moto()
+        self.torque = Cluster.find()
+        self.started_torque = not self.torque.running()
+        if self.started_torque:
+            self.torque.start(moms=2, np=2)
+        self.user = USER
+        self.cluster_directory = str(self.torque.build.prefix)
+        self.torque_home = str(self.torque.home)
+        self.cluster = Path(self.cluster_directory)
+        self.qdel_all()
+        self.blockers = [self.qsub("nodes=1:ppn=2") for _ in range(2)] if fill else []
+        deadline = time.monotonic() + 120
+        while self.blockers and time.monotonic() < deadline:
+            out = self.torque.run("qstat", "-f", "-x", *self.blockers).stdout
+            if out.count("<job_state>R</job_state>") == len(self.blockers):
+                break
+            time.sleep(0.3)
+
+    def qsub(self, resources: str = "nodes=1:ppn=2", runtime: int = 36000) -> str:
+        return self.torque.qsub("-l", resources, script=f"sleep {runtime}\n")
+
+    def qdel_all(self) -> None:
+        self.torque.run("qdel", "-p", "all", timeout=300)
+
+    def close(self) -> None:
+        self.stop_daemon()
+        self.qdel_all()
+        if self.started_torque:
+            self.torque.stop()
+        self._stop_moto()
 
 
 class Sampler(threading.Thread):

@@ -8,7 +8,10 @@ without coalescing).
 Every job needs one core (`-l nodes=1:ppn=1`); the static node has 4 free cores and instances
 have 4 cores, so the expected capacity is ceil((jobs - 4) / 4), within max_instances.
 
-    python3 dev.py bench burst [--jobs 1000] [--seconds 10] [--workers 8]
+With `--torque` the same burst runs a second time on a real Torque 6.1.3 (`python3 dev.py torque
+build`; two moms of np=2, so again 4 static cores, and 2-core instances), printed side by side.
+
+    python3 dev.py bench burst [--jobs 1000] [--seconds 10] [--workers 8] [--torque]
 """
 
 from __future__ import annotations
@@ -19,7 +22,46 @@ import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from _harness import Rig, Sampler
+from _harness import Rig, Sampler, TorqueRig
+
+
+def run(rig, jobs: int, seconds: float, workers: int) -> dict:
+    expected = math.ceil((jobs - 4) / rig.instance_cores)
+    conf = rig.config(watch=True, loop_sleep=120, max_instances=expected + 50)
+    log = rig.start_daemon(conf)
+    start_evals = log.read_text().count("evaluation #")
+    sampler = Sampler(rig, interval=0.1)
+    sampler.start()
+    started = time.monotonic()
+    pace = seconds / jobs
+
+    def submit(k: int) -> None:
+        delay = started + k * pace - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        rig.qsub("nodes=1:ppn=1")
+
+    with ThreadPoolExecutor(workers) as pool:
+        list(pool.map(submit, range(jobs)))
+    submitted_in = time.monotonic() - started
+    deadline = time.monotonic() + 300
+    while rig.desired() < expected and time.monotonic() < deadline:
+        time.sleep(0.5)
+    time.sleep(3)  # let the last evaluations finish
+    sampler.stop()
+    text = log.read_text()
+    rig.stop_daemon()
+    rig.qdel_all()
+    triggers = 0
+    for line in text.splitlines()[1:]:
+        match = re.search(r"evaluation #\d+ \((?:(\d+) triggers: )?([^)]*)\)", line)
+        if match and any(w in match.group(2) for w in ("accounting", "job file", "submit")):
+            triggers += int(match.group(1) or 1)
+    evaluations = text.count("evaluation #") - start_evals
+    return {"submitted_in": submitted_in, "triggers": triggers, "evaluations": evaluations,
+            "changes": len(re.findall(r"desired capacity -> ", text)),
+            "launches": len(re.findall(r"launch \+\d+ .* -> done", text)),
+            "final": sampler.samples[-1][1] if sampler.samples else 0, "expected": expected}
 
 
 def main() -> None:
@@ -27,52 +69,31 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=1000)
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--workers", type=int, default=8)
+    ap.add_argument("--torque", action="store_true", help="also on a real Torque, side by side")
     args = ap.parse_args()
-    expected = math.ceil((args.jobs - 4) / 4)
-    rig = Rig(static_np=4)
-    try:
-        conf = rig.config(watch=True, loop_sleep=120, max_instances=expected + 50)
-        log = rig.start_daemon(conf)
-        start_evals = log.read_text().count("evaluation #")
-        sampler = Sampler(rig, interval=0.1)
-        sampler.start()
-        started = time.monotonic()
-        pace = args.seconds / args.jobs
-
-        def submit(k: int) -> None:
-            delay = started + k * pace - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-            rig.qsub("nodes=1:ppn=1")
-
-        with ThreadPoolExecutor(args.workers) as pool:
-            list(pool.map(submit, range(args.jobs)))
-        submitted_in = time.monotonic() - started
-        deadline = time.monotonic() + 120
-        while rig.desired() < expected and time.monotonic() < deadline:
-            time.sleep(0.5)
-        time.sleep(3)  # let the last evaluations finish
-        sampler.stop()
-        text = log.read_text()
-        rig.stop_daemon()
-        rig.qdel_all()
-    finally:
-        rig.close()
-    evaluations = text.count("evaluation #") - start_evals
-    triggers = 0
-    for line in text.splitlines()[1:]:
-        match = re.search(r"evaluation #\d+ \((?:(\d+) triggers: )?([^)]*)\)", line)
-        if match and any(w in match.group(2) for w in ("accounting", "job file", "submit")):
-            triggers += int(match.group(1) or 1)
-    launches = len(re.findall(r"launch \+\d+ .* -> done", text))
-    changes = len(re.findall(r"desired capacity -> ", text))
-    final = sampler.samples[-1][1] if sampler.samples else 0
-    print(f"burst: {args.jobs} qsubs submitted in {submitted_in:.1f} s ({args.workers} at a time)")
-    print(f"  file/nudge triggers received      {triggers:>6}   (baseline: one evaluation each)")
-    print(f"  evaluations                       {evaluations:>6}")
-    print(f"  capacity-changing cloud calls     {changes:>6}   (launch actions done: {launches})")
-    print(f"  final desired capacity            {final:>6}   expected {expected}")
-    print(f"  coalescing: {triggers / max(1, evaluations):.0f} triggers per evaluation")
+    results = {}
+    for name, make in (("sandbox", lambda: Rig(static_np=4)),
+                       ("real Torque", lambda: TorqueRig(fill=False))):
+        if name == "real Torque" and not args.torque:
+            continue
+        rig = make()
+        try:
+            results[name] = run(rig, args.jobs, args.seconds, args.workers)
+        finally:
+            rig.close()
+    names = list(results)
+    print(f"burst: {args.jobs} qsubs, {args.workers} at a time, paced over {args.seconds:g} s")
+    print(f"  {'':<34}" + "".join(f"{n:>14}" for n in names))
+    rows = (("submitted in (s)", "submitted_in", "{:.1f}"),
+            ("file/nudge triggers received", "triggers", "{}"),
+            ("evaluations", "evaluations", "{}"),
+            ("capacity-changing cloud calls", "changes", "{}"),
+            ("launch actions done", "launches", "{}"),
+            ("final desired capacity", "final", "{}"),
+            ("expected desired capacity", "expected", "{}"))
+    for label, key, fmt in rows:
+        print(f"  {label:<34}" + "".join(f"{fmt.format(results[n][key]):>14}" for n in names))
+    print("  (baseline: without coalescing, every trigger would have been an evaluation)")
 
 
 if __name__ == "__main__":
