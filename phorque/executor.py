@@ -145,8 +145,9 @@ class Executor:
 
     @staticmethod
     def _admin_held(node: Node) -> bool:
-        """Offline with a note that is not Phorque's draining note: an administrator's."""
-        return node.is_offline and not is_drain_note(node.note)
+        """Offline with a note that is not Phorque's draining note: an administrator's. A node
+        just created is offline by Torque itself (``MOM-list-not-sent``), not held."""
+        return node.is_offline and not node.is_new and not is_drain_note(node.note)
 
     def _secure(self, name: str, reason: str, action: Action) -> str | None:
         """Offline the node with Phorque's note and read it again: None if it is empty, else
