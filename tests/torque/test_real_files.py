@@ -36,11 +36,11 @@ def test_the_tailer_reads_every_record_of_the_live_log(real_torque):
 
 
 def test_the_watcher_fires_for_new_jobs_and_not_for_resaved_job_files(real_torque):
-    # Two 2-core jobs take both nodes, so a third queues and pbs_server saves its .JB again at
-    # every scheduling cycle.
-    blockers = [real_torque.qsub("-l", "nodes=1:ppn=2", script="sleep 120\n") for _ in range(2)]
-    real_torque.wait_jobs(blockers, "R")
-    queued = real_torque.qsub("-l", "nodes=1:ppn=2")
+    # pbs_sched tries a procs job at every scheduling cycle, pbs_server refuses it and saves its
+    # .JB again each time: the re-saves of one waiting job, as a real server makes them.
+    queued = real_torque.qsub("-l", "procs=3")
+    waiting.wait_for(lambda: "Unknown node-attribute" in (real_torque.job_attr(queued, "comment") or ""),
+                     60, "the first refused cycle", interval=0.3)
     job_file = next(real_torque.server_priv.joinpath("jobs").rglob(queued.split(".")[0] + ".*JB"))
     trigger = Trigger()
     watcher = TorqueWatcher(real_torque.torque_home, trigger, None)
