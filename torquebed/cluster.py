@@ -243,8 +243,7 @@ class Cluster:
         if self.running():
             raise ClusterError(f"a private Torque is already running (pids "
                                f"{' '.join(str(p.pid) for p in self.running())}); stop it first")
-        if SOCKET.exists():
-            raise ClusterError(f"{SOCKET} exists: another trqauthd runs on this host")
+        self._clear_leftovers()
         self.state = RunState(hostname=socket.gethostname())
         self._remove_aliases()
         self._save()
@@ -265,6 +264,24 @@ class Cluster:
         except BaseException:
             self.stop()
             raise
+
+    def _clear_leftovers(self) -> None:
+        """Clear what an earlier run of this build left behind when it was cut off before `stop`.
+
+        Daemons running this build's own binaries are that run's (nothing else starts them), so
+        they are stopped; trqauthd's socket with no trqauthd behind it is removed. A live socket
+        of another trqauthd is a real Torque of this host, which is never touched."""
+        prefix = f"{self.build.prefix}{os.sep}"
+        leftovers = [p for p in _all_pids() if p.argv and p.argv[0].startswith(prefix)]
+        if leftovers:
+            print(f"torque: stopping {len(leftovers)} process(es) of this build left by an earlier run: "
+                  + " ".join(f"{Path(p.argv[0]).name}[{p.pid}]" for p in leftovers))
+            _terminate(leftovers)
+        if SOCKET.exists() or SOCKET.is_symlink():
+            if _socket_answers(SOCKET):
+                raise ClusterError(f"{SOCKET} answers: another trqauthd runs on this host; "
+                                   "stop it first")
+            SOCKET.unlink()
 
     def _setup_server(self) -> None:
         """What Torque's own torque.setup does, for root on this host."""
@@ -370,6 +387,17 @@ class Cluster:
         for name, state in sorted(self.node_states().items()):
             lines.append(f"  node {name:<20} {state}")
         return "\n".join(lines)
+
+
+def _socket_answers(path: Path) -> bool:
+    """Whether a process accepts connections on the Unix socket at `path`."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(5)
+        try:
+            probe.connect(str(path))
+        except OSError:
+            return False
+    return True
 
 
 def _all_pids() -> list[Proc]:
