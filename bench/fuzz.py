@@ -12,15 +12,18 @@ resident memory while the target ran.
 
     python3 dev.py bench fuzz [--minutes M] [--only TARGET ...] [--seed S]
 
-The ``linear`` target (run first, a few seconds) times the accounting tokenizer on the hostile
-texts of ``tests/test_accounting.py`` at 128 KiB to 1 MiB and prints each time and the ratio to
-the previous size: about 2 for linear work, about 4 for quadratic. (The test suite checks that
-such lines parse; a time bound there failed on a loaded machine, so the speed is a figure here.)
+The ``linear`` target (run first, under a minute) times the inputs whose cost once grew with the
+square of their size (the accounting tokenizer on the hostile texts of ``tests/test_accounting.py``,
+a node's ``jobs`` attribute, an element that never ends, a block of blank accounting lines) at
+128 KiB to 1 MiB and prints each time and the ratio to the previous size: about 2 for linear work,
+about 4 for quadratic. (The test suite checks that such inputs are read; a time bound there failed
+on a loaded machine, so the speed is a figure here.)
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import random
 import sys
@@ -44,7 +47,7 @@ from phorque.config import load_config  # noqa: E402
 from phorque.errors import ConfigError  # noqa: E402
 from phorque.torque.accounting import AccountingFormatError, AccountingParser, parse_line  # noqa: E402
 from phorque.torque.tailer import AccountingTailer  # noqa: E402
-from phorque.torque.xmlparse import XMLFormatError, jobs_from_bytes, nodes_from_bytes  # noqa: E402
+from phorque.torque.xmlparse import XMLFormatError, jobs_from_bytes, nodes_from_bytes, parse_jobs  # noqa: E402
 from tests.hostile import strategies as hs  # noqa: E402
 from tests.hostile.huge import peak_rss_mib  # noqa: E402
 
@@ -273,26 +276,76 @@ ACCOUNTING_PROPERTIES = ("queue", "user", "group", "jobname", "owner", "exec_hos
                          "used_walltime_secs", "execution_slots", "resources", "resources_used")
 
 
+def _accounting_line(text: str) -> Callable[[], Any]:
+    def run() -> None:
+        record = parse_line("11/25/2026 09:00:00;E;1.s;" + text)
+        for prop in ACCOUNTING_PROPERTIES:
+            getattr(record, prop)
+    return run
+
+
+def _node_jobs(value: bytes) -> Callable[[], Any]:
+    data = b"<Data><Node><name>n1</name><np>4</np><jobs>" + value + b"</jobs></Node></Data>"
+    return lambda: nodes_from_bytes(data)
+
+
+def _unended_element(size: int) -> Callable[[], Any]:
+    data = b"<Data><Job><Job_Id>1.s</Job_Id><Job_Name>" + b"y" * size
+
+    def run() -> None:
+        try:
+            list(parse_jobs(io.BytesIO(data)))
+        except XMLFormatError:
+            pass
+    return run
+
+
+def _blank_lines(size: int) -> Callable[[], Any]:
+    def run() -> None:
+        with tempfile.TemporaryDirectory() as folder:
+            (Path(folder) / "20261125").write_bytes(b"\n" * size + b"11/25/2026 09:00:00;E;1.s;a=b\n")
+            AccountingTailer(Path(folder), from_start=True,
+                             parser=AccountingParser(log_limit=0)).poll()
+    return run
+
+
+#: Hostile inputs whose cost once grew with the square of their size, each as a short name and a
+#: maker of the call for an input of about `size` bytes.
+def _text_case(make: Callable[[int], str]) -> Callable[[int], Callable[[], Any]]:
+    return lambda n: _accounting_line(make(n)[:n])
+
+
+def _jobs_case(pattern: bytes) -> Callable[[int], Callable[[], Any]]:
+    return lambda n: _node_jobs(pattern * (n // len(pattern)))
+
+
+LINEAR_CASES: dict[str, Callable[[int], Callable[[], Any]]] = {
+    **{f"acct {name}": _text_case(make) for name, make in HOSTILE_TEXTS.items()},
+    **{f"node jobs {pattern.decode()!r}": _jobs_case(pattern) for pattern in (b",", b"0", b"0-", b"0,/")},
+    "unended element": _unended_element,
+    "blank acct lines": _blank_lines,
+}
+
+
 def linear() -> None:
-    """Tokenizer time against line length: each doubling should about double it."""
+    """Time against input size for each hostile input: each doubling should about double it."""
     sizes = [1 << 17, 1 << 18, 1 << 19, (1 << 20) - 40]
-    print(f"{'linear':<19} time to parse one line and read every property, by line length "
-          f"({', '.join(f'{s >> 10} KiB' for s in sizes)}); x: ratio to the previous size", flush=True)
-    for name, make in HOSTILE_TEXTS.items():
+    print(f"{'linear':<19} time to read one hostile input, by size "
+          f"({', '.join(f'{s >> 10} KiB' for s in sizes)}); x: ratio to the previous size "
+          "(about 2 for linear work, 4 for quadratic)", flush=True)
+    for name, make in LINEAR_CASES.items():
         cells, previous = [], None
         for size in sizes:
-            line = "11/25/2026 09:00:00;E;1.s;" + make(size)[:size]
+            call = make(size)
             best = float("inf")
             for _ in range(3):  # the best of three: the figure of the work, not of the machine
                 began = time.perf_counter()
-                record = parse_line(line)
-                for prop in ACCOUNTING_PROPERTIES:
-                    getattr(record, prop)
+                call()
                 best = min(best, time.perf_counter() - began)
             ratio = f" x{best / previous:.1f}" if previous else ""
             cells.append(f"{best * 1000:7.1f} ms{ratio}")
             previous = best
-        print(f"{'':<19} {name:<17} " + "  ".join(cells), flush=True)
+        print(f"{'':<19} {name:<21} " + "  ".join(cells), flush=True)
 
 
 def main() -> int:

@@ -35,7 +35,7 @@ def test_gathering_merges_signals_arriving_just_after_the_first():
 def test_wait_times_out_empty():
     started = time.monotonic()
     assert not Trigger().wait(timeout=0.2)
-    assert 0.15 < time.monotonic() - started < 1.5
+    assert time.monotonic() - started >= 0.19  # it waited its timeout (a busy machine only adds)
 
 
 def test_nudges_fire_the_trigger_and_evaluate_gets_acknowledged():

@@ -35,9 +35,10 @@ def test_a_reply_slower_than_the_read_timeout_is_unreachable(proxy: str) -> None
     start = time.monotonic()
     with pytest.raises(CloudUnreachable) as info:
         provider.describe()
-    elapsed = time.monotonic() - start
+    # The read timeout ended each attempt: the error is a read timeout, not the 3 s reply, and
+    # two attempts of 0.5 s took at least 1 s (a lower bound: a busy machine only adds to it).
     assert info.value.code == "ReadTimeoutError"
-    assert 1.0 <= elapsed < 2.9  # two attempts of 0.5 s plus a short backoff, not 2 x 3 s
+    assert time.monotonic() - start >= 0.95
     assert fault_counts(proxy)["DescribeAutoScalingGroups"] == 2
 
 
@@ -54,11 +55,9 @@ def test_a_refused_connection_is_unreachable() -> None:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     provider = make_provider(aws_settings(f"http://127.0.0.1:{port}", max_attempts=1))
-    start = time.monotonic()
     with pytest.raises(CloudUnreachable) as info:
         provider.describe()
     assert info.value.code == "EndpointConnectionError"
-    assert time.monotonic() - start < 2.0
 
 
 def test_server_errors_are_retried_then_reported(proxy: str) -> None:

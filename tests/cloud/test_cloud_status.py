@@ -98,9 +98,7 @@ def test_describe_clouds(moto: str, phantom, tmp_path: Path) -> None:
     make_provider(config.cloud("amazon")).set_desired(2)
     make_provider(config.cloud("hotel")).set_desired(1)
     records = {"amazon": record_failure(CloudHealthRecord(), 1000.0, "throttled")}
-    start = time.monotonic()
     clouds = describe_clouds(config, records, now=1010.0)
-    assert time.monotonic() - start < 5
     assert [c["name"] for c in clouds] == ["hotel", "amazon", "gone"]  # price order
     hotel, amazon, gone = clouds
     assert (hotel["type"], hotel["price"], hotel["desired"], hotel["max_instances"], hotel["health"]) == \

@@ -8,10 +8,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-#: Time per example: a fixed allowance plus a linear one (tracemalloc slows allocation-heavy
-#: code down several times; a quadratic path still shows: its time grows with the square).
-SECONDS = 2.0
-SECONDS_PER_BYTE = 20e-6
 #: Peak Python memory per example: a fixed allowance plus a modest multiple of the input.
 BASE_BYTES = 16 << 20
 PER_INPUT_BYTE = 64
@@ -41,8 +37,8 @@ def measured(call: Callable[[], Any], expected: tuple[type[BaseException], ...])
 
 
 def assert_bounded(outcome: Outcome, size: int, what: str) -> None:
-    """Time and memory of one example stay within the bounds above."""
-    allowed = SECONDS + SECONDS_PER_BYTE * size
-    assert outcome.seconds < allowed, f"{what}: {outcome.seconds:.2f} s for {size} bytes of input"
+    """Memory of one example stays within the bounds above. Its time is a figure of
+    `bench fuzz` (slowest example; the linear target): a time bound here fails on a busy
+    machine, not on a slow parser."""
     limit = BASE_BYTES + PER_INPUT_BYTE * size
     assert outcome.peak < limit, f"{what}: peak {outcome.peak} bytes for {size} bytes of input"

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import re
-import time
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -163,10 +162,9 @@ BILLION_LAUGHS = (b'<?xml version="1.0"?><!DOCTYPE Data [<!ENTITY lol "lol">'
     b"<Data><Job><!DOCTYPE Job [<!ENTITY e 'expanded'>]><Job_Id>1.s</Job_Id><Job_Name>&e;</Job_Name></Job></Data>",
 ])
 def test_entity_declarations_are_refused_never_expanded(data):
-    started = time.perf_counter()
-    with pytest.raises(XMLFormatError):
-        jobs_from_bytes(data)
-    assert time.perf_counter() - started < 1.0
+    outcome = measured(lambda: jobs_from_bytes(data), (XMLFormatError,))
+    assert isinstance(outcome.error, XMLFormatError)
+    assert outcome.peak < 16 << 20  # refused, not expanded (the laughs expand to 1 GB)
 
 
 def test_undeclared_entity_references_stay_literal_text():
@@ -181,26 +179,24 @@ def test_deep_nesting_and_huge_values_are_bounded():
     deep = b"<Data><Job><Job_Id>1.s</Job_Id>" + b"<a>" * 200_000 + b"</a>" * 200_000 + b"</Job></Data>"
     outcome = measured(lambda: jobs_from_bytes(deep), (XMLFormatError,))
     assert outcome.value and outcome.value[0].id == "1.s"
-    assert outcome.seconds < 5 and outcome.peak < 200 << 20
+    assert outcome.peak < 200 << 20
 
 
 def test_an_element_that_never_ends_is_refused_in_linear_time():
     # 70 MB without a closing tag, read in 64 KiB pieces: each piece is searched once (a search
     # of the whole buffer per piece took 16 s here), and the element is refused past 64 MB.
+    # (The time is a figure of `bench fuzz --only linear`; here: refused, never accepted.)
     data = b"<Data><Job><Job_Id>1.s</Job_Id><Job_Name>" + b"y" * 70_000_000
-    started = time.perf_counter()
     with pytest.raises(XMLFormatError, match="larger than"):
         list(parse_jobs(io.BytesIO(data)))
-    assert time.perf_counter() - started < 6
 
 
 @pytest.mark.parametrize("value", [b"," * 1_000_000, b"0" * 1_000_000, b"0-" * 500_000, b"0,/" * 300_000])
 def test_node_jobs_attribute_is_read_in_linear_time(value):
     # The pattern once used here backtracked over every run of digits and commas: minutes.
+    # (Its time by length is a figure of `bench fuzz --only linear`; here: it is read.)
     data = b"<Data><Node><name>n1</name><np>4</np><jobs>" + value + b"</jobs></Node></Data>"
-    started = time.perf_counter()
     (node,) = nodes_from_bytes(data)
-    assert time.perf_counter() - started < 2
     assert node.name == "n1"
 
 
@@ -228,9 +224,8 @@ def test_a_cloud_reply_with_entity_tricks_is_not_expanded():
     for body in (BILLION_LAUGHS + b"<R><A>&lol9;</A></R>",
                  b'<!DOCTYPE R [<!ENTITY e SYSTEM "file:///etc/passwd">]><R><A>&e;</A></R>'):
         reply = {"body": body, "status_code": 200}
-        started = time.perf_counter()
-        repair_phantom_reply(Operation(), reply)
-        assert time.perf_counter() - started < 1.0
+        outcome = measured(lambda reply=reply: repair_phantom_reply(Operation(), reply), ())
+        assert outcome.peak < 256 << 20  # stopped by expat's amplification limit: fully expanded, 1 GB
         assert reply["body"] == body  # left for botocore to refuse, not expanded
         with pytest.raises(ET.ParseError):
             ET.fromstring(body)
@@ -284,10 +279,9 @@ def test_hostile_accounting_files_read_the_same_whole_and_tailed(tmp_path_factor
 def test_a_block_of_bad_lines_is_skipped_in_linear_time(tmp_path):
     # Each bad line's byte offset was computed (a scan from the block's start) even when the
     # line was not logged: a 64 KiB block of empty lines took minutes to tail.
+    # (Its time by length is a figure of `bench fuzz --only linear`; here: all is read.)
     (tmp_path / "20261125").write_bytes(b"\n" * 300_000 + b"11/25/2026 09:00:00;E;1.s;a=b\n")
-    started = time.perf_counter()
     tailer = AccountingTailer(tmp_path, from_start=True)
     records = tailer.poll()
-    assert time.perf_counter() - started < 3
     assert [r.job_id for r in records] == ["1.s"]
     assert tailer.parser.bad == 300_000

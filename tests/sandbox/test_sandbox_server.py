@@ -83,10 +83,9 @@ def test_injected_faults_as_the_adapter_sees_them(sandbox):
         t.nodes()
     assert len(t.nodes()) == 2
     cli("fault", root, "pbsnodes", "hang")
-    started = time.monotonic()
     with pytest.raises(CommandError) as caught:
         t.nodes()
-    assert caught.value.timed_out and time.monotonic() - started < 10
+    assert caught.value.timed_out
     assert cli("fault", root, "--clear").returncode == 0
     assert not (sandbox.root / "sandbox/faults.json").exists()
     assert len(t.nodes()) == 2
