@@ -4,6 +4,7 @@ processes on 127.0.0.1, and a sampler of the group's desired capacity."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -42,6 +43,7 @@ class Rig:
                         "--keep-completed", "0"], check=True, stdout=subprocess.DEVNULL, timeout=60)
         subprocess.run([sandbox, "start", str(self.cluster)], check=True, stdout=subprocess.DEVNULL,
                        timeout=60)
+        self.static_nodes = set(self.node_names())
 
     def _start_moto(self) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="phorque-bench-"))
@@ -133,6 +135,22 @@ charge_time_secs = 3600
     def qdel_all(self) -> None:
         subprocess.run([str(self.cluster / "bin" / "qdel"), "all"], capture_output=True, timeout=60)
 
+    def command(self, name: str, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([str(self.cluster / "bin" / name), *args], capture_output=True, text=True,
+                              timeout=120, check=False)
+
+    def node_names(self) -> list[str]:
+        out = self.command("pbsnodes", "-x").stdout
+        return re.findall(r"<Node><name>([^<]+)</name>", out)
+
+    def remove_cloud_nodes(self) -> None:
+        """Delete from Torque the nodes a run's instances became. The next run starts with a new
+        state and a reset cloud, so to its daemon they would be nodes of no instance of its
+        groups: reported and left alone, their cores free for its jobs."""
+        for name in self.node_names():
+            if name not in self.static_nodes:
+                self.command("qmgr", "-c", f"delete node {name}")
+
     def close(self) -> None:
         self.stop_daemon()
         subprocess.run([str(BIN / "phorque-sandbox"), "stop", str(self.cluster)],
@@ -170,6 +188,8 @@ class TorqueRig(Rig):
         self.cluster_directory = str(self.torque.build.prefix)
         self.torque_home = str(self.torque.home)
         self.cluster = Path(self.cluster_directory)
+        self.static_nodes = set(self.torque.state.moms)
+        self.remove_cloud_nodes()
         self.qdel_all()
         self.blockers = [self.qsub("nodes=1:ppn=2") for _ in range(2)] if fill else []
         deadline = time.monotonic() + 120
@@ -184,6 +204,9 @@ class TorqueRig(Rig):
 
     def qdel_all(self) -> None:
         self.torque.run("qdel", "-p", "all", timeout=300)
+
+    def command(self, name: str, *args: str) -> subprocess.CompletedProcess:
+        return self.torque.run(name, *args, timeout=120)
 
     def close(self) -> None:
         self.stop_daemon()
@@ -219,6 +242,11 @@ class Sampler(threading.Thread):
             if at >= after and seen >= value:
                 return at
         return None
+
+
+def evaluation_seconds(log_text: str) -> list[float]:
+    """The duration of every evaluation in a daemon's log (its "evaluation #N (...): ..., X s")."""
+    return [float(m) for m in re.findall(r"evaluation #\d+ \(.*\): .* done, ([\d.]+) s$", log_text, re.M)]
 
 
 def percentile(values: list[float], q: float) -> float:

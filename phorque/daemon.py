@@ -25,6 +25,7 @@ from phorque.errors import ConfigError, PhorqueError, TransientError
 from phorque.forgotten import check_nothing_forgotten
 from phorque.nudge import NudgeListener
 from phorque.private import private_dir
+from phorque.ratelimit import EvaluationBucket
 from phorque.state import StateStore
 from phorque.triggers import Fired, Trigger
 from phorque.watcher import TorqueWatcher
@@ -33,10 +34,12 @@ log = logging.getLogger("phorque.daemon")
 
 #: The first retry of a skipped evaluation; each further skip doubles it, up to loop_sleep_secs.
 RETRY_FIRST_SECS = 5.0
-#: The rate limit of evaluations that file events and nudges ask for: at most one per this many
-#: seconds. A flood of qsubs or datagrams is gathered into one evaluation (and its cloud calls)
-#: per interval, however fast it comes; the first trigger after a quiet moment is not delayed.
+#: The rate limit of evaluations that file events and nudges ask for (phorque.ratelimit): one per
+#: this many seconds in a flood, gathered into one evaluation (and its cloud calls) however fast
+#: the flood comes; up to RATE_BURST back to back after a quiet moment, so that a job submitted
+#: just after another is not delayed.
 MIN_EVALUATION_INTERVAL_SECS = 1.0
+RATE_BURST = 3
 #: Triggers gathered into one evaluation from which the rate limit is logged.
 RATE_LOG_THRESHOLD = 20
 
@@ -204,7 +207,8 @@ class Daemon:
             self._start_inputs()
             log.info("started: %s", self.config.summary())
             log.info("rate limit: file events and nudges cause at most one evaluation per %.1f s "
-                     "(more are gathered into it)", MIN_EVALUATION_INTERVAL_SECS)
+                     "(more are gathered into it), %d back to back after a quiet moment",
+                     MIN_EVALUATION_INTERVAL_SECS, RATE_BURST)
             self._loop(config_path)
         finally:
             self._stop_inputs()
@@ -221,7 +225,7 @@ class Daemon:
         fired = Fired()
         first = True
         retry = 0.0                    # seconds before retrying a skipped evaluation
-        last_end = 0.0                 # monotonic time the last evaluation ended
+        bucket = EvaluationBucket(MIN_EVALUATION_INTERVAL_SECS, RATE_BURST)
         while not self.stopping:
             if self.reload_requested:
                 self._reload(config_path)
@@ -236,7 +240,7 @@ class Daemon:
                     log.info("rate limit: %d triggers gathered into one evaluation (at most one per "
                              "%.1f s)", fired.total, MIN_EVALUATION_INTERVAL_SECS)
                 ev = self.evaluate(fired, why)
-                last_end = time.monotonic()
+                bucket.take(time.monotonic())
                 self.last_ok = ev is not None
                 first = False
                 # "skipped" when it did not complete: phorque-evaluate must not report the
@@ -266,7 +270,7 @@ class Daemon:
             if wake_at is not None:
                 timeout = min(timeout, wake_at - time.time())
             fired = self.trigger.wait(max(0.0, timeout), gather=self.config.phorque.event_delay_secs,
-                                      not_before=last_end + MIN_EVALUATION_INTERVAL_SECS)
+                                      not_before=bucket.not_before(time.monotonic()))
             fired.reasons.pop("stop", None)
             fired.reasons.pop("reload", None)
 
