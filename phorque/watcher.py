@@ -2,10 +2,15 @@
 
 A new accounting record (a job queued, started, ended, deleted, aborted) or a job's files
 appearing in or leaving ``server_priv/jobs`` fires the trigger at once. A real pbs_server writes
-every queued job's ``.JB`` again at each scheduling cycle (through a ``.JC`` renamed over it), so
-a write to the file of a job already known is no news and fires nothing. The periodic reconciliation of the
-daemon covers what file events miss (an NFS-mounted spool, an overflowing inotify queue), so a
-watcher error is logged and never fatal.
+every queued job's ``.JB`` again at each scheduling cycle (it writes a ``.JC``, deletes the
+``.JB`` and links the ``.JC`` in its place), so a write to the file of a job already known is no
+news and fires nothing. The periodic reconciliation of the daemon covers what file events miss
+(an NFS-mounted spool, an overflowing inotify queue), so a watcher error is logged and never
+fatal.
+
+Only writes, creations, deletions and renames are watched. Opening and closing a file are events
+too (inotify's IN_OPEN and IN_CLOSE_NOWRITE, which watchdog reports), and reading the accounting
+log opens it: reacting to those would read the log again for each of its own reads, without end.
 """
 
 from __future__ import annotations
@@ -15,7 +20,17 @@ import os
 import stat
 import threading
 
-from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.events import (
+    DirCreatedEvent,
+    DirDeletedEvent,
+    DirMovedEvent,
+    FileCreatedEvent,
+    FileDeletedEvent,
+    FileModifiedEvent,
+    FileMovedEvent,
+    FileSystemEvent,
+    FileSystemEventHandler,
+)
 from watchdog.observers import Observer
 
 from phorque.torque.accounting import AccountingParser
@@ -27,6 +42,10 @@ log = logging.getLogger("phorque.watcher")
 JOB_SUFFIXES = (".JB", ".SC", ".TA")
 #: Records read per poll of the tailer, so a large backlog is read in bounded memory.
 BATCH = 1_000
+#: The events asked of the kernel (and handled): never a file's opening or closing.
+WATCHED_EVENTS = [FileCreatedEvent, FileModifiedEvent, FileDeletedEvent, FileMovedEvent,
+                  DirCreatedEvent, DirDeletedEvent, DirMovedEvent]
+HANDLED = frozenset({"created", "modified", "deleted", "moved"})
 
 
 def _regular(path: str) -> bool:
@@ -54,6 +73,7 @@ class TorqueWatcher(FileSystemEventHandler):
         self._watched: set[str] = set()
         self._job_files: dict[str, set[str]] = {}  # job file stem -> suffixes present
         self.records_seen = 0
+        self.reads = 0  # looks at the accounting log, each on a file event (or a reconciliation)
 
     # -- set-up --------------------------------------------------------------------------
     def start(self) -> None:
@@ -73,7 +93,7 @@ class TorqueWatcher(FileSystemEventHandler):
                 log.warning("cannot watch %s: no such directory (the periodic reconciliation covers it)", path)
                 continue
             try:
-                self._observer.schedule(self, path, recursive=recursive)
+                self._observer.schedule(self, path, recursive=recursive, event_filter=WATCHED_EVENTS)
                 self._watched.add(path)
                 log.info("watching %s", path)
                 if path == self.jobs_dir:
@@ -128,6 +148,8 @@ class TorqueWatcher(FileSystemEventHandler):
 
     # -- events --------------------------------------------------------------------------
     def on_any_event(self, event: FileSystemEvent) -> None:
+        if event.event_type not in HANDLED:
+            return  # an opening or closing (see the module's note): never news
         try:
             path = os.fsdecode(event.src_path)
             if os.path.dirname(path) == self.accounting_dir:
@@ -159,6 +181,7 @@ class TorqueWatcher(FileSystemEventHandler):
         with self._lock:
             if self._tailer is None:
                 return 0
+            self.reads += 1
             while True:
                 records = self._tailer.poll(limit=BATCH)
                 for record in records:

@@ -45,6 +45,30 @@ def test_accounting_records_fire_within_a_second(tmp_path):
     assert (tmp_path / "acct.pos").exists()
 
 
+def test_reading_the_accounting_log_is_no_event(tmp_path):
+    # Opening and closing a file are inotify events too; the watcher once read the log again for
+    # each of them, its own reads included: thousands of reads a second on an idle cluster.
+    acct, _ = make_home(tmp_path)
+    today = acct / time.strftime("%Y%m%d")
+    append(today, format_line(time.time(), "Q", "1.srv", "queue=batch"))
+    trigger = Trigger()
+    watcher = TorqueWatcher(str(tmp_path), trigger, None)
+    watcher.start()
+    try:
+        for _ in range(50):  # other readers: an administrator's tail, a log shipper
+            today.read_bytes()
+        append(today, format_line(time.time(), "Q", "2.srv", "queue=batch"))
+        assert trigger.wait(timeout=60).reasons["accounting Q"] == 1
+        append(today, format_line(time.time(), "Q", "3.srv", "queue=batch"))
+        assert trigger.wait(timeout=60).reasons["accounting Q"] == 1
+        # One read at start, about one per append (a write can be two events): none for the
+        # 50 readings or for the watcher's own.
+        assert watcher.reads <= 6, watcher.reads
+        assert watcher.records_seen == 2
+    finally:
+        watcher.stop()
+
+
 def test_job_files_fire(tmp_path):
     _, jobs = make_home(tmp_path)
     trigger = Trigger()
