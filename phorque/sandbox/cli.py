@@ -153,7 +153,7 @@ def status_text(layout: Layout) -> str:
         f"{'NODE':<24} {'STATE':<22} {'NP':>4} {'USED':>5}  NOTE",
     ]
     for node in nodes:
-        state = ",".join(state_words(node, used.get(node["name"], 0)))
+        state = ",".join(state_words(node, used.get(node["name"], 0), now))
         lines.append(f"{node['name']:<24} {state:<22} {node['np']:>4}"
                      f" {used.get(node['name'], 0):>5}  {node['note']}")
     counts: dict[str, int] = {}

@@ -8,7 +8,7 @@ import time
 from collections.abc import Mapping
 
 import phorque
-from phorque.sandbox import nodeadmin, store
+from phorque.sandbox import hosts, nodeadmin, store
 from phorque.sandbox.engine import Engine
 from phorque.sandbox.layout import COMMANDS, Layout
 
@@ -58,6 +58,7 @@ def init(root: str, nodes: int, np: int, server: str, settings: Mapping[str, obj
         os.makedirs(path, exist_ok=True)
     with open(layout.server_name_file, "w", encoding="utf-8") as handle:
         handle.write(server + "\n")
+    hosts.add_names(layout, [])  # the sandbox's /etc/hosts: names qmgr create node accepts
     store.create(layout, {**settings, "server_name": server, "clock": repr(time.time())})
     with store.Session(layout) as session:
         engine = Engine(session)

@@ -301,9 +301,11 @@ class Engine:
     # -- nodes -----------------------------------------------------------------------------
     def mom_state(self, name: str, up: bool, when: float) -> None:
         """A node's pbs_mom reports in (up) or stops answering (down)."""
-        row = self.db.execute("SELECT up FROM nodes WHERE name = ?", (name,)).fetchone()
+        row = self.db.execute("SELECT up, listed_at FROM nodes WHERE name = ?", (name,)).fetchone()
         if row is None or bool(row["up"]) == up:
             return
+        if up and row["listed_at"] is not None and when < row["listed_at"]:
+            return  # a mom cannot report to a server whose node list it has not received
         # A mom stopped by hand stays down: it no longer waits for a boot delay.
         self.db.execute("UPDATE nodes SET up = ?, up_since = ?, ready_at = CASE WHEN ? THEN"
                         " ready_at ELSE NULL END WHERE name = ?",
