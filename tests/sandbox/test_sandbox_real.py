@@ -88,3 +88,118 @@ def test_an_unresolvable_node_name_is_refused_as_real(make_sandbox):
     for name in ("node-7.site", "node-7", "a.zone.test"):
         sb.run("qmgr", "-c", f"create node {name} np=1", check=True)
     assert sb.run("qmgr", "-c", "create node b.zone.other np=1").returncode == 2
+
+
+# -- jobs: the capture's workload, submitted the same way ------------------------------------
+
+def _capture() -> dict[str, ET.Element]:
+    root = ET.fromstring(real("qstat_f_x_t.out").split("\n", 1)[1])
+    return {job.findtext("Job_Id"): job for job in root}
+
+
+def _tags(job: ET.Element) -> list[str]:
+    return [child.tag for child in job]
+
+
+def _resources(job: ET.Element) -> list[tuple[str, str]]:
+    return [(child.tag, child.text) for child in job.find("Resource_List")]
+
+
+def _captures_workload(make_sandbox):
+    """What torquebed/capture.py submits, on two nodes of np=2 (the real moms)."""
+    sb = make_sandbox(nodes=2, np=2, keep_completed=300, transit=False,
+                      mom_status_interval=3600, sched_cycle=0.5, speed=1)
+    for directive in ("create queue long", "set queue long queue_type = execution",
+                      "set queue long started = true", "set queue long enabled = true"):
+        sb.run("qmgr", "-c", directive, check=True)
+    ids = {
+        "serial": sb.qsub("-N", "serial", runtime=600),
+        "nodes2x2": sb.qsub("-l", "nodes=2:ppn=2", runtime=600),
+        "procs3": sb.qsub("-l", "procs=3", runtime=600),
+        "ncpus2": sb.qsub("-l", "ncpus=2", runtime=600),
+        "array": sb.qsub("-t", "0-3%2", runtime=600),
+        "held": sb.qsub("-h", runtime=600),
+        "long": sb.qsub("-q", "long", "-l", "walltime=2:00:00:00", runtime=600),
+        "mem": sb.qsub("-l", "mem=4gb,nodes=1:ppn=1", runtime=600),
+        "env": sb.qsub("-v", "A=x&y<z>'q\"", runtime=600),
+        "failing": sb.qsub("-N", "failing", runtime=600, exit_code=3),
+    }
+    too_wide = sb.run("qsub", "-l", "nodes=5:ppn=2", input="sleep 1\n")
+    return sb, ids, too_wide
+
+
+def test_the_captures_workload_reads_as_on_the_real_server(make_sandbox):
+    sb, ids, too_wide = _captures_workload(make_sandbox)
+    assert (too_wide.returncode, too_wide.stdout, too_wide.stderr) == (
+        int(real("qsub_too_wide.rc")), real("qsub_too_wide.out"), real("qsub_too_wide.err"))
+    sb.wait_for(lambda: "Unknown node-attribute" in (
+        job_elem(sb, ids["procs3"]).findtext("comment") or ""), what="the scheduler's comment")
+    mine = {job.findtext("Job_Id"): job for job in jobs_xml(sb, "-t")}
+    theirs = _capture()
+    real_ids = dict(line.split() for line in real("job_ids.txt").splitlines())
+    for kind, job_id in ids.items():
+        if kind == "array":
+            pairs = [(job_id.replace("[]", f"[{i}]"), real_ids[kind].replace("[]", f"[{i}]"))
+                     for i in range(4)]
+        else:
+            pairs = [(job_id, real_ids[kind])]
+        for my_id, real_id in pairs:
+            job, want = mine[my_id], theirs[real_id]
+            if kind == "failing":  # it ran on the real server by the time of the capture
+                continue
+            assert _tags(job) == _tags(want), my_id
+            for tag in ("job_state", "Hold_Types", "substate", "comment", "queue"):
+                mine_text, want_text = job.findtext(tag), want.findtext(tag)
+                if tag == "comment" and (want_text or "").startswith("Job started on"):
+                    mine_text, want_text = mine_text[:14], want_text[:14]  # then a date
+                assert mine_text == want_text, (my_id, tag)
+            assert _resources(job) == _resources(want), my_id
+            if job.findtext("hashname"):
+                assert job.findtext("hashname") == my_id.replace("[", "-").replace("]", "")
+    ranks = [int(mine[i].findtext("queue_rank")) for i in sorted(mine, key=lambda i: int(
+        mine[i].findtext("queue_rank")))]
+    assert ranks == sorted(ranks) and len(set(ranks)) == len(ranks)
+    # the job files, named as pbs_server names them
+    listing = sorted(str(p.relative_to(sb.root / "server_priv")) for p in
+                     (sb.root / "server_priv" / "jobs").rglob("*"))
+    shape = {line.replace(".vm.", ".srv.test.") for line in real("jobs_dir.txt").splitlines()
+             if not line.startswith(("jobs/10", "jobs/9."))}
+    assert shape <= set(listing)
+    assert (sb.root / "server_priv" / "arrays" / f"{ids['array'].split('[')[0]}.srv.test.AR").is_file()
+
+
+def test_queued_jobs_are_saved_again_at_every_scheduling_cycle(make_sandbox):
+    sb = make_sandbox(nodes=1, np=1, sched_cycle=0.3)
+    sb.qsub(runtime=600)
+    procs = sb.qsub("-l", "procs=3", runtime=10)
+    path = sb.root / "server_priv" / "jobs" / f"{procs}.JB"
+    first = path.stat().st_ino  # each save links a new copy (.JC) into place
+    sb.wait_for(lambda: path.stat().st_ino != first, what="a re-save")
+    second = path.stat().st_ino
+    sb.wait_for(lambda: path.stat().st_ino != second, what="another re-save")
+    assert ET.parse(path).getroot().tag == "job"
+
+
+def test_a_new_job_file_is_created_empty_then_written_through_jc(make_sandbox, tmp_path):
+    # watch the jobs folder with inotify-free polling is racy; read pbs_server's steps instead
+    from phorque.sandbox import jobfiles
+    from phorque.sandbox.layout import Layout
+
+    layout = Layout(str(tmp_path / "files"))
+    Path(layout.jobs).mkdir(parents=True)
+    seen: list[tuple[str, int]] = []
+    real_link = jobfiles.os.link
+
+    def spy(src, dst, *args, **kwargs):
+        seen.append((Path(dst).name, Path(dst).stat().st_size if Path(dst).exists() else -1))
+        seen.append((Path(src).name, Path(src).stat().st_size))
+        return real_link(src, dst, *args, **kwargs)
+
+    jobfiles.os.link = spy
+    try:
+        jobfiles.save(layout, {"id": "3.srv", "kind": "job"}, "<job/>\n", new=True)
+    finally:
+        jobfiles.os.link = real_link
+    assert seen == [("3.srv.JB", -1), ("3.srv.JC", 7)]
+    assert (Path(layout.jobs) / "3.srv.JB").read_text() == "<job/>\n"
+    assert not (Path(layout.jobs) / "3.srv.JC").exists()
