@@ -203,3 +203,93 @@ def test_a_new_job_file_is_created_empty_then_written_through_jc(make_sandbox, t
     assert seen == [("3.srv.JB", -1), ("3.srv.JC", 7)]
     assert (Path(layout.jobs) / "3.srv.JB").read_text() == "<job/>\n"
     assert not (Path(layout.jobs) / "3.srv.JC").exists()
+
+
+# -- the life of jobs ----------------------------------------------------------------------------
+
+def _stamp(record: list[str]) -> int:
+    import time as _time
+    return int(_time.mktime(_time.strptime(record[0], "%m/%d/%Y %H:%M:%S")))
+
+
+def test_the_e_record_comes_with_the_moms_obit(make_sandbox):
+    sb = make_sandbox(nodes=1, np=2, obit_delay=3, keep_completed=300)
+    done = sb.qsub(runtime=1)
+    killed = sb.qsub(runtime=600)
+    sb.wait_for(lambda: sb.records("S", killed), what="both to start")
+    sb.run("qdel", killed, check=True)
+    assert sb.records("D", killed) and not sb.records("E", killed)
+    assert job_elem(sb, killed).findtext("job_state") == "R"  # until the mom's obit
+    sb.wait_for(lambda: sb.records("E", killed) and sb.records("E", done), timeout=30,
+                what="the obits")
+    end = dict(t.split("=", 1) for t in sb.records("E", done)[0][3].split(" "))
+    assert int(end["end"]) - int(end["start"]) >= 3  # ran 1 s, heard of 3 s later
+    assert end["resources_used.walltime"] == "00:00:01"
+    assert _stamp(sb.records("E", killed)[0]) - _stamp(sb.records("D", killed)[0]) >= 2
+    assert "Exit_status=271" in sb.records("E", killed)[0][3]
+    # completed jobs stay in qstat for keep_completed
+    assert job_elem(sb, done).findtext("job_state") == "C"
+
+
+def test_resources_used_comes_with_the_moms_status(make_sandbox):
+    sb = make_sandbox(nodes=1, np=2, mom_status_interval=2)
+    job = sb.qsub(runtime=600)
+    sb.wait_for(lambda: job_elem(sb, job).findtext("job_state") == "R", what="the start")
+    assert job_elem(sb, job).find("resources_used") is None  # no mom status yet
+    sb.wait_for(lambda: job_elem(sb, job).find("resources_used") is not None, timeout=30,
+                what="the first mom status")
+    used = job_elem(sb, job).find("resources_used")
+    assert [c.tag for c in used] == ["cput", "energy_used", "mem", "vmem", "walltime"]
+    first = used.findtext("walltime")
+    assert first in ("00:00:02", "00:00:04")  # as of a status, not of now
+    sb.wait_for(lambda: job_elem(sb, job).findtext("resources_used/walltime") != first,
+                timeout=30, what="the next status")
+
+
+def test_limited_array_holds_then_releases_its_sub_jobs(make_sandbox):
+    sb = make_sandbox(nodes=1, np=4)
+    array = sb.qsub("-t", "0-3%2", runtime=2)
+    number = array.split("[")[0]
+    states = {j.findtext("Job_Id"): (j.findtext("job_state"), j.findtext("Hold_Types"))
+              for j in jobs_xml(sb, "-t")}
+    assert states[f"{number}[2].srv.test"] == ("H", "l")
+    assert states[f"{number}[3].srv.test"] == ("H", "l")
+    assert {states[f"{number}[{i}].srv.test"][0] for i in (0, 1)} <= {"Q", "R"}
+    sb.wait_for(lambda: len(sb.records("E")) == 4, timeout=60, what="every sub-job, two at a time")
+    starts = sorted(_stamp(r) for r in sb.records("S"))
+    assert starts[2] >= min(_stamp(r) for r in sb.records("E"))  # the third after an end
+
+
+def test_held_jobs_and_a_second_queue(make_sandbox):
+    sb = make_sandbox(nodes=1, np=2)
+    held = sb.qsub("-h", runtime=5)
+    job = job_elem(sb, held)
+    assert (job.findtext("job_state"), job.findtext("Hold_Types"), job.find("etime")) == (
+        "H", "u", None)
+    assert sb.run("qsub", "-q", "long", input="true\n").returncode == 15020 & 0xFF
+    for directive in ("create queue long", "set queue long queue_type = execution",
+                      "set queue long started = true", "set queue long enabled = true"):
+        sb.run("qmgr", "-c", directive, check=True)
+    long_job = sb.qsub("-q", "long", "-l", "walltime=2:00:00:00", runtime=1)
+    job = job_elem(sb, long_job)
+    assert job.findtext("queue") == "long"
+    assert _resources(job) == [("walltime", "48:00:00")]  # no defaults in that queue
+    sb.wait_for(lambda: sb.records("E", long_job), timeout=30, what="the long job (one slot)")
+    assert not sb.records("S", held)
+    assert "create queue long" in sb.run("qmgr", "-c", "print server").stdout
+
+
+def test_too_wide_jobs_are_refused_or_deleted_as_by_pbs_server_and_pbs_sched(make_sandbox):
+    sb = make_sandbox(nodes=1, np=2, transit=False, delete_infeasible=1)
+    result = sb.run("qsub", "-l", "nodes=1:ppn=4", input="true\n")
+    assert (result.returncode, result.stderr) == (190, real("qsub_too_wide.err"))
+    assert sb.run("qsub", "-l", "ncpus=8", input="true\n").returncode == 0  # not checked
+    sb.run("qmgr", "-c", "set queue batch is_transit = true", check=True)
+    wide = sb.qsub("-l", "nodes=1:ppn=4", runtime=5)  # taken now, then deleted by pbs_sched
+    sb.wait_for(lambda: sb.records("D", wide), what="pbs_sched's deletion")
+    assert sb.records("D", wide)[0][3] == "requestor=root@localhost"
+    assert not sb.records("S", wide)
+    kept = make_sandbox(nodes=1, np=2, name="kept")  # the kits: delete_infeasible off
+    waiting_job = kept.qsub("-l", "nodes=1:ppn=4", runtime=5)
+    kept.wait_for(lambda: job_elem(kept, waiting_job).findtext("comment"), what="a cycle")
+    assert job_elem(kept, waiting_job).findtext("job_state") == "Q"
