@@ -122,9 +122,11 @@ def phantom(_phantom: phantom_server.PhantomServer) -> phantom_server.PhantomSer
 
 
 #: Names a kit's sandbox resolves, as a site's DNS does: moto's instance names (public
-#: ``ec2-...amazonaws.com``, private ``ip-....internal``), which the sandbox does not ask the
+#: ``ec2-...amazonaws.com``, private ``ip-....internal``) and the Phantom double's
+#: (``vm-N.SITE.phantom.test``, ``vm-N.SITE.internal.test``), which the sandbox does not ask the
 #: cloud about in fixed boot mode, and the names tests give the nodes they create by hand.
-KIT_HOSTS = ("*.amazonaws.com", "*.internal", "cloud-*", "extra", "*.example")
+KIT_HOSTS = ("*.amazonaws.com", "*.internal", "*.phantom.test", "*.internal.test", "cloud-*",
+             "extra", "*.example")
 
 
 @pytest.fixture

@@ -200,16 +200,14 @@ class Engine:
             job_id = f"{seq}.{server}"
             self._insert({**base, "id": job_id, "kind": "job", **self._rank(),
                           **self._paths(spec, f"{seq}")})
-            self.save(job_id, when, new=True)
-            self.session.on_commit(lambda: jobfiles.write_script(self.layout, job_id, script))
+            self._queue_files(job_id, script, when)
             self.session.record(when, acct.QUEUE, job_id, f"queue={spec['queue']}")
         else:
             job_id = f"{seq}[].{server}"
             self._insert({**base, "id": job_id, "kind": "template", "slot_limit": slot_limit,
                           "array_request": array_request, **self._rank(),
                           **self._paths(spec, f"{seq}")})
-            self.save(job_id, when, new=True)
-            self.session.on_commit(lambda: jobfiles.write_script(self.layout, job_id, script))
+            self._queue_files(job_id, script, when)
             self.session.on_commit(lambda: jobfiles.write_array(
                 self.layout, job_id, len(indices), slot_limit, array_request or ""))
             for n, idx in enumerate(indices):
@@ -218,10 +216,18 @@ class Engine:
                 self._insert({**base, "id": sub_id, "kind": "sub", "idx": idx, "hold": sub_hold,
                               "state": "H" if sub_hold else "Q", **self._rank(),
                               "name": f"{spec['name']}-{idx}", **self._paths(spec, f"{seq}-{idx}")})
-                self.save(sub_id, when, new=True)
+                self.save(sub_id, when)  # job_clone's job_save: through .JC, no empty file first
                 self.session.record(when, acct.QUEUE, sub_id, f"queue={spec['queue']}")
         self.mark_dirty()
         return job_id
+
+    def _queue_files(self, job_id: str, script: str, when: float) -> None:
+        """A new job's files in pbs_server's order: the job file created empty (req_quejob),
+        the script (req_jobscript), then the first save through ``.JC`` (req_commit)."""
+        row = {"id": job_id, "kind": "template" if "[]" in job_id else "job"}
+        self.session.on_commit(lambda: jobfiles.create_empty(self.layout, row))
+        self.session.on_commit(lambda: jobfiles.write_script(self.layout, job_id, script))
+        self.save(job_id, when)
 
     def _rank(self) -> dict[str, object]:
         """``queue_rank``: the order in which pbs_server queued its jobs (templates count)."""

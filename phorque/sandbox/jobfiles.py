@@ -78,14 +78,19 @@ def _suffix(job: Mapping) -> str:
     return ".TA" if job["kind"] == "template" else ".JB"
 
 
-def save(layout: Layout, job: Mapping, image: str, new: bool) -> None:
-    """Write a job's image through ``.JC`` as job_save does; a new job's file is created empty
-    first, as req_quejob does."""
+def create_empty(layout: Layout, job: Mapping) -> None:
+    """req_quejob's first step: the job's file, empty, before its script and its first save."""
+    target = os.path.join(layout.jobs, base_name(job["id"]) + _suffix(job))
+    os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
+
+
+def save(layout: Layout, job: Mapping, image: str, new: bool = False) -> None:
+    """Write a job's image through ``.JC`` as job_save does (``new``: create it empty first)."""
     base = os.path.join(layout.jobs, base_name(job["id"]))
     target = base + _suffix(job)
     data = image.encode("utf-8", "replace")
     if new:
-        os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
+        create_empty(layout, job)
     copy = base + ".JC"
     with open(copy, "wb") as handle:
         handle.write(data)
