@@ -144,7 +144,7 @@ class Accounting:
 
 class Workload:
     """Submits the jobs in waves of mixed shapes: arrays of one-core jobs, single and two-node
-    jobs, ``procs`` jobs; sandbox run times of 10-90 s."""
+    jobs, three-core jobs; sandbox run times of 10-90 s."""
 
     def __init__(self, world: World, total: int, waves: int, rng: random.Random, torque_up: threading.Lock):
         self.world, self.total, self.waves, self.rng = world, total, waves, rng
@@ -178,8 +178,9 @@ class Workload:
             self.qsub(["-l", "nodes=2:ppn=2"], rng.randint(10, 60))
             self.shapes["nodes=2:ppn=2"] += 1
         else:
-            self.qsub(["-l", "procs=3"], rng.randint(10, 60))
-            self.shapes["procs=3"] += 1
+            # not procs=3: a real pbs_sched 6.1.3 never starts procs jobs (nor does the sandbox)
+            self.qsub(["-l", "nodes=1:ppn=3"], rng.randint(10, 60))
+            self.shapes["nodes=1:ppn=3"] += 1
         return 1
 
     def wave(self, size: int) -> None:

@@ -32,7 +32,7 @@ import boto3  # noqa: E402
 from moto.server import ThreadedMotoServer  # noqa: E402
 
 from phorque.sandbox import cli as sandbox_cli  # noqa: E402
-from phorque.sandbox import cluster, server  # noqa: E402
+from phorque.sandbox import cluster, hosts, server  # noqa: E402
 from phorque.sandbox import faults as sandbox_faults  # noqa: E402
 from phorque.servers import phantom as phantom_server  # noqa: E402
 from phorque.servers.phantom_model import Timing  # noqa: E402
@@ -127,8 +127,13 @@ def main() -> int:
                  aws_secret_access_key="b").describe_auto_scaling_groups()
     phantom = phantom_server.start({PHANTOM_ID: PHANTOM_SECRET}, Timing(0.5, 1.0, 0.5))
     p1, p2 = start_proxy(moto_url), start_proxy(moto_url)
-    sandbox = Sandbox(cluster.init(str(work / "cluster"), 1, 4, "srv.bench",
-                                   {"keep_completed": 0, "boot_delay": 2}, None))
+    # As the test kits: Torque's delays short, cloud-only jobs taken and kept (tests/conftest.py).
+    layout = cluster.init(str(work / "cluster"), 1, 4, "srv.bench",
+                          {"keep_completed": 0, "boot_delay": 2, "mom_list_delay": 1,
+                           "obit_delay": 1, "delete_infeasible": 0}, None)
+    cluster.set_queue(layout, "batch", is_transit="true")
+    hosts.add_names(layout, ("*.amazonaws.com", "*.internal", "*.phantom.test", "*.internal.test"))
+    sandbox = Sandbox(layout)
     sandbox.start()
     clouds = [Cloud("cheap1", "moto", p1.url, "g-cheap1", price=0.10, max_instances=4, charge=0,
                     boot_timeout=15),

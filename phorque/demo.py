@@ -28,7 +28,7 @@ DEMO_JOBS = [  # (qsub -l resources, sandbox run time in seconds, how many)
     ("nodes=1:ppn=4", 25, 4),
     ("nodes=2:ppn=4", 30, 1),
     ("nodes=1:ppn=2", 20, 4),
-    ("procs=1", 15, 4),
+    ("nodes=1:ppn=1", 15, 4),  # not procs=1: a real pbs_sched 6.1.3 never starts procs jobs
 ]
 
 

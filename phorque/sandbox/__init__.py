@@ -21,8 +21,9 @@ Modules, from the bottom up:
 - :mod:`.request`: qsub's resource requests, array ranges and the sandbox's run-time directive.
 - :mod:`.placement`: which slots of which nodes a job gets (pure).
 - :mod:`.acct` and :mod:`.jobfiles`: the accounting log and ``server_priv/jobs`` files.
-- :mod:`.engine` and :mod:`.nodeadmin`: pbs_server itself: time, the FIFO scheduler, the life
-  of jobs and nodes.
+- :mod:`.engine`, :mod:`.scheduler`, :mod:`.nodeadmin`, :mod:`.queues` and :mod:`.hosts`:
+  pbs_server itself: time, pbs_sched's FIFO, the life of jobs, nodes and queues, which node
+  names resolve.
 - :mod:`.jobattrs`, :mod:`.nodeattrs`, :mod:`.render`: what qstat and pbsnodes print.
 - :mod:`.wire` (the commands' client side), :mod:`.invocation`, :mod:`.dispatch` and
   :mod:`.commands` (their server side), :mod:`.qmgrparse`, :mod:`.faults`.

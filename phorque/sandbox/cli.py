@@ -10,7 +10,9 @@
 
 Settings: ``--speed X``, ``--boot-delay SECS``, ``--cloud-endpoint URL`` (cloud-linked boots;
 ``--fixed-boot`` goes back to fixed delays), ``--cloud-region R``, ``--scheduler fifo|strict``,
-``--default-runtime SECS``, ``--keep-completed SECS``.
+``--default-runtime SECS``, ``--keep-completed SECS``, ``--mom-list-delay SECS``,
+``--obit-delay SECS``, ``--sched-cycle SECS``, ``--mom-status-interval SECS``,
+``--delete-infeasible yes|no``.
 """
 
 from __future__ import annotations
@@ -60,15 +62,28 @@ def _settings_options(parser: argparse.ArgumentParser) -> None:
                        help="run time of a job without #SANDBOX runtime= (default 10)")
     group.add_argument("--keep-completed", type=_non_negative, metavar="SECS",
                        help="how long completed jobs stay in qstat and server_priv/jobs (300)")
+    group.add_argument("--mom-list-delay", type=_non_negative, metavar="SECS",
+                       help="a new node is down,offline,MOM-list-not-sent this long (5; real ~10)")
+    group.add_argument("--obit-delay", type=_non_negative, metavar="SECS",
+                       help="a job's E record comes this long after it ends (8, the mom's obit)")
+    group.add_argument("--sched-cycle", type=_non_negative, metavar="SECS",
+                       help="pbs_sched's periodic cycle, re-saving queued jobs' files (10; 0: off)")
+    group.add_argument("--mom-status-interval", type=_non_negative, metavar="SECS",
+                       help="resources_used is as of the moms' last status, sent this often (45)")
+    group.add_argument("--delete-infeasible", choices=("yes", "no"),
+                       help="pbs_sched deletes jobs no node could ever hold (yes, as pbs_sched)")
 
 
 def _settings(args: argparse.Namespace) -> dict[str, object]:
     found: dict[str, object] = {}
     for option in ("speed", "boot_delay", "cloud_region", "scheduler", "default_runtime",
-                   "keep_completed"):
+                   "keep_completed", "mom_list_delay", "obit_delay", "sched_cycle",
+                   "mom_status_interval"):
         value = getattr(args, option, None)
         if value is not None:
             found[option] = value
+    if getattr(args, "delete_infeasible", None) is not None:
+        found["delete_infeasible"] = 1 if args.delete_infeasible == "yes" else 0
     if getattr(args, "cloud_endpoint", None):
         found["cloud_endpoint"] = args.cloud_endpoint
         found["boot_mode"] = "cloud"
@@ -153,7 +168,7 @@ def status_text(layout: Layout) -> str:
         f"{'NODE':<24} {'STATE':<22} {'NP':>4} {'USED':>5}  NOTE",
     ]
     for node in nodes:
-        state = ",".join(state_words(node, used.get(node["name"], 0)))
+        state = ",".join(state_words(node, used.get(node["name"], 0), now))
         lines.append(f"{node['name']:<24} {state:<22} {node['np']:>4}"
                      f" {used.get(node['name'], 0):>5}  {node['note']}")
     counts: dict[str, int] = {}

@@ -65,6 +65,18 @@ class CloudLink:
         return found
 
 
+_links: dict[tuple[str, str], CloudLink] = {}
+
+
+def live_names(endpoint: str, region: str) -> set[str]:
+    """The DNS names of the live instances at the endpoint, asked now (a client is kept per
+    endpoint). Raises the botocore exception when the endpoint cannot be asked."""
+    key = (endpoint, region)
+    if key not in _links:
+        _links[key] = CloudLink(endpoint, region)
+    return set(_links[key].launch_times())
+
+
 def moms_up(nodes: list[str], launch_times: dict[str, float], now: float,
             boot_seconds: float) -> dict[str, bool]:
     """Which of the cloud nodes have a pbs_mom up at ``now``."""

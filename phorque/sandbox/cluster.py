@@ -8,7 +8,7 @@ import time
 from collections.abc import Mapping
 
 import phorque
-from phorque.sandbox import nodeadmin, store
+from phorque.sandbox import hosts, jobfiles, nodeadmin, queues, store
 from phorque.sandbox.engine import Engine
 from phorque.sandbox.layout import COMMANDS, Layout
 
@@ -48,6 +48,14 @@ def write_commands(layout: Layout, python: str | None = None) -> None:
         os.replace(path + ".new", path)
 
 
+def set_queue(layout: Layout, queue: str, **attributes: object) -> None:
+    """Set queue attributes as ``qmgr -c "set queue QUEUE name = value"`` does (for kits and
+    scripts that prepare a cluster before its server starts)."""
+    with store.Session(layout) as session:
+        engine = Engine(session)
+        queues.set_attributes(engine, queue, [(k, "=", str(v)) for k, v in attributes.items()])
+
+
 def init(root: str, nodes: int, np: int, server: str, settings: Mapping[str, object],
          properties: list[str] | None = None) -> Layout:
     """Create a cluster in ``root`` with ``nodes`` static nodes of ``np`` cores."""
@@ -56,12 +64,15 @@ def init(root: str, nodes: int, np: int, server: str, settings: Mapping[str, obj
         raise ClusterExists(f"{layout.root} already holds a sandbox cluster")
     for path in (layout.accounting, layout.jobs, layout.arrays, layout.state_dir):
         os.makedirs(path, exist_ok=True)
+    jobfiles.make_folders(layout)
     with open(layout.server_name_file, "w", encoding="utf-8") as handle:
         handle.write(server + "\n")
+    hosts.add_names(layout, [])  # the sandbox's /etc/hosts: names qmgr create node accepts
     store.create(layout, {**settings, "server_name": server, "clock": repr(time.time())})
     with store.Session(layout) as session:
         engine = Engine(session)
         now = time.time()
+        queues.create_batch(engine)
         for name in node_names(nodes):
             nodeadmin.create_node(engine, name, np, properties or [], now, boot="static")
         nodeadmin.write_nodes_file(engine)

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from sqlite3 import Row
 
 from phorque.sandbox import acct, jobfiles, scheduler
-from phorque.sandbox.jobattrs import array_summary_state, elapsed, job_attributes
+from phorque.sandbox.jobattrs import array_summary_state, job_attributes, ran_until
 from phorque.sandbox.placement import exec_host
 from phorque.sandbox.store import Session
 
@@ -41,6 +41,8 @@ class TorqueError(Exception):
 
 PBSE_UNKJOBID = 15001
 PBSE_BADSTATE = 15018
+#: pbs_sched deletes, as root, a job that the node list can never hold (fifo.c).
+SCHED_REQUESTOR = "root@localhost"
 
 
 class Engine:
@@ -68,6 +70,11 @@ class Engine:
     def mark_dirty(self) -> None:
         self.session.set("sched_dirty", 1)
 
+    def status_every(self) -> float | None:
+        """Real seconds between two mom status reports (``resources_used``), None for never."""
+        interval = self.session.get_float("mom_status_interval")
+        return self.real(interval) if interval > 0 else None
+
     def _update(self, job_id: str, **fields: object) -> None:
         names = ", ".join(f"{k} = ?" for k in fields)
         self.db.execute(f"UPDATE jobs SET {names} WHERE id = ?", (*fields.values(), job_id))
@@ -78,7 +85,8 @@ class Engine:
         if job is None:
             return
         state = self.template_state(job) if job["kind"] == "template" else job["state"]
-        image = jobfiles.job_xml(job, state, job_attributes(job, now, self.server_name, state))
+        image = jobfiles.job_xml(job, state, job_attributes(job, now, self.server_name, state,
+                                                           self.status_every()))
         row = dict(job)
         self.session.on_commit(lambda: jobfiles.save(self.layout, row, image, new))
 
@@ -96,6 +104,11 @@ class Engine:
         """
         clock = self.session.get_float("clock")
         now = max(now, clock)  # the sandbox's time never runs backwards
+        cycle = self.real(self.session.get_float("sched_cycle"))
+        if cycle > 0 and self.session.get_float("next_cycle") < now - cycle:
+            # cycles missed while nobody asked (a new cluster, a server that was down) are not
+            # caught up one by one: the next one is now
+            self.session.set("next_cycle", repr(now))
         while True:
             due = self._next_event(now)
             if due is None:
@@ -121,6 +134,7 @@ class Engine:
             self.db.execute(
                 "SELECT MIN(purge_at) FROM jobs WHERE state = 'C' AND purge_at <= ?",
                 (now,)).fetchone()[0],
+            self._cycle_due(now),
         ]
         found = [c for c in candidates if c is not None]
         return min(found) if found else None
@@ -131,7 +145,7 @@ class Engine:
             " (SELECT 1 FROM alloc a JOIN nodes n ON n.name = a.node"
             "  WHERE a.job = jobs.id AND n.up = 0) ORDER BY ends_at, seq, idx", (when,)).fetchall()
         for job in ending:
-            self.finish(job, when, job["exit_status"], min(job["runtime"], job["walltime"]))
+            self.finish(job, when, job["exit_status"], job["ran"])
         booted = self.db.execute(
             "SELECT name FROM nodes WHERE boot = 'fixed' AND up = 0 AND ready_at <= ?",
             (when,)).fetchall()
@@ -141,6 +155,25 @@ class Engine:
                 "SELECT * FROM jobs WHERE state = 'C' AND purge_at <= ? ORDER BY seq, idx",
                 (when,)).fetchall():
             self.purge(job)
+        if self._cycle_due(when) is not None:
+            self._periodic_cycle(when)
+
+    def _cycle_due(self, now: float) -> float | None:
+        """When pbs_sched's periodic cycle is due, if it is by ``now``."""
+        if self.session.get_float("sched_cycle") <= 0 or self.session.get("scheduling") != "1":
+            return None
+        due = self.session.get_float("next_cycle")
+        return due if due <= now else None
+
+    def _periodic_cycle(self, when: float) -> None:
+        """pbs_sched's cycle on its timer: it looks at every queued job again, and pbs_server
+        saves each one's file anew (85 times in 25 min for one job on a real 6.1.3)."""
+        self.session.set("next_cycle", repr(when + self.real(self.session.get_float("sched_cycle"))))
+        for (job_id,) in self.db.execute(
+                "SELECT id FROM jobs WHERE state = 'Q' AND kind != 'template' ORDER BY seq, idx"
+        ).fetchall():
+            self.save(job_id, when)
+        self.mark_dirty()
 
     # -- scheduling ------------------------------------------------------------------------
     def schedule(self, when: float) -> None:
@@ -154,32 +187,51 @@ class Engine:
         """Queue a job (or an array) submitted by qsub; returns the id qsub prints.
 
         As pbs_server does: the job file is created, then the script, then the Q record
-        (Torque 6: one per sub-job, none for the ``[]`` template).
+        (Torque 6: one per sub-job, none for the ``[]`` template). ``spec["hold"]`` is ``u``
+        for ``qsub -h`` (state H); an array's sub-jobs beyond its ``%limit`` are held ``l``
+        until earlier ones are done.
         """
         seq = self.session.next_number("next_job_id")
         server = self.server_name
+        hold = str(spec.get("hold") or "")
         base = {**spec, "seq": seq, "ctime": when, "qtime": when, "etime": when, "mtime": when,
-                "state": "Q", "start_count": 0}
+                "hold": hold, "state": "H" if hold else "Q", "start_count": 0}
         if indices is None:
             job_id = f"{seq}.{server}"
-            self._insert({**base, "id": job_id, "kind": "job", **self._paths(spec, f"{seq}")})
-            self.save(job_id, when, new=True)
-            self.session.on_commit(lambda: jobfiles.write_script(self.layout, job_id, script))
+            self._insert({**base, "id": job_id, "kind": "job", **self._rank(),
+                          **self._paths(spec, f"{seq}")})
+            self._queue_files(job_id, script, when)
             self.session.record(when, acct.QUEUE, job_id, f"queue={spec['queue']}")
         else:
             job_id = f"{seq}[].{server}"
             self._insert({**base, "id": job_id, "kind": "template", "slot_limit": slot_limit,
-                          "array_request": array_request, **self._paths(spec, f"{seq}")})
-            self.save(job_id, when, new=True)
-            self.session.on_commit(lambda: jobfiles.write_script(self.layout, job_id, script))
-            for idx in indices:
+                          "array_request": array_request, **self._rank(),
+                          **self._paths(spec, f"{seq}")})
+            self._queue_files(job_id, script, when)
+            self.session.on_commit(lambda: jobfiles.write_array(
+                self.layout, job_id, len(indices), slot_limit, array_request or ""))
+            for n, idx in enumerate(indices):
                 sub_id = f"{seq}[{idx}].{server}"
-                self._insert({**base, "id": sub_id, "kind": "sub", "idx": idx,
+                sub_hold = hold or ("l" if slot_limit is not None and n >= slot_limit else "")
+                self._insert({**base, "id": sub_id, "kind": "sub", "idx": idx, "hold": sub_hold,
+                              "state": "H" if sub_hold else "Q", **self._rank(),
                               "name": f"{spec['name']}-{idx}", **self._paths(spec, f"{seq}-{idx}")})
-                self.save(sub_id, when, new=True)
+                self.save(sub_id, when)  # job_clone's job_save: through .JC, no empty file first
                 self.session.record(when, acct.QUEUE, sub_id, f"queue={spec['queue']}")
         self.mark_dirty()
         return job_id
+
+    def _queue_files(self, job_id: str, script: str, when: float) -> None:
+        """A new job's files in pbs_server's order: the job file created empty (req_quejob),
+        the script (req_jobscript), then the first save through ``.JC`` (req_commit)."""
+        row = {"id": job_id, "kind": "template" if "[]" in job_id else "job"}
+        self.session.on_commit(lambda: jobfiles.create_empty(self.layout, row))
+        self.session.on_commit(lambda: jobfiles.write_script(self.layout, job_id, script))
+        self.save(job_id, when)
+
+    def _rank(self) -> dict[str, object]:
+        """``queue_rank``: the order in which pbs_server queued its jobs (templates count)."""
+        return {"queue_rank": self.session.next_number("next_queue_rank")}
 
     @staticmethod
     def _paths(spec: Mapping[str, object], number: str) -> dict[str, object]:
@@ -200,8 +252,11 @@ class Engine:
         run = min(job["runtime"], job["walltime"])
         status = job["exit_code"] if job["runtime"] <= job["walltime"] else WALLTIME_EXIT
         session_id = self.session.next_number("next_session")
+        # pbs_server hears of the end with the mom's obit, obit_delay after the process ends.
+        obit = self.session.get_float("obit_delay") / speed
         self._update(
-            job["id"], state="R", start=when, speed=speed, ends_at=when + run / speed,
+            job["id"], state="R", start=when, speed=speed, ends_at=when + run / speed + obit,
+            ran=run, deleted_at=None,
             exec_host=exec_host(alloc), slots=slots, hosts=len(alloc), session=session_id,
             start_count=job["start_count"] + 1, exit_status=status, mtime=when,
             comment=time.strftime("Job started on %a %b %d at %H:%M", time.localtime(when)))
@@ -235,6 +290,7 @@ class Engine:
     def after_subjob(self, job: Row, when: float) -> None:
         if job["kind"] != "sub":
             return
+        self._release_slot(job["seq"], when)
         left = self.db.execute("SELECT COUNT(*) FROM jobs WHERE seq = ? AND kind = 'sub'"
                                " AND state != 'C'", (job["seq"],)).fetchone()[0]
         if left == 0:
@@ -243,6 +299,27 @@ class Engine:
             if template is not None:
                 self._update(template[0], state="C", comp_time=when, mtime=when)
                 self.save(template[0], when)
+
+    def delete_never_runs(self, job: Row, when: float) -> None:
+        """pbs_sched deletes a queued job no node of the current list could ever run (down and
+        offline nodes count): a D record from root, no E."""
+        self.session.record(when, acct.DELETE, job["id"], f"requestor={SCHED_REQUESTOR}")
+        self._complete_unstarted(job, when)
+
+    def _release_slot(self, seq: int, when: float) -> None:
+        """A sub-job is done: the array's next sub-job held by its %limit may queue."""
+        limit = self.db.execute("SELECT slot_limit FROM jobs WHERE seq = ? AND kind = 'template'",
+                                (seq,)).fetchone()
+        if limit is None or limit[0] is None:
+            return
+        active = self.db.execute("SELECT COUNT(*) FROM jobs WHERE seq = ? AND kind = 'sub' AND"
+                                 " state IN ('Q', 'R')", (seq,)).fetchone()[0]
+        for (sub_id,) in self.db.execute(
+                "SELECT id FROM jobs WHERE seq = ? AND kind = 'sub' AND hold = 'l' ORDER BY idx"
+                " LIMIT ?", (seq, max(0, limit[0] - active))).fetchall():
+            self._update(sub_id, hold="", state="Q", mtime=when)
+            self.save(sub_id, when)
+            self.mark_dirty()
 
     def delete(self, job_id: str, requestor: str, when: float) -> None:
         """qdel of one job or sub-job: D record; a running job is killed (then E)."""
@@ -255,11 +332,20 @@ class Engine:
         if job["state"] == "C":
             raise TorqueError(PBSE_BADSTATE, "Request invalid for state of job MSG=invalid state"
                                              " for job - COMPLETE")
+        if job["state"] == "R" and job["deleted_at"] is not None:
+            return  # already being deleted: the mom's obit is on its way
         self.session.record(when, acct.DELETE, job_id, f"requestor={requestor}")
         if job["state"] == "R":
-            self.finish(job, when, SIGTERM_EXIT, min(elapsed(job, when), job["walltime"]))
+            self.kill(job, when)
         else:
             self._complete_unstarted(job, when)
+
+    def kill(self, job: Row, when: float) -> None:
+        """The mom kills a running job (qdel): it ends with Exit_status=271 when the obit
+        reaches pbs_server, obit_delay later (real: D, then E 8 s later)."""
+        obit = when + self.real(self.session.get_float("obit_delay"))
+        self._update(job["id"], exit_status=SIGTERM_EXIT, ran=ran_until(job, when),
+                     deleted_at=when, ends_at=min(job["ends_at"] or obit, obit))
 
     def delete_array(self, template: Row, when: float, indices: set[int] | None = None) -> None:
         """qdel of ``N[]`` (req_deletearray), or of some of its indices (``qdel -t``): queued
@@ -270,7 +356,8 @@ class Engine:
             if indices is not None and job["idx"] not in indices:
                 continue
             if job["state"] == "R":
-                self.finish(job, when, SIGTERM_EXIT, min(elapsed(job, when), job["walltime"]))
+                if job["deleted_at"] is None:
+                    self.kill(job, when)
             else:
                 self._complete_unstarted(job, when)
 
@@ -278,7 +365,8 @@ class Engine:
         """qrerun (a node deleted under a rerunnable job): R record, back to queued, no new Q."""
         self.db.execute("DELETE FROM alloc WHERE job = ?", (job["id"],))
         self._update(job["id"], state="Q", exec_host=None, slots=None, hosts=None, ends_at=None,
-                     session=None, exit_status=None, comment=None, mtime=when)
+                     session=None, exit_status=None, comment=None, mtime=when, ran=None,
+                     deleted_at=None)
         self.session.record(when, acct.RERUN, job["id"], "")
         self.save(job["id"], when)
         self.mark_dirty()
@@ -301,9 +389,11 @@ class Engine:
     # -- nodes -----------------------------------------------------------------------------
     def mom_state(self, name: str, up: bool, when: float) -> None:
         """A node's pbs_mom reports in (up) or stops answering (down)."""
-        row = self.db.execute("SELECT up FROM nodes WHERE name = ?", (name,)).fetchone()
+        row = self.db.execute("SELECT up, listed_at FROM nodes WHERE name = ?", (name,)).fetchone()
         if row is None or bool(row["up"]) == up:
             return
+        if up and row["listed_at"] is not None and when < row["listed_at"]:
+            return  # a mom cannot report to a server whose node list it has not received
         # A mom stopped by hand stays down: it no longer waits for a boot delay.
         self.db.execute("UPDATE nodes SET up = ?, up_since = ?, ready_at = CASE WHEN ? THEN"
                         " ready_at ELSE NULL END WHERE name = ?",

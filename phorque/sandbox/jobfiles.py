@@ -1,15 +1,19 @@
 """``server_priv/jobs``: the files pbs_server keeps per job, created and removed when Torque does.
 
-- ``<id>.JB`` (XML, root ``<job>``, as ``saveJobToXML`` writes in 5.1+) is created when the job
-  is queued and saved again on every state change: the new image is written to ``<id>.JC``,
-  the old ``.JB`` unlinked and the copy linked into place (``job_save``).
-- ``<id>.SC`` holds the script. Array sub-jobs have no ``.SC`` of their own; they share the
+- ``<prefix>.JB`` (XML, root ``<job>``, as ``saveJobToXML`` writes in 5.1+) is created empty
+  when the job is queued, then written as every later save is (``job_save``): the image goes to
+  ``<prefix>.JC``, the old ``.JB`` is unlinked and the copy linked into place. Saves come with
+  every state change and, for a queued job, at each pbs_sched cycle.
+- ``<prefix>.SC`` holds the script. Array sub-jobs have no ``.SC`` of their own; they share the
   template's.
-- An array template is saved as ``<id>.TA`` instead of ``.JB``.
-- ``svr_job_purge`` removes ``.SC`` (not for sub-jobs) and then ``.JB``/``.TA``, when a completed
-  job's ``keep_completed`` time has passed.
+- An array template is saved as ``<prefix>.TA`` instead of ``.JB``, and the array itself in
+  ``server_priv/arrays/<prefix>.AR``.
+- ``svr_job_purge`` removes ``.SC`` (not for sub-jobs) and then ``.JB``/``.TA`` (and ``.AR``),
+  when a completed job's ``keep_completed`` time has passed.
 
-Base names are the job id truncated to 61 characters (``determine_job_file_name``).
+The prefix is the job's ``hashname`` (``4.srv`` for ``4[].srv``, ``4-1.srv`` for ``4[1].srv``),
+truncated to 61 characters, as a real 6.1.3 names them (``jobs_dir.txt`` of the captures).
+``jobs/`` and ``arrays/`` also hold the empty subfolders ``0``..``9`` pbs_server creates.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 
+from phorque.sandbox.jobattrs import hashname
 from phorque.sandbox.layout import Layout
 from phorque.sandbox.render import grouped
 
@@ -26,7 +31,14 @@ QS_VERSION = "768"  # PBS_QS_VERSION of Torque 6.1
 
 
 def base_name(job_id: str) -> str:
-    return job_id[:61]
+    return hashname(job_id)[:61]
+
+
+def make_folders(layout: Layout) -> None:
+    """``jobs/`` and ``arrays/`` with the subfolders ``0``..``9`` pbs_server makes."""
+    for top in (layout.jobs, layout.arrays):
+        for digit in range(10):
+            os.makedirs(os.path.join(top, str(digit)), exist_ok=True)
 
 
 def _escape(text: str) -> str:
@@ -66,18 +78,19 @@ def _suffix(job: Mapping) -> str:
     return ".TA" if job["kind"] == "template" else ".JB"
 
 
-def save(layout: Layout, job: Mapping, image: str, new: bool) -> None:
-    """Write a job's image: created in place when new, else through ``.JC`` as job_save does."""
+def create_empty(layout: Layout, job: Mapping) -> None:
+    """req_quejob's first step: the job's file, empty, before its script and its first save."""
+    target = os.path.join(layout.jobs, base_name(job["id"]) + _suffix(job))
+    os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
+
+
+def save(layout: Layout, job: Mapping, image: str, new: bool = False) -> None:
+    """Write a job's image through ``.JC`` as job_save does (``new``: create it empty first)."""
     base = os.path.join(layout.jobs, base_name(job["id"]))
     target = base + _suffix(job)
     data = image.encode("utf-8", "replace")
     if new:
-        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.write(fd, data)
-        finally:
-            os.close(fd)
-        return
+        create_empty(layout, job)
     copy = base + ".JC"
     with open(copy, "wb") as handle:
         handle.write(data)
@@ -98,13 +111,32 @@ def write_script(layout: Layout, job_id: str, script: str) -> None:
         os.close(fd)
 
 
+def write_array(layout: Layout, job_id: str, count: int, slot_limit: int | None,
+                request: str) -> None:
+    """``server_priv/arrays/<prefix>.AR``: the array's own record (array_save)."""
+    prefix = base_name(job_id)
+    text = "\n".join([
+        '<?xml version="1.0"?>', "<array>", "  <struct_version>4</struct_version>",
+        f"  <array_size>{count}</array_size>", f"  <num_jobs>{count}</num_jobs>",
+        f"  <slot_limit>{-1 if slot_limit is None else slot_limit}</slot_limit>",
+        "  <jobs_recovered>0</jobs_recovered>", f"  <parent_id>{_escape(job_id)}</parent_id>",
+        f"  <fileprefix>{_escape(prefix)}</fileprefix>",
+        f"  <range_str>{_escape(request)}</range_str>", "</array>", ""])
+    path = os.path.join(layout.arrays, prefix + ".AR")
+    with open(path + ".tmp", "w", encoding="utf-8") as handle:
+        handle.write(text)
+    os.replace(path + ".tmp", path)
+
+
 def purge(layout: Layout, job: Mapping) -> None:
     """Remove a job's files (``svr_job_purge``): its script unless it is a sub-job, then its
-    image."""
+    image (and an array's ``.AR``)."""
     base = os.path.join(layout.jobs, base_name(job["id"]))
     names = [base + _suffix(job)]
     if job["kind"] != "sub":
         names.insert(0, base + ".SC")
+    if job["kind"] == "template":
+        names.append(os.path.join(layout.arrays, base_name(job["id"]) + ".AR"))
     for name in names:
         try:
             os.unlink(name)

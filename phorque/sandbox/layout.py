@@ -6,8 +6,8 @@ The tree mirrors a Torque home (``$TORQUE_HOME``) so that Phorque can be pointed
     DIR/server_name                     the server's name, as in a real Torque home
     DIR/bin/{qsub,qstat,qdel,pbsnodes,qmgr}
     DIR/server_priv/accounting/YYYYMMDD
-    DIR/server_priv/jobs/<id>.JB .SC .TA
-    DIR/server_priv/arrays/
+    DIR/server_priv/jobs/<id>.JB .SC .TA, subfolders 0-9 (as pbs_server creates them)
+    DIR/server_priv/arrays/<id>.AR, subfolders 0-9
     DIR/server_priv/nodes               one line per node, rewritten on create/delete
     DIR/sandbox/state.db                the sandbox's own state (sqlite, WAL)
     DIR/sandbox/lock                    every change is made holding this lock
@@ -15,6 +15,7 @@ The tree mirrors a Torque home (``$TORQUE_HOME``) so that Phorque can be pointed
     DIR/sandbox/server.sock             where the server takes the commands' requests
     DIR/sandbox/server.log              the server's own log
     DIR/sandbox/faults.json             fault injection for tests (see faults.py)
+    DIR/sandbox/hosts                   node names that resolve (see hosts.py)
 """
 
 from __future__ import annotations
@@ -97,6 +98,10 @@ class Layout:
     @property
     def faults(self) -> str:
         return self._join("sandbox", "faults.json")
+
+    @property
+    def hosts(self) -> str:
+        return self._join("sandbox", "hosts")
 
     def exists(self) -> bool:
         return os.path.isfile(self.database)

@@ -1,8 +1,10 @@
 """Node administration as pbs_server does it for qmgr and pbsnodes.
 
-- ``create node`` (``mgr_node_create``): the node starts ``down`` and becomes ``free`` when its
-  pbs_mom reports in: after the boot delay, or, in cloud mode, once the instance whose DNS
-  name is the node's name has existed for the boot delay.
+- ``create node`` (``mgr_node_create``): the name must resolve (:mod:`phorque.sandbox.hosts`),
+  else ``Unknown node``. The node is ``down,offline,MOM-list-not-sent`` until the new node list
+  has reached the moms (``mom_list_delay``; real: ~10 s), when ``pbsnodes -o``/``-c`` on it fail,
+  then ``down`` until its pbs_mom reports in: after the boot delay, or, in cloud mode, once the
+  instance whose DNS name is the node's name has existed for the boot delay.
 - ``delete node`` (``mgr_node_delete`` in Torque 5.1+, ``requeue_or_delete_jobs``): each job
   running there is requeued (R record, back to queued) when it is rerunnable, else deleted
   (D record, then E with ``Exit_status=271``). When the node's mom does not answer, the jobs
@@ -14,10 +16,11 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 
-from phorque.sandbox import acct
+from phorque.sandbox import acct, hosts
 from phorque.sandbox.engine import SIGTERM_EXIT, Engine, TorqueError
 from phorque.sandbox.jobattrs import elapsed
 
@@ -26,6 +29,8 @@ PBSE_NODEEXIST = 15068
 PBSE_MOM_TIMED_OUT_ON_REQUEUE = 15156
 UNKNOWN_NODE = "Unknown node "
 NODE_EXISTS = "Node name already exists"
+NOT_SENT = ("The updated okclients list hasn't been sent out to the cluster yet. The node(s) will"
+            " automatically update to free once this is done and the mom has reported in.")
 MOM_TIMED_OUT = ("The server was unable to communicate with the MOM to requeue or delete the job."
                  " The node has been deleted and all jobs on the node have been purged.")
 
@@ -37,20 +42,61 @@ def require(engine: Engine, name: str):
     return row
 
 
+log = logging.getLogger(__name__)
+
+
+def resolvable(engine: Engine, name: str) -> bool:
+    """Does pbs_server resolve this name? (see :mod:`phorque.sandbox.hosts`)"""
+    if hosts.listed(hosts.read_names(engine.layout), name):
+        return True
+    if engine.db.execute("SELECT 1 FROM cloud_names WHERE name = ?", (name,)).fetchone():
+        return True
+    if hosts.machine_resolves(name):
+        return True
+    settings = engine.session.settings()
+    if settings["boot_mode"] != "cloud" or not settings["cloud_endpoint"]:
+        return False
+    # An instance launched since the poller's last answer: its DNS name exists already.
+    try:
+        from phorque.sandbox.cloud import live_names  # boto3: only in the server
+        names = live_names(settings["cloud_endpoint"], settings["cloud_region"])
+    except Exception as exc:  # the endpoint is away: the name does not resolve now
+        log.warning("cannot ask %s for instance names: %s", settings["cloud_endpoint"], exc)
+        return False
+    remember_cloud_names(engine, names)
+    return name in names
+
+
+def remember_cloud_names(engine: Engine, names: set[str]) -> None:
+    engine.db.execute("DELETE FROM cloud_names")
+    engine.db.executemany("INSERT INTO cloud_names (name) VALUES (?)", [(n,) for n in names])
+
+
+def list_not_sent(node, now: float) -> bool:
+    """Is the node in its first moments, before the new node list has reached the moms?"""
+    return node["listed_at"] is not None and now < node["listed_at"]
+
+
 def create_node(engine: Engine, name: str, np: int, properties: Sequence[str], when: float,
                 note: str = "", boot: str | None = None) -> None:
-    """Add a node. ``boot``: ``static`` (up at once), ``fixed`` or ``cloud`` (the cluster's
-    boot mode when None)."""
+    """Add a node. ``boot``: ``static`` (up at once, as the nodes file's nodes at start-up),
+    ``fixed`` or ``cloud`` (the cluster's boot mode when None)."""
     if engine.db.execute("SELECT 1 FROM nodes WHERE name = ?", (name,)).fetchone():
         raise TorqueError(PBSE_NODEEXIST, NODE_EXISTS)
     mode = boot or engine.session.get("boot_mode")
-    ready_at = when + engine.real(engine.session.get_float("boot_delay")) if mode == "fixed" else None
+    if mode != "static" and not resolvable(engine, name):
+        raise TorqueError(PBSE_UNKNODE, UNKNOWN_NODE)
+    listed_at = None if mode == "static" else (
+        when + engine.real(engine.session.get_float("mom_list_delay")))
+    ready_at = None
+    if mode == "fixed":  # a mom reports in only once it has the node list
+        ready_at = max(when + engine.real(engine.session.get_float("boot_delay")), listed_at or when)
     up = 1 if mode == "static" else 0
     engine.db.execute(
         "INSERT INTO nodes (name, seq, np, properties, note, boot, created_at, ready_at, up,"
-        " up_since) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " up_since, listed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (name, engine.session.next_number("next_node_seq"), np, ",".join(properties), note,
-         mode, when, ready_at, up, when if up else None))
+         mode, when, ready_at, up, when if up else None, listed_at))
     write_nodes_file(engine)
     engine.mark_dirty()
 
@@ -88,8 +134,10 @@ def delete_node(engine: Engine, name: str, requestor: str, when: float) -> None:
         raise TorqueError(PBSE_MOM_TIMED_OUT_ON_REQUEUE, MOM_TIMED_OUT)
 
 
-def set_offline(engine: Engine, name: str, offline: bool) -> None:
-    require(engine, name)
+def set_offline(engine: Engine, name: str, offline: bool, when: float) -> None:
+    node = require(engine, name)
+    if list_not_sent(node, when):
+        raise TorqueError(PBSE_UNKNODE, NOT_SENT)
     engine.db.execute("UPDATE nodes SET offline = ? WHERE name = ?", (1 if offline else 0, name))
     engine.mark_dirty()
 

@@ -3,7 +3,8 @@
 Order (``ND_ATR_*`` in pbs_nodes.h): ``state, power_state, np, properties, ntype, jobs, status,
 note, mom_service_port, mom_manager_port``. The state is a comma-joined set in
 ``encode_state``'s order (``state-unknown, down, offline, reserve, job-exclusive, busy``),
-``free`` when no bit is set; a node is ``job-exclusive`` when every slot is in use. ``status``
+``free`` when no bit is set; a node is ``job-exclusive`` when every slot is in use. A node
+created a moment ago is ``down,offline,MOM-list-not-sent`` until its moms have the node list. ``status``
 is what a pbs_mom reports, so a node whose mom has never reported (a booting cloud node) has
 none.
 """
@@ -21,7 +22,12 @@ STATE_ORDER = ("state-unknown", "down", "offline", "reserve", "job-exclusive", "
 MOM_VERSION = "6.1.3"
 
 
-def state_words(node: Mapping, used: int) -> list[str]:
+NOT_SENT_WORDS = ["down", "offline", "MOM-list-not-sent"]
+
+
+def state_words(node: Mapping, used: int, now: float) -> list[str]:
+    if node["listed_at"] is not None and now < node["listed_at"]:
+        return list(NOT_SENT_WORDS)  # just created: the moms do not have the node list yet
     bits = set()
     if not node["up"]:
         bits.add("down")
@@ -74,7 +80,7 @@ def node_attributes(node: Mapping, alloc: Sequence[tuple[str, Sequence[int]]],
     started."""
     used = sum(len(slots) for _job, slots in alloc)
     out: list[Attr] = [
-        ("state", None, ",".join(state_words(node, used))),
+        ("state", None, ",".join(state_words(node, used, now))),
         ("power_state", None, "Running"),
         ("np", None, str(node["np"])),
     ]

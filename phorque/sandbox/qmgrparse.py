@@ -84,6 +84,11 @@ def parse(text: str) -> Directive:
         if op is None:  # a name, not the first attribute
             name, i = word, _skip(text, j)
     attributes = []
+    if command == "unset":  # names only: "unset queue batch is_transit, resources_default.nodes"
+        names = [w.strip() for w in text[i:].split(",") if w.strip()]
+        if not names:
+            raise QmgrSyntaxError("qmgr: Syntax error")
+        return Directive(command, obj, name, [(n, "", "") for n in names])
     while i < len(text):
         attr, i = _word(text, i, " \t=+-,")
         i = _skip(text, i)

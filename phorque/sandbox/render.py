@@ -2,7 +2,8 @@
 pbsnodes.c).
 
 - ``-x`` output is ``<?xml version="1.0"?>`` and one line of XML built by MXML, which escapes
-  nothing: ``&`` and ``>`` are written raw and ``<`` inside a value becomes byte 0x0e.
+  nothing itself: ``qstat -x`` values come escaped from pbs_server 6.1.3 (``&amp; &lt; &gt;
+  &apos; &quot;``); ``pbsnodes -x`` values are written raw, ``<`` as byte 0x0e.
 - ``qstat -f`` prints ``    name[.res] = value`` lines wrapped at 77 columns on commas
   (``prt_attr``), times as ``ctime()`` strings, and a blank line after each job.
 - ``qstat -a`` prints fixed-width, truncating columns (``altdsp_statjob``).
@@ -26,6 +27,13 @@ TIME_ATTRIBUTES = frozenset({"ctime", "etime", "mtime", "qtime", "start_time", "
 BLANK = " -- "
 
 
+def xml_escape(value: str) -> str:
+    """A job's value as pbs_server 6.1.3 hands it to qstat for ``-x``: escaped for XML
+    (``&amp; &lt; &gt; &apos; &quot;``), as the real captures show."""
+    return (value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+            .replace("'", "&apos;").replace('"', "&quot;"))
+
+
 def mxml_value(value: str) -> str:
     """A value as MXMLSetVal stores it: ``<`` replaced by byte 14, nothing escaped."""
     return value.replace("<", "\x0e")
@@ -45,20 +53,20 @@ def grouped(attrs: Sequence[Attr]) -> list[tuple[str, str | list[tuple[str, str]
     return out
 
 
-def _xml_attrs(attrs: Sequence[Attr]) -> str:
+def _xml_attrs(attrs: Sequence[Attr], encode=mxml_value) -> str:
     out = []
     for name, value in grouped(attrs):
         if isinstance(value, str):
-            out.append(f"<{name}>{mxml_value(value)}</{name}>")
+            out.append(f"<{name}>{encode(value)}</{name}>")
         else:
-            inner = "".join(f"<{res}>{mxml_value(v)}</{res}>" for res, v in value)
+            inner = "".join(f"<{res}>{encode(v)}</{res}>" for res, v in value)
             out.append(f"<{name}>{inner}</{name}>")
     return "".join(out)
 
 
 def jobs_xml(jobs: Iterable[tuple[str, Sequence[Attr]]]) -> str:
     """``qstat -x``/``-f -x``: ``<Data><Job><Job_Id>…</Job_Id>…</Job></Data>`` on one line."""
-    body = "".join(f"<Job><Job_Id>{mxml_value(job_id)}</Job_Id>{_xml_attrs(attrs)}</Job>"
+    body = "".join(f"<Job><Job_Id>{xml_escape(job_id)}</Job_Id>{_xml_attrs(attrs, xml_escape)}</Job>"
                    for job_id, attrs in jobs)
     return f"{XML_HEADER}<Data>{body}</Data>\n"
 

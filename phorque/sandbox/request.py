@@ -5,8 +5,8 @@ same keys in the same order as Torque: the resources the user asked for, in the 
 then ``nodect`` and ``neednodes`` when ``nodes`` was given (``set_node_ct`` in
 resc_def_all.c); then the queue's ``resources_default`` values that were not asked for
 (``walltime=01:00:00`` and ``nodes=1``, as ``torque.setup`` configures the ``batch`` queue;
-``nodes=1`` only when neither ``nodes`` nor ``procs`` was asked for), followed again by
-``nodect``/``neednodes`` when ``nodes`` came from the defaults.
+``nodes=1`` only when none of ``nodes``, ``procs`` and ``ncpus`` was asked for, as a real 6.1.3
+does), followed again by ``nodect``/``neednodes`` when ``nodes`` came from the defaults.
 
 The sandbox-only directive ``#SANDBOX runtime=<duration> [exit=<status>]`` in a job script says
 how long the job really runs (in sandbox seconds, scaled by the speed factor) and with what
@@ -125,11 +125,17 @@ def _check_value(name: str, value: str) -> str:
     return value
 
 
-def resource_list(requested: list[tuple[str, str]]) -> tuple[list[tuple[str, str]], int]:
-    """The job's ``Resource_List`` in Torque's order (see the module docstring), and its
-    walltime in seconds."""
+#: Walltime of a job that asks for none in a queue without a default: no limit.
+NO_WALLTIME = 10 ** 9
+
+
+def resource_list(requested: list[tuple[str, str]],
+                  defaults: tuple[tuple[str, str], ...] | list[tuple[str, str]] = QUEUE_DEFAULTS,
+                  ) -> tuple[list[tuple[str, str]], int]:
+    """The job's ``Resource_List`` in Torque's order (see the module docstring), with the
+    queue's ``defaults``, and its walltime in seconds."""
     user: dict[str, str] = {}
-    walltime = DEFAULT_WALLTIME
+    walltime = NO_WALLTIME
     for name, value in requested:
         if name in SERVER_SET or name not in KNOWN_RESOURCES:
             raise RequestError(f"qsub: submit error (Unknown resource type  Resource_List.{name})",
@@ -140,16 +146,18 @@ def resource_list(requested: list[tuple[str, str]]) -> tuple[list[tuple[str, str
     result = list(user.items())
     if "nodes" in user:
         result += _node_counts(user["nodes"])
-    for name, value in QUEUE_DEFAULTS:
+    for name, value in defaults:
         if name in user:
             continue
         if name == "nodes":
-            if "procs" in user:
+            if "procs" in user or "ncpus" in user:
                 continue
             result.append((name, value))
             result += _node_counts(value)
         else:
             result.append((name, value))
+            if name == "walltime":
+                walltime = duration(value)
     return result, walltime
 
 

@@ -1,13 +1,24 @@
-"""The sandbox's pbs_sched: which queued jobs start now, and where.
+"""The sandbox's pbs_sched (Torque 6.1.3's FIFO) and pbs_server's answers to its run requests.
 
-pbs_sched's default FIFO: queued jobs in submission order (a requeued job keeps its place), each
-started if it fits now and skipped otherwise; ``scheduler=strict`` stops at the first job that
-does not fit. A job fits on nodes whose mom is up and that are not offline (see
-:mod:`phorque.sandbox.placement`); an array's ``%limit`` caps its running sub-jobs. A job that
-does not fit, including one larger than the cluster, stays queued with pbs_sched's comment.
+Queued jobs are looked at in ``queue_rank`` order (a requeued job keeps its place), each started
+if it fits now and skipped otherwise; ``scheduler=strict`` stops at the first job that does not
+fit. Held jobs (``qsub -h``, an array's sub-jobs beyond its ``%limit``) and jobs of a queue that
+is not started are not looked at. A job fits on nodes whose mom is up and that are not offline
+(see :mod:`phorque.sandbox.placement`). What pbs_sched leaves in a job's ``comment``, as on a
+real 6.1.3:
 
-A cycle runs only when something changed since the last (a job queued or ended, a node came up,
-a mark was cleared), so that a command against a busy cluster stays cheap.
+- a job with a ``nodes`` request is checked by pbs_sched itself: when it does not fit now,
+  ``Not Running: Not enough of the right type of nodes are available``; when no node of the
+  list could ever hold it (down and offline nodes count), pbs_sched deletes it (a D record from
+  ``root@localhost``; the ``delete_infeasible`` setting, as pbs_sched does, Maui and Moab not);
+- a job without one (``ncpus=N`` or a queue without a ``nodes`` default) is sent to pbs_server,
+  which gives it one slot, or answers ``Not Running - PBS Error: Resource temporarily unavailable
+  MSG=job allocation request exceeds currently available cluster nodes, 1 requested, 0 available``;
+- a ``procs=N`` job (no ``nodes``): pbs_server always answers ``Not Running - PBS Error: Unknown
+  node-attribute ``, so it never runs.
+
+A cycle runs when something changed since the last (a job queued or ended, a node came up, a
+mark was cleared), and on pbs_sched's timer (``sched_cycle``; see the engine).
 """
 
 from __future__ import annotations
@@ -21,10 +32,17 @@ if TYPE_CHECKING:
     from phorque.sandbox.engine import Engine
 
 NOT_RUNNING = "Not Running: Not enough of the right type of nodes are available"
+UNKNOWN_NODE_ATTRIBUTE = "Not Running - PBS Error: Unknown node-attribute "
+NO_ALLOCATION = ("Not Running - PBS Error: Resource temporarily unavailable MSG=job allocation"
+                 " request exceeds currently available cluster nodes, 1 requested, 0 available")
+ONE_SLOT = [Part(1, 1, None, [])]
 
 
-def free_nodes(engine: Engine) -> list[FreeNode]:
-    """Nodes a new job may start on (mom up, not offline), with their free slots, in order."""
+def _nodes(engine: Engine, usable_only: bool) -> list[FreeNode]:
+    """Nodes with their free slots (usable: mom up, not offline), or every node as if empty."""
+    if not usable_only:
+        return [FreeNode(r["name"], [p for p in r["properties"].split(",") if p], range(r["np"]))
+                for r in engine.db.execute("SELECT name, np, properties FROM nodes ORDER BY seq")]
     used: dict[str, set[int]] = {}
     for node, slot in engine.db.execute("SELECT node, slot FROM alloc"):
         used.setdefault(node, set()).add(slot)
@@ -38,54 +56,80 @@ def free_nodes(engine: Engine) -> list[FreeNode]:
     return nodes
 
 
+def free_nodes(engine: Engine) -> list[FreeNode]:
+    """Nodes a new job may start on (mom up, not offline), with their free slots, in order."""
+    return _nodes(engine, True)
+
+
+def every_node(engine: Engine) -> list[FreeNode]:
+    """Every node of the list, as if up and empty (what pbs_server checks feasibility on)."""
+    return _nodes(engine, False)
+
+
+def could_ever_run(parts: list[Part], nodes: list[FreeNode]) -> bool:
+    """Could the node list hold this request if every node were up and empty?"""
+    return place(parts, 0, nodes) is not None
+
+
 def cycle(engine: Engine, when: float) -> None:
     """One scheduling cycle at ``when``, if one is due."""
     session = engine.session
     if session.get("sched_dirty") != "1" or session.get("scheduling") != "1":
         return
     session.set("sched_dirty", 0)
-    _start_what_fits(engine, when)
-    # Every job still queued was looked at and did not fit: pbs_sched says so.
-    engine.db.execute("UPDATE jobs SET comment = ? WHERE state = 'Q' AND kind != 'template'"
-                      " AND comment IS NOT ?", (NOT_RUNNING, NOT_RUNNING))
+    _run_queue(engine, when)
 
 
-def _start_what_fits(engine: Engine, when: float) -> None:
+def _set_comment(engine: Engine, job, text: str) -> None:
+    if job["comment"] != text:
+        engine.db.execute("UPDATE jobs SET comment = ? WHERE id = ?", (text, job["id"]))
+
+
+def _run_queue(engine: Engine, when: float) -> None:
     nodes = free_nodes(engine)
     free_total = sum(len(n.free) for n in nodes)
-    if free_total == 0:
-        return
     strict = engine.session.get("scheduler") == "strict"
-    running_subjobs: dict[int, int] = dict(engine.db.execute(
-        "SELECT seq, COUNT(*) FROM jobs WHERE kind = 'sub' AND state = 'R' GROUP BY seq").fetchall())
-    limits = dict(engine.db.execute(
-        "SELECT seq, slot_limit FROM jobs WHERE kind = 'template' AND slot_limit IS NOT NULL"
-        " AND state = 'Q'").fetchall())
+    delete_never = engine.session.get("delete_infeasible") == "1"
+    everything: list[FreeNode] | None = None
     shapes: dict[str, list[Part]] = {}
+    feasible: dict[str, bool] = {}
     queued = engine.db.execute(
-        "SELECT * FROM jobs WHERE state = 'Q' AND kind != 'template' ORDER BY seq, idx").fetchall()
+        "SELECT j.* FROM jobs j JOIN queues q ON q.name = j.queue WHERE j.state = 'Q'"
+        " AND j.kind != 'template' AND q.started = 1 ORDER BY j.queue_rank, j.seq, j.idx").fetchall()
+    blocked = False
     for job in queued:
-        if free_total == 0:
-            break
-        limit = limits.get(job["seq"])
-        if limit is not None and running_subjobs.get(job["seq"], 0) >= limit:
-            continue
         request = dict(decode_resources(job["resources"]))
-        spec = request.get("nodes", "")
-        if spec not in shapes:
-            shapes[spec] = parse_parts(spec) if spec else []
-        procs = int(request.get("procs", 0))
-        alloc = None
-        if sum(p.count * p.ppn for p in shapes[spec]) + procs <= free_total:
-            alloc = place(shapes[spec], procs, nodes)
-        if alloc is None:
-            if strict:
-                break
-            continue
+        spec = request.get("nodes")
+        if spec is None:
+            # Sent to pbs_server as it is: procs alone is refused, anything else gets one slot.
+            if "procs" in request:
+                _set_comment(engine, job, UNKNOWN_NODE_ATTRIBUTE)
+                continue
+            alloc = place(ONE_SLOT, 0, nodes) if free_total and not blocked else None
+            if alloc is None:
+                _set_comment(engine, job, NO_ALLOCATION)
+                blocked = blocked or strict
+                continue
+        else:
+            if spec not in shapes:
+                shapes[spec] = parse_parts(spec)
+            parts = shapes[spec]
+            if delete_never:
+                if spec not in feasible:
+                    everything = everything if everything is not None else every_node(engine)
+                    feasible[spec] = could_ever_run(parts, everything)
+                if not feasible[spec]:
+                    engine.delete_never_runs(job, when)
+                    continue
+            alloc = None
+            if not blocked and sum(p.count * p.ppn for p in parts) <= free_total:
+                alloc = place(parts, 0, nodes)
+            if alloc is None:
+                _set_comment(engine, job, NOT_RUNNING)
+                blocked = blocked or strict
+                continue
         engine.start(job, alloc, when)
         for node in nodes:
             if node.name in alloc:
                 node.free = [s for s in node.free if s not in alloc[node.name]]
         free_total -= sum(len(s) for s in alloc.values())
-        if job["kind"] == "sub":
-            running_subjobs[job["seq"]] = running_subjobs.get(job["seq"], 0) + 1

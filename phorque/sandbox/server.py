@@ -219,6 +219,8 @@ class Server:
         if launched is None:
             return
         from phorque.sandbox.cloud import moms_up
+        from phorque.sandbox.nodeadmin import remember_cloud_names
+        remember_cloud_names(engine, set(launched))  # the cloud's DNS: these names resolve
         names = [r[0] for r in engine.db.execute("SELECT name FROM nodes WHERE boot = 'cloud'")]
         boot = engine.real(engine.session.get_float("boot_delay"))
         for name, up in moms_up(names, launched, now, boot).items():

@@ -36,7 +36,20 @@ CREATE TABLE IF NOT EXISTS nodes (
     created_at REAL NOT NULL,
     ready_at   REAL,                     -- fixed: when its pbs_mom reports in
     up         INTEGER NOT NULL DEFAULT 0,
-    up_since   REAL
+    up_since   REAL,
+    listed_at  REAL                      -- when the new node list reaches the moms (qmgr-made)
+);
+CREATE TABLE IF NOT EXISTS queues (
+    name       TEXT PRIMARY KEY,
+    seq        INTEGER NOT NULL,
+    queue_type TEXT NOT NULL DEFAULT '',  -- Execution | Route | '' (not set yet)
+    enabled    INTEGER NOT NULL DEFAULT 0,
+    started    INTEGER NOT NULL DEFAULT 0,
+    is_transit INTEGER NOT NULL DEFAULT 0,
+    defaults   TEXT NOT NULL DEFAULT ''   -- resources_default, encoded as Resource_List
+);
+CREATE TABLE IF NOT EXISTS cloud_names (
+    name TEXT PRIMARY KEY                -- DNS names of live instances (cloud boot mode)
 );
 CREATE TABLE IF NOT EXISTS jobs (
     id            TEXT PRIMARY KEY,
@@ -49,7 +62,11 @@ CREATE TABLE IF NOT EXISTS jobs (
     egroup        TEXT NOT NULL,
     account       TEXT,
     queue         TEXT NOT NULL,
-    state         TEXT NOT NULL,         -- Q R C (templates: Q until every sub-job is done)
+    state         TEXT NOT NULL,         -- Q H R C (templates: Q until every sub-job is done)
+    hold          TEXT NOT NULL DEFAULT '',  -- Hold_Types: u (qsub -h), l (an array's %limit)
+    queue_rank    INTEGER,
+    ran           REAL,                  -- sandbox seconds the current run lasts (until killed)
+    deleted_at    REAL,                  -- qdel of a running job: waiting for the mom's obit
     resources     TEXT NOT NULL,         -- JSON list of [name, value], in Torque's order
     submit_args   TEXT NOT NULL,
     variables     TEXT NOT NULL,
@@ -109,6 +126,15 @@ DEFAULTS: dict[str, str] = {
     "cloud_poll": "1.0",            # real seconds between DescribeInstances calls
     "default_runtime": "10",        # sandbox seconds a job runs without #SANDBOX runtime=
     "keep_completed": "300",        # sandbox seconds a completed job stays (Torque 6 default)
+    "default_queue": "batch",
+    # Real Torque's timings, in sandbox seconds (tests may shorten them):
+    "mom_list_delay": "5",          # a new node is down,offline,MOM-list-not-sent (real: ~10 s)
+    "obit_delay": "8",              # a job's end reaches pbs_server with the mom's obit (8-9 s)
+    "sched_cycle": "10",            # pbs_sched's periodic cycle: queued jobs' files re-saved
+    "mom_status_interval": "45",    # a mom's status (resources_used) every status_update_time
+    "delete_infeasible": "1",       # pbs_sched deletes a job the node list can never hold
+    "next_queue_rank": "1",
+    "next_cycle": "0",              # real time of the next periodic scheduling cycle
     "next_job_id": "0",
     "next_node_seq": "0",
     "next_session": "4000",         # session ids (pids) of started jobs

@@ -107,14 +107,26 @@ def _server_name(root: str) -> str:
         return "localhost"
 
 
+def _address(server: str) -> str:
+    """The server's address as the client prints it; the sandbox's server is on this machine,
+    so a name that does not resolve is 127.0.0.1."""
+    try:
+        return _socket.gethostbyname(server)
+    except (OSError, UnicodeError):
+        return "127.0.0.1"
+
+
 def unreachable(command: str, server: str) -> tuple[int, str]:
-    """What a Torque 6 client prints, and its exit status, when pbs_server does not answer."""
+    """What a Torque 6.1.3 client prints, and its exit status, when pbs_server does not answer:
+    pbs_connect's ``Unable to communicate with HOST(ADDR)`` first, then the command's own line
+    (qmgr's names no server: it asks the default one, whose name it does not know)."""
     refused = "Connection refused"
+    first = f"Unable to communicate with {server}({_address(server)})\n{refused}\n"
     if command == "pbsnodes":
-        return 1, f"{refused}\npbsnodes: cannot connect to server {server}, error={ECONNREFUSED} ({refused})\n"
+        return 1, f"{first}pbsnodes: cannot connect to server {server}, error={ECONNREFUSED} ({refused})\n"
     if command == "qmgr":
-        return 3, f"{refused}\nqmgr: cannot connect to server {server} (errno={ECONNREFUSED}) {refused}\n"
-    return ECONNREFUSED, f"{refused}\n{command}: cannot connect to server {server} (errno={ECONNREFUSED}) {refused}\n"
+        return 3, f"{first}qmgr: cannot connect to server  (errno={ECONNREFUSED}) {refused}\n"
+    return ECONNREFUSED, f"{first}{command}: cannot connect to server {server} (errno={ECONNREFUSED}) {refused}\n"
 
 
 def _hang() -> None:

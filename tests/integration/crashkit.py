@@ -216,9 +216,13 @@ class World:
         self.moto, self.region, self.group = moto, region, group
         self.boot_timeout = boot_timeout
         root.mkdir(parents=True, exist_ok=True)
+        # As tests/conftest.py's make_sandbox: real Torque's delays on but short, the queue takes
+        # jobs only cloud nodes can run and nothing deletes them meanwhile (see there why).
         settings = {"keep_completed": 0, "boot_mode": "cloud", "cloud_endpoint": moto,
-                    "cloud_region": region, "boot_delay": boot_delay, "speed": speed}
+                    "cloud_region": region, "boot_delay": boot_delay, "speed": speed,
+                    "mom_list_delay": 1, "obit_delay": 1, "delete_infeasible": 0}
         layout = cluster.init(str(root / "cluster"), static_nodes, static_np, "srv.test", settings)
+        cluster.set_queue(layout, "batch", is_transit="true")
         self.sandbox = Sandbox(layout)
         self.sandbox.start()
         self.torque = Torque(str(self.sandbox.root), 30)

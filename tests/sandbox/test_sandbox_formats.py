@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import time
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import pytest
 
@@ -14,23 +15,19 @@ from phorque.sandbox import render
 from phorque.torque import xmlparse
 
 # -- real samples ---------------------------------------------------------------------------
-# aws/aws-parallelcluster-node tests/.../qstat_output.xml (Torque 6.1.2): element order of a
-# running job (149), of a queued job (152) and of an array sub-job (166[1]).
-REAL_RUNNING = ["Job_Id", "Job_Name", "Job_Owner", "resources_used", "job_state", "queue",
-                "server", "Checkpoint", "ctime", "Error_Path", "exec_host", "Hold_Types",
-                "Join_Path", "Keep_Files", "Mail_Points", "mtime", "Output_Path", "Priority",
-                "qtime", "Rerunable", "Resource_List", "session_id", "Variable_List", "euser",
-                "egroup", "queue_type", "comment", "etime", "submit_args", "start_time",
-                "Walltime", "start_count", "fault_tolerant", "job_radix", "submit_host",
-                "init_work_dir", "request_version"]
-REAL_QUEUED = ["Job_Id", "Job_Name", "Job_Owner", "job_state", "queue", "server", "Checkpoint",
-               "ctime", "Error_Path", "Hold_Types", "Join_Path", "Keep_Files", "Mail_Points",
-               "mtime", "Output_Path", "Priority", "qtime", "Rerunable", "Resource_List",
-               "Variable_List", "euser", "egroup", "queue_type", "comment", "etime",
-               "submit_args", "fault_tolerant", "job_radix", "submit_host", "init_work_dir",
-               "request_version"]
-REAL_SUBJOB = [e for e in REAL_QUEUED if e != "Hold_Types"]
-REAL_SUBJOB.insert(REAL_SUBJOB.index("submit_args") + 1, "job_array_id")
+# A real Torque 6.1.3 (tests/fixtures/real-torque/qstat_f_x_t.out): element order of a running
+# job (0.vm), of a queued one (1.vm) and of a sub-job held by its array's %limit (4[2].vm).
+_CAPTURE = ET.parse(Path(__file__).resolve().parent.parent / "fixtures" / "real-torque"
+                    / "qstat_f_x_t.out").getroot()
+_REAL = {job.findtext("Job_Id"): [child.tag for child in job] for job in _CAPTURE}
+# resources_used comes after Job_Owner once a mom status has told it (Torque 6.1.2's sample,
+# aws-parallelcluster-node qstat_output.xml); the capture was taken before the first one.
+REAL_RUNNING = [*_REAL["0.vm"][:3], "resources_used", *_REAL["0.vm"][3:]]
+REAL_QUEUED = _REAL["1.vm"]
+REAL_HELD_SUBJOB = _REAL["4[2].vm"]
+# A sub-job the scheduler looked at: as the held one, without Hold_Types, with its comment.
+REAL_SUBJOB = [e for e in REAL_HELD_SUBJOB if e != "Hold_Types"]
+REAL_SUBJOB.insert(REAL_SUBJOB.index("etime"), "comment")
 REAL_USED = ["cput", "energy_used", "mem", "vmem", "walltime"]
 
 # aws-parallelcluster-node pbsnodes_output.xml and the one-line comment in sqswatcher.
@@ -97,11 +94,13 @@ def children(elem: ET.Element) -> list[str]:
 @pytest.fixture
 def busy(make_sandbox):
     """One node of 2 cores: a running job, a queued job and a queued array."""
-    sb = make_sandbox(nodes=1, np=2, keep_completed=60)
+    sb = make_sandbox(nodes=1, np=2, keep_completed=60, mom_status_interval=0.5)
     running = sb.qsub("-l", "nodes=1:ppn=2", runtime=600)
     queued = sb.qsub("-l", "nodes=1:ppn=1", runtime=5)
     array = sb.qsub("-t", "1-2", runtime=5)
     sb.wait_for(lambda: "Not Running" in sb.run("qstat", "-f", queued).stdout, what="a pass")
+    sb.wait_for(lambda: "resources_used" in sb.run("qstat", "-f", running).stdout,
+                what="the first mom status")
     return sb, running, queued, array
 
 
@@ -141,15 +140,18 @@ def test_qstat_without_t_shows_the_array_template(busy):
     assert template.findtext("job_array_request") == "1-2"
 
 
-def test_qstat_xml_is_not_escaped_like_torque(make_sandbox):
+def test_qstat_xml_is_escaped_like_a_real_6_1_3(make_sandbox):
     sb = make_sandbox()
-    sb.qsub("-v", "NASTY=a<b&c", runtime=60)
+    sb.qsub("-v", "A=x&y<z>'q\"", runtime=60)
     raw = sb.run("qstat", "-f", "-x").stdout
-    assert "NASTY=a\x0eb&c" in raw  # '<' becomes byte 14 and '&' is written raw, as MXML does
-    with pytest.raises(ET.ParseError):
-        ET.fromstring(raw.split("\n")[1])
-    job = xmlparse.jobs_from_bytes(raw.encode())[0]
-    assert job.state == "R"
+    real = (Path(__file__).resolve().parent.parent / "fixtures" / "real-torque"
+            / "qstat_f_x_t.out").read_text()
+    for piece in (",A=x&amp;y&lt;z&gt;\\&apos;q\\&quot;,",  # qsub escaped the quotes in -v
+                  "<submit_args>-v A=x&amp;y&lt;z&gt;&apos;q&quot;</submit_args>"):
+        assert piece in real and piece in raw
+    job = ET.fromstring(raw.split("\n")[1])[0]  # well-formed XML
+    assert job.findtext("submit_args") == "-v A=x&y<z>'q\""
+    assert xmlparse.jobs_from_bytes(raw.encode())[0].state == "R"
 
 
 def test_empty_qstat_outputs(sandbox):
@@ -174,6 +176,10 @@ def test_pbsnodes_xml_matches_real_node_elements(busy, make_sandbox):
     free = ET.fromstring(other.run("pbsnodes", "-x").stdout)[0]
     assert children(free) == REAL_NODE_FREE and free.findtext("state") == "free"
     other.run("qmgr", "-c", "create node cloud-1 np=2", check=True)
+    other.run("pbsnodes", "-o", "-N", "MasterServer", "--", "cloud-1", check=True)
+    down = ET.fromstring(other.run("pbsnodes", "-x", "--", "cloud-1").stdout)[0]
+    other.wait_for(lambda: "MOM-list" not in other.run("pbsnodes", "-x", "--", "cloud-1").stdout,
+                   what="the node list to reach the moms")
     other.run("pbsnodes", "-o", "-N", "MasterServer", "--", "cloud-1", check=True)
     down = ET.fromstring(other.run("pbsnodes", "-x", "--", "cloud-1").stdout)[0]
     assert children(down) == [*REAL_NODE_DOWN[:5], "note", *REAL_NODE_DOWN[5:]]
@@ -260,21 +266,26 @@ def test_job_files_are_created_and_purged(make_sandbox):
     array = sb.qsub("-t", "0-1", runtime=5)
     number = array.split("[")[0]
     files = sb.job_files()
-    assert {f"{job}.JB", f"{job}.SC", f"{array}.TA", f"{array}.SC",
-            f"{number}[0].srv.test.JB", f"{number}[1].srv.test.JB"} <= files
-    assert f"{number}[0].srv.test.SC" not in files  # sub-jobs share the template's script
+    # named as a real 6.1.3 names them (jobs_dir.txt of the captures), beside folders 0-9
+    assert {f"{job}.JB", f"{job}.SC", f"{number}.srv.test.TA", f"{number}.srv.test.SC",
+            f"{number}-0.srv.test.JB", f"{number}-1.srv.test.JB"} <= files
+    assert {str(d) for d in range(10)} <= files
+    assert (sb.root / "server_priv/arrays" / f"{number}.srv.test.AR").is_file()
+    assert f"{number}-0.srv.test.SC" not in files  # sub-jobs share the template's script
     image = ET.parse(sb.root / "server_priv/jobs" / f"{job}.JB").getroot()  # saveJobToXML's
     assert image.tag == "job" and image.findtext("jobid") == job
     numbers = {"Q": "1", "R": "4", "C": "6"}  # JOB_STATE_* (it may have started already)
     assert image.findtext("state") == numbers[image.findtext("attributes/job_state")]
     assert image.findtext("attributes/Resource_List/walltime") == "01:00:00"
     assert image.find("attributes/Job_Name").get("flags") == "1"
-    template = ET.parse(sb.root / "server_priv/jobs" / f"{array}.TA").getroot()
+    template = ET.parse(sb.root / "server_priv/jobs" / f"{number}.srv.test.TA").getroot()
     assert template.findtext("attributes/job_array_request") == "0-1"
     sb.wait_for(lambda: sb.run("qstat", job).stdout.split("\n")[2].split()[4] == "C",
                 what="completion")
     assert f"{job}.JB" in sb.job_files()  # kept while completed (keep_completed)
-    sb.wait_for(lambda: not sb.job_files(), timeout=10, what="the purge")
+    sb.wait_for(lambda: sb.job_files() == {str(d) for d in range(10)}, timeout=10,
+                what="the purge")
+    assert not (sb.root / "server_priv/arrays" / f"{number}.srv.test.AR").exists()
     assert sb.run("qstat", job).returncode == 153
 
 
@@ -299,7 +310,8 @@ def test_script_file_directives_and_the_command_line(sandbox):
     attrs = root[0]
     assert attrs.findtext("Job_Name") == "scripted"  # from the script
     resources = {child.tag: child.text for child in attrs.find("Resource_List")}
-    assert resources == {"walltime": "00:10:00", "nodes": "1:ppn=2", "nodect": "1"}  # -l wins
+    assert resources == {"walltime": "00:10:00", "nodes": "1:ppn=2", "nodect": "1",
+                         "neednodes": "1:ppn=2"}  # -l wins
     assert attrs.findtext("submit_args") == "-l walltime=10:00 job.sh"
     assert attrs.findtext("init_work_dir") == str(sandbox.root)
     assert (sandbox.root / "server_priv/jobs" / f"{job}.SC").read_text().startswith("#!/bin/sh\n#PBS")

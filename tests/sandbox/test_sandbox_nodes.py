@@ -31,7 +31,7 @@ def test_created_node_is_down_until_its_mom_reports(make_sandbox):
     job = sb.qsub(runtime=10)
     assert job_state(sb, job) == "Q"
     sb.run("qmgr", "-c", 'create node cloud-1 np=2,properties="cloud,spot"', check=True)
-    assert node_state(sb, "cloud-1") == "down"
+    assert node_state(sb, "cloud-1") in ("down,offline,MOM-list-not-sent", "down")
     sb.wait_for(lambda: node_state(sb, "cloud-1") == "free", timeout=10, what="the boot")
     sb.wait_for(lambda: sb.records("S", job), timeout=10, what="the job to start there")
     assert "exec_host=cloud-1/0 " in sb.records("S", job)[0][3]
@@ -126,8 +126,8 @@ def test_error_messages_and_exit_statuses(make_sandbox):
     assert (result.returncode, result.stdout, result.stderr) == (
         1, "", "pbsnodes: Unknown node  MSG=cannot locate specified node\n")
     result = sb.run("pbsnodes", "-o", "-N", "x", "--", "nope")
-    assert (result.returncode, result.stderr) == (
-        216, "Error setting note attribute for nope - Unknown node \n")
+    assert (result.returncode, result.stderr) == (  # pbsnodes exits 0 when it fails
+        0, "Error setting note attribute for nope - Unknown node \n")
     result = sb.run("qmgr", "-c", "delete node nope")
     assert (result.returncode, result.stderr) == (2, "qmgr obj=nope svr=default: Unknown node \n")
     result = sb.run("qmgr", "-c", "create node node01 np=4")

@@ -12,7 +12,7 @@ def test_parser_reads_every_record_the_sandbox_writes(make_sandbox):
     sb = make_sandbox(nodes=2, np=4, speed=20, keep_completed=0)
     serial = sb.qsub(runtime=20)
     wide = sb.qsub("-l", "nodes=2:ppn=3,walltime=00:10:00", runtime=40)
-    array = sb.qsub("-t", "1-3", "-l", "procs=2", runtime=20)
+    array = sb.qsub("-t", "1-3", "-l", "nodes=1:ppn=2", runtime=20)
     killed = sb.qsub(runtime=600, exit_code=0)
     sb.wait_for(lambda: sb.records("S", killed), what="the last job to start")
     sb.run("qdel", killed, check=True)

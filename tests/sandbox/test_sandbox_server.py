@@ -21,13 +21,13 @@ def cli(*args: str) -> subprocess.CompletedProcess:
 
 def test_commands_fail_like_torque_clients_while_the_server_is_down(sandbox):
     assert cli("stop", str(sandbox.root)).returncode == 0
-    refused = "Connection refused\n"
+    refused = "Unable to communicate with srv.test(127.0.0.1)\nConnection refused\n"
     expected = {
         "qstat": (111, refused + "qstat: cannot connect to server srv.test (errno=111) Connection refused\n"),
         "qsub": (111, refused + "qsub: cannot connect to server srv.test (errno=111) Connection refused\n"),
         "qdel": (111, refused + "qdel: cannot connect to server srv.test (errno=111) Connection refused\n"),
         "pbsnodes": (1, refused + "pbsnodes: cannot connect to server srv.test, error=111 (Connection refused)\n"),
-        "qmgr": (3, refused + "qmgr: cannot connect to server srv.test (errno=111) Connection refused\n"),
+        "qmgr": (3, refused + "qmgr: cannot connect to server  (errno=111) Connection refused\n"),
     }
     for command, (code, err) in expected.items():
         args = {"qdel": ["1"], "qmgr": ["-c", "set server scheduling=true"]}.get(command, [])

@@ -6,7 +6,9 @@ Supported: ``-a`` and no option (all attributes), ``-x``/``--xml`` (one line of 
 offline; the mom answers again at once), ``-N note`` and ``-A note`` (set or append a note;
 ``-N n`` clears it), ``-q``, ``-s server`` (ignored), and node names (after ``--`` or not).
 Changes are sent at the end, node by node, as ``set_all_nodeattrs`` does; a failure prints
-``Error setting note attribute for NAME - <message>``, Torque 6's wording for any of them.
+``Error setting note attribute for NAME - <message>``, Torque 6's wording for any of them, and
+the command still exits 0, as the real one does. A node created a moment ago
+(``MOM-list-not-sent``) refuses ``-o``/``-c``/``-r`` (state and note unchanged) but takes ``-N``.
 """
 
 from __future__ import annotations
@@ -69,14 +71,19 @@ def _status(engine: Engine, now: float, names: list[str] | None):
     return result, None
 
 
-def _change(engine: Engine, name: str, note: str | None, append: bool, mark: str | None) -> None:
+def _change(engine: Engine, name: str, note: str | None, append: bool, mark: str | None,
+            now: float) -> None:
+    node = nodeadmin.require(engine, name)
+    if mark is not None and nodeadmin.list_not_sent(node, now):
+        # pbs_server refuses the whole change (state and note) until the moms have the list;
+        # a note alone is taken.
+        raise TorqueError(nodeadmin.PBSE_UNKNODE, nodeadmin.NOT_SENT)
     if note is not None:
-        current = nodeadmin.require(engine, name)["note"]
-        nodeadmin.set_note(engine, name, current + note if append else note)
+        nodeadmin.set_note(engine, name, node["note"] + note if append else note)
     if mark == "o":
-        nodeadmin.set_offline(engine, name, True)
+        nodeadmin.set_offline(engine, name, True, now)
     elif mark in ("c", "r"):
-        nodeadmin.set_offline(engine, name, False)
+        nodeadmin.set_offline(engine, name, False, now)
 
 
 def work(layout: Layout, request: Request) -> Reply:
@@ -134,14 +141,14 @@ def work(layout: Layout, request: Request) -> Reply:
             return Reply(render.nodes_xml(nodes) if xml else render.nodes_plain(nodes))
         if flag in ("p", "m"):
             return Reply()
-        err, code = [], 0
+        err = []
         for name in dict.fromkeys(operands):
             try:
-                _change(engine, name, note, append, flag if flag in "ocr" else None)
+                _change(engine, name, note, append, flag if flag in "ocr" else None, now)
             except TorqueError as exc:
                 if not quiet:
                     err.append(f"Error setting note attribute for {name} - {exc.text}\n")
-                code = exc.code & 0xFF
         engine.schedule(now)
-    return Reply("", "".join(err), code)
+    # pbsnodes prints each node it could not change and exits 0 all the same (pbsnodes.c)
+    return Reply("", "".join(err), 0)
 

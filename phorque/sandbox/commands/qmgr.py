@@ -7,6 +7,9 @@ Supported directives (``-c DIRECTIVE``, or one per line on standard input):
 - ``delete node NAME``: jobs on it are requeued or deleted as Torque 6 does;
 - ``set node NAME np=N | properties[+|-]=P | note=TEXT``;
 - ``set server scheduling=true|false`` (true also runs a scheduling cycle), ``keep_completed=N``;
+- ``create|delete queue NAME``, ``set queue NAME queue_type|enabled|started|is_transit|
+  resources_default.R = V``, ``unset queue NAME ATTR[, ATTR]`` (see
+  :mod:`phorque.sandbox.queues`);
 - ``print node NAME``, ``print server``, ``list node NAME``.
 
 Errors are printed as ``qmgr obj=NAME svr=default: MESSAGE`` and exit with status 2, as qmgr
@@ -17,7 +20,7 @@ from __future__ import annotations
 
 import time
 
-from phorque.sandbox import nodeadmin
+from phorque.sandbox import nodeadmin, queues
 from phorque.sandbox.engine import Engine, TorqueError
 from phorque.sandbox.invocation import Reply, Request, getopt
 from phorque.sandbox.layout import Layout
@@ -92,22 +95,42 @@ def _list_node(engine: Engine, name: str, now: float) -> str:
 
 def _print_server(engine: Engine) -> str:
     s = engine.session
+    queue_lines = [line for row in engine.db.execute("SELECT * FROM queues ORDER BY seq")
+                   for line in queues.print_queue(row)]
     return "\n".join([
-        "#", "# Create queues and set their attributes.", "#", "#",
-        "# Create and define queue batch", "#", "create queue batch",
-        "set queue batch queue_type = Execution",
-        "set queue batch resources_default.nodes = 1",
-        "set queue batch resources_default.walltime = 01:00:00",
-        "set queue batch enabled = True", "set queue batch started = True",
+        "#", "# Create queues and set their attributes.", "#", *queue_lines,
         "#", "# Set server attributes.", "#",
         f"set server scheduling = {'True' if s.get('scheduling') == '1' else 'False'}",
-        "set server default_queue = batch",
+        f"set server default_queue = {s.get('default_queue')}",
         f"set server keep_completed = {s.get_int('keep_completed')}",
         "set server log_events = 511", "set server mail_from = adm",
         "set server node_check_rate = 150", "set server tcp_timeout = 300",
         "set server job_stat_rate = 300", "set server poll_jobs = True",
         "set server next_job_number = " + s.get("next_job_id"), "",
     ])
+
+
+def _queue(engine: Engine, directive: Directive) -> str:
+    """create/delete/set/unset/print/list queue NAME (all queues when a print names none)."""
+    name, command = directive.name, directive.command
+    if command in ("print", "list") and name is None:
+        rows = engine.db.execute("SELECT * FROM queues ORDER BY seq").fetchall()
+        return "".join("\n".join(queues.print_queue(r)) + "\n" for r in rows)
+    if name is None:
+        raise TorqueError(15004, "Invalid request")
+    if command == "create":
+        queues.create(engine, name, directive.attributes)
+    elif command == "delete":
+        queues.delete(engine, name)
+    elif command == "set":
+        queues.set_attributes(engine, name, directive.attributes)
+    elif command == "unset":
+        queues.unset_attributes(engine, name, [a for a, _o, _v in directive.attributes])
+    elif command in ("print", "list"):
+        return "\n".join(queues.print_queue(queues.require(engine, name))) + "\n"
+    else:
+        raise TorqueError(15004, "Invalid request")
+    return ""
 
 
 def execute(engine: Engine, directive: Directive, requestor: str, now: float) -> str:
@@ -136,6 +159,8 @@ def execute(engine: Engine, directive: Directive, requestor: str, now: float) ->
                 return _list_node(engine, name, now)
             else:
                 raise TorqueError(15004, "Invalid request")
+        elif directive.object == "queue":
+            return _queue(engine, directive)
         elif directive.object == "server":
             if directive.command == "set":
                 for attr, _op, value in directive.attributes:

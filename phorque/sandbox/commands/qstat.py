@@ -62,7 +62,7 @@ def work(layout: Layout, request: Request) -> Reply:
                 if users and row["euser"] not in users:
                     continue
                 state = engine.template_state(row) if row["kind"] == "template" else None
-                attrs = job_attributes(row, now, server, state)
+                attrs = job_attributes(row, now, server, state, engine.status_every())
                 if "r" in flags and (state or row["state"]) not in ("R", "E"):
                     continue
                 if "i" in flags and (state or row["state"]) not in ("Q", "H", "W"):

@@ -4,8 +4,14 @@ Supported: ``-l`` (``nodes=X:ppn=Y[+...]``, ``procs=N``, ``walltime=`` and every
 resource pbs_server knows), ``-N``, ``-q``, ``-t`` (arrays, with ``%limit``), ``-r y|n``,
 ``-j``, ``-k``, ``-m``, ``-M``, ``-o``, ``-e``, ``-d``/``-D``, ``-p``, ``-A``, ``-v``,
 ``-V``, ``-S``, ``-W`` (accepted, ignored), ``-z``, and ``#PBS`` directives at the top of the
-script (the command line wins). Interactive (``-I``), held (``-h``), deferred (``-a``) and
-``-L`` jobs are refused with a message.
+script (the command line wins), ``-h`` (held: state H, ``Hold_Types u``) and ``-q QUEUE`` (any
+enabled queue; the cluster's ``default_queue`` otherwise). Interactive (``-I``), deferred
+(``-a``) and ``-L`` jobs are refused with a message.
+
+As pbs_server does, a job whose ``nodes`` request no node of the list could hold (counting down
+and offline nodes; an empty list holds nothing) is refused with exit 190 (``Job exceeds queue
+resource limits MSG=cannot locate feasible nodes ...``), unless its queue is ``is_transit``.
+Quotes in ``-v``/``-V`` values are backslash-escaped, as qsub sends them.
 
 How long the job really runs comes from the sandbox-only directive
 ``#SANDBOX runtime=<duration> [exit=<status>]`` (default: the cluster's ``default_runtime``).
@@ -16,6 +22,7 @@ from __future__ import annotations
 import os
 import time
 
+from phorque.sandbox import queues
 from phorque.sandbox.engine import Engine
 from phorque.sandbox.invocation import Reply, Request, getopt
 from phorque.sandbox.layout import Layout
@@ -32,11 +39,20 @@ from phorque.sandbox.request import (
 from phorque.sandbox.store import Session
 from phorque.sandbox.wire import QSUB_OPTIONS as OPTIONS
 
-UNSUPPORTED = {"I": "interactive jobs", "h": "held jobs", "a": "deferred jobs",
+UNSUPPORTED = {"I": "interactive jobs", "a": "deferred jobs",
                "L": "-L resource requests", "x": "interactive jobs", "X": "X11 forwarding",
                "F": "job arguments", "P": "proxy users", "T": "job types"}
-QUEUE = "batch"
 PBSE_UNKQUE = 15020
+PBSE_QUNOENB = 15026
+TOO_WIDE = ("qsub: submit error (Job exceeds queue resource limits MSG=cannot locate feasible"
+            " nodes (nodes file is empty, all systems are busy, or no nodes have the requested"
+            " feature))")
+TOO_WIDE_EXIT = 190
+
+
+def _quoted(value: str) -> str:
+    """qsub backslash-escapes quotes in the values it sends in Variable_List."""
+    return value.replace("'", "\\'").replace('"', '\\"')
 
 
 def _variables(env: dict[str, str], workdir: str, host: str, server: str, queue: str,
@@ -47,15 +63,29 @@ def _variables(env: dict[str, str], workdir: str, host: str, server: str, queue:
                       ("PBS_O_MAIL", "MAIL"), ("PBS_O_SHELL", "SHELL"), ("PBS_O_LANG", "LANG")):
         if key in env:
             pairs.append((name, env[key]))
-    pairs += [("PBS_O_WORKDIR", workdir), ("PBS_O_HOST", host), ("PBS_O_SERVER", server)]
+    # -V and -v values come before PBS_O_WORKDIR, PBS_O_HOST and PBS_O_SERVER (a real 6.1.3)
     if everything:
-        pairs += sorted(env.items())
+        pairs += [(k, _quoted(v)) for k, v in sorted(env.items())]
     for item in extra:
         for piece in item.split(","):
             name, eq, value = piece.partition("=")
             if name:
-                pairs.append((name, value if eq else env.get(name, "")))
+                pairs.append((name, _quoted(value if eq else env.get(name, ""))))
+    pairs += [("PBS_O_WORKDIR", workdir), ("PBS_O_HOST", host), ("PBS_O_SERVER", server)]
     return ",".join(f"{k}={v}" for k, v in pairs)
+
+
+def _feasible(engine: Engine, resources: str) -> bool:
+    """Could the node list hold the job's ``nodes`` request (req_quejob's check)? A job without
+    one is not checked."""
+    from phorque.sandbox.request import decode_resources
+    from phorque.sandbox.scheduler import could_ever_run, every_node
+
+    spec = dict(decode_resources(resources)).get("nodes")
+    if spec is None:
+        return True
+    from phorque.sandbox.placement import parse_parts
+    return could_ever_run(parse_parts(spec), every_node(engine))
 
 
 def _path(value: str, host: str, workdir: str) -> str:
@@ -64,13 +94,18 @@ def _path(value: str, host: str, workdir: str) -> str:
     return f"{host}:{value if value.startswith('/') else os.path.join(workdir, value)}"
 
 
-def build(request: Request, script: str, script_name: str,
-          server: str) -> tuple[dict, list[int] | None, int | None, str | None]:
+def build(request: Request, script: str, script_name: str, server: str,
+          queues: dict[str, list[tuple[str, str]]] | None = None, default_queue: str = "batch",
+          ) -> tuple[dict, list[int] | None, int | None, str | None]:
     """The job qsub submits: ``(fields, array indices, slot limit, array request)``.
 
     ``fields["runtime"]`` is None when the script does not say (the cluster's default
-    applies). Raises RequestError with qsub's message for anything it or pbs_server refuses.
+    applies). ``queues``: the enabled queues and their ``resources_default``. Raises
+    RequestError with qsub's message for anything it or pbs_server refuses.
     """
+    if queues is None:
+        from phorque.sandbox.request import QUEUE_DEFAULTS
+        queues = {default_queue: list(QUEUE_DEFAULTS)}
     try:
         command_line, _ = getopt(request.argv, OPTIONS)
         directives, _ = getopt(pbs_directives(script), OPTIONS)
@@ -94,8 +129,8 @@ def build(request: Request, script: str, script_name: str,
     if not valid_job_name(name):
         raise RequestError("qsub: illegal -N value" if "N" in values
                            else "qsub: cannot form a valid job name from the script name")
-    queue = values.get("q", QUEUE).split("@", 1)[0] or QUEUE
-    if queue != QUEUE:
+    queue = values.get("q", default_queue).split("@", 1)[0] or default_queue
+    if queue not in queues:
         raise RequestError("qsub: submit error (Unknown queue MSG=requested queue not found)",
                            PBSE_UNKQUE)
     rerun = values.get("r", "y")
@@ -105,7 +140,7 @@ def build(request: Request, script: str, script_name: str,
         priority = int(values.get("p", "0"))
     except ValueError:
         raise RequestError("qsub: illegal -p value") from None
-    resources, walltime = resource_list(requested)
+    resources, walltime = resource_list(requested, queues[queue])
     runtime, exit_code = sandbox_directive(script)
     indices = limit = None
     array_request = values.get("t")
@@ -123,6 +158,7 @@ def build(request: Request, script: str, script_name: str,
         "output_path": _path(values["o"], host, workdir) if "o" in values else None,
         "error_path": _path(values["e"], host, workdir) if "e" in values else None,
         "init_work_dir": workdir, "submit_host": host,
+        "hold": "u" if "h" in values else "",
     }
     return fields, indices, limit, array_request
 
@@ -156,10 +192,19 @@ def work(layout: Layout, request: Request) -> Reply:
     with Session(layout) as session:
         engine = Engine(session)
         now = engine.advance(time.time())
+        rows = engine.db.execute("SELECT * FROM queues").fetchall()
+        known = {r["name"]: queues.defaults(r) for r in rows}
         try:
-            fields, indices, limit, array = build(request, script, script_name, engine.server_name)
+            fields, indices, limit, array = build(request, script, script_name, engine.server_name,
+                                                  known, session.get("default_queue"))
         except RequestError as exc:
             return Reply(err=f"{exc}\n", code=exc.code & 0xFF or 1)
+        queue = next(r for r in rows if r["name"] == fields["queue"])
+        if not queue["enabled"] or not queue["queue_type"]:
+            return Reply(err=f"qsub: submit error (Queue is not enabled MSG=queue is disabled:"
+                             f" {queue['name']})\n", code=PBSE_QUNOENB & 0xFF)
+        if not queue["is_transit"] and not _feasible(engine, fields["resources"]):
+            return Reply(err=TOO_WIDE + "\n", code=TOO_WIDE_EXIT)
         if fields["runtime"] is None:
             fields["runtime"] = session.get_float("default_runtime")
         job_id = engine.enqueue(fields, script, now, indices, limit, array)
