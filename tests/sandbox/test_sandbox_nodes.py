@@ -104,10 +104,13 @@ def test_deleting_a_node_whose_mom_is_down_purges_its_jobs(make_sandbox):
 
 def test_a_job_on_a_dead_mom_ends_when_it_comes_back(make_sandbox):
     sb = make_sandbox(nodes=1, np=1, speed=20)
-    job = sb.qsub(runtime=10)
+    job = sb.qsub(runtime=100)  # 5 s of real time: the mom goes away well before its end
     sb.wait_for(lambda: sb.records("S", job), what="the job")
     sandbox_cli("mom", str(sb.root), "node01", "down")
-    time.sleep(1.0)  # the job's time runs out while its mom is away
+    assert not sb.records("E", job)
+    started = int(dict(f.split("=", 1) for f in sb.records("S", job)[0][3].split() if "=" in f)["start"])
+    # The job's time runs out while its mom is away (its start is a real timestamp).
+    sb.wait_for(lambda: time.time() > started + 100 / 20 + 1, timeout=60, what="the job's time to run out")
     assert not sb.records("E", job) and job_state(sb, job) == "R"
     sandbox_cli("mom", str(sb.root), "node01", "up")
     sb.wait_for(lambda: sb.records("E", job), what="the end")
