@@ -89,6 +89,10 @@ CLOUD_OPTIONS: dict[str, Option] = {
     "boot_secs": int_option(120, minimum=0, maximum=LONGEST_SECS, help="how long an instance usually takes to join"),
     "boot_timeout_secs": int_option(None, minimum=1, maximum=LONGEST_SECS, help="overrides [Phorque] boot_timeout_secs"),
     "node_properties": list_option(help="Torque properties given to this cloud's nodes"),
+    "instance_memory_mb": int_option(0, minimum=0, help="memory of one instance in MiB; 0: not checked"),
+    "instance_gpus": int_option(0, minimum=0, help="GPUs of one instance"),
+    "queues": list_option(help="the queues whose jobs this cloud serves; empty: every queue"),
+    "instance_types": list_option(help="aws: interchangeable instance types, tried in order"),
     "node_dns": str_option("public", choices=("public", "private"),
                            help="which DNS name becomes the Torque node name"),
     "launch_method": str_option("auto", choices=("auto", "configuration", "template"),
@@ -213,6 +217,10 @@ class CloudSettings:
     boot_secs: int = 120
     boot_timeout_secs: int = 900
     node_properties: tuple[str, ...] = ()
+    instance_memory_mb: int = 0
+    instance_gpus: int = 0
+    queues: tuple[str, ...] = ()
+    instance_types: tuple[str, ...] = ()
     node_dns: str = "public"
     launch_method: str = "auto"
 

@@ -53,7 +53,9 @@ def cloud_state(settings: CloudSettings, health: Health, desired: int = 0, insta
         max_instances=settings.max_instances, charge_time_secs=settings.charge_time_secs,
         boot_secs=settings.boot_secs, boot_timeout_secs=settings.boot_timeout_secs, desired=desired,
         instances=tuple(instances), health=health, backoff_until=backoff_until, error=error,
-        node_properties=settings.node_properties)
+        node_properties=settings.node_properties,
+        instance_memory_mb=settings.instance_memory_mb, instance_gpus=settings.instance_gpus,
+        queues=frozenset(settings.queues) or None)
 
 
 class Engine:

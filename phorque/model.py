@@ -63,12 +63,18 @@ class Chunk:
 
     ``host`` is set when the part names a host (``n1:ppn=2``), which counts as one node.
     ``spread`` marks cores that may land anywhere, several per node (``procs=N``).
+    ``mem_mb`` and ``gpus`` are what each node of the part needs (the job's ``mem`` shared out
+    by cores, ``pmem`` times ``ppn``, ``gpus=``), ``properties`` the node properties each node
+    must have; 0 and () mean none asked. For a spread part they are per core.
     """
 
     count: int
     ppn: int
     host: str | None = None
     spread: bool = False
+    mem_mb: int = 0
+    gpus: int = 0
+    properties: tuple[str, ...] = ()
 
     @property
     def cores(self) -> int:
@@ -93,6 +99,14 @@ class Job:
     started_at: float | None = None
     gpus: int = 0
     comment: str = ""
+    #: What the job asked for, in MiB (``mem`` for the whole job, ``pmem``/``vmem``/``pvmem``
+    #: per process, ``-L memory`` per task turned into the whole job's); 0: none asked.
+    mem_mb: int = 0
+    pmem_mb: int = 0
+    vmem_mb: int = 0
+    pvmem_mb: int = 0
+    #: ``Rerunable`` (qsub -r); None when Torque did not say.
+    rerunnable: bool | None = None
 
     @property
     def is_queued(self) -> bool:
@@ -138,6 +152,9 @@ class Node:
     used_slots: int = 0
     properties: tuple[str, ...] = ()
     note: str = ""
+    #: ``physmem`` of the mom's status in MiB (0: not reported), and the node's ``gpus``.
+    mem_mb: int = 0
+    gpus: int = 0
 
     @property
     def is_down(self) -> bool:
@@ -231,6 +248,14 @@ class CloudState:
     backoff_until: float | None = None
     error: str = ""
     node_properties: tuple[str, ...] = ()
+    #: What one instance offers besides cores: memory in MiB (0: not declared, not checked) and
+    #: GPUs; the queues whose jobs this cloud serves (None: every queue).
+    instance_memory_mb: int = 0
+    instance_gpus: int = 0
+    queues: frozenset[str] | None = None
+
+    def serves(self, queue: str) -> bool:
+        return self.queues is None or queue in self.queues
 
     @property
     def usable(self) -> bool:

@@ -37,7 +37,9 @@ def cloud_from_settings(settings: CloudSettings) -> CloudState:
     return CloudState(name=settings.name, price=settings.price, instance_cores=settings.instance_cores,
                       max_instances=settings.max_instances, charge_time_secs=settings.charge_time_secs,
                       boot_secs=settings.boot_secs, boot_timeout_secs=settings.boot_timeout_secs,
-                      node_properties=settings.node_properties)
+                      node_properties=settings.node_properties,
+                      instance_memory_mb=settings.instance_memory_mb, instance_gpus=settings.instance_gpus,
+                      queues=frozenset(settings.queues) or None)
 
 
 @dataclass(frozen=True)
