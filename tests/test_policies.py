@@ -123,7 +123,7 @@ def test_odpp_keeps_idle_nodes_while_more_boot_for_the_queued_job():
 
 
 def test_odpp_respects_budget():
-    snap = snapshot(jobs=[job("1.s", cores=40)], nodes=STATIC, clouds=[cloud(price=0.5, cores=2)])
+    snap = snapshot(jobs=[job("1.s", cores=40)], nodes=STATIC, clouds=[cloud(price=0.5, cores=2, max_instances=30)])
     plan = OnDemandPlusPlus(price_per_hour=2.0).plan(snap)
     assert launches(plan) == {"hotel": 4}
 

@@ -7,8 +7,10 @@ import math
 from dataclasses import dataclass
 
 from phorque import plan as p
-from phorque.model import CloudState, Job
+from phorque.model import DOWN, FREE, CloudState, Job
+from phorque.policy.base import NOTE_LIMIT
 from phorque.policy.lifecycle import Lifecycle
+from phorque.policy.packing import Key, holds, offer_key
 from phorque.policy.view import CloudNode, View
 
 
@@ -47,21 +49,56 @@ def cores_to_instances(cores: int, instance_cores: int) -> int:
     return math.ceil(cores / instance_cores) if cores > 0 else 0
 
 
+def memory_text(mb: int) -> str:
+    """``512 GB``, ``1.5 GB``, ``900 MB``: memory as an administrator reads it (1 GB = 1024 MB)."""
+    if mb >= 1024:
+        return f"{mb / 1024:.4g} GB"
+    return f"{mb} MB"
+
+
+@dataclass(frozen=True)
+class Offer:
+    """What one static node or one instance of a cloud offers, and the queues it serves."""
+
+    key: Key
+    cloud: str | None = None          # None: a static node
+    queues: frozenset[str] | None = None
+
+    def serves(self, queue: str) -> bool:
+        return self.queues is None or queue in self.queues
+
+
 @dataclass(frozen=True)
 class Limits:
-    """The most the cluster can ever offer: static nodes plus every cloud at max_instances."""
+    """The most the cluster can ever offer: static nodes plus every cloud at max_instances, and
+    the shapes of the nodes and instances there can be."""
 
     widest: int   # cores of the largest node or instance
     nodes: int
     cores: int
+    offers: tuple[Offer, ...] = ()
 
     @classmethod
     def of(cls, view: View) -> Limits:
         clouds = view.snapshot.clouds
         static = view.static_nodes
+        shapes = {offer_key(n.np, n.mem_mb, n.gpus, n.properties) for n in static}
+        offers = [Offer(k) for k in sorted(shapes, key=_key_order)]
+        offers += [Offer(cloud_key(c), c.name, c.queues) for c in clouds if c.max_instances > 0]
         return cls(widest=max([0, *(n.np for n in static), *(c.instance_cores for c in clouds)]),
                    nodes=len(static) + sum(c.max_instances for c in clouds),
-                   cores=sum(n.np for n in static) + sum(c.max_instances * c.instance_cores for c in clouds))
+                   cores=sum(n.np for n in static) + sum(c.max_instances * c.instance_cores for c in clouds),
+                   offers=tuple(offers))
+
+
+def cloud_key(cloud: CloudState) -> Key:
+    """The shape one instance of ``cloud`` offers."""
+    return offer_key(cloud.instance_cores, cloud.instance_memory_mb, cloud.instance_gpus,
+                     cloud.node_properties)
+
+
+def _key_order(key: Key) -> tuple:
+    return (key[0], key[1], key[2], sorted(key[3]))
 
 
 def never_fits(job: Job, limits: Limits) -> str | None:
@@ -77,4 +114,131 @@ def never_fits(job: Job, limits: Limits) -> str | None:
     if job.cores > limits.cores:
         return (f"job {job.id} can never run: it needs {job.cores} cores, and the cluster can have "
                 f"at most {limits.cores}")
+    if limits.offers:
+        why = misfit(job, limits.offers)
+        if why:
+            return f"job {job.id} can never run: {why}"
     return None
+
+
+def misfit(job: Job, offers: tuple[Offer, ...]) -> str | None:
+    """Why no node or instance there can be holds some part of ``job`` (None if each part has
+    one): the first thing no offer has, else that no offer has it all together."""
+    mine = [o for o in offers if o.serves(job.queue)]
+    if not mine:
+        return f"no static node or cloud serves queue {job.queue!r}"
+    for chunk in job.shape:
+        props = frozenset(chunk.properties)
+        if chunk.spread:
+            cores, mem = 1, chunk.mem_mb
+        else:
+            cores, mem = chunk.ppn, chunk.mem_mb
+        if any(holds(o.key, cores, mem, chunk.gpus, props) for o in mine):
+            continue
+        per = "per core" if chunk.spread else "per node"
+        if mem and not any(o.key[1] >= mem for o in mine):
+            top = max(o.key[1] for o in mine)
+            return f"it asks for {memory_text(mem)} {per}; the largest {_what(mine)} has {memory_text(top)}"
+        if chunk.gpus and not any(o.key[2] >= chunk.gpus for o in mine):
+            top = max(o.key[2] for o in mine)
+            return f"it asks for {chunk.gpus} GPUs {per}; the most any {_what(mine)} has is {top}"
+        missing = sorted(props - frozenset().union(*(o.key[3] for o in mine)))
+        if missing:
+            return (f"it asks for nodes with {', '.join(missing)}; no {_what(mine)} has "
+                    f"{'that property' if len(missing) == 1 else 'those properties'}")
+        if not any(o.key[0] >= cores for o in mine):
+            return f"it needs {cores} cores on one node, and the largest {_what(mine)} has {max(o.key[0] for o in mine)}"
+        asked = [f"{cores} cores"] + ([memory_text(mem)] if mem else []) + \
+            ([f"{chunk.gpus} GPUs"] if chunk.gpus else []) + sorted(props)
+        return f"no {_what(mine)} has {', '.join(asked)} together"
+    return None
+
+
+def _what(offers: list[Offer]) -> str:
+    kinds = {o.cloud is None for o in offers}
+    return "node or instance" if len(kinds) == 2 else ("node" if True in kinds else "instance")
+
+
+def _part_needs(chunk) -> tuple[int, int, int, frozenset[str]]:
+    cores = 1 if chunk.spread else chunk.ppn
+    return cores, chunk.mem_mb, chunk.gpus, frozenset(chunk.properties)
+
+
+def runs_on(shape: tuple, key: Key, *, cores: bool = True) -> bool:
+    """Can one node or instance of shape ``key`` hold each part of a job of ``shape``? With
+    ``cores=False`` only memory, GPUs and properties are compared (the core-counting policies
+    count cores their own way)."""
+    for chunk in shape:
+        need_cores, mem, gpus, props = _part_needs(chunk)
+        if not holds(key, need_cores if cores else 0, mem, gpus, props):
+            return False
+    return True
+
+
+def asks_shape(job: Job) -> bool:
+    """Does the job ask for more than cores (memory, GPUs or node properties)?"""
+    return any(c.mem_mb or c.gpus or c.properties for c in job.shape)
+
+
+def runnable(view: View, d_notes: list[str]) -> list[Job]:
+    """The queued jobs some static node or cloud could ever run; the others are named in
+    ``d_notes`` (up to NOTE_LIMIT, the rest counted)."""
+    limits = Limits.of(view)
+    out, never = [], 0
+    for job in view.queued:
+        why = never_fits(job, limits)
+        if why is None:
+            out.append(job)
+            continue
+        never += 1
+        if never <= NOTE_LIMIT:
+            d_notes.append(why)
+    if never > NOTE_LIMIT:
+        d_notes.append(f"... and {never - NOTE_LIMIT} more jobs that can never run")
+    return out
+
+
+@dataclass
+class Fit:
+    """Which jobs each cloud can run, and which capacity is of use to a set of jobs, without
+    counting cores per node (for the policies that count cores in bulk)."""
+
+    view: View
+
+    def cloud_runs(self, cloud: CloudState, job: Job) -> bool:
+        return cloud.serves(job.queue) and runs_on(job.shape, cloud_key(cloud))
+
+    def useful(self, jobs: list[Job], key: Key) -> bool:
+        return any(runs_on(shape, key, cores=False) for shape in {j.shape for j in jobs})
+
+    def capacity(self, jobs: list[Job]) -> tuple[int, int, int]:
+        """``(free, pending, down)`` cores as the original counted them (whole free nodes,
+        instances not joined yet, down nodes), of nodes and instances that could hold some part
+        of ``jobs`` by memory, GPUs and properties."""
+        view = self.view
+        if not any(asks_shape(j) for j in jobs):
+            free = sum(n.np for n in view.snapshot.nodes if n.state == frozenset({FREE}))
+            down = sum(n.np for n in view.snapshot.nodes if DOWN in n.state)
+            return free, view.pending_cores, down
+        shapes = {j.shape for j in jobs}
+        memo: dict[Key, bool] = {}
+
+        def of_use(key: Key) -> bool:
+            found = memo.get(key)
+            if found is None:
+                found = memo[key] = any(runs_on(s, key, cores=False) for s in shapes)
+            return found
+
+        free = down = 0
+        for node in view.snapshot.nodes:
+            if node.state != frozenset({FREE}) and DOWN not in node.state:
+                continue
+            mem, gpus, props = view.node_shapes[node.name]
+            if of_use(offer_key(node.np, mem, gpus, props)):
+                if DOWN in node.state:
+                    down += node.np
+                else:
+                    free += node.np
+        pending = sum(view.pending_count(c) * c.instance_cores for c in view.known_clouds
+                      if of_use(cloud_key(c)))
+        return free, pending, down

@@ -8,23 +8,26 @@ node only through drain -> re-read -> terminate -> remove.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from phorque import plan as p
-from phorque.model import DOWN, FREE
+from phorque.model import CloudState, Job, Node
 from phorque.options import bool_option, int_option
-from phorque.policy.base import NOTE_LIMIT, Decision, Policy
+from phorque.policy.base import Decision, Policy
 from phorque.policy.common import (
-    Limits,
+    Fit,
+    asks_shape,
     cores_to_instances,
     draining_nodes,
     idle_nodes,
     launch_clouds,
-    never_fits,
     retire,
+    runnable,
+    runs_on,
 )
 from phorque.policy.lifecycle import Lifecycle
-from phorque.policy.packing import BinPool, Opener
+from phorque.policy.packing import UNLIMITED, BinPool, Key, Opener
 from phorque.policy.view import CloudNode, View
 
 
@@ -54,11 +57,10 @@ class OnDemandPlusPlus(Policy):
         now = view.now
         memory: dict[str, dict[str, Any]] = {
             name: dict(entry) for name, entry in view.snapshot.memory.get("odpp", {}).items()}
-        queued = sum(j.cores for j in view.queued)
-        free = sum(n.np for n in view.snapshot.nodes if n.state == frozenset({FREE}))
-        down = sum(n.np for n in view.snapshot.nodes if DOWN in n.state)
+        jobs = runnable(view, d.notes)
+        fit = Fit(view)
+        queued = sum(j.cores for j in jobs)
         pending = view.pending_cores
-        to_launch = queued - (free + pending + down) if queued > 0 else 0
 
         for cloud in view.known_clouds:
             m = memory.setdefault(cloud.name, {"stalls": 0, "failed": False, "valid": None,
@@ -79,33 +81,47 @@ class OnDemandPlusPlus(Policy):
                 d.actions.append(p.cancel(cloud.name, cloud.desired - valid, cloud.desired,
                                           f"no progress for {self.options['stall_limit']} looks: cloud "
                                           "marked failed, its requests cancelled", fault=True))
-        if to_launch > 0:
-            self._launch(view, d, memory, to_launch)
-        elif queued == 0 or pending == 0:
+        to_launch = self._launch(view, d, memory, jobs, fit) if queued > 0 else 0
+        if to_launch <= 0 and (queued == 0 or pending == 0):
             # While instances launched for queued jobs still boot, the idle nodes are part of
             # what those jobs wait for: releasing them would only launch them again.
             self._scale_in(view, life, d, memory)
         d.memory["odpp"] = memory
         return d
 
-    def _launch(self, view: View, d: Decision, memory: dict, to_launch: int) -> None:
-        cloud = next((c for c in launch_clouds(view)
+    def _launch(self, view: View, d: Decision, memory: dict, jobs: list, fit: Fit) -> int:
+        """The original's launch on the cheapest cloud that can take more, counting only the
+        queued jobs that cloud can run against the capacity of use to them; returns the cores
+        still to launch for (0 when covered)."""
+        candidates = [c for c in launch_clouds(view)
                       if not memory[c.name]["failed"] and len(c.valid_instances) < c.max_instances
-                      and c.capacity < c.max_instances), None)
-        if cloud is None:
-            d.notes.append(f"{to_launch} queued cores wait: no cloud can take more instances")
-            return
-        if cloud.desired > len(cloud.valid_instances):
-            d.notes.append(f"waiting for {cloud.desired - len(cloud.valid_instances)} instance(s) "
-                           f"on {cloud.name}")
-            return
-        count = cores_to_instances(to_launch, cloud.instance_cores) * self.multiplier
-        count = min(count, view.affordable(cloud, self.price_per_hour))
-        if count <= 0:
-            d.notes.append(f"{to_launch} queued cores wait: price_per_hour reached")
-            return
-        d.actions.append(p.launch(cloud.name, count, cloud.capacity,
-                                  f"{to_launch} queued cores not covered by free, pending or down cores"))
+                      and c.capacity < c.max_instances]
+        to_launch = 0
+        for cloud in candidates:
+            mine = [j for j in jobs if fit.cloud_runs(cloud, j)]
+            if not mine:
+                continue
+            free, pending, down = fit.capacity(mine)
+            to_launch = sum(j.cores for j in mine) - (free + pending + down)
+            if to_launch <= 0:
+                continue
+            if cloud.desired > len(cloud.valid_instances):
+                d.notes.append(f"waiting for {cloud.desired - len(cloud.valid_instances)} instance(s) "
+                               f"on {cloud.name}")
+                return to_launch
+            count = cores_to_instances(to_launch, cloud.instance_cores) * self.multiplier
+            count = min(count, view.affordable(cloud, self.price_per_hour))
+            if count <= 0:
+                d.notes.append(f"{to_launch} queued cores wait: price_per_hour reached")
+                return to_launch
+            d.actions.append(p.launch(cloud.name, count, cloud.capacity,
+                                      f"{to_launch} queued cores not covered by free, pending or down cores"))
+            return to_launch
+        free, pending, down = fit.capacity(jobs)
+        left = sum(j.cores for j in jobs) - (free + pending + down)
+        if left > 0:
+            d.notes.append(f"{left} queued cores wait: no cloud can take more instances")
+        return max(0, left)
 
     def _scale_in(self, view: View, life: Lifecycle, d: Decision, memory: dict) -> None:
         window = 3 * self.loop_sleep_secs
@@ -132,36 +148,27 @@ class OnDemand(Policy):
 
     def decide(self, view: View, life: Lifecycle) -> Decision:
         d = Decision()
-        queued = sum(j.cores for j in view.queued)
+        jobs = runnable(view, d.notes)
+        queued = sum(j.cores for j in jobs)
         free = sum(n.free_cores for n in view.snapshot.nodes)
-        booting = sum(cn.node.np for cn in view.cloud_nodes
-                      if cn.node is not None and cn.node.is_down and not cn.admin_offline)
-        need = queued - free - view.pending_cores - booting
+        booting = [cn.node for cn in view.cloud_nodes
+                   if cn.node is not None and cn.node.is_down and not cn.admin_offline]
+        need = queued - free - view.pending_cores - sum(n.np for n in booting)
         draining = draining_nodes(view, life)
+        undrained = []
         for cn in draining:
             assert cn.node is not None
             if need > 0:
                 d.actions.append(p.undrain(cn.node.name, "queued work needs it again",
                                            cloud=cn.cloud.name, instance=cn.instance.id))
                 need -= cn.node.np
+                undrained.append(cn.node)
             elif cn.node.is_idle:
                 d.actions.extend(retire(cn, "idle, and the queue does not need it"))
-        if need > 0:
-            remaining, spent = need, 0.0
-            for cloud in launch_clouds(view):
-                if remaining <= 0:
-                    break
-                count = min(cores_to_instances(remaining, cloud.instance_cores) * self.multiplier,
-                            view.affordable(cloud, self.price_per_hour, spent))
-                if count <= 0:
-                    continue
-                d.actions.append(p.launch(cloud.name, count, cloud.capacity,
-                                          f"{need} queued cores not covered by free or pending cores"))
-                spent += count * cloud.price
-                remaining -= count * cloud.instance_cores
-            if remaining > 0:
-                d.notes.append(f"{remaining} queued cores wait: max_instances or price_per_hour reached")
-            return d
+        if need > 0 or any(asks_shape(j) for j in jobs):
+            launched = self._launch(view, d, jobs, booting + undrained)
+            if launched or need > 0:
+                return d
         surplus = free - queued
         idle_secs = self.options["idle_secs"]
         for cn in sorted(idle_nodes(view, life), key=lambda c: -_idle_for(view, c)):
@@ -174,6 +181,89 @@ class OnDemand(Policy):
                 surplus -= cn.node.np
                 d.actions.extend(retire(cn, f"idle for {idle_for:.0f} s"))
         return d
+
+
+    def _launch(self, view: View, d: Decision, jobs: list[Job], extra: list[Node]) -> bool:
+        """Launch for what free, pending, booting and put-back capacity of use to them does not
+        cover, per class of jobs (the clouds that can run them), cheapest cloud first and on to
+        the next; cores, memory and GPUs each count. Returns whether anything was short."""
+        fit = Fit(view)
+        clouds = launch_clouds(view)
+        classes: dict[tuple[str, ...], list[Job]] = {}
+        for job in jobs:
+            names = tuple(c.name for c in clouds if fit.cloud_runs(c, job))
+            classes.setdefault(names, []).append(job)
+        spent = 0.0
+        room = {c.name: view.affordable(c, self.price_per_hour) for c in clouds}
+        short = False
+        for names, group in classes.items():
+            unmet = _unmet(view, group, extra)
+            if not any(v > 0 for v in unmet):
+                continue
+            short = True
+            cores_left = unmet[0]
+            for cloud in (c for c in clouds if c.name in names):
+                if not any(v > 0 for v in unmet):
+                    break
+                count = max(_instances(unmet[0], cloud.instance_cores),
+                            _instances(unmet[1], cloud.instance_memory_mb),
+                            _instances(unmet[2], cloud.instance_gpus), unmet[3]) * self.multiplier
+                count = min(count, room[cloud.name],
+                            view.affordable(cloud, self.price_per_hour, spent))
+                if count <= 0:
+                    continue
+                d.actions.append(p.launch(cloud.name, count, cloud.capacity,
+                                          f"{cores_left} queued cores not covered by free or pending cores"))
+                room[cloud.name] -= count
+                spent += count * cloud.price
+                unmet = [unmet[0] - count * cloud.instance_cores,
+                         unmet[1] - count * cloud.instance_memory_mb if cloud.instance_memory_mb else 0,
+                         unmet[2] - count * cloud.instance_gpus, unmet[3] - count]
+            if any(v > 0 for v in unmet):
+                what = f"{unmet[0]} queued cores" if unmet[0] > 0 else "queued jobs"
+                d.notes.append(f"{what} wait: max_instances or price_per_hour reached")
+        return short
+
+
+def _instances(amount: int, per_instance: int) -> int:
+    return math.ceil(amount / per_instance) if amount > 0 and per_instance > 0 else 0
+
+
+def _unmet(view: View, jobs: list[Job], extra: list[Node]) -> list[int]:
+    """``[cores, memory MiB, GPUs, nodes]`` that ``jobs`` ask for beyond the free, pending and
+    booting capacity of use to them (memory of nodes that do not say it is not counted). Nodes:
+    the most distinct nodes one job needs at once, against the nodes of use to it."""
+    want = [0, 0, 0, 0]
+    for job in jobs:
+        for c in job.shape:
+            want[0] += c.count * c.ppn
+            want[1] += c.mem_mb * (c.count * c.ppn if c.spread else c.count)
+            want[2] += c.gpus * c.count
+        want[3] = max(want[3], sum(c.count for c in job.shape if not c.spread))
+    shapes = {j.shape for j in jobs}
+    memo: dict[Key, bool] = {}
+
+    def take(cores: int, mem: int, gpus: int, props: tuple[str, ...]) -> None:
+        key = (cores, mem if mem > 0 else UNLIMITED, gpus, frozenset(props))
+        useful = memo.get(key)
+        if useful is None:
+            useful = memo[key] = any(runs_on(s, key, cores=False) for s in shapes)
+        if useful:
+            want[0] -= cores
+            want[1] -= mem if mem < UNLIMITED else 0
+            want[2] -= gpus
+            want[3] -= 1
+
+    booting = {n.name for n in extra}
+    for node in view.snapshot.nodes:
+        if node.name not in booting and node.free_cores > 0:
+            take(*view.free_shape(node, node.free_cores))
+    for node in extra:
+        take(*view.free_shape(node, node.np))
+    for cloud in view.known_clouds:
+        for _ in range(view.pending_count(cloud)):
+            take(cloud.instance_cores, cloud.instance_memory_mb, cloud.instance_gpus, cloud.node_properties)
+    return want
 
 
 class CostAware(Policy):
@@ -200,26 +290,17 @@ class CostAware(Policy):
         draining = draining_nodes(view, life)
         pool = self._pool(view, life, clouds, expendable, draining)
         # Cheapest first; a job may take instances from several clouds.
-        openers = tuple(Opener(c.name, c.headroom, c.instance_cores, c.price) for c in clouds)
+        openers = tuple(cloud_opener(c) for c in clouds)
+        serving = _Serving(clouds, openers)
         budget = self.price_per_hour
         spent = 0.0
-        limits = Limits.of(view)
-        never = 0
-        for job in view.queued:
-            why = never_fits(job, limits)
-            if why:
-                never += 1
-                if never <= NOTE_LIMIT:
-                    d.notes.append(why)
-                continue
+        for job in runnable(view, d.notes):
             if pool.place(job.shape) is not None:
                 continue
             money = None if budget is None else budget - view.spend_rate - spent
-            opened_now = pool.place(job.shape, openers, money)
+            opened_now = pool.place(job.shape, serving.openers(job.queue), money)
             if opened_now:
                 spent += sum(n * view.snapshot.cloud(name).price for name, n in opened_now.items())
-        if never > NOTE_LIMIT:
-            d.notes.append(f"... and {never - NOTE_LIMIT} more jobs that can never run")
         wanted = pool.used_names()
         spent = 0.0
         for cloud, opener in zip(clouds, openers, strict=True):
@@ -290,19 +371,42 @@ class CostAware(Policy):
                 share = max(1, job.cores // max(1, len(job.exec_hosts)))
                 for host in hosts:
                     free[host] = min(view.nodes_by_name[host].np, free[host] + share)
-        for cores in free.values():
-            pool.add(cores)
+        for name, cores in free.items():
+            pool.add(*view.free_shape(view.nodes_by_name[name], cores))
         for cloud in view.known_clouds:
+            shape = cloud_opener(cloud).key
             for _ in range(view.pending_count(cloud)):
-                pool.add(cloud.instance_cores)
+                pool.add(*shape)
         for cn in view.cloud_nodes:
             if cn.node is not None and cn.node.is_down and not cn.admin_offline and \
                     cn.node.name not in life.handled:
-                pool.add(cn.node.np)
+                pool.add(*view.free_shape(cn.node, cn.node.np))
         for cn in sorted(expendable + draining, key=lambda c: -c.charge_left(view.now)):
             assert cn.node is not None
-            pool.add_named(cn.node.name, max(0, cn.node.np - cn.node.used_slots))
+            pool.add_named(cn.node.name, *view.free_shape(cn.node, max(0, cn.node.np - cn.node.used_slots)))
         return pool
+
+
+def cloud_opener(cloud: CloudState) -> Opener:
+    """New instances of ``cloud`` as packing bins: its headroom, shape and price."""
+    return Opener(cloud.name, cloud.headroom, cloud.instance_cores, cloud.price,
+                  mem_mb=cloud.instance_memory_mb, gpus=cloud.instance_gpus,
+                  properties=cloud.node_properties)
+
+
+class _Serving:
+    """The openers of the clouds that serve each queue (the same objects: what one job opens
+    counts against every other job's room)."""
+
+    def __init__(self, clouds: list[CloudState], openers: tuple[Opener, ...]):
+        self._pairs = list(zip(clouds, openers, strict=True))
+        self._by_queue: dict[str, tuple[Opener, ...]] = {}
+
+    def openers(self, queue: str) -> tuple[Opener, ...]:
+        found = self._by_queue.get(queue)
+        if found is None:
+            found = self._by_queue[queue] = tuple(o for c, o in self._pairs if c.serves(queue))
+        return found
 
 
 class LocalOnly(Policy):

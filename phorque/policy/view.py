@@ -26,6 +26,7 @@ from phorque.model import (
     Owned,
     Snapshot,
 )
+from phorque.policy.packing import UNLIMITED
 
 #: The note Phorque puts on a node it is draining (after :data:`NOTE_MARK`).
 DRAIN_WORD = "draining"
@@ -201,6 +202,47 @@ class View:
         return tuple(out)
 
     # -- capacity ------------------------------------------------------------------------
+    @cached_property
+    def node_shapes(self) -> dict[str, tuple[int, int, tuple[str, ...]]]:
+        """Memory (MiB, 0: not known), GPUs and properties of every node. Phorque's nodes are
+        what their cloud declares (what the launch counted on: the ``physmem`` a mom reports is
+        a little less than the instance's memory), static nodes what Torque reports."""
+        out = {n.name: (n.mem_mb, n.gpus, n.properties) for n in self.snapshot.nodes}
+        for cn in self.cloud_nodes:
+            if cn.node is not None:
+                cloud = cn.cloud
+                out[cn.node.name] = (cloud.instance_memory_mb, max(cloud.instance_gpus, cn.node.gpus),
+                                     cn.node.properties or cloud.node_properties)
+        return out
+
+    @cached_property
+    def held_by_jobs(self) -> dict[str, tuple[int, int]]:
+        """Memory (MiB) and GPUs that running jobs hold on each of their nodes: on every host of
+        a job, the largest per-node ask of its parts (Torque does not say which part is where)."""
+        out: dict[str, tuple[int, int]] = {}
+        for job in self.running:
+            if not job.exec_hosts:
+                continue
+            parts = [c for c in job.shape if not c.spread]
+            mem = max((c.mem_mb for c in parts), default=0)
+            if not mem and job.mem_mb:
+                mem = -(-job.mem_mb // len(job.exec_hosts))
+            gpus = max((c.gpus for c in parts), default=0)
+            if not (mem or gpus):
+                continue
+            for host in job.exec_hosts:
+                held_mem, held_gpus = out.get(host, (0, 0))
+                out[host] = (held_mem + mem, held_gpus + gpus)
+        return out
+
+    def free_shape(self, node: Node, free_cores: int) -> tuple[int, int, int, tuple[str, ...]]:
+        """``(cores, memory, GPUs, properties)`` free on ``node`` for packing; memory is
+        ``UNLIMITED`` when not known."""
+        mem, gpus, props = self.node_shapes.get(node.name, (node.mem_mb, node.gpus, node.properties))
+        held_mem, held_gpus = self.held_by_jobs.get(node.name, (0, 0))
+        free_mem = UNLIMITED if mem <= 0 else max(0, mem - held_mem)
+        return free_cores, free_mem, max(0, gpus - held_gpus), props
+
     def pending_count(self, cloud: CloudState) -> int:
         """Instances asked for or starting that are not yet Torque nodes."""
         as_nodes = sum(1 for cn in self.cloud_nodes if cn.cloud.name == cloud.name and cn.node is not None)
