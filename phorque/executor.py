@@ -189,7 +189,9 @@ class Executor:
     # -- actions ---------------------------------------------------------------------------
     def _join(self, a: Action) -> tuple[str, str]:
         assert a.node and a.instance and a.cloud
-        props = self.settings[a.cloud].node_properties if a.cloud in self.settings else ()
+        settings = self.settings.get(a.cloud)
+        props = settings.node_properties if settings else ()
+        gpus = settings.instance_gpus if settings else 0
         # Intent first, with the time of the first try: the node's boot clock starts here, and
         # a join that keeps failing is given up once that clock runs out.
         rec = self.state.get(a.instance)
@@ -198,7 +200,8 @@ class Executor:
         crashpoint("join.before")
         self._stage(a, Stage.BOOTING, node=a.node, down_since=tried)
         crashpoint("join.recorded")
-        created = self.torque.add_node(a.node, a.np or 1, props, note=join_note(a.cloud, a.instance))
+        created = self.torque.add_node(a.node, a.np or 1, props, note=join_note(a.cloud, a.instance),
+                                       gpus=gpus)
         crashpoint("join.created")
         self._report(a.cloud, None)
         return "done", "" if created else "node already existed"

@@ -51,6 +51,11 @@ def test_add_node_with_properties_and_phorque_note(fake, torque):
     assert calls[1][1:] == ["-N", "phorque: joined", "--", "ip-10-0-0-5.ec2.internal"]
 
 
+def test_add_node_with_gpus(fake, torque):
+    assert torque.add_node("g1", 8, ("ib",), phorque_note("joined"), gpus=2)
+    assert fake.calls()[0][1:] == ["-c", 'create node g1 np=8,gpus=2,properties="ib"']
+
+
 def test_already_exists_and_unknown_node_are_tolerated(fake, torque):
     fake.script("qmgr", stderr="qmgr obj=n1 svr=default: Node name already exists\n", rc=1)
     assert torque.add_node("n1", 2) is False

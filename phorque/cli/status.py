@@ -22,9 +22,11 @@ from phorque.cli.common import (
 from phorque.cloud.status import describe_clouds, render_clouds, stored_health
 from phorque.config import Config
 from phorque.daemon import daemon_status
+from phorque.engine import cloud_state
 from phorque.errors import PhorqueError
-from phorque.model import MOM_LIST_NOT_SENT, Job, Node, in_queues, summarize
-from phorque.policy.view import is_drain_note
+from phorque.model import MOM_LIST_NOT_SENT, Health, Job, Node, Snapshot, in_queues, summarize
+from phorque.policy.common import Limits, never_fits
+from phorque.policy.view import View, is_drain_note
 from phorque.state import StateStore
 from phorque.torque.commands import Torque
 
@@ -60,7 +62,24 @@ def cluster_status(config: Config, torque: Torque | None = None) -> dict[str, An
                 "total_cores": None, "free_cores": None, "down_cores": None, "jobs": [], "nodes": []}
     out.update(summarize(jobs, nodes).as_dict())
     out["jobs"] = [job_dict(j) for j in jobs]
+    why = cannot_run(config, jobs, nodes)
+    for entry in out["jobs"]:
+        entry["cannot_run"] = why.get(entry["id"])
     out["nodes"] = [node_dict(n) for n in nodes]
+    return out
+
+
+def cannot_run(config: Config, jobs: list[Job], nodes: list[Node]) -> dict[str, str]:
+    """Queued jobs no node or instance can ever hold, or that pbs_server refuses to start, with
+    the reason the policies give (Phorque's nodes count as the nodes they are)."""
+    clouds = tuple(cloud_state(c, Health.OK) for c in config.clouds)
+    view = View(Snapshot(now=time.time(), jobs=tuple(jobs), nodes=tuple(nodes), clouds=clouds))
+    limits = Limits.of(view)
+    out = {j.id: f"the scheduler cannot start it (pbs_server: {j.refused_by_server})" for j in view.refused}
+    for job in view.queued:
+        why = never_fits(job, limits)
+        if why:
+            out[job.id] = why.split(": ", 1)[1] if why.startswith(f"job {job.id} can never run: ") else why
     return out
 
 
@@ -164,6 +183,14 @@ def render(status: dict[str, Any]) -> str:
                              f"{job['cores']:>5} {wall if wall is not None else '--':>9}")
             if len(queued) > 50:
                 lines.append(f"... and {len(queued) - 50} more")
+        stuck = [j for j in cluster["jobs"] if j.get("cannot_run")]
+        if stuck:
+            lines.append("")
+            lines.append("NOT LAUNCHED FOR (no node or instance can run them)")
+            for job in stuck[:50]:
+                lines.append(f"{printable(job['id'], 32):<32} {printable(job['cannot_run'], 120)}")
+            if len(stuck) > 50:
+                lines.append(f"... and {len(stuck) - 50} more")
     lines.append("")
     lines.extend(render_clouds(status.get("clouds", []), printable))
     lines.append("")

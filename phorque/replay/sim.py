@@ -163,7 +163,7 @@ class Simulation:
 
     # -- jobs ----------------------------------------------------------------------------------------
     def _never_runs(self, job: Job) -> bool:
-        key = (job.cores, job.chunks)
+        key = (job.cores, job.chunks, job.queue)
         known = self._never_memo.get(key)
         if known is None:
             known = self._never_memo[key] = never_fits(job, self._limits) is not None

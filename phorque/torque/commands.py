@@ -139,11 +139,16 @@ class Torque:
     def _qmgr(self, directive: str) -> None:
         self._run("qmgr", ["-c", directive])
 
-    def add_node(self, name: str, np: int, properties: Sequence[str] = (), note: str = "") -> bool:
-        """Create a node. Returns False when it already existed (not an error)."""
+    def add_node(self, name: str, np: int, properties: Sequence[str] = (), note: str = "",
+                 gpus: int = 0) -> bool:
+        """Create a node with ``np`` cores, ``gpus`` GPUs and these properties, which pbs_server
+        matches against ``nodes=...:gpus=N:prop`` requests. Returns False when it already
+        existed (not an error)."""
         if not is_host_name(name):
             raise UnsafeName(f"refusing to create node {name!r}: not a plain host name")
         attrs = [f"np={int(np)}"]
+        if gpus > 0:
+            attrs.append(f"gpus={int(gpus)}")
         props = [p for p in properties if p]
         for prop in props:
             if not _PROPERTY_RE.fullmatch(prop):
