@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 
 from phorque import plan as p
 from phorque.model import DOWN, FREE, CloudState, Job
@@ -76,19 +77,29 @@ class Limits:
     widest: int   # cores of the largest node or instance
     nodes: int
     cores: int
-    offers: tuple[Offer, ...] = ()
+    static: tuple = ()                  # the static nodes
+    clouds: tuple[CloudState, ...] = ()
 
     @classmethod
     def of(cls, view: View) -> Limits:
         clouds = view.snapshot.clouds
         static = view.static_nodes
-        shapes = {offer_key(n.np, n.mem_mb, n.gpus, n.properties) for n in static}
-        offers = [Offer(k) for k in sorted(shapes, key=_key_order)]
-        offers += [Offer(cloud_key(c), c.name, c.queues) for c in clouds if c.max_instances > 0]
         return cls(widest=max([0, *(n.np for n in static), *(c.instance_cores for c in clouds)]),
                    nodes=len(static) + sum(c.max_instances for c in clouds),
                    cores=sum(n.np for n in static) + sum(c.max_instances * c.instance_cores for c in clouds),
-                   offers=tuple(offers))
+                   static=static, clouds=clouds)
+
+    @cached_property
+    def offers(self) -> tuple[Offer, ...]:
+        """Every shape there is or can be: the static nodes', then each cloud's instance."""
+        shapes = {offer_key(n.np, n.mem_mb, n.gpus, n.properties) for n in self.static}
+        offers = [Offer(k) for k in sorted(shapes, key=_key_order)]
+        offers += [Offer(cloud_key(c), c.name, c.queues) for c in self.clouds if c.max_instances > 0]
+        return tuple(offers)
+
+    @cached_property
+    def queues_restricted(self) -> bool:
+        return any(c.queues is not None for c in self.clouds)
 
 
 def cloud_key(cloud: CloudState) -> Key:
@@ -114,7 +125,8 @@ def never_fits(job: Job, limits: Limits) -> str | None:
     if job.cores > limits.cores:
         return (f"job {job.id} can never run: it needs {job.cores} cores, and the cluster can have "
                 f"at most {limits.cores}")
-    if limits.offers:
+    # Cores alone were checked above; the shapes only matter for a job that asks for more.
+    if asks_shape(job) or limits.queues_restricted:
         why = misfit(job, limits.offers)
         if why:
             return f"job {job.id} can never run: {why}"

@@ -107,7 +107,15 @@ class BinPool:
         """A node with ``free`` free cores, ``mem`` MiB of free memory (UNLIMITED when not
         known), ``gpus`` free GPUs and these properties."""
         if free > 0:
-            self._put((free, mem, gpus, frozenset(properties) if properties else _NO_PROPS))
+            if not isinstance(properties, frozenset):
+                properties = frozenset(properties) if properties else _NO_PROPS
+            self._put((free, mem, gpus, properties))
+
+    def add_many(self, key: Key, count: int) -> None:
+        """``count`` nodes of the free shape ``key``."""
+        if key[0] > 0 and count > 0:
+            self.counts[key] = self.counts.get(key, 0) + count
+            self.total += key[0] * count
 
     def _put(self, key: Key) -> None:
         if key[0] > 0:

@@ -18,6 +18,7 @@ from phorque.policy.base import Decision, Policy
 from phorque.policy.common import (
     Fit,
     asks_shape,
+    cloud_key,
     cores_to_instances,
     draining_nodes,
     idle_nodes,
@@ -374,9 +375,9 @@ class CostAware(Policy):
         for name, cores in free.items():
             pool.add(*view.free_shape(view.nodes_by_name[name], cores))
         for cloud in view.known_clouds:
-            shape = cloud_opener(cloud).key
-            for _ in range(view.pending_count(cloud)):
-                pool.add(*shape)
+            pending = view.pending_count(cloud)
+            if pending:
+                pool.add_many(cloud_key(cloud), pending)
         for cn in view.cloud_nodes:
             if cn.node is not None and cn.node.is_down and not cn.admin_offline and \
                     cn.node.name not in life.handled:

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 
 from phorque.model import (
     NOTE_MARK,
+    Chunk,
     CloudState,
     Health,
     Instance,
@@ -203,16 +204,18 @@ class View:
 
     # -- capacity ------------------------------------------------------------------------
     @cached_property
-    def node_shapes(self) -> dict[str, tuple[int, int, tuple[str, ...]]]:
-        """Memory (MiB, 0: not known), GPUs and properties of every node. Phorque's nodes are
-        what their cloud declares (what the launch counted on: the ``physmem`` a mom reports is
-        a little less than the instance's memory), static nodes what Torque reports."""
-        out = {n.name: (n.mem_mb, n.gpus, n.properties) for n in self.snapshot.nodes}
+    def node_shapes(self) -> dict[str, tuple[int, int, frozenset[str]]]:
+        """Memory (MiB, UNLIMITED when not known), GPUs and properties of every node. Phorque's
+        nodes are what their cloud declares (what the launch counted on: the ``physmem`` a mom
+        reports is a little less than the instance's memory), static nodes what Torque reports."""
+        out = {n.name: (n.mem_mb if n.mem_mb > 0 else UNLIMITED, n.gpus, _props(n.properties))
+               for n in self.snapshot.nodes}
         for cn in self.cloud_nodes:
             if cn.node is not None:
                 cloud = cn.cloud
-                out[cn.node.name] = (cloud.instance_memory_mb, max(cloud.instance_gpus, cn.node.gpus),
-                                     cn.node.properties or cloud.node_properties)
+                mem = cloud.instance_memory_mb
+                out[cn.node.name] = (mem if mem > 0 else UNLIMITED, max(cloud.instance_gpus, cn.node.gpus),
+                                     _props(cn.node.properties or cloud.node_properties))
         return out
 
     @cached_property
@@ -223,11 +226,9 @@ class View:
         for job in self.running:
             if not job.exec_hosts:
                 continue
-            parts = [c for c in job.shape if not c.spread]
-            mem = max((c.mem_mb for c in parts), default=0)
+            mem, gpus = _held_per_node(job.shape)
             if not mem and job.mem_mb:
                 mem = -(-job.mem_mb // len(job.exec_hosts))
-            gpus = max((c.gpus for c in parts), default=0)
             if not (mem or gpus):
                 continue
             for host in job.exec_hosts:
@@ -235,13 +236,15 @@ class View:
                 out[host] = (held_mem + mem, held_gpus + gpus)
         return out
 
-    def free_shape(self, node: Node, free_cores: int) -> tuple[int, int, int, tuple[str, ...]]:
+    def free_shape(self, node: Node, free_cores: int) -> tuple[int, int, int, frozenset[str]]:
         """``(cores, memory, GPUs, properties)`` free on ``node`` for packing; memory is
         ``UNLIMITED`` when not known."""
-        mem, gpus, props = self.node_shapes.get(node.name, (node.mem_mb, node.gpus, node.properties))
-        held_mem, held_gpus = self.held_by_jobs.get(node.name, (0, 0))
-        free_mem = UNLIMITED if mem <= 0 else max(0, mem - held_mem)
-        return free_cores, free_mem, max(0, gpus - held_gpus), props
+        mem, gpus, props = self.node_shapes[node.name]
+        held = self.held_by_jobs.get(node.name)
+        if held is None:
+            return free_cores, mem, gpus, props
+        return (free_cores, mem if mem == UNLIMITED else max(0, mem - held[0]),
+                max(0, gpus - held[1]), props)
 
     def pending_count(self, cloud: CloudState) -> int:
         """Instances asked for or starting that are not yet Torque nodes."""
@@ -267,6 +270,17 @@ class View:
         if left < cloud.price - 1e-9:
             return 0
         return min(room, int(math.floor(left / cloud.price + 1e-9)))
+
+
+@lru_cache(maxsize=4096)
+def _props(properties: tuple[str, ...]) -> frozenset[str]:
+    return frozenset(properties)
+
+
+@lru_cache(maxsize=4096)
+def _held_per_node(shape: tuple[Chunk, ...]) -> tuple[int, int]:
+    parts = [c for c in shape if not c.spread]
+    return max((c.mem_mb for c in parts), default=0), max((c.gpus for c in parts), default=0)
 
 
 def _job_order(job_id: str) -> tuple[int, int, str]:
