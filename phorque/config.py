@@ -74,7 +74,8 @@ CLOUD_OPTIONS: dict[str, Option] = {
     "launch_config_name": str_option(None, help="launch configuration (or template) name"),
     "autoscale_group_name": str_option(None, required=True, help="auto-scaling group name"),
     "availability_zone": str_option("us-east-1a", help="availability zone"),
-    "instance_type": str_option(None, required=True, help="instance size to launch"),
+    # Required unless instance_types is given (checked in _check_cloud, which says so).
+    "instance_type": str_option(None, help="instance size to launch; default the first of instance_types"),
     "instance_cores": int_option(None, minimum=1, required=True, help="cores of one instance"),
     "max_instances": int_option(None, minimum=0, required=True, help="most instances on this cloud"),
     "charge_time_secs": int_option(3600, minimum=0, maximum=LONGEST_SECS, help="billing period; 0 for per-second billing"),
@@ -422,12 +423,47 @@ def _check_cloud(path: str, section: str, values: dict[str, Any]) -> None:
     if dialect == "phantom" and not values.get("cloud_uri"):
         raise ConfigError(path, section, "cloud_uri", "required for cloud_type "
                           f"{values['cloud_type']} (the Nimbus EC2 endpoint that lists the VMs)")
+    _check_instance_types(path, section, dialect, values)
     udf = values.get("user_data_file")
     if udf and not os.access(udf, os.R_OK):
         raise ConfigError(path, section, "user_data_file", f"{udf}: file is missing or not readable")
     ca = values.get("ca_bundle")
     if ca and not os.access(ca, os.R_OK):
         raise ConfigError(path, section, "ca_bundle", f"{ca}: file is missing or not readable")
+
+
+def _check_instance_types(path: str, section: str, dialect: str, values: dict[str, Any]) -> None:
+    """``instance_type`` or ``instance_types``; the list only where a group can launch several
+    types (a mixed-instances policy needs the aws dialect and a launch template). Sets
+    ``instance_type`` to the first of the list when it is not given."""
+    types: tuple[str, ...] = values.get("instance_types") or ()
+    single = values.get("instance_type")
+    if not types:
+        if not single:
+            raise ConfigError(path, section, "instance_type",
+                              "required option is missing (give instance_type, or instance_types "
+                              "for several interchangeable types)")
+        return
+    if dialect != "aws":
+        raise ConfigError(path, section, "instance_types",
+                          f"cloud_type {values['cloud_type']} launches one instance type: "
+                          "give instance_type instead (several types need cloud_type aws)")
+    if values.get("launch_method") == "configuration":
+        raise ConfigError(path, section, "instance_types",
+                          "several instance types need a launch template: launch_method = "
+                          "configuration cannot be used with instance_types (use auto or template)")
+    bad = next((t for t in types if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9.\-]*", t)), None)
+    if bad is not None:
+        raise ConfigError(path, section, "instance_types", f"{shown(bad)} is not an instance type name")
+    repeated = sorted({t for t in types if types.count(t) > 1})
+    if repeated:
+        raise ConfigError(path, section, "instance_types", f"{', '.join(repeated)} given twice")
+    if single and single not in types:
+        raise ConfigError(path, section, "instance_type",
+                          f"{shown(single)} is not one of instance_types ({', '.join(types)}); "
+                          "leave instance_type out to launch the first of them by default")
+    if not single:
+        values["instance_type"] = types[0]
 
 
 def load_config(path: str | os.PathLike[str] | None = None,

@@ -24,7 +24,7 @@ from phorque.crashpoints import crashpoint
 from phorque.errors import CloudError, PhorqueError, TorqueError, TransientError
 from phorque.executor import Executor, Outcome
 from phorque.forgotten import check_nothing_forgotten
-from phorque.model import CloudState, Health, Owned, Snapshot, in_queues, summarize
+from phorque.model import CloudState, Health, LaunchFailure, Owned, Snapshot, in_queues, summarize
 from phorque.observe import observe
 from phorque.plan import Plan
 from phorque.policy import make_policy
@@ -47,7 +47,8 @@ class Evaluation:
 
 
 def cloud_state(settings: CloudSettings, health: Health, desired: int = 0, instances=(),
-                error: str = "", backoff_until: float | None = None) -> CloudState:
+                error: str = "", backoff_until: float | None = None,
+                launch_failure: LaunchFailure | None = None) -> CloudState:
     return CloudState(
         name=settings.name, price=settings.price, instance_cores=settings.instance_cores,
         max_instances=settings.max_instances, charge_time_secs=settings.charge_time_secs,
@@ -55,7 +56,7 @@ def cloud_state(settings: CloudSettings, health: Health, desired: int = 0, insta
         instances=tuple(instances), health=health, backoff_until=backoff_until, error=error,
         node_properties=settings.node_properties,
         instance_memory_mb=settings.instance_memory_mb, instance_gpus=settings.instance_gpus,
-        queues=frozenset(settings.queues) or None)
+        queues=frozenset(settings.queues) or None, launch_failure=launch_failure)
 
 
 class Engine:
@@ -142,7 +143,8 @@ class Engine:
                 continue
             cloud = cloud_state(settings, health_at(record, now), group.desired, group.instances,
                                 error=record.last_error if record.failures else "",
-                                backoff_until=record.backoff_until)
+                                backoff_until=record.backoff_until,
+                                launch_failure=group.launch_failure)
             if record_errors and believed.get(settings.name) != cloud.capacity:
                 self.state.save_capacity(settings.name, cloud.capacity, now)
             out.append(cloud)

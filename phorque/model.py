@@ -224,6 +224,21 @@ class Instance:
         return self.dns
 
 
+@dataclass(frozen=True, slots=True)
+class LaunchFailure:
+    """The cloud's own word that its latest launch failed, while instances asked for are missing
+    (AWS: a failed scaling activity). ``id`` tells one failure from the next, so that a failure
+    is acted on once, however often it is read."""
+
+    id: str
+    code: str      # "InsufficientInstanceCapacity" when the cloud has no capacity, else "LaunchFailed"
+    message: str   # the cloud's words (its StatusMessage)
+
+    @property
+    def no_capacity(self) -> bool:
+        return self.code == "InsufficientInstanceCapacity"
+
+
 class Health(StrEnum):
     OK = "ok"
     BACKOFF = "backoff"
@@ -253,6 +268,8 @@ class CloudState:
     instance_memory_mb: int = 0
     instance_gpus: int = 0
     queues: frozenset[str] | None = None
+    #: Why the latest launch failed while requested instances are missing, or None.
+    launch_failure: LaunchFailure | None = None
 
     def serves(self, queue: str) -> bool:
         return self.queues is None or queue in self.queues

@@ -4,6 +4,13 @@ SigV4, AWS lifecycle states, and a launch configuration, or a launch template wh
 cannot create launch configurations (accounts created since October 2024). The group is
 created with ``NewInstancesProtectedFromScaleIn`` so that lowering the desired capacity can never
 make the service pick a running instance to kill: only Phorque's explicit terminate removes one.
+
+With ``instance_types`` the group launches from a launch template through a mixed-instances
+policy whose overrides list the types in the configured order, all on demand and ``prioritized``:
+the service tries the first type and falls back to the next when one has no capacity. When every
+type fails, the group's latest scaling activity says so; :meth:`AwsProvider._launch_failure`
+reads it, so that Phorque backs the cloud off and sends the work elsewhere at once instead of
+waiting out the boot timeout.
 """
 
 from __future__ import annotations
@@ -14,9 +21,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from phorque.cloud.provider import CloudProvider, chunks
-from phorque.cloud.states import aws_lifecycle_state
+from phorque.cloud.states import aws_lifecycle_state, epoch
 from phorque.errors import CloudError
-from phorque.model import InstanceState
+from phorque.model import InstanceState, LaunchFailure
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +35,73 @@ _NO_LAUNCH_CONFIGURATIONS = frozenset({"UnsupportedOperation", "OperationNotPerm
                                        "InvalidAction", "NotImplemented"})
 _NO_LC_PHRASES = ("not available in your account", "use launch templates", "not supported",
                   "no longer supported")
+
+
+#: Words of a failed launch that mean "no capacity" (EC2's code, and the Auto Scaling activity's
+#: own phrasing: "We currently do not have sufficient c6i.4xlarge capacity in the Availability
+#: Zone you requested", "Could not launch On-Demand Instances. InsufficientInstanceCapacity - ...").
+_NO_CAPACITY_PHRASES = ("insufficientinstancecapacity", "insufficientcapacity", "insufficient capacity",
+                        "do not have sufficient", "unfulfillablecapacity", "no spot capacity")
+#: How many of a group's latest scaling activities are read to find its latest launch.
+ACTIVITIES_READ = 20
+
+
+def mixed_instances_policy(template: str, types: tuple[str, ...]) -> dict[str, Any]:
+    """The MixedInstancesPolicy of a group launching ``types`` from ``template``, in this order.
+
+    All on demand (Phorque prices a cloud by one price), ``prioritized`` so that the order of the
+    overrides is the order the service tries them in.
+    """
+    return {
+        "LaunchTemplate": {
+            "LaunchTemplateSpecification": {"LaunchTemplateName": template, "Version": "$Latest"},
+            "Overrides": [{"InstanceType": t} for t in types],
+        },
+        "InstancesDistribution": {
+            "OnDemandAllocationStrategy": "prioritized",
+            "OnDemandBaseCapacity": 0,
+            "OnDemandPercentageAboveBaseCapacity": 100,
+        },
+    }
+
+
+def policy_types(group: Mapping[str, Any]) -> tuple[str, ...]:
+    """The instance types of a group's mixed-instances policy, in order (empty: it has none)."""
+    policy = group.get("MixedInstancesPolicy") or {}
+    overrides = (policy.get("LaunchTemplate") or {}).get("Overrides") or []
+    return tuple(str(o.get("InstanceType") or "") for o in overrides)
+
+
+def _policy_matches(group: Mapping[str, Any], template: str, types: tuple[str, ...]) -> bool:
+    """Does the group launch exactly ``types``, in this order, from ``template``, prioritized?"""
+    policy = group.get("MixedInstancesPolicy") or {}
+    spec = (policy.get("LaunchTemplate") or {}).get("LaunchTemplateSpecification") or {}
+    strategy = (policy.get("InstancesDistribution") or {}).get("OnDemandAllocationStrategy")
+    return (policy_types(group) == types and spec.get("LaunchTemplateName") == template
+            and strategy in (None, "prioritized"))
+
+
+def launch_failure(activities: list[Mapping[str, Any]]) -> LaunchFailure | None:
+    """The failure of the latest launch among a group's scaling activities, or None when the
+    latest launch worked or is still under way (or the group has launched nothing)."""
+    launches = [a for a in activities
+                if str(a.get("Description") or "").lower().startswith("launching")]
+    if not launches:
+        return None
+    # The service lists the newest first; sorted anyway, so that no reply order is relied on.
+    latest = max(launches, key=lambda a: _started(a.get("StartTime")))
+    if str(latest.get("StatusCode") or "") != "Failed":
+        return None
+    message = str(latest.get("StatusMessage") or latest.get("Description") or "launch failed").strip()
+    lowered = message.lower()
+    code = ("InsufficientInstanceCapacity" if any(p in lowered for p in _NO_CAPACITY_PHRASES)
+            else "LaunchFailed")
+    return LaunchFailure(id=str(latest.get("ActivityId") or message), code=code, message=message)
+
+
+def _started(value: Any) -> float:
+    stamp = epoch(value)
+    return stamp if stamp is not None else float("-inf")
 
 
 def refuses_launch_configurations(exc: CloudError) -> bool:
@@ -53,6 +127,10 @@ class AwsProvider(CloudProvider):
     """A group on AWS EC2 Auto Scaling or any endpoint speaking the standard API."""
 
     dialect = "aws"
+    #: Has the failure to read scaling activities been logged (it is said once)?
+    _activities_warned = False
+    #: The id of the last launch failure logged.
+    _failure_logged = ""
 
     # ---- set-up -------------------------------------------------------------------------
 
@@ -79,11 +157,18 @@ class AwsProvider(CloudProvider):
                 raise
             log.info("cloud %s: group %s was created meanwhile", s.name, s.autoscale_group_name)
             return
-        log.info("cloud %s: created group %s (max %d, zone %s)", s.name, s.autoscale_group_name,
-                 s.max_instances, s.availability_zone)
+        log.info("cloud %s: created group %s (max %d, zone %s, %s)", s.name, s.autoscale_group_name,
+                 s.max_instances, s.availability_zone, self._types_shown())
+
+    def _types_shown(self) -> str:
+        s = self.settings
+        if s.instance_types:
+            return f"instance types {', '.join(s.instance_types)} in this order"
+        return f"instance type {s.instance_type}"
 
     def _reconcile(self, group: Mapping[str, Any]) -> None:
-        """Keep an existing group's maximum and scale-in protection in line with the settings."""
+        """Keep an existing group's maximum, scale-in protection and instance types in line with
+        the settings."""
         s = self.settings
         update: dict[str, Any] = {}
         if int(group.get("MaxSize") or 0) != s.max_instances:
@@ -92,6 +177,21 @@ class AwsProvider(CloudProvider):
                 update["DesiredCapacity"] = s.max_instances
         if not group.get("NewInstancesProtectedFromScaleIn"):
             update["NewInstancesProtectedFromScaleIn"] = True
+        if s.instance_types:
+            if not _policy_matches(group, s.launch_name, s.instance_types):
+                was = ", ".join(policy_types(group)) or "one instance type"
+                log.info("cloud %s: group %s launched %s; now instance types %s in this order",
+                         s.name, s.autoscale_group_name, was, ", ".join(s.instance_types))
+                update["MixedInstancesPolicy"] = self._ensure_launch()["MixedInstancesPolicy"]
+            elif update:
+                # Given again with any other change: some compatible services (moto) drop a
+                # policy an update does not repeat. AWS keeps it either way.
+                update["MixedInstancesPolicy"] = mixed_instances_policy(s.launch_name, s.instance_types)
+        elif policy_types(group):
+            log.warning("cloud %s: group %s launches instance types %s (a mixed-instances policy) "
+                        "but instance_types is not set: left as it is; set instance_types to "
+                        "change the types, or give the group another autoscale_group_name", s.name,
+                        s.autoscale_group_name, ", ".join(policy_types(group)))
         unprotected = [m["InstanceId"] for m in group.get("Instances") or []
                        if m.get("InstanceId") and not m.get("ProtectedFromScaleIn")
                        and aws_lifecycle_state(str(m.get("LifecycleState", ""))) != InstanceState.GONE]
@@ -104,12 +204,20 @@ class AwsProvider(CloudProvider):
         if update:
             self._call("autoscaling", "UpdateAutoScalingGroup",
                        AutoScalingGroupName=s.autoscale_group_name, **update)
+            shown = {k: (", ".join(s.instance_types) if k == "MixedInstancesPolicy" else v)
+                     for k, v in update.items()}
             log.info("cloud %s: updated group %s: %s", s.name, s.autoscale_group_name,
-                     ", ".join(f"{k}={v}" for k, v in sorted(update.items())))
+                     ", ".join(f"{k}={v}" for k, v in sorted(shown.items())))
 
     def _ensure_launch(self) -> dict[str, Any]:
         """The CreateAutoScalingGroup arguments naming an existing or new launch spec."""
         method, name = self.settings.launch_method, self.settings.launch_name
+        if self.settings.instance_types:
+            # A mixed-instances policy takes a launch template only (the configuration check
+            # refuses launch_method = configuration with instance_types).
+            if not self._template_exists(name):
+                self._create_template(name)
+            return {"MixedInstancesPolicy": mixed_instances_policy(name, self.settings.instance_types)}
         if method in ("auto", "configuration") and self._configuration_exists(name):
             return {"LaunchConfigurationName": name}
         if method in ("auto", "template") and self._template_exists(name):
@@ -193,6 +301,27 @@ class AwsProvider(CloudProvider):
         return self._template_ref(name)
 
     # ---- reading ------------------------------------------------------------------------
+
+    def _launch_failure(self) -> LaunchFailure | None:
+        s = self.settings
+        try:
+            reply = self._call("autoscaling", "DescribeScalingActivities",
+                               AutoScalingGroupName=s.autoscale_group_name, MaxRecords=ACTIVITIES_READ)
+        except CloudError as exc:
+            # Not every compatible service has scaling activities; without them a launch that
+            # fails is found by the boot timeout instead. The read of the group stands.
+            if not self._activities_warned:
+                log.warning("cloud %s: cannot read the scaling activities of group %s (%s); a "
+                            "failed launch is noticed only after boot_timeout_secs", s.name,
+                            s.autoscale_group_name, exc)
+                self._activities_warned = True
+            return None
+        failure = launch_failure(list(reply.get("Activities") or []))
+        if failure is not None and failure.id != self._failure_logged:
+            self._failure_logged = failure.id  # said once, not at every read while it lasts
+            log.warning("cloud %s: group %s could not launch (%s): %s", s.name,
+                        s.autoscale_group_name, failure.code, failure.message)
+        return failure
 
     def _member_state(self, member: Mapping[str, Any]) -> InstanceState:
         return aws_lifecycle_state(str(member.get("LifecycleState") or ""),

@@ -19,7 +19,7 @@ from phorque.cloud import clients
 from phorque.cloud.states import clean_dns, ec2_state, epoch, pick_dns, worse
 from phorque.config import CloudSettings
 from phorque.errors import CloudError
-from phorque.model import Instance, InstanceState
+from phorque.model import Instance, InstanceState, LaunchFailure
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +31,8 @@ class GroupView:
     desired: int
     max_size: int
     instances: tuple[Instance, ...]
+    #: The service's word that its latest launch failed, read only while members are missing.
+    launch_failure: LaunchFailure | None = None
 
     @property
     def live(self) -> tuple[Instance, ...]:
@@ -74,8 +76,13 @@ class CloudProvider:
         ids = [m.get("InstanceId") or "" for m in members]
         seen = self._ec2_instances([i for i in ids if i])
         instances = tuple(self._instance(m, seen.get(m.get("InstanceId") or "")) for m in members)
-        return GroupView(desired=int(group.get("DesiredCapacity") or 0),
-                         max_size=int(group.get("MaxSize") or 0), instances=instances)
+        desired = int(group.get("DesiredCapacity") or 0)
+        live = sum(1 for i in instances if i.state.is_valid)
+        # Asked only while instances are missing: a group at its capacity has nothing to report,
+        # and the extra call would cost every evaluation of every cloud.
+        failure = self._launch_failure() if desired > live else None
+        return GroupView(desired=desired, max_size=int(group.get("MaxSize") or 0),
+                         instances=instances, launch_failure=failure)
 
     def set_desired(self, desired: int) -> None:
         """Set the desired capacity. Refuses (ValueError) a value below 0 or above max_instances."""
@@ -129,6 +136,10 @@ class CloudProvider:
     def _ec2_instances(self, ids: list[str]) -> dict[str, dict[str, Any]]:
         """EC2's description of the given instance ids (those it knows), keyed by id."""
         raise NotImplementedError
+
+    def _launch_failure(self) -> LaunchFailure | None:
+        """The service's word that the group's latest launch failed (None: it has none)."""
+        return None
 
     def _on_before_parse(self, service: str) -> Any:
         """A ``before-parse`` handler to register on a client of ``service``, or None."""

@@ -3,7 +3,8 @@ never join, finishing terminations, and removing Torque nodes whose instance is 
 
 These are not choices a policy makes: an instance with a DNS name joins, an instance that has not
 joined within ``boot_timeout_secs`` is terminated (and counts as a fault of its cloud), a request
-that never becomes an instance is cancelled. Policies decide launches and scale-in on top.
+that never becomes an instance is cancelled (at once when the cloud says its launch failed, e.g.
+no capacity; a fault of the cloud too). Policies decide launches and scale-in on top.
 
 The boot timeout runs from the launch while the instance is the cloud's to deliver (no DNS name
 yet); once it runs with a DNS name, Phorque's own join starts the node's clock. A running instance
@@ -131,12 +132,27 @@ def _missing_node(view: View, life: Lifecycle, cn: CloudNode) -> None:
 
 
 def _stalled_requests(view: View, life: Lifecycle) -> None:
-    """Cancel requests that never became instances within the boot timeout."""
+    """Cancel requests that never became instances: at once when the cloud says its launch
+    failed (no capacity for any of its instance types), else once the boot timeout runs out.
+    Either is a fault of the cloud, so it is backed off and the work goes to the next one."""
     previous = view.snapshot.memory.get("short_since", {})
+    # Failures acted on, by cloud: a failed launch stays the group's latest activity after its
+    # requests are cancelled, and must not cancel the next launch there before it is tried.
+    configured = {c.name for c in view.snapshot.clouds}
+    acted = {name: fid for name, fid in view.snapshot.memory.get("launch_failures", {}).items()
+             if name in configured}
     short_since: dict[str, float] = {}
     for cloud in view.known_clouds:
         missing = cloud.desired - len(cloud.valid_instances)
         if missing <= 0:
+            continue
+        failure = cloud.launch_failure
+        if failure is not None and acted.get(cloud.name) != failure.id:
+            acted[cloud.name] = failure.id
+            what = "has no capacity" if failure.no_capacity else "could not launch"
+            life.add(p.cancel(cloud.name, missing, cloud.desired,
+                              f"cloud {cloud.name} {what} ({failure.code}: {failure.message}); "
+                              f"{missing} requested instance(s) cancelled", fault=True))
             continue
         since = float(previous.get(cloud.name, view.now))
         short_since[cloud.name] = since
@@ -146,6 +162,8 @@ def _stalled_requests(view: View, life: Lifecycle) -> None:
                               f"boot_timeout_secs={cloud.boot_timeout_secs}", fault=True))
             short_since.pop(cloud.name)
     life.memory["short_since"] = short_since
+    if acted:
+        life.memory["launch_failures"] = acted
 
 
 #: Bounds of the look-again interval while instances boot (a quarter of the cloud's boot_secs).
