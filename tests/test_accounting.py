@@ -14,7 +14,8 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from phorque.errors import TorqueError
-from phorque.resources import count_slots
+from phorque.model import Chunk
+from phorque.resources import Asks, count_slots
 from phorque.torque.accounting import (
     KNOWN_KEYS,
     RECORD_TYPES,
@@ -449,3 +450,51 @@ def test_written_fields_read_back(pairs, request2):
     assert list(record.fields) == list(fields)
     if request2 and not any(k.startswith("Resource_List.") for k in fields):
         assert record.cores == sum(t * p for t, p in request2)
+
+
+# --- what a record's job asked for besides cores --------------------------------------------------
+
+def test_memory_gpu_and_property_asks_of_a_record():
+    # As pbs_server 6.1.3 writes an E record (sizes back in decimal with a lower-case suffix).
+    record = parse_line(
+        "12/03/2026 08:37:28;E;1.vm;user=torquejobs group=torquejobs jobname=x queue=batch "
+        "ctime=1796287004 qtime=1796287004 etime=1796287020 start_count=1 start=1796287020 "
+        "owner=torquejobs@localhost exec_host=torque-mom2/0-3+torque-mom1/1-4 Resource_List.mem=8gb "
+        "Resource_List.pmem=4gb Resource_List.vmem=1536mb Resource_List.pvmem=2mw "
+        "Resource_List.nodes=2:ppn=4:ib:gpus=1 Resource_List.gres=gpu:1 Resource_List.nodect=2 "
+        "Resource_List.walltime=01:00:00 session=8791 total_execution_slots=8 end=1796287048 "
+        "Exit_status=0 resources_used.mem=8716kb")
+    assert record.asks == Asks(mem_mb=8192, pmem_mb=4096, vmem_mb=1536, pvmem_mb=8, gpus=3)
+    assert record.chunks == (Chunk(1, 4, mem_mb=16384, gpus=2, properties=("ib",)),
+                             Chunk(1, 4, mem_mb=16384, gpus=1, properties=("ib",)))
+
+
+def test_a_record_without_asks_asks_for_none():
+    record = parse_line("12/03/2026 08:37:28;S;3.vm;queue=batch Resource_List.nodes=1 "
+                        "Resource_List.walltime=01:00:00")
+    assert record.asks == Asks()
+    assert record.chunks == (Chunk(1, 1),)
+
+
+@pytest.mark.parametrize("text", ["queue=batch", "requestor=root@vm", ""])
+def test_records_without_a_request_have_no_asks(text):
+    record = parse_line(f"12/03/2026 08:37:28;D;3.vm;{text}")
+    assert record.asks is None and record.chunks is None
+
+
+def test_request2_asks_of_a_record():
+    record = parse_line("11/25/2026 09:00:00;E;9.s;queue=batch Resource_List.walltime=01:00:00 "
+                        "Resource_Request_2.0=-L tasks=2:lprocs=4:usecores:memory=4GB:gpus=1 end=1")
+    assert record.request2 == "-L tasks=2:lprocs=4:usecores:memory=4GB:gpus=1"
+    assert record.asks == Asks(mem_mb=8192, gpus=2)
+    assert record.chunks == (Chunk(2, 4, mem_mb=4096, gpus=1),)
+    assert record.cores == 8
+
+
+@given(st.text(max_size=120))
+def test_hostile_request_values_never_raise(value):
+    assume("\n" not in value and "\r" not in value)
+    record = parse_line(f"11/25/2026 09:00:00;E;1.s;Resource_List.mem={value} Resource_List.gres={value} "
+                        f"Resource_List.nodes={value}")
+    assert record.asks is None or record.asks.mem_mb >= 0
+    assert record.chunks is None or all(c.count > 0 for c in record.chunks)

@@ -11,10 +11,12 @@ from pathlib import Path
 import pytest
 
 from phorque.errors import CommandError
-from phorque.model import JOB_EXCLUSIVE, Job
+from phorque.model import JOB_EXCLUSIVE, Chunk, Job
 from phorque.plan import Kind
 from phorque.policy.policies import CostAware, OnDemand, OnDemandPlusPlus
 from phorque.policy.view import View
+from phorque.resources import Asks
+from phorque.torque.accounting import AccountingParser
 from phorque.torque.commands import NodeNotReady, Torque
 from phorque.torque.xmlparse import jobs_from_bytes, nodes_from_bytes
 from tests.builders import cloud, cloud_node, inst, job, node, owned, snapshot
@@ -127,3 +129,113 @@ def test_pbsnodes_on_a_node_just_created_is_not_ready_yet(tmp_path):
     torque = _fake_pbsnodes(tmp_path, "pbsnodes_o_new_node")
     with pytest.raises(NodeNotReady):
         torque.offline("cloud-new.example", "phorque: draining: x")
+
+
+# -- jobs that ask for memory, GPUs and node properties (tests/fixtures/real-torque/shapes/) -------
+
+SHAPES = REAL / "shapes"
+PHYSMEM_MB = -(-24683568 // 1024)  # the moms' physmem=24683568kb
+
+
+def _shape_ids() -> dict[str, str]:
+    return dict(line.split() for line in (SHAPES / "job_ids.txt").read_text().splitlines())
+
+
+def _shape_jobs(capture: str) -> dict[str, Job]:
+    by_id = {j.id: j for j in jobs_from_bytes((SHAPES / f"{capture}.out").read_bytes())}
+    return {name: by_id[job_id] for name, job_id in _shape_ids().items() if job_id in by_id}
+
+
+def test_memory_gpu_and_property_requests_read_as_submitted():
+    jobs = _shape_jobs("qstat_f_x_queued")
+    # pbs_server adds the batch queue's nodes=1 to a job that asks for no nodes.
+    assert jobs["mem64gb"].mem_mb == 65536 and jobs["mem64gb"].chunks == (Chunk(1, 1, mem_mb=65536),)
+    assert jobs["pmem4gb_nodes2x4"].pmem_mb == 4096
+    assert jobs["pmem4gb_nodes2x4"].chunks == (Chunk(2, 4, mem_mb=16384),)
+    vmem = jobs["vmem_pvmem"]
+    assert (vmem.vmem_mb, vmem.pvmem_mb, vmem.chunks) == (16384, 2048, (Chunk(1, 4, mem_mb=16384),))
+    assert jobs["gpus2_late"].gpus == 2 and jobs["gpus2_late"].chunks == (Chunk(1, 8, gpus=2),)
+    assert jobs["ib_bigmem_late"].chunks == (Chunk(2, 4, properties=("ib",)), Chunk(1, 1, properties=("bigmem",)))
+    assert jobs["prop_first"].chunks == (Chunk(1, 2, properties=("ib",)),)
+    assert jobs["host_ppn2"].chunks == (Chunk(1, 2, host="torque-mom1"),)
+    assert jobs["gres_gpu2"].gpus == 2 and jobs["gres_gpu2"].chunks == (Chunk(1, 1, gpus=2),)
+    assert jobs["rerun_n"].rerunnable is False
+    assert all(j.rerunnable is True for name, j in jobs.items() if name != "rerun_n")
+    assert (jobs["mem64gb"].pmem_mb, jobs["mem64gb"].gpus, jobs["prop_first"].mem_mb) == (0, 0, 0)
+
+
+@pytest.mark.parametrize("name,asks", [
+    ("units_bytes", (1, 0, 0, 0)),            # mem=1048576 is printed 1048576b
+    ("units_b_kb", (1, 2, 0, 0)),             # 2048b, 1536kb
+    ("units_MB_GB", (1536, 0, 2048, 0)),      # 1536MB and 2GB are printed 1536mb and 2gb
+    ("units_tb", (1 << 20, 0, 0, 0)),
+    ("units_words", (1, 1, 8, 4096)),         # 8w, 4kw, 2mw, 1gw: words of 4 bytes
+])
+def test_every_unit_as_the_server_prints_it(name, asks):
+    job = _shape_jobs("qstat_f_x_queued")[name]
+    assert (job.mem_mb, job.pmem_mb, job.vmem_mb, job.pvmem_mb) == asks
+
+
+def test_l_requests_as_6_1_3_prints_them():
+    jobs = _shape_jobs("qstat_f_x_queued")
+    tasks = jobs["l_tasks"]
+    assert (tasks.cores, tasks.mem_mb, tasks.chunks) == (8, 16384, (Chunk(2, 4, spread=True, mem_mb=2048),))
+    two = jobs["l_two_parts"]
+    assert (two.cores, two.mem_mb) == (5, 1024 + 3 * 512)
+    gpus = jobs["l_gpus_late"]
+    assert (gpus.cores, gpus.mem_mb, gpus.gpus) == (8, 16384, 2)
+    assert gpus.chunks == (Chunk(2, 4, mem_mb=8192, gpus=1),)
+    # pbs_sched 6.1.3 never starts them, and qrun cannot either (no NUMA support built in).
+    final = _shape_jobs("qstat_f_x_final")
+    assert final["l_tasks"].state == "Q"
+    assert final["l_tasks"].comment.strip() == "Not Running - PBS Error: Unknown node"
+    assert "Unknown node in hostlist" in (SHAPES / "qrun_l_tasks.err").read_text()
+
+
+def test_l_requests_are_refused_in_a_queue_with_a_nodes_default():
+    assert (SHAPES / "qsub_l_in_batch.rc").read_text().strip() == "55"
+    assert "conflicts with the queue's default resources" in (SHAPES / "qsub_l_in_batch.err").read_text()
+
+
+def test_qsub_refuses_gpus_and_properties_no_node_has():
+    for name in ("gpus2", "ib_bigmem"):
+        assert (SHAPES / f"qsub_{name}.rc").read_text().strip() == "190"
+        assert "cannot locate feasible nodes" in (SHAPES / f"qsub_{name}.err").read_text()
+        assert (SHAPES / f"qsub_{name}_late.rc").read_text().strip() == "0"
+
+
+def test_nodes_memory_gpus_and_properties():
+    static = {n.name: n for n in nodes_from_bytes((SHAPES / "pbsnodes_x_static.out").read_bytes())}
+    assert set(static) == {"torque-mom1", "torque-mom2"}
+    assert all(n.properties == ("ib",) and n.gpus == 0 and n.mem_mb == PHYSMEM_MB and n.np == 8
+               for n in static.values())
+    nodes = {n.name: n for n in nodes_from_bytes((SHAPES / "pbsnodes_x_with_gpu_node.out").read_bytes())}
+    gpu = nodes["torque-gpu"]
+    assert (gpu.np, gpu.gpus, gpu.properties, gpu.mem_mb) == (8, 2, ("bigmem",), PHYSMEM_MB)
+
+
+def test_gpus_go_only_to_the_node_created_with_gpus():
+    (running,) = jobs_from_bytes((SHAPES / "qstat_f_x_gpu_running.out").read_bytes())
+    assert running.state == "R" and running.exec_hosts == ("torque-gpu",)
+    assert b"<exec_gpus>torque-gpu-gpu/1+torque-gpu-gpu/0</exec_gpus>" in (
+        SHAPES / "qstat_f_x_gpu_running.out").read_bytes()
+    # With the GPU node offline, pbs_sched deleted the GPU job rather than start it on the two
+    # free nodes without GPUs: no exec_host, and a D record by root.
+    (offline,) = jobs_from_bytes((SHAPES / "qstat_f_x_gpu_node_offline.out").read_bytes())
+    assert offline.state == "C" and offline.exec_hosts == ()
+    job_id = _shape_ids()["gpus2_node_offline"]
+    log = (SHAPES / "accounting.log").read_text().splitlines()
+    assert [line.split(";", 2)[1] for line in log if line.split(";")[2] == job_id] == ["Q", "D"]
+
+
+def test_accounting_records_ask_what_qstat_showed():
+    queued = {j.id: j for j in jobs_from_bytes((SHAPES / "qstat_f_x_queued.out").read_bytes())}
+    ended = [r for r in AccountingParser().parse_file(SHAPES / "accounting.log") if r.type == "E"]
+    assert len(ended) >= 14
+    for record in ended:
+        job = queued[record.job_id]
+        assert record.asks == Asks(job.mem_mb, job.pmem_mb, job.vmem_mb, job.pvmem_mb, job.gpus), record.job_id
+        assert record.chunks == job.chunks, record.job_id
+    by_id = {r.job_id: r for r in ended}
+    assert by_id[_shape_ids()["mem64gb"]].asks.mem_mb == 65536
+    assert by_id[_shape_ids()["gres_gpu2"]].asks.gpus == 2

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from phorque.model import Chunk
+from phorque.model import Chunk, Job, Node
 from phorque.torque.xmlparse import (
     XMLFormatError,
     jobs_from_bytes,
@@ -17,6 +17,7 @@ from phorque.torque.xmlparse import (
     parse_jobs,
     parse_node_jobs,
     parse_state,
+    status_value,
 )
 
 FIXTURES = Path(__file__).parent / "fixtures" / "torque"
@@ -148,3 +149,91 @@ def test_arbitrary_values_inside_a_job_never_crash(name, nodes):
     except XMLFormatError:
         return
     assert len(jobs) == 1 and jobs[0].cores >= 1
+
+
+# -- what jobs ask for besides cores, and what nodes offer ----------------------------------------
+
+def _job(inner: str) -> Job:
+    (job,) = jobs_from_bytes(f"<Data><Job><Job_Id>1.s</Job_Id><job_state>Q</job_state>{inner}"
+                             "</Job></Data>".encode())
+    return job
+
+
+def _resources(**values: str) -> str:
+    return "<Resource_List>" + "".join(f"<{k}>{v}</{k}>" for k, v in values.items()) + "</Resource_List>"
+
+
+def test_memory_asks_in_every_unit_the_server_prints():
+    job = _job(_resources(mem="64gb", pmem="1536mb", vmem="1048576b", pvmem="2mw", nodes="2:ppn=4",
+                          walltime="01:00:00"))
+    assert (job.mem_mb, job.pmem_mb, job.vmem_mb, job.pvmem_mb) == (65536, 1536, 1, 8)
+    assert job.chunks == (Chunk(2, 4, mem_mb=32768),)  # 64gb shared by 2 nodes; more than 4 x pmem
+
+
+def test_gpus_properties_and_gres():
+    job = _job(_resources(nodes="2:ppn=4:ib:gpus=1+1:ppn=1:bigmem", gres="gpu:2"))
+    assert job.gpus == 4
+    assert job.chunks == (Chunk(1, 4, gpus=3, properties=("ib",)), Chunk(1, 4, gpus=1, properties=("ib",)),
+                          Chunk(1, 1, properties=("bigmem",)))
+
+
+@pytest.mark.parametrize("value,rerunnable", [("True", True), ("False", False), ("", None), (None, None)])
+def test_rerunnable(value, rerunnable):
+    inner = "" if value is None else f"<Rerunable>{value}</Rerunable>"
+    assert _job(inner).rerunnable is rerunnable
+
+
+def test_nothing_asked_reads_as_none_asked():
+    job = _job(_resources(nodes="1", walltime="01:00:00"))
+    assert (job.mem_mb, job.pmem_mb, job.vmem_mb, job.pvmem_mb, job.gpus) == (0, 0, 0, 0, 0)
+    assert job.rerunnable is None
+    assert job.chunks == (Chunk(1, 1),)
+
+
+def test_request2_from_l_request_as_6_1_3_prints_it():
+    # 6.1.3: no Resource_List at all, the -L text in L_Request, its parse in req_information.
+    job = _job("<request_version>2</request_version><req_information><task_count.0>2</task_count.0>"
+               "<lprocs.0>4</lprocs.0><total_memory.0>16777216kb</total_memory.0>"
+               "<memory.0>8388608kb</memory.0><gpus.0>1</gpus.0></req_information>"
+               "<L_Request>-L tasks=2:lprocs=4:memory=8gb:gpus=1</L_Request>")
+    assert job.cores == 8 and job.mem_mb == 16384 and job.gpus == 2
+    assert job.chunks == (Chunk(2, 4, mem_mb=8192, gpus=1),)
+
+
+def test_request2_rebuilt_from_req_information_alone():
+    job = _job("<req_information><task_count.0>1</task_count.0><lprocs.0>2</lprocs.0>"
+               "<memory.0>1048576kb</memory.0><task_count.1>3</task_count.1><lprocs.1>1</lprocs.1>"
+               "<memory.1>524288kb</memory.1></req_information>")
+    assert job.cores == 5 and job.mem_mb == 1024 + 3 * 512
+    assert job.chunks == (Chunk(1, 2, spread=True, mem_mb=512), Chunk(3, 1, spread=True, mem_mb=512))
+
+
+def test_request2_from_resource_request_2_0():
+    job = _job("<Resource_Request_2.0>-L tasks=2:lprocs=2:memory=4GB</Resource_Request_2.0>")
+    assert job.cores == 4 and job.mem_mb == 8192
+
+
+def _node(inner: str) -> Node:
+    (node,) = nodes_from_bytes(f"<Data><Node><name>n1</name><state>free</state><np>8</np>{inner}"
+                               "</Node></Data>".encode())
+    return node
+
+
+def test_node_memory_from_physmem_and_gpus():
+    status = ("opsys=linux,uname=Linux vm 6.18 #1 SMP x86_64,totmem=24683568kb,"
+              "availmem=23665564kb,physmem=24683568kb,ncpus=2,gres=,varattr= ,jobs=")
+    node = _node(f"<status>{status}</status><gpus>2</gpus>")
+    assert node.mem_mb == -(-24683568 // 1024) and node.gpus == 2
+    unknown = _node("")
+    assert unknown.mem_mb == 0 and unknown.gpus == 0
+    assert _node("<status>physmem=lots</status>").mem_mb == 0
+
+
+@pytest.mark.parametrize("status,key,value", [
+    ("a=1,physmem=10kb,b=2", "physmem", "10kb"),
+    ("uname=Linux x=y z,physmem=1", "uname", "Linux x=y z"),
+    ("availmem=5kb", "physmem", None),
+    ("", "physmem", None),
+])
+def test_status_values(status, key, value):
+    assert status_value(status, key) == value

@@ -3,6 +3,9 @@
 * submit: the Q record's time (else the job's ``ctime``, ``qtime`` or ``etime``);
 * cores and shape: ``Resource_List`` by Torque's rule (``procs`` + count x ppn of ``nodes``;
   Torque 6 ``-L`` requests; 1 when neither is given), from the E record (else the S record);
+  each part of the shape carries the memory, GPUs and node properties its nodes need, from
+  ``Resource_List.mem``/``pmem``/``vmem``/``pvmem``/``nodes``/``gres`` and the ``-L`` request
+  (:func:`phorque.resources.job_chunks`);
 * run time: the E record's ``end`` - ``start`` (the last start, after a rerun);
 * walltime: ``Resource_List.walltime``; the original wait (start - submit) is kept for comparison.
 
@@ -148,7 +151,9 @@ def _build(job_id: str, job: _Seen, problems: Counter[str]) -> TraceJob | None:
     request2 = source.get("Resource_Request_2.0")
     cores = source.cores or 1
     chunks = job_chunks(resources, request2)
-    if all(c.spread for c in chunks):
+    # Single cores anywhere is what an empty shape means; a spread shape that asks for memory,
+    # GPUs or properties must be kept to say so.
+    if all(c.spread and not (c.mem_mb or c.gpus or c.properties) for c in chunks):
         chunks = ()
     walltime = rec.walltime_secs if rec.walltime_secs is not None else (
         started.walltime_secs if started is not None else None)

@@ -20,7 +20,8 @@ from itertools import chain
 from os import PathLike
 from typing import Any, NamedTuple
 
-from phorque.resources import count_slots, duration_or_none, job_cores
+from phorque.model import Chunk
+from phorque.resources import Asks, count_slots, duration_or_none, job_asks, job_chunks, job_cores
 from phorque.torque.accounting_text import (
     KNOWN_KEYS,
     MMSS,
@@ -136,6 +137,38 @@ class Record(NamedTuple):
         try:
             return job_cores(resources, request2)
         except ValueError:  # a number too long for int(), in a hostile line
+            return None
+
+    @property
+    def request2(self) -> str | None:
+        """The Torque 6 ``-L`` request the record carries (``Resource_Request_2.0``), or None."""
+        return fields_of(self.text).get("Resource_Request_2.0") or None
+
+    @property
+    def asks(self) -> Asks | None:
+        """Memory and GPUs asked (``Resource_List.mem``, ``.pmem``, ``.vmem``, ``.pvmem``,
+        ``.nodes``, ``.gres`` and the ``-L`` request); None when the record has no request
+        (Q, D and A records), a zero value when it has one that asks for none."""
+        resources = self.resources
+        request2 = self.request2
+        if not resources and request2 is None:
+            return None
+        try:
+            return job_asks(resources, request2)
+        except ValueError:  # a number too long for int(), in a hostile line
+            return None
+
+    @property
+    def chunks(self) -> tuple[Chunk, ...] | None:
+        """The node shape with each part's memory, GPUs and properties, as
+        :func:`~phorque.resources.job_chunks` reads it; None when the record has no request."""
+        resources = self.resources
+        request2 = self.request2
+        if not resources and request2 is None:
+            return None
+        try:
+            return job_chunks(resources, request2)
+        except ValueError:
             return None
 
     @property

@@ -19,7 +19,14 @@ from typing import IO
 
 from phorque.errors import TorqueError
 from phorque.model import FREE, Job, Node
-from phorque.resources import count_slot_spec, duration_or_none, job_chunks, job_cores
+from phorque.resources import (
+    count_slot_spec,
+    duration_or_none,
+    job_asks,
+    job_chunks,
+    job_cores,
+    size_mb,
+)
 
 # A reference is at most 10 characters ("&#1114111;", "&#x10FFFF;"), so a piece of the stream
 # that ends within 12 characters of a "&" can hold it back whole (_sanitized_chunks); anything
@@ -194,19 +201,41 @@ def _children(elem: ET.Element, path: str) -> dict[str, str]:
     return {child.tag: (child.text or "").strip() for child in group}
 
 
+#: Elements that hold a Torque 6 ``-L`` request.
+REQUEST2_TAGS = ("L_Request", "Resource_Request_2.0", "req_information")
+#: ``req_information.KEY.N`` values carried over into a rebuilt ``-L`` part (``memory.N`` is in
+#: kb there, per task; ``total_memory.N`` is tasks x memory and not needed).
+_REQ_INFO_KEYS = (("lprocs", "lprocs"), ("memory", "memory"), ("gpus", "gpus"))
+
+
 def _request2(elem: ET.Element) -> str | None:
-    """Torque 6 ``-L`` request, from ``Resource_Request_2.0`` or ``req_information``."""
-    text = _text(elem, "Resource_Request_2.0")
-    if text:
-        return text
+    """Torque 6 ``-L`` request: 6.1.3 prints it as given in ``L_Request`` beside its parsed
+    ``req_information`` (``task_count.0``, ``lprocs.0``, ``memory.0`` in kb, ``gpus.0``, ...);
+    other builds print ``Resource_Request_2.0``; the parts are rebuilt from
+    ``req_information`` when neither text is there."""
+    for tag in ("L_Request", "Resource_Request_2.0"):
+        text = _text(elem, tag)
+        if text:
+            return text
     info = _children(elem, "req_information")
     parts = []
     for key, value in info.items():
         if key.startswith("task_count."):
             index = key.split(".", 1)[1]
-            lprocs = info.get(f"lprocs.{index}", "1")
-            parts.append(f"-L tasks={value}:lprocs={lprocs}")
+            part = f"-L tasks={value}"
+            for name, option in _REQ_INFO_KEYS:
+                found = info.get(f"{name}.{index}")
+                if found:
+                    part += f":{option}={found}"
+            parts.append(part)
     return " ".join(parts) or None
+
+
+def _rerunnable(value: str | None) -> bool | None:
+    if value is None:
+        return None
+    lowered = value.strip().lower()
+    return True if lowered == "true" else False if lowered == "false" else None
 
 
 def exec_hosts(value: str | None) -> tuple[str, ...]:
@@ -233,7 +262,8 @@ def job_from_element(elem: ET.Element) -> Job:
         raise XMLFormatError("qstat: a <Job> without <Job_Id>")
     listed = fields.get("Resource_List")
     resources = {} if listed is None else {c.tag: (c.text or "").strip() for c in listed}
-    request2 = _request2(elem) if ("Resource_Request_2.0" in fields or "req_information" in fields) else None
+    request2 = _request2(elem) if any(tag in fields for tag in REQUEST2_TAGS) else None
+    asks = job_asks(resources, request2)
     remaining = None
     walltime_elem = fields.get("Walltime")
     if walltime_elem is not None:
@@ -252,6 +282,12 @@ def job_from_element(elem: ET.Element) -> Job:
         queued_at=_float(text("qtime")),
         started_at=_float(text("start_time")),
         comment=text("comment") or "",
+        gpus=asks.gpus,
+        mem_mb=asks.mem_mb,
+        pmem_mb=asks.pmem_mb,
+        vmem_mb=asks.vmem_mb,
+        pvmem_mb=asks.pvmem_mb,
+        rerunnable=_rerunnable(text("Rerunable")),
     )
 
 
@@ -302,6 +338,19 @@ def parse_node_jobs(value: str | None) -> tuple[tuple[str, ...], int]:
     return tuple(ids), slots
 
 
+def status_value(status: str | None, key: str) -> str | None:
+    """One ``key=value`` of a mom's ``status`` (a comma list: ``...,physmem=24683568kb,...``).
+
+    Values hold no commas, but may hold spaces and ``=`` (``uname=Linux vm ...``)."""
+    if not status:
+        return None
+    prefix = key + "="
+    for item in status.split(","):
+        if item.startswith(prefix):
+            return item[len(prefix):].strip()
+    return None
+
+
 def parse_state(value: str | None) -> frozenset[str]:
     words = frozenset(w.strip() for w in (value or "").split(",") if w.strip())
     return words or frozenset({FREE})
@@ -324,6 +373,9 @@ def node_from_element(elem: ET.Element) -> Node:
         used_slots=slots,
         properties=tuple(p.strip() for p in props.split(",") if p.strip()),
         note=_text(elem, "note") or "",
+        # physmem: what the mom measured; 0 (unknown) until the mom has reported.
+        mem_mb=size_mb(status_value(_text(elem, "status"), "physmem")),
+        gpus=_int(_text(elem, "gpus")) or 0,
     )
 
 

@@ -119,3 +119,32 @@ def test_cli_reads_an_accounting_directory(log_dir, capsys):
     assert data["setup"]["local_nodes"] == 2 and data["setup"]["local_np"] == 4
     assert data["skipped"]["malformed lines"] == 1
     assert [r["mean_wait_secs"] for r in data["results"]] == [0, 0, 0]
+
+
+def test_jobs_keep_what_they_asked_for_besides_cores(tmp_path):
+    lines = [
+        format_line(T0, "Q", "1.head", "queue=batch"),
+        format_line(T0 + 100, "E", "1.head", full("1.head", T0, T0 + 10, "2:ppn=4:ib", "01:00:00",
+                                                   "n1/0-3+n2/0-3", end=T0 + 100) + " Resource_List.mem=16gb"),
+        format_line(T0, "Q", "2.head", "queue=batch"),
+        format_line(T0 + 100, "E", "2.head", full("2.head", T0, T0 + 10, "1:ppn=8:gpus=2", "01:00:00",
+                                                   "g1/0-7", end=T0 + 100) + " Resource_List.pmem=2gb"),
+        format_line(T0, "Q", "3.head", "queue=batch"),
+        format_line(T0 + 100, "E", "3.head", full("3.head", T0, T0 + 10, "", "01:00:00", "n1/0-3",
+                                                   end=T0 + 100, extra={"Resource_List.procs": 4,
+                                                                        "Resource_List.mem": "8gb"})),
+        format_line(T0, "Q", "4.head", "queue=batch"),
+        format_line(T0 + 100, "E", "4.head", full("4.head", T0, T0 + 10, "", "01:00:00", "n1/0-3",
+                                                   end=T0 + 100, extra={"Resource_List.procs": 4})),
+        format_line(T0, "Q", "5.head", "queue=batch"),
+        format_line(T0 + 100, "E", "5.head", full("5.head", T0, T0 + 10, "1", "01:00:00", "n1/0",
+                                                   end=T0 + 100, extra={"Resource_List.gres": "gpu:1"})),
+    ]
+    (tmp_path / "20231114").write_text("".join(lines))
+    jobs = {j.id: j for j in read_accounting([tmp_path / "20231114"]).jobs}
+    assert jobs["1.head"].chunks == (Chunk(2, 4, mem_mb=8192, properties=("ib",)),)
+    assert jobs["2.head"].chunks == (Chunk(1, 8, mem_mb=16384, gpus=2),)
+    # Cores anywhere that ask for memory keep their shape; without asks they stay the default.
+    assert jobs["3.head"].chunks == (Chunk(4, 1, spread=True, mem_mb=2048),)
+    assert jobs["4.head"].chunks == () and jobs["4.head"].cores == 4
+    assert jobs["5.head"].chunks == (Chunk(1, 1, gpus=1),)
