@@ -107,6 +107,8 @@ class Job:
     pvmem_mb: int = 0
     #: ``Rerunable`` (qsub -r); None when Torque did not say.
     rerunnable: bool | None = None
+    #: The job was submitted with Torque 6's ``-L`` (resource request 2.0).
+    request2: bool = False
 
     @property
     def is_queued(self) -> bool:
@@ -127,7 +129,14 @@ class Job:
         if not comment.startswith(SCHED_PBS_ERROR):
             return None
         error = comment[len(SCHED_PBS_ERROR):].strip()
-        return error if error.lower() in _REQUEST_ERRORS else None
+        if error.lower() in _REQUEST_ERRORS:
+            return error
+        # pbs_sched 6.1.3 passes no host list for a -L job, and pbs_server answers "Unknown
+        # node" at every cycle. For another job the same words can mean a node went away
+        # between the scheduler's look and its run request: that job is still demand.
+        if self.request2 and error.lower() == "unknown node":
+            return error
+        return None
 
     @property
     def shape(self) -> tuple[Chunk, ...]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import stat
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -189,6 +190,9 @@ def test_l_requests_as_6_1_3_prints_them():
     final = _shape_jobs("qstat_f_x_final")
     assert final["l_tasks"].state == "Q"
     assert final["l_tasks"].comment.strip() == "Not Running - PBS Error: Unknown node"
+    # So they are not demand for new instances; a job of nodes= with the same words still is.
+    assert final["l_tasks"].request2 and final["l_tasks"].refused_by_server == "Unknown node"
+    assert replace(final["l_tasks"], request2=False).refused_by_server is None
     assert "Unknown node in hostlist" in (SHAPES / "qrun_l_tasks.err").read_text()
 
 

@@ -274,6 +274,7 @@ def job_from_element(elem: ET.Element) -> Job:
         queue=text("queue") or "",
         cores=job_cores(resources, request2),
         chunks=job_chunks(resources, request2),
+        request2=request2 is not None,
         walltime_secs=duration_or_none(resources.get("walltime")),
         remaining_secs=remaining,
         name=text("Job_Name") or "",

@@ -47,12 +47,13 @@ class Cloud:
     read_timeout: float = 1.0
     attempts: int = 2
     ec2_url: str = ""  # the Phantom double's EC2 endpoint
+    extra: str = ""    # more option lines (instance_gpus = 2, queues = gpu, ...)
 
     def section(self) -> str:
         common = _COMMON.format(cores=self.cores, max_instances=self.max_instances,
                                 charge=self.charge, price=self.price,
                                 boot_timeout=self.boot_timeout, read_timeout=self.read_timeout,
-                                attempts=self.attempts)
+                                attempts=self.attempts) + self.extra
         if self.kind == "phantom":
             return (f"[Cloud-{self.name}]\ncloud_type = phantom\ncloud_uri = {self.ec2_url}\n"
                     f"autoscale_uri = {self.url}\naccess_id = {PHANTOM_ID}\n"
