@@ -48,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--local-mem-mb", type=int, metavar="MIB",
                    help="memory of each static node in MiB (default 0: unknown, never a limit)")
     p.add_argument("--local-gpus", type=int, metavar="G", help="GPUs of each static node (default 0)")
+    p.add_argument("--local-properties", metavar="P,Q",
+                   help="node properties of every static node (default none)")
     p.add_argument("--start", metavar="S", help="window start: days after the trace's start, or a "
                                                "UTC date YYYY-MM-DD")
     p.add_argument("--days", type=float, metavar="D", help="window length in days (default: all)")
@@ -115,6 +117,8 @@ def _settings(args: argparse.Namespace) -> tuple[ReplaySettings, list[str]]:
             overrides[attr] = value
     if args.every_period:
         overrides["skip_idle"] = False
+    if args.local_properties is not None:
+        overrides["local_properties"] = tuple(p for p in (w.strip() for w in args.local_properties.split(",")) if p)
     if args.budget is not None:
         try:
             overrides["price_per_hour"] = budget_option().parse(args.budget)

@@ -122,7 +122,8 @@ def json_report(trace: Trace, results: Sequence[ReplayResult], settings: ReplayS
         "skipped": dict(sorted(trace.problems.items())),
         "setup": {
             "local_nodes": nodes, "local_np": np, "local_mem_mb": settings.local_mem_mb,
-            "local_gpus": settings.local_gpus, "scheduler": settings.scheduler,
+            "local_gpus": settings.local_gpus, "local_properties": list(settings.local_properties),
+            "scheduler": settings.scheduler,
             "mode": settings.mode, "loop_sleep_secs": settings.loop_sleep_secs,
             "event_delay_secs": settings.event_delay_secs, "price_per_hour": settings.price_per_hour,
             "clouds": [{"name": c.name, "price": c.price, "instance_cores": c.instance_cores,

@@ -247,10 +247,11 @@ def test_the_command_line_gives_the_static_nodes_memory_and_gpus(tmp_path, capsy
                     + swf_line(1, 0, 100, 2, 200, req_mem_kb=3 << 20)   # 3 GiB per core: 6 GiB
                     + swf_line(2, 0, 100, 2, 200, req_mem_kb=1 << 20))  # 2 GiB in all
     code = main([str(path), "--json", "--policy", "LocalOnly", "--local-nodes", "1", "--local-np", "4",
-                 "--local-mem-mb", "4096", "--local-gpus", "1"])
+                 "--local-mem-mb", "4096", "--local-gpus", "1", "--local-properties", "ib, bigmem"])
     assert code == 0
     data = json.loads(capsys.readouterr().out)
-    assert (data["setup"]["local_mem_mb"], data["setup"]["local_gpus"]) == (4096, 1)
+    setup = data["setup"]
+    assert (setup["local_mem_mb"], setup["local_gpus"], setup["local_properties"]) == (4096, 1, ["ib", "bigmem"])
     local_only = data["results"][0]
     assert (local_only["policy"], local_only["started"], local_only["never_run"]) == ("LocalOnly", 1, 0)
     assert main([str(path), "--local-mem-mb", "-1", "--local-nodes", "1"]) != 0
