@@ -45,6 +45,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="policies to replay (default: the configured one, else every policy)")
     p.add_argument("--local-nodes", type=int, metavar="N", help="static nodes (default: from the trace)")
     p.add_argument("--local-np", type=int, metavar="M", help="cores per static node")
+    p.add_argument("--local-mem-mb", type=int, metavar="MIB",
+                   help="memory of each static node in MiB (default 0: unknown, never a limit)")
+    p.add_argument("--local-gpus", type=int, metavar="G", help="GPUs of each static node (default 0)")
+    p.add_argument("--local-properties", metavar="P,Q",
+                   help="node properties of every static node (default none)")
     p.add_argument("--start", metavar="S", help="window start: days after the trace's start, or a "
                                                "UTC date YYYY-MM-DD")
     p.add_argument("--days", type=float, metavar="D", help="window length in days (default: all)")
@@ -105,12 +110,15 @@ def _settings(args: argparse.Namespace) -> tuple[ReplaySettings, list[str]]:
     overrides = {}
     for name, attr in (("local_nodes", "local_nodes"), ("local_np", "local_np"),
                        ("scheduler", "scheduler"), ("mode", "mode"), ("loop_sleep", "loop_sleep_secs"),
-                       ("mom_delay", "mom_delay_secs")):
+                       ("mom_delay", "mom_delay_secs"), ("local_mem_mb", "local_mem_mb"),
+                       ("local_gpus", "local_gpus")):
         value = getattr(args, name)
         if value is not None:
             overrides[attr] = value
     if args.every_period:
         overrides["skip_idle"] = False
+    if args.local_properties is not None:
+        overrides["local_properties"] = tuple(p for p in (w.strip() for w in args.local_properties.split(",")) if p)
     if args.budget is not None:
         try:
             overrides["price_per_hour"] = budget_option().parse(args.budget)
@@ -120,6 +128,10 @@ def _settings(args: argparse.Namespace) -> tuple[ReplaySettings, list[str]]:
         value = getattr(args, name)
         if value is not None and value < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
+    for name in ("local_mem_mb", "local_gpus"):
+        value = getattr(args, name)
+        if value is not None and value < 0:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= 0")
     if args.config:
         config = load_or_exit(args.config)
         settings = settings_from_config(config, **overrides)

@@ -68,7 +68,7 @@ class Tally:
 
     def ended(self, job: SimJob, until: float | None = None) -> None:
         run = (job.end if until is None else until) - job.start
-        for node, cores in job.alloc:
+        for node, cores, _mem, _gpus in job.alloc:
             if node.cloud:
                 self.cloud_core_secs += cores * run
             else:

@@ -26,15 +26,32 @@ def billing(charge: int) -> str:
     return names.get(max(0, charge), f"per {charge} s")
 
 
+def shape(mem_mb: int, gpus: int, properties: tuple[str, ...], queues: frozenset[str] | None = None) -> str:
+    """What a node or instance offers besides cores, as ``, 16384 MiB, 2 GPUs, ...`` (empty when
+    nothing is declared)."""
+    out = ""
+    if mem_mb:
+        out += f", {mem_mb} MiB"
+    if gpus:
+        out += f", {gpus} GPU{'s' if gpus != 1 else ''}"
+    if properties:
+        out += f", properties {','.join(properties)}"
+    if queues is not None:
+        out += f", queues {','.join(sorted(queues))}"
+    return out
+
+
 def describe_setup(trace: Trace, settings: ReplaySettings, local: tuple[int, int]) -> list[str]:
     nodes, np = local
     clouds = "; ".join(
-        f"{c.name} {c.price:g}/h, {c.instance_cores} cores, max {c.max_instances}, boot {c.boot_secs} s, "
-        f"billed {billing(c.charge_time_secs)}" for c in settings.clouds)
+        f"{c.name} {c.price:g}/h, {c.instance_cores} cores"
+        f"{shape(c.instance_memory_mb, c.instance_gpus, c.node_properties, c.queues)}, max {c.max_instances}, "
+        f"boot {c.boot_secs} s, billed {billing(c.charge_time_secs)}" for c in settings.clouds)
     budget = "unlimited" if settings.price_per_hour is None else f"{settings.price_per_hour:g}/h"
     mode = ("evaluations on events" if settings.mode == "events" else "evaluations every period only")
     lines = [f"trace {trace.describe()}",
-             f"local cluster {nodes} nodes x {np} cores = {nodes * np} cores; scheduler "
+             f"local cluster {nodes} nodes x {np} cores = {nodes * np} cores"
+             f"{shape(settings.local_mem_mb, settings.local_gpus, settings.local_properties)}; scheduler "
              f"{settings.scheduler}; {mode} (loop_sleep_secs {settings.loop_sleep_secs:g})",
              f"clouds: {clouds}; budget {budget}"]
     lines.extend(f"note: {note}" for note in trace.notes)
@@ -104,12 +121,17 @@ def json_report(trace: Trace, results: Sequence[ReplayResult], settings: ReplayS
         "jobs": len(trace.jobs),
         "skipped": dict(sorted(trace.problems.items())),
         "setup": {
-            "local_nodes": nodes, "local_np": np, "scheduler": settings.scheduler,
+            "local_nodes": nodes, "local_np": np, "local_mem_mb": settings.local_mem_mb,
+            "local_gpus": settings.local_gpus, "local_properties": list(settings.local_properties),
+            "scheduler": settings.scheduler,
             "mode": settings.mode, "loop_sleep_secs": settings.loop_sleep_secs,
             "event_delay_secs": settings.event_delay_secs, "price_per_hour": settings.price_per_hour,
             "clouds": [{"name": c.name, "price": c.price, "instance_cores": c.instance_cores,
                         "max_instances": c.max_instances, "charge_time_secs": c.charge_time_secs,
-                        "boot_secs": c.boot_secs} for c in settings.clouds],
+                        "boot_secs": c.boot_secs, "instance_memory_mb": c.instance_memory_mb,
+                        "instance_gpus": c.instance_gpus, "node_properties": list(c.node_properties),
+                        "queues": sorted(c.queues) if c.queues is not None else None}
+                       for c in settings.clouds],
         },
         "results": [r.as_dict() for r in results],
     }

@@ -9,7 +9,10 @@ Three disciplines, all over the queue in submit order:
   that job gets a reservation at the earliest time enough cores are free, judged from the running
   jobs' requested walltimes (the *shadow time*). A later job may start now if it fits and either
   ends (by its walltime) before the shadow time, or only uses cores the reserved job will not
-  need then. The reservation counts cores only (not their layout on nodes).
+  need then. The reservation counts cores only (not their layout on nodes, their memory or GPUs).
+
+A job fits when every part finds nodes with the free cores, memory and GPUs and the properties
+it asks for (:mod:`phorque.replay.cluster`).
 
 A job that could not run on the cluster as it is now even if every node were free (it waits for
 cloud nodes) never holds the queue in ``strict`` or ``easy``: the jobs behind it are considered.
@@ -21,7 +24,7 @@ import math
 from bisect import bisect_left, insort
 
 from phorque.model import Chunk
-from phorque.replay.cluster import Cluster, SimNode
+from phorque.replay.cluster import Cluster, Share, asks_of, plain_chunks
 
 DISCIPLINES = ("fifo", "strict", "easy")
 
@@ -30,7 +33,7 @@ class SimJob:
     """A job of one replay: the trace's numbers, and what happens to it here."""
 
     __slots__ = ("id", "submit", "cores", "chunks", "walltime", "run", "killed", "queue",
-                 "start", "end", "alloc", "seq", "reserve_end")
+                 "start", "end", "alloc", "seq", "reserve_end", "asks", "plain")
 
     def __init__(self, job_id: str, submit: float, cores: int, chunks: tuple[Chunk, ...],
                  walltime: int | None, run: float, queue: str, seq: int):
@@ -38,6 +41,9 @@ class SimJob:
         self.submit = submit
         self.cores = cores
         self.chunks = chunks
+        # Worked out once: the scheduler tries a queued job at every cycle.
+        self.asks = asks_of(chunks)
+        self.plain = plain_chunks(cores, chunks)
         self.walltime = walltime
         # Torque kills a job at its walltime.
         self.killed = walltime is not None and run > walltime
@@ -45,7 +51,7 @@ class SimJob:
         self.queue = queue
         self.start: float | None = None
         self.end: float | None = None
-        self.alloc: list[tuple[SimNode, int]] = []
+        self.alloc: list[Share] = []
         self.seq = seq
         self.reserve_end = math.inf
 
@@ -108,7 +114,7 @@ class Scheduler:
         return out
 
     def _start(self, cluster: Cluster, job: SimJob) -> bool:
-        alloc = cluster.place(job.cores, job.chunks)
+        alloc = cluster.place(job.cores, job.chunks, job.asks, job.plain)
         if alloc is None:
             return False
         cluster.take(job.id, alloc)
@@ -133,7 +139,7 @@ class Scheduler:
         for job in jobs:
             if self._start(cluster, job):
                 out.append(job)
-            elif cluster.fits_when_empty(job.cores, job.chunks):
+            elif cluster.fits_when_empty(job.cores, job.chunks, job.asks):
                 head = job
                 break
         if head is None or self.discipline == "strict":

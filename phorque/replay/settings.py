@@ -49,6 +49,10 @@ class ReplaySettings:
     clouds: tuple[CloudState, ...] = DEFAULT_CLOUDS
     local_nodes: int | None = None
     local_np: int | None = None
+    #: Each static node's memory in MiB (0: unknown, never a limit), GPUs and properties.
+    local_mem_mb: int = 0
+    local_gpus: int = 0
+    local_properties: tuple[str, ...] = ()
     scheduler: str = "fifo"
     mode: str = "events"
     loop_sleep_secs: float = 120.0
@@ -77,6 +81,8 @@ class ReplaySettings:
             raise ValueError("loop_sleep_secs must be > 0")
         if self.event_delay_secs < 0 or self.mom_delay_secs < 0:
             raise ValueError("event_delay_secs and mom_delay_secs must be >= 0")
+        if self.local_mem_mb < 0 or self.local_gpus < 0:
+            raise ValueError("local_mem_mb and local_gpus must be >= 0")
         names = [c.name for c in self.clouds]
         if len(set(names)) != len(names):
             raise ValueError(f"cloud names must differ: {', '.join(names)}")

@@ -37,12 +37,11 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-from phorque.model import QUEUED, RUNNING, Job, Snapshot
+from phorque.model import QUEUED, RUNNING, Chunk, Job
 from phorque.policy.base import Policy
-from phorque.policy.common import Limits, never_fits
-from phorque.policy.view import View
 from phorque.replay.apply import SimExecutor
 from phorque.replay.clouds import SimInstance
+from phorque.replay.cluster import Possible
 from phorque.replay.metrics import ReplayResult, Tally
 from phorque.replay.scheduler import Scheduler, SimJob
 from phorque.replay.settings import ReplaySettings
@@ -101,10 +100,9 @@ class Simulation:
         self.eval_pending: float | None = None
         #: The latest plan's wake-up (each plan replaces it, as in the daemon's loop).
         self.wake_at: float | None = None
-        # What can never run: judged on the whole possible cluster, as the policies judge it.
-        possible = Snapshot(now=trace.start, nodes=self.cluster.models(),
-                            clouds=tuple(c.state() for c in self.clouds.values()))
-        self._limits = Limits.of(View(possible))
+        # What can never run: judged on the whole possible cluster (by cores as the policies'
+        # limits count them, and by the shapes of the static nodes and the clouds' instances).
+        self._possible = Possible(self.cluster.nodes.values(), (c.spec for c in self.clouds.values()))
         self._never_memo: dict[tuple, bool] = {}
         span = max(trace.end - trace.start, 3600.0)
         self.tally.curves(trace.start, span / max(1, settings.samples))
@@ -162,23 +160,23 @@ class Simulation:
                 self.tick_at = tick
 
     # -- jobs ----------------------------------------------------------------------------------------
-    def _never_runs(self, job: Job) -> bool:
-        key = (job.cores, job.chunks, job.queue)
+    def _never_runs(self, job: SimJob) -> bool:
+        key = (job.cores, job.chunks)
         known = self._never_memo.get(key)
         if known is None:
-            known = self._never_memo[key] = never_fits(job, self._limits) is not None
+            known = self._never_memo[key] = self._possible.never(job.cores, job.chunks, job.asks)
         return known
 
     def _submit(self, seq: int) -> None:
         tj = self.trace.jobs[seq]
         job = SimJob(tj.id, self.now, tj.cores, tj.chunks, tj.walltime_secs, tj.run_secs, tj.queue, seq)
         model = Job(id=job.id, state=QUEUED, queue=job.queue, cores=job.cores, chunks=job.chunks,
-                    walltime_secs=job.walltime, queued_at=job.submit)
+                    walltime_secs=job.walltime, queued_at=job.submit, gpus=job_gpus(job.chunks))
         self._queued[job.id] = model
         self._jobs_cache = None
         if self.jobs is not None:
             self.jobs[job.id] = job
-        if self._never_runs(model):
+        if self._never_runs(job):
             self.never.append(job)  # stays queued, as Torque would keep it; never scheduled
         else:
             self.scheduler.add(job)
@@ -194,15 +192,17 @@ class Simulation:
         for job in started:
             job.start = now
             model = self._queued.pop(job.id)
-            hosts = tuple(node.name for node, _ in job.alloc)
+            hosts = tuple(share[0].name for share in job.alloc)
             self._running[job.id] = Job(id=job.id, state=RUNNING, queue=job.queue, cores=job.cores,
                                         chunks=job.chunks, walltime_secs=job.walltime,
-                                        queued_at=model.queued_at, started_at=now, exec_hosts=hosts)
+                                        queued_at=model.queued_at, started_at=now, exec_hosts=hosts,
+                                        gpus=model.gpus)
             self.running[job.id] = job
             self.scheduler.started(job, now)
             self._push(now + job.run, END, job)
             self.tally.started(job)
-            for node, _ in job.alloc:
+            for share in job.alloc:
+                node = share[0]
                 if node.instance and len(node.jobs) == 1:
                     self.world.touched.add(node.instance)  # a cloud node turned busy
         self._jobs_cache = None
@@ -216,7 +216,8 @@ class Simulation:
         del self.running[job.id]
         self._jobs_cache = None
         self.tally.ended(job)
-        for node, _ in job.alloc:
+        for share in job.alloc:
+            node = share[0]
             if node.instance and not node.jobs:
                 self.world.touched.add(node.instance)  # a cloud node turned idle
         self.world.sched_due = True
@@ -359,6 +360,11 @@ class Simulation:
         """How long the replay goes on after the work, for the policy to release instances."""
         charge = max((c.spec.charge_time_secs for c in self.clouds.values()), default=0)
         return max(3600.0, float(charge)) + self.settings.loop_sleep_secs
+
+
+def job_gpus(chunks: tuple[Chunk, ...]) -> int:
+    """The GPUs of the whole job (per node of a part, per core of a spread part)."""
+    return sum(c.gpus * (c.cores if c.spread else c.count) for c in chunks)
 
 
 def replay(trace: Trace, policy: Policy | str, settings: ReplaySettings | None = None,

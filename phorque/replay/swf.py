@@ -8,6 +8,10 @@ Each job line has 18 whitespace-separated numbers; ``-1`` means unknown. What a 
   anywhere on the cluster, several per node, like a Torque ``procs=N`` request;
 * field 9, requested time: the walltime. A trace without it (synthetic models) gets
   ``walltime_factor`` x run time, at least ``MIN_WALLTIME`` seconds;
+* field 10, requested memory, in KB per processor: the job's memory, each of its cores needing
+  that much (rounded up to whole MiB) on the node it lands on, like ``pmem``: the job becomes one
+  spread part whose ``mem_mb`` is per core. ``-1`` (or 0) means none asked. Field 7, the memory
+  the job really used, is not a request and is not read;
 * field 3, wait time: what the original scheduler achieved, kept for comparison only;
 * field 15, queue number, becomes the job's queue name.
 
@@ -22,10 +26,12 @@ import math
 import os
 from collections import Counter
 
+from phorque.model import Chunk
 from phorque.replay.trace import Trace, TraceJob, Window
 
 FIELDS = 18
 MIN_WALLTIME = 60
+KB_PER_MIB = 1024
 
 
 def _number(text: str) -> int:
@@ -76,6 +82,9 @@ def read_swf(path: str | os.PathLike[str], window: Window | None = None,
     begin = end = None
     last = None
     made_up = 0
+    with_memory = 0
+    # Parts are frozen values: jobs of the same size and memory share one (reading is quicker).
+    shared: dict[tuple[int, int], tuple[Chunk, ...]] = {}
     with _open(path) as stream:
         for line in stream:
             if line.startswith(";"):
@@ -99,6 +108,7 @@ def read_swf(path: str | os.PathLike[str], window: Window | None = None,
                 allocated = _number(parts[4])
                 requested = _number(parts[7])
                 req_time = _number(parts[8])
+                req_mem = _number(parts[9])
                 queue = _number(parts[14])
             except ValueError:
                 problems["lines with a field that is not a number"] += 1
@@ -122,9 +132,15 @@ def read_swf(path: str | os.PathLike[str], window: Window | None = None,
             else:
                 walltime = max(MIN_WALLTIME, math.ceil(run * walltime_factor))
                 made_up += 1
+            chunks: tuple[Chunk, ...] = ()
+            if req_mem > 0:
+                key = (cores, -(-req_mem // KB_PER_MIB))
+                chunks = shared.get(key) or shared.setdefault(
+                    key, (Chunk(count=cores, ppn=1, spread=True, mem_mb=key[1]),))
+                with_memory += 1
             last = submit
             jobs.append(TraceJob(id=f"{number}.swf", submit=float(submit), run_secs=float(run),
-                                 cores=cores, walltime_secs=walltime,
+                                 cores=cores, walltime_secs=walltime, chunks=chunks,
                                  queue=str(queue) if queue >= 0 else "",
                                  original_wait=float(wait) if wait >= 0 else None))
     if begin is None:
@@ -136,6 +152,8 @@ def read_swf(path: str | os.PathLike[str], window: Window | None = None,
     name = os.path.basename(path)
     trace = Trace(name=name, jobs=jobs, start=begin, end=max(stop, begin),
                   max_cores=_header_int(header, "MaxProcs", "MaxNodes"), problems=problems)
+    if with_memory:
+        trace.notes.append(f"{with_memory:,} jobs ask for memory (field 10, per processor)")
     if made_up:
         trace.notes.append(f"{made_up:,} jobs had no requested time (field 9): walltime = "
                            f"{walltime_factor:g} x run time, at least {MIN_WALLTIME} s")

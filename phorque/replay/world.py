@@ -37,7 +37,8 @@ class World:
         self.cluster = Cluster()
         width = len(str(local_nodes))
         for k in range(local_nodes):
-            self.cluster.add(f"node{k + 1:0{width}d}", local_np)
+            self.cluster.add(f"node{k + 1:0{width}d}", local_np, mem=settings.local_mem_mb,
+                             gpus=settings.local_gpus, properties=settings.local_properties)
         self.clouds = {c.name: SimCloud(c) for c in settings.clouds}
         self.owned = OwnedBook()
         self._owned_cache: tuple[int, tuple[Owned, ...]] = (-1, ())
@@ -77,8 +78,13 @@ class World:
         self.tally.instances(live, self.rate)
 
     def add_cloud_node(self, name: str, np: int, note: str, cloud: str, instance: str) -> None:
+        """A joined instance becomes a node with its cloud's memory, GPUs and properties, as
+        ``qmgr create node`` makes it (and as its pbs_mom reports its memory)."""
         delay = self.settings.mom_delay_secs
-        self.cluster.add(name, np, note=note, cloud=cloud, instance=instance, down=delay > 0)
+        spec = self.clouds[cloud].spec if cloud in self.clouds else None
+        self.cluster.add(name, np, note=note, cloud=cloud, instance=instance, down=delay > 0,
+                         mem=spec.instance_memory_mb if spec else 0, gpus=spec.instance_gpus if spec else 0,
+                         properties=spec.node_properties if spec else ())
         if delay > 0:
             self._push(self.now + delay, MOM, name)
         self.touched.add(instance)

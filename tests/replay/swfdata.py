@@ -10,9 +10,10 @@ HEADER = "; Version: 2.2\n; UnixStartTime: 1000000000\n; MaxProcs: {procs}\n"
 
 
 def swf_line(number: int, submit: int, run: int, cores: int, req_time: int = -1, wait: int = -1,
-             queue: int = 1) -> str:
-    """One SWF job line with the 18 fields."""
-    fields = [number, submit, wait, run, cores, -1, -1, cores, req_time, -1, 1, 1, 1, -1, queue, -1, -1, -1]
+             queue: int = 1, req_mem_kb: int = -1, used_mem_kb: int = -1) -> str:
+    """One SWF job line with the 18 fields (memory in KB per processor)."""
+    fields = [number, submit, wait, run, cores, -1, used_mem_kb, cores, req_time, req_mem_kb, 1, 1, 1, -1,
+              queue, -1, -1, -1]
     return " ".join(str(f) for f in fields) + "\n"
 
 

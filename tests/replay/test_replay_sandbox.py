@@ -78,4 +78,4 @@ def test_replay_of_a_sandbox_log_matches_the_sandbox(sandbox):
         assert abs(job.run_secs - dict(zip(ids, (r for _, r in WORKLOAD), strict=True))[job.id]) <= 1.0
     both_nodes = sim.jobs[ids[1]]
     assert both_nodes.start - both_nodes.submit >= 2  # it really waited, in both
-    assert [n.name for n, _ in both_nodes.alloc] == ["node1", "node2"]
+    assert [share[0].name for share in both_nodes.alloc] == ["node1", "node2"]

@@ -73,9 +73,9 @@ def test_nodes_ppn_parts_need_distinct_nodes():
     assert cluster.free_total == 5
     assert cluster.place(4, (Chunk(2, 2),)) is None
     alloc = cluster.place(4, ())
-    assert [(n.name, c) for n, c in alloc] == [("a", 1), ("b", 3)]
+    assert [(n.name, c) for n, c, _mem, _gpus in alloc] == [("a", 1), ("b", 3)]
     fits = cluster.place(4, (Chunk(1, 2), Chunk(2, 1, spread=True)))
-    assert sorted((n.name, c) for n, c in fits) == [("a", 1), ("b", 3)]
+    assert sorted((n.name, c) for n, c, _mem, _gpus in fits) == [("a", 1), ("b", 3)]
 
 
 def test_a_job_too_big_for_the_current_cluster_does_not_hold_a_strict_queue(tmp_path):
