@@ -170,12 +170,12 @@ def status_text(layout: Layout) -> str:
         f"{'' if s['scheduling'] == '1' else ' (scheduling=false)'}, new nodes boot {boot}",
         f"  default job run time {s['default_runtime']} s, keep_completed {s['keep_completed']} s",
         "",
-        f"{'NODE':<24} {'STATE':<22} {'NP':>4} {'USED':>5}  NOTE",
+        f"{'NODE':<24} {'STATE':<22} {'NP':>4} {'USED':>5} {'GPUS':>4}  NOTE",
     ]
     for node in nodes:
         state = ",".join(state_words(node, used.get(node["name"], 0), now))
         lines.append(f"{node['name']:<24} {state:<22} {node['np']:>4}"
-                     f" {used.get(node['name'], 0):>5}  {node['note']}")
+                     f" {used.get(node['name'], 0):>5} {node['gpus']:>4}  {node['note']}")
     counts: dict[str, int] = {}
     for job in jobs:
         if job["kind"] != "template":

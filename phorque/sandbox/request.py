@@ -190,8 +190,9 @@ def client_resources(pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
 
 def _check_value(name: str, value: str) -> str:
     """A resource value as pbs_server stores it; RequestError when it would be rejected."""
+    # reply_badattr: the message (no trailing space), one space, the attribute (a real 6.1.3)
     bad = RequestError("qsub: submit error (Illegal attribute or resource value for"
-                       f"  Resource_List.{name})", PBSE_BADATVAL)
+                       f" Resource_List.{name})", PBSE_BADATVAL)
     if name in ("walltime", "cput", "pcput"):
         try:
             return hms(duration(value))

@@ -54,9 +54,12 @@ def test_resource_list_follows_pbs_server_order(requested, expected, walltime):
 @pytest.mark.parametrize("requested, message", [
     ([("bogus", "1")], "Unknown resource type  Resource_List.bogus"),
     ([("nodect", "3")], "Unknown resource type  Resource_List.nodect"),
-    ([("walltime", "soon")], "Illegal attribute or resource value for  Resource_List.walltime"),
-    ([("procs", "0")], "Illegal attribute or resource value for  Resource_List.procs"),
-    ([("nodes", "2:ppn=0")], "Illegal attribute or resource value for  Resource_List.nodes"),
+    ([("walltime", "soon")], "Illegal attribute or resource value for Resource_List.walltime"),
+    ([("procs", "0")], "Illegal attribute or resource value for Resource_List.procs"),
+    ([("nodes", "2:ppn=0")], "Illegal attribute or resource value for Resource_List.nodes"),
+    # as a real 6.1.3 answered qsub -l mem=1.5gb (exit 168)
+    ([("mem", "1.5gb")], "qsub: submit error (Illegal attribute or resource value for"
+                         " Resource_List.mem)"),
 ])
 def test_resource_list_rejects_what_pbs_server_rejects(requested, message):
     with pytest.raises(RequestError, match=re.escape(message)):

@@ -48,7 +48,9 @@ def _gpus(value: str) -> int:
     refuses anything below 1."""
     digits = value[1:] if value[:1] in "+-" else value
     if not digits.isdigit() or int(value) < 1:
-        raise TorqueError(PBSE_BADATVAL, "Illegal attribute or resource value for gpus")
+        # a real 6.1.3 names no attribute here: "... svr=default: Illegal attribute or
+        # resource value for", exit 2
+        raise TorqueError(PBSE_BADATVAL, "Illegal attribute or resource value for")
     return int(value)
 
 
