@@ -131,13 +131,13 @@ KIT_HOSTS = ("*.amazonaws.com", "*.internal", "*.phantom.test", "*.internal.test
 
 @pytest.fixture
 def make_sandbox(tmp_path: Path) -> Iterator[Callable[..., Sandbox]]:
-    """A factory: ``make_sandbox(nodes=2, np=4, start=True, **settings)``."""
+    """A factory: ``make_sandbox(nodes=2, np=4, start=True, gpus=0, mem_mb=0, **settings)``."""
     made: list[Sandbox] = []
 
     def make(nodes: int = 2, np: int = 4, start: bool = True, server_name: str = "srv.test",
              name: str = "cluster", properties: list[str] | None = None,
              resolvable: tuple[str, ...] = KIT_HOSTS, transit: bool = True,
-             **settings: object) -> Sandbox:
+             gpus: int = 0, mem_mb: int = 0, **settings: object) -> Sandbox:
         settings.setdefault("keep_completed", 0)
         # What the README tells a site to do for jobs only cloud nodes can run: the queue accepts
         # jobs wider than today's nodes (is_transit) ...
@@ -149,7 +149,8 @@ def make_sandbox(tmp_path: Path) -> Iterator[Callable[..., Sandbox]]:
         # its pace on a busy machine: a new node's MOM-list-not-sent window, the mom's obit.
         settings.setdefault("mom_list_delay", 1)
         settings.setdefault("obit_delay", 1)
-        layout = cluster.init(str(tmp_path / name), nodes, np, server_name, settings, properties)
+        layout = cluster.init(str(tmp_path / name), nodes, np, server_name, settings, properties,
+                              gpus=gpus, mem_mb=mem_mb)
         hosts.add_names(layout, resolvable)
         if transit:
             cluster.set_queue(layout, "batch", is_transit="true")

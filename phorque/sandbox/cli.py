@@ -1,6 +1,7 @@
 """``phorque-sandbox``: create, run and look at a sandbox Torque cluster.
 
-    phorque-sandbox init DIR [--nodes N] [--np M] [--server NAME] [settings]
+    phorque-sandbox init DIR [--nodes N] [--np M] [--gpus G] [--mem-mb MB] [--properties P,Q]
+                             [--server NAME] [settings]
     phorque-sandbox start DIR [--speed X] [--foreground]
     phorque-sandbox stop DIR
     phorque-sandbox status DIR
@@ -102,6 +103,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--np", type=int, default=4, help="cores per static node (default 4)")
     p.add_argument("--server", default=None, help="server name (default: this host's name)")
     p.add_argument("--properties", default="", help="comma-separated properties of the static nodes")
+    p.add_argument("--gpus", type=int, default=0,
+                   help="GPUs per static node (qmgr's gpus=; default 0)")
+    p.add_argument("--mem-mb", type=int, default=0, metavar="MB",
+                   help="memory per static node, as its pbs_mom reports it (default 2048 per core)")
     _settings_options(p)
     p = sub.add_parser("start", help="start the server (pbs_server) of DIR")
     p.add_argument("dir")
@@ -165,12 +170,12 @@ def status_text(layout: Layout) -> str:
         f"{'' if s['scheduling'] == '1' else ' (scheduling=false)'}, new nodes boot {boot}",
         f"  default job run time {s['default_runtime']} s, keep_completed {s['keep_completed']} s",
         "",
-        f"{'NODE':<24} {'STATE':<22} {'NP':>4} {'USED':>5}  NOTE",
+        f"{'NODE':<24} {'STATE':<22} {'NP':>4} {'USED':>5} {'GPUS':>4}  NOTE",
     ]
     for node in nodes:
         state = ",".join(state_words(node, used.get(node["name"], 0), now))
         lines.append(f"{node['name']:<24} {state:<22} {node['np']:>4}"
-                     f" {used.get(node['name'], 0):>5}  {node['note']}")
+                     f" {used.get(node['name'], 0):>5} {node['gpus']:>4}  {node['note']}")
     counts: dict[str, int] = {}
     for job in jobs:
         if job["kind"] != "template":
@@ -193,19 +198,23 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     layout = Layout(args.dir)
     if args.action == "init":
-        if args.nodes < 0 or args.np < 1:
-            print("phorque-sandbox: --nodes must be >= 0 and --np >= 1", file=sys.stderr)
+        if args.nodes < 0 or args.np < 1 or args.gpus < 0 or args.mem_mb < 0:
+            print("phorque-sandbox: --nodes, --gpus and --mem-mb must be >= 0 and --np >= 1",
+                  file=sys.stderr)
             return EXIT_USAGE
         import os
         name = args.server or os.uname().nodename
         props = [p for p in args.properties.split(",") if p]
         try:
-            cluster.init(args.dir, args.nodes, args.np, name, _settings(args), props)
+            cluster.init(args.dir, args.nodes, args.np, name, _settings(args), props,
+                         gpus=args.gpus, mem_mb=args.mem_mb)
         except cluster.ClusterExists as exc:
             print(f"phorque-sandbox: {exc}", file=sys.stderr)
             return EXIT_FAILED
+        extras = (f", {args.gpus} GPUs" if args.gpus else "") + (
+            f", {args.mem_mb} MB" if args.mem_mb else "")
         print(f"created sandbox cluster {layout.root}: server {name}, {args.nodes} nodes of"
-              f" {args.np} cores; start it with: phorque-sandbox start {layout.root}")
+              f" {args.np} cores{extras}; start it with: phorque-sandbox start {layout.root}")
         return EXIT_OK
     _require(layout)
     if args.action == "start":

@@ -57,8 +57,9 @@ def set_queue(layout: Layout, queue: str, **attributes: object) -> None:
 
 
 def init(root: str, nodes: int, np: int, server: str, settings: Mapping[str, object],
-         properties: list[str] | None = None) -> Layout:
-    """Create a cluster in ``root`` with ``nodes`` static nodes of ``np`` cores."""
+         properties: list[str] | None = None, gpus: int = 0, mem_mb: int = 0) -> Layout:
+    """Create a cluster in ``root`` with ``nodes`` static nodes of ``np`` cores, ``gpus`` GPUs
+    and ``mem_mb`` MiB of memory each (0: 2 GiB per core)."""
     layout = Layout(root)
     if layout.exists():
         raise ClusterExists(f"{layout.root} already holds a sandbox cluster")
@@ -74,7 +75,8 @@ def init(root: str, nodes: int, np: int, server: str, settings: Mapping[str, obj
         now = time.time()
         queues.create_batch(engine)
         for name in node_names(nodes):
-            nodeadmin.create_node(engine, name, np, properties or [], now, boot="static")
+            nodeadmin.create_node(engine, name, np, properties or [], now, boot="static",
+                                  gpus=gpus, mem_kb=mem_mb * 1024)
         nodeadmin.write_nodes_file(engine)
     write_commands(layout)
     return layout

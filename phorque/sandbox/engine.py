@@ -23,7 +23,7 @@ from sqlite3 import Row
 
 from phorque.sandbox import acct, jobfiles, scheduler
 from phorque.sandbox.jobattrs import array_summary_state, job_attributes, ran_until
-from phorque.sandbox.placement import exec_host
+from phorque.sandbox.placement import Placement, exec_gpus, exec_host
 from phorque.sandbox.store import Session
 
 SIGTERM_EXIT = 271  # 256 + SIGTERM: a running job deleted with qdel
@@ -245,8 +245,10 @@ class Engine:
         marks = ", ".join("?" for _ in row)
         self.db.execute(f"INSERT INTO jobs ({names}) VALUES ({marks})", tuple(row.values()))
 
-    def start(self, job: Row, alloc: dict[str, list[int]], when: float) -> None:
-        """Start a job on the given slots: S record, job file saved."""
+    def start(self, job: Row, placement: Placement, when: float,
+              gpu_flags: int | None = None) -> None:
+        """Start a job on the given slots and GPUs: S record, job file saved."""
+        alloc = placement.slots
         slots = sum(len(s) for s in alloc.values())
         speed = self.speed
         run = min(job["runtime"], job["walltime"])
@@ -257,7 +259,9 @@ class Engine:
         self._update(
             job["id"], state="R", start=when, speed=speed, ends_at=when + run / speed + obit,
             ran=run, deleted_at=None,
-            exec_host=exec_host(alloc), slots=slots, hosts=len(alloc), session=session_id,
+            exec_host=exec_host(alloc), exec_gpus=exec_gpus(placement),
+            gpu_flags=gpu_flags if placement.gpus else None,
+            slots=slots, hosts=len(alloc), session=session_id,
             start_count=job["start_count"] + 1, exit_status=status, mtime=when,
             comment=time.strftime("Job started on %a %b %d at %H:%M", time.localtime(when)))
         self.db.executemany("INSERT INTO alloc (node, slot, job) VALUES (?, ?, ?)",
@@ -364,7 +368,8 @@ class Engine:
     def requeue(self, job: Row, when: float) -> None:
         """qrerun (a node deleted under a rerunnable job): R record, back to queued, no new Q."""
         self.db.execute("DELETE FROM alloc WHERE job = ?", (job["id"],))
-        self._update(job["id"], state="Q", exec_host=None, slots=None, hosts=None, ends_at=None,
+        self._update(job["id"], state="Q", exec_host=None, exec_gpus=None, gpu_flags=None,
+                     slots=None, hosts=None, ends_at=None,
                      session=None, exit_status=None, comment=None, mtime=when, ran=None,
                      deleted_at=None)
         self.session.record(when, acct.RERUN, job["id"], "")

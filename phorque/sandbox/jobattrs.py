@@ -6,7 +6,8 @@ The order is that of ``job_attr_def`` (the ``JOB_ATR_*`` enum in pbs_job.h), as 
 session_id, substate, Variable_List, euser, egroup, hashname, queue_rank, queue_type, comment,
 etime, exit_status, submit_args, job_array_id, start_time, Walltime, start_count,
 fault_tolerant, comp_time, job_radix, total_runtime, submit_host, init_work_dir,
-request_version``, checked against a real 6.1.3 (``tests/fixtures/real-torque/``):
+request_version`` (``exec_gpus`` after ``exec_host`` and ``gpu_flags`` before
+``request_version`` for a job given GPUs, from the enum), checked against a real 6.1.3 (``tests/fixtures/real-torque/``):
 ``Resource_List`` shows ``neednodes``, ``hashname`` appears once a job has run, a held job has
 no ``etime``, and ``resources_used`` only after the first mom status since the start.
 
@@ -104,6 +105,8 @@ def job_attributes(job: Mapping, now: float, server: str, state: str | None = No
     ]
     if job["exec_host"]:
         out.append(("exec_host", None, job["exec_host"]))
+    if job["exec_gpus"]:  # JOB_ATR_exec_gpus follows exec_host (exec_port is not shown)
+        out.append(("exec_gpus", None, job["exec_gpus"]))
     # An array's sub-jobs show Hold_Types only while held by the array's %limit (real captures).
     if job["kind"] != "sub" or job["hold"]:
         out.append(("Hold_Types", None, job["hold"] or "n"))
@@ -160,6 +163,8 @@ def job_attributes(job: Mapping, now: float, server: str, state: str | None = No
     out += [
         ("submit_host", None, job["submit_host"]),
         ("init_work_dir", None, job["init_work_dir"]),
-        ("request_version", None, "1"),
     ]
+    if job["gpu_flags"] is not None:  # JOB_ATR_gpu_flags: set with exec_gpus
+        out.append(("gpu_flags", None, str(job["gpu_flags"])))
+    out.append(("request_version", None, "1"))
     return out

@@ -78,9 +78,11 @@ def list_not_sent(node, now: float) -> bool:
 
 
 def create_node(engine: Engine, name: str, np: int, properties: Sequence[str], when: float,
-                note: str = "", boot: str | None = None) -> None:
+                note: str = "", boot: str | None = None, gpus: int = 0, mem_kb: int = 0) -> None:
     """Add a node. ``boot``: ``static`` (up at once, as the nodes file's nodes at start-up),
-    ``fixed`` or ``cloud`` (the cluster's boot mode when None)."""
+    ``fixed`` or ``cloud`` (the cluster's boot mode when None). ``gpus``: qmgr's ``gpus=``;
+    ``mem_kb``: the memory its mom reports (0: the default, see
+    :func:`phorque.sandbox.nodeattrs.memory_kb`)."""
     if engine.db.execute("SELECT 1 FROM nodes WHERE name = ?", (name,)).fetchone():
         raise TorqueError(PBSE_NODEEXIST, NODE_EXISTS)
     mode = boot or engine.session.get("boot_mode")
@@ -93,10 +95,10 @@ def create_node(engine: Engine, name: str, np: int, properties: Sequence[str], w
         ready_at = max(when + engine.real(engine.session.get_float("boot_delay")), listed_at or when)
     up = 1 if mode == "static" else 0
     engine.db.execute(
-        "INSERT INTO nodes (name, seq, np, properties, note, boot, created_at, ready_at, up,"
-        " up_since, listed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (name, engine.session.next_number("next_node_seq"), np, ",".join(properties), note,
-         mode, when, ready_at, up, when if up else None, listed_at))
+        "INSERT INTO nodes (name, seq, np, gpus, mem_kb, properties, note, boot, created_at,"
+        " ready_at, up, up_since, listed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (name, engine.session.next_number("next_node_seq"), np, gpus, mem_kb,
+         ",".join(properties), note, mode, when, ready_at, up, when if up else None, listed_at))
     write_nodes_file(engine)
     engine.mark_dirty()
 
@@ -154,6 +156,15 @@ def set_np(engine: Engine, name: str, np: int) -> None:
     engine.mark_dirty()
 
 
+def set_gpus(engine: Engine, name: str, gpus: int) -> None:
+    """``set node NAME gpus = N`` (``node_gpus_action``: GPU subnodes added or removed from the
+    top; a running job keeps the GPUs it was given)."""
+    require(engine, name)
+    engine.db.execute("UPDATE nodes SET gpus = ? WHERE name = ?", (gpus, name))
+    write_nodes_file(engine)
+    engine.mark_dirty()
+
+
 def set_properties(engine: Engine, name: str, properties: Sequence[str]) -> None:
     require(engine, name)
     engine.db.execute("UPDATE nodes SET properties = ? WHERE name = ?",
@@ -163,12 +174,15 @@ def set_properties(engine: Engine, name: str, properties: Sequence[str]) -> None
 
 
 def nodes_file_text(rows) -> str:
-    """``pbsnode::write_to_nodes_file``: ``name [np=N] [prop ...]``; np omitted when 1."""
+    """``pbsnode::write_to_nodes_file``: ``name [np=N] [gpus=G] [prop ...]``; np omitted when 1,
+    gpus when 0."""
     lines = []
     for row in rows:
         words = [row["name"]]
         if row["np"] != 1:
             words.append(f"np={row['np']}")
+        if row["gpus"]:
+            words.append(f"gpus={row['gpus']}")
         words += [p for p in row["properties"].split(",") if p]
         lines.append(" ".join(words) + "\n")
     return "".join(lines)

@@ -1,12 +1,16 @@
 """A node's attributes as pbs_server reports them to pbsnodes, in Torque 6.1's order.
 
 Order (``ND_ATR_*`` in pbs_nodes.h): ``state, power_state, np, properties, ntype, jobs, status,
-note, mom_service_port, mom_manager_port``. The state is a comma-joined set in
+note, mom_service_port, mom_manager_port, gpus``; ``gpus`` only on a node that has some
+(``status_nodeattrib`` skips it at 0), and no ``gpu_status``, which only a mom built with NVIDIA
+support reports. The state is a comma-joined set in
 ``encode_state``'s order (``state-unknown, down, offline, reserve, job-exclusive, busy``),
 ``free`` when no bit is set; a node is ``job-exclusive`` when every slot is in use. A node
 created a moment ago is ``down,offline,MOM-list-not-sent`` until its moms have the node list. ``status``
 is what a pbs_mom reports, so a node whose mom has never reported (a booting cloud node) has
-none.
+none. The mom reports the node's memory as ``physmem``/``totmem`` and what its jobs leave as
+``availmem``: the memory the node was given (``phorque-sandbox init --mem-mb``), else 2 GiB per
+core.
 """
 
 from __future__ import annotations
@@ -43,11 +47,20 @@ def _mac(name: str) -> str:
     return "02:" + ":".join(f"{(value >> shift) & 0xFF:02x}" for shift in (32, 24, 16, 8, 0))
 
 
+#: A node's memory when none was given: 2 GiB per core, in kB.
+DEFAULT_KB_PER_CORE = 2097152
+
+
+def memory_kb(node: Mapping) -> int:
+    """The physical memory a node's pbs_mom reports, in kB."""
+    return node["mem_kb"] or DEFAULT_KB_PER_CORE * max(1, node["np"])
+
+
 def mom_status(node: Mapping, jobs: Sequence[str], sessions: Sequence[int], now: float) -> str:
     """The status line a pbs_mom 6.1 reports (same keys and order as a real one)."""
     np = node["np"]
     idle = int(now - (node["up_since"] or now))
-    total_kb = 2097152 * max(1, np)
+    total_kb = memory_kb(node)
     fields = [
         ("opsys", "linux"),
         ("uname", f"Linux {node['name']} 4.18.0-sandbox #1 SMP x86_64"),
@@ -57,7 +70,7 @@ def mom_status(node: Mapping, jobs: Sequence[str], sessions: Sequence[int], now:
         ("nusers", "1" if sessions else "0"),
         ("idletime", str(idle)),
         ("totmem", f"{total_kb}kb"),
-        ("availmem", f"{total_kb - 65536 * len(sessions)}kb"),
+        ("availmem", f"{max(0, total_kb - 65536 * len(sessions))}kb"),
         ("physmem", f"{total_kb}kb"),
         ("ncpus", str(np)),
         ("loadave", f"{float(len(sessions)):.2f}"),
@@ -97,4 +110,6 @@ def node_attributes(node: Mapping, alloc: Sequence[tuple[str, Sequence[int]]],
         ("mom_service_port", None, "15002"),
         ("mom_manager_port", None, "15003"),
     ]
+    if node["gpus"]:
+        out.append(("gpus", None, str(node["gpus"])))
     return out

@@ -1,7 +1,9 @@
 """What qsub is asked for: resource lists, array ranges, job names, the run-time directive.
 
 ``Resource_List`` is built the way pbs_server builds it, so that accounting and qstat show the
-same keys in the same order as Torque: the resources the user asked for, in the order given;
+same keys in the same order as Torque: the resources the user asked for, in the order given
+(qsub sends ``gpus=N`` as ``gres=gpus:N``; sizes such as ``mem`` are normalised to
+``<number><unit>b``, ``64GB`` -> ``64gb``; ``ncpus=N:gpus=M`` adds ``gpus=M`` before ``ncpus``);
 then ``nodect`` and ``neednodes`` when ``nodes`` was given (``set_node_ct`` in
 resc_def_all.c); then the queue's ``resources_default`` values that were not asked for
 (``walltime=01:00:00`` and ``nodes=1``, as ``torque.setup`` configures the ``batch`` queue;
@@ -29,6 +31,18 @@ taskdistpolicy template termsig termtime tid tpn trig trl var vcores wcrequeue c
 
 #: Set by the server, not by the user.
 SERVER_SET = frozenset({"nodect", "neednodes", "procct", "energy_used", "maxmem"})
+
+#: Resources of type size (``decode_size``): stored as a number and a unit, printed back as
+#: ``<number><k|m|g|t|p>b`` (or ``w`` for words) whatever case or spelling was given.
+SIZE_RESOURCES = frozenset({"file", "mem", "pmem", "vmem", "pvmem", "pf", "ppf", "sds", "psds",
+                            "mppmem"})
+#: Resources of type long (``decode_l``): an optional sign and digits, printed as a number.
+LONG_RESOURCES = frozenset({"cpupercent", "ncpus", "nice", "nodemask", "taskspn", "gpus",
+                            "mics", "size", "mppe", "mppwidth", "mppdepth", "mppnppn",
+                            "mppnodect"})
+_SHIFTS = {"k": 10, "m": 20, "g": 30, "t": 40, "p": 50, "e": 60}
+#: ``from_size`` has a letter for these shifts only (an ``e`` value prints without one).
+_SHIFT_LETTERS = {10: "k", 20: "m", 30: "g", 40: "t", 50: "p"}
 
 #: The ``batch`` queue's resources_default, as torque.setup creates it.
 QUEUE_DEFAULTS: tuple[tuple[str, str], ...] = (("walltime", "01:00:00"), ("nodes", "1"))
@@ -100,10 +114,85 @@ def split_resources(text: str) -> list[tuple[str, str]]:
     return pairs
 
 
+def _strtol(text: str) -> tuple[int, str] | None:
+    """C's ``strtol(text, &end, 0)``: the number (wrapped to an unsigned long, as a size keeps
+    it) and the rest, or None when no digit starts the text."""
+    i = 0
+    while i < len(text) and text[i] in " \t\n\v\f\r":
+        i += 1
+    sign = 1
+    if i < len(text) and text[i] in "+-":
+        sign = -1 if text[i] == "-" else 1
+        i += 1
+    base, digits = 10, "0123456789"
+    after = text[i + 2:i + 3].lower()
+    if text[i:i + 2].lower() == "0x" and after and after in "0123456789abcdef":
+        base, digits, i = 16, "0123456789abcdef", i + 2
+    elif text[i:i + 1] == "0":
+        base, digits = 8, "01234567"
+    start = i
+    while i < len(text) and text[i].lower() in digits:
+        i += 1
+    if i == start:
+        return None
+    number = min(int(text[start:i], base), 2 ** 63 - 1)  # strtol saturates at LONG_MAX
+    return (sign * number) % 2 ** 64, text[i:]
+
+
+def size_value(text: str) -> str | None:
+    """A size as pbs_server stores and prints it (``to_size`` then ``from_size``): ``64GB`` ->
+    ``64gb``, ``512m`` -> ``512mb``, ``4096`` -> ``4096b``, ``2kw`` -> ``2kw``; None when
+    ``decode_size`` refuses it (``1.5gb``, ``4gib``)."""
+    parsed = _strtol(text)
+    if parsed is None:
+        return None
+    number, rest = parsed
+    shift, words = 0, False
+    unit = rest[:1].lower()
+    if unit in _SHIFTS:
+        shift = _SHIFTS[unit]
+        rest = rest[1:]
+        if rest:
+            if rest.lower() not in ("b", "w"):
+                return None
+            words = rest.lower() == "w"
+    elif unit in ("b", "w"):
+        words = unit == "w"
+        if rest[1:]:
+            return None
+    elif rest:
+        return None
+    return f"{number}{_SHIFT_LETTERS.get(shift, '')}{'w' if words else 'b'}"
+
+
+def long_value(text: str) -> str | None:
+    """A long as ``decode_l`` takes it and ``encode_l`` prints it (``+2`` -> ``2``, ``007`` ->
+    ``7``); None when refused."""
+    digits = text[1:] if text[:1] in "+-" else text
+    if not digits.isdigit() or not digits.isascii():
+        return None
+    return str(int(text))
+
+
+def client_resources(pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """What qsub sends for ``-l`` pairs (``add_verify_resources``): a resource whose name starts
+    with ``gpus`` is sent as ``gres``, ``gpus=2`` as ``gres=gpus:2``; a name given again
+    replaces the earlier value and moves to the end (qsub keeps them in an insertion-ordered
+    map that re-inserts on replace)."""
+    sent: dict[str, str] = {}
+    for name, value in pairs:
+        if name.startswith("gpus"):
+            name, value = "gres", (name + ":" + value)[:len(value) + 5]
+        sent.pop(name, None)
+        sent[name] = value
+    return list(sent.items())
+
+
 def _check_value(name: str, value: str) -> str:
     """A resource value as pbs_server stores it; RequestError when it would be rejected."""
+    # reply_badattr: the message (no trailing space), one space, the attribute (a real 6.1.3)
     bad = RequestError("qsub: submit error (Illegal attribute or resource value for"
-                       f"  Resource_List.{name})", PBSE_BADATVAL)
+                       f" Resource_List.{name})", PBSE_BADATVAL)
     if name in ("walltime", "cput", "pcput"):
         try:
             return hms(duration(value))
@@ -113,6 +202,16 @@ def _check_value(name: str, value: str) -> str:
         if not value.isdigit() or int(value) < 1:
             raise bad
         return str(int(value))
+    if name in SIZE_RESOURCES:
+        size = size_value(value)
+        if size is None:
+            raise bad
+        return size
+    if name in LONG_RESOURCES:
+        number = long_value(value)
+        if number is None:
+            raise bad
+        return number
     if name == "nodes":
         from phorque.resources import parse_nodes  # only for jobs that ask for nodes=
         try:
@@ -140,6 +239,11 @@ def resource_list(requested: list[tuple[str, str]],
         if name in SERVER_SET or name not in KNOWN_RESOURCES:
             raise RequestError(f"qsub: submit error (Unknown resource type  Resource_List.{name})",
                                PBSE_UNKRESC)
+        if name == "ncpus" and ":gpus=" in value:
+            # decode_attributes_into_job's special case: ncpus=N:gpus=M also sets gpus=M,
+            # ahead of ncpus
+            value, _, gpus = value.partition(":gpus=")
+            user["gpus"] = _check_value("gpus", gpus)
         user[name] = _check_value(name, value)  # a later value replaces an earlier one
         if name == "walltime":
             walltime = duration(value)

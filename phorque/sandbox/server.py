@@ -81,7 +81,7 @@ class CloudPoller(threading.Thread):
                 if link is None or key != (endpoint, region):
                     from phorque.sandbox.cloud import CloudLink  # boto3: only in the server
                     link, key = CloudLink(endpoint, region), (endpoint, region)
-                self.results.put(link.launch_times())
+                self.results.put(link.survey())
             except Exception as exc:  # the endpoint is away: nodes stay as they are
                 log.warning("cannot list instances at %s: %s", endpoint, exc)
             self.stopping.wait(interval)
@@ -213,15 +213,20 @@ class Server:
             self._poller.start()
         self._poller.target = (settings["cloud_endpoint"], settings["cloud_region"],
                                float(settings["cloud_poll"]))
-        launched = None
+        answer = None
         while not self._cloud_results.empty():
-            launched = self._cloud_results.get_nowait()  # only the newest answer matters
-        if launched is None:
+            answer = self._cloud_results.get_nowait()  # only the newest answer matters
+        if answer is None:
             return
+        launched, memory = answer
         from phorque.sandbox.cloud import moms_up
         from phorque.sandbox.nodeadmin import remember_cloud_names
         remember_cloud_names(engine, set(launched))  # the cloud's DNS: these names resolve
         names = [r[0] for r in engine.db.execute("SELECT name FROM nodes WHERE boot = 'cloud'")]
+        for name in names:  # its mom reports the memory of the machine it runs on
+            if memory.get(name):
+                engine.db.execute("UPDATE nodes SET mem_kb = ? WHERE name = ?",
+                                  (memory[name] * 1024, name))
         boot = engine.real(engine.session.get_float("boot_delay"))
         for name, up in moms_up(names, launched, now, boot).items():
             row = engine.db.execute("SELECT up FROM nodes WHERE name = ?", (name,)).fetchone()

@@ -29,6 +29,8 @@ CREATE TABLE IF NOT EXISTS nodes (
     name       TEXT PRIMARY KEY,
     seq        INTEGER NOT NULL,
     np         INTEGER NOT NULL,
+    gpus       INTEGER NOT NULL DEFAULT 0,   -- qmgr's gpus= (virtual GPUs, numbered from 0)
+    mem_kb     INTEGER NOT NULL DEFAULT 0,   -- physmem its pbs_mom reports; 0: 2 GiB per core
     properties TEXT NOT NULL DEFAULT '',
     note       TEXT NOT NULL DEFAULT '',
     offline    INTEGER NOT NULL DEFAULT 0,
@@ -94,6 +96,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     comp_time     REAL,
     exit_status   INTEGER,
     exec_host     TEXT,
+    exec_gpus     TEXT,                  -- host-gpu/N+... of a job given GPUs
+    gpu_flags     INTEGER,               -- the GPU mode asked for (set with exec_gpus)
     slots         INTEGER,               -- execution slots and distinct hosts of exec_host
     hosts         INTEGER,
     session       INTEGER,

@@ -47,6 +47,9 @@ def test_nodes_follow_their_instances(make_sandbox, ec2_endpoint):
     sb.run("qmgr", "-c", "create node ghost.example np=2", check=True)
     assert node_state(sb, name).startswith("down")
     sb.wait_for(lambda: node_state(sb, name) == "free", timeout=15, what="the instance's mom")
+    # its mom reports the memory of its instance type (t2.micro: 1 GiB), not 2 GiB per core
+    status = ET.fromstring(sb.run("pbsnodes", "-x", "--", name, check=True).stdout)[0]
+    assert "physmem=1048576kb," in status.findtext("status")
     job = sb.qsub(runtime=600)
     sb.wait_for(lambda: sb.records("S", job), what="a job on the cloud node")
     assert f"exec_host={name}/0 " in sb.records("S", job)[0][3]

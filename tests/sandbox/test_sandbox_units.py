@@ -54,9 +54,12 @@ def test_resource_list_follows_pbs_server_order(requested, expected, walltime):
 @pytest.mark.parametrize("requested, message", [
     ([("bogus", "1")], "Unknown resource type  Resource_List.bogus"),
     ([("nodect", "3")], "Unknown resource type  Resource_List.nodect"),
-    ([("walltime", "soon")], "Illegal attribute or resource value for  Resource_List.walltime"),
-    ([("procs", "0")], "Illegal attribute or resource value for  Resource_List.procs"),
-    ([("nodes", "2:ppn=0")], "Illegal attribute or resource value for  Resource_List.nodes"),
+    ([("walltime", "soon")], "Illegal attribute or resource value for Resource_List.walltime"),
+    ([("procs", "0")], "Illegal attribute or resource value for Resource_List.procs"),
+    ([("nodes", "2:ppn=0")], "Illegal attribute or resource value for Resource_List.nodes"),
+    # as a real 6.1.3 answered qsub -l mem=1.5gb (exit 168)
+    ([("mem", "1.5gb")], "qsub: submit error (Illegal attribute or resource value for"
+                         " Resource_List.mem)"),
 ])
 def test_resource_list_rejects_what_pbs_server_rejects(requested, message):
     with pytest.raises(RequestError, match=re.escape(message)):
@@ -109,7 +112,7 @@ def _nodes(*specs):
 
 def test_nodes_request_takes_distinct_nodes_with_enough_free_slots():
     nodes = _nodes(("n1", [], [0, 1, 2]), ("n2", [], [0, 1, 2, 3]), ("n3", [], [0, 1, 2, 3]))
-    alloc = place(parse_parts("2:ppn=4"), 0, nodes)
+    alloc = place(parse_parts("2:ppn=4"), 0, nodes).slots
     assert alloc == {"n2": [0, 1, 2, 3], "n3": [0, 1, 2, 3]}
     assert exec_host(alloc) == "n2/0-3+n3/0-3"
     assert place(parse_parts("3:ppn=4"), 0, nodes) is None
@@ -117,7 +120,7 @@ def test_nodes_request_takes_distinct_nodes_with_enough_free_slots():
 
 def test_procs_fill_nodes_in_order():
     nodes = _nodes(("n1", [], [1, 3]), ("n2", [], [0, 1, 2, 3]))
-    alloc = place([], 4, nodes)
+    alloc = place([], 4, nodes).slots
     assert alloc == {"n1": [1, 3], "n2": [0, 1]}
     assert exec_host(alloc) == "n1/1,3+n2/0-1"
     assert count_slots(exec_host(alloc)) == (4, 2)
@@ -125,15 +128,15 @@ def test_procs_fill_nodes_in_order():
 
 def test_properties_and_named_hosts():
     nodes = _nodes(("n1", [], [0, 1]), ("n2", ["bigmem"], [0, 1]), ("n3", [], [0, 1]))
-    assert place(parse_parts("1:bigmem:ppn=2"), 0, nodes) == {"n2": [0, 1]}
-    assert place(parse_parts("n3:ppn=1"), 0, nodes) == {"n3": [0]}
-    assert place(parse_parts("bigmem"), 0, nodes) == {"n2": [0]}
+    assert place(parse_parts("1:bigmem:ppn=2"), 0, nodes).slots == {"n2": [0, 1]}
+    assert place(parse_parts("n3:ppn=1"), 0, nodes).slots == {"n3": [0]}
+    assert place(parse_parts("bigmem"), 0, nodes).slots == {"n2": [0]}
     assert place(parse_parts("2:bigmem:ppn=1"), 0, nodes) is None
 
 
 def test_larger_parts_are_placed_first_but_listed_in_request_order():
     nodes = _nodes(("n1", [], [0, 1]), ("n2", [], [0, 1, 2, 3]))
-    alloc = place(parse_parts("1:ppn=1+1:ppn=4"), 0, nodes)
+    alloc = place(parse_parts("1:ppn=1+1:ppn=4"), 0, nodes).slots
     assert list(alloc) == ["n1", "n2"] and alloc["n2"] == [0, 1, 2, 3]
 
 
@@ -188,7 +191,9 @@ def test_accounting_line_and_file_name():
     assert acct.file_name(when) == f"{year}{month}{day}"  # the file is named by the record's date
 
 
-def test_nodes_file_omits_np_of_one():
-    rows = [{"name": "node01", "np": 16, "properties": "bigmem,ib"},
-            {"name": "node02", "np": 1, "properties": ""}]
-    assert nodes_file_text(rows) == "node01 np=16 bigmem ib\nnode02\n"
+def test_nodes_file_omits_np_of_one_and_gpus_of_none():
+    rows = [{"name": "node01", "np": 16, "gpus": 0, "properties": "bigmem,ib"},
+            {"name": "node02", "np": 1, "gpus": 0, "properties": ""},
+            {"name": "gpu01", "np": 8, "gpus": 2, "properties": "ib"}]
+    # write_to_nodes_file: name, np when above 1, gpus when above 0, then the properties
+    assert nodes_file_text(rows) == "node01 np=16 bigmem ib\nnode02\ngpu01 np=8 gpus=2 ib\n"

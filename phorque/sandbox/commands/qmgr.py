@@ -2,10 +2,11 @@
 
 Supported directives (``-c DIRECTIVE``, or one per line on standard input):
 
-- ``create node NAME [np=N][,properties="a,b"][,note=TEXT]``: the node is ``down`` until its
-  pbs_mom reports in (see :mod:`phorque.sandbox.nodeadmin`);
+- ``create node NAME [np=N][,gpus=G][,properties="a,b"][,note=TEXT]``: the node is ``down``
+  until its pbs_mom reports in (see :mod:`phorque.sandbox.nodeadmin`);
 - ``delete node NAME``: jobs on it are requeued or deleted as Torque 6 does;
-- ``set node NAME np=N | properties[+|-]=P | note=TEXT``;
+- ``set node NAME np=N | gpus=G | properties[+|-]=P | note=TEXT`` (``gpus`` below 1 is refused,
+  as ``node_gpus_action`` does);
 - ``set server scheduling=true|false`` (true also runs a scheduling cycle), ``keep_completed=N``;
 - ``create|delete queue NAME``, ``set queue NAME queue_type|enabled|started|is_transit|
   resources_default.R = V``, ``unset queue NAME ATTR[, ATTR]`` (see
@@ -31,6 +32,7 @@ from phorque.sandbox.wire import QMGR_OPTIONS
 
 USAGE = "Usage: qmgr [-a] [-c command] [-e] [-n] [-z] [server...]\n"
 PBSE_NOATTR = 15002
+PBSE_BADATVAL = 15016
 PBSE_UNKNODEATR = 15065
 PBSE_BADNDATVAL = 15069
 TRUE_WORDS = ("true", "t", "1", "y", "yes")
@@ -41,9 +43,21 @@ class Failed(Exception):
     """A directive pbs_server rejected: ``(object name, message)``."""
 
 
+def _gpus(value: str) -> int:
+    """``gpus = N``: ``decode_l`` (an optional sign, digits), then ``node_gpus_action``, which
+    refuses anything below 1."""
+    digits = value[1:] if value[:1] in "+-" else value
+    if not digits.isdigit() or int(value) < 1:
+        # a real 6.1.3 names no attribute here: "... svr=default: Illegal attribute or
+        # resource value for", exit 2
+        raise TorqueError(PBSE_BADATVAL, "Illegal attribute or resource value for")
+    return int(value)
+
+
 def _node_values(attributes: list[tuple[str, str, str]], current: list[str] | None = None):
-    """``np``, ``properties`` and ``note`` from a create/set attribute list."""
+    """``np``, ``gpus``, ``properties`` and ``note`` from a create/set attribute list."""
     np = None
+    gpus = None
     props = list(current or [])
     note = None
     for attr, op, value in attributes:
@@ -51,6 +65,8 @@ def _node_values(attributes: list[tuple[str, str, str]], current: list[str] | No
             if op != "=" or not value.isdigit() or int(value) < 1:
                 raise TorqueError(PBSE_BADNDATVAL, "Illegal value for  np")
             np = int(value)
+        elif attr == "gpus":
+            gpus = _gpus(value)
         elif attr == "properties":
             given = [p.strip() for p in value.split(",") if p.strip()]
             if op == "=":
@@ -61,11 +77,11 @@ def _node_values(attributes: list[tuple[str, str, str]], current: list[str] | No
                 props = [p for p in props if p not in given]
         elif attr == "note":
             note = value
-        elif attr in ("ntype", "mom_service_port", "mom_manager_port", "gpus"):
+        elif attr in ("ntype", "mom_service_port", "mom_manager_port"):
             continue
         else:
             raise TorqueError(PBSE_UNKNODEATR, f"Unknown node-attribute  {attr}")
-    return np, props, note
+    return np, gpus, props, note
 
 
 def _print_node(engine: Engine, name: str) -> str:
@@ -80,6 +96,8 @@ def _print_node(engine: Engine, name: str) -> str:
     out.append(f"set node {name} ntype = cluster")
     if row["note"]:
         out.append(f'set node {name} note = "{row["note"]}"')
+    if row["gpus"]:
+        out.append(f"set node {name} gpus = {row['gpus']}")
     return "\n".join(out) + "\n"
 
 
@@ -139,16 +157,19 @@ def execute(engine: Engine, directive: Directive, requestor: str, now: float) ->
     try:
         if directive.object == "node":
             if directive.command == "create":
-                np, props, note = _node_values(directive.attributes)
-                nodeadmin.create_node(engine, name, np or 1, props, now, note or "")
+                np, gpus, props, note = _node_values(directive.attributes)
+                nodeadmin.create_node(engine, name, np or 1, props, now, note or "",
+                                      gpus=gpus or 0)
             elif directive.command == "delete":
                 nodeadmin.delete_node(engine, name, requestor, now)
             elif directive.command == "set":
                 row = nodeadmin.require(engine, name)
-                np, props, note = _node_values(
+                np, gpus, props, note = _node_values(
                     directive.attributes, [p for p in row["properties"].split(",") if p])
                 if np is not None:
                     nodeadmin.set_np(engine, name, np)
+                if gpus is not None:
+                    nodeadmin.set_gpus(engine, name, gpus)
                 if any(a == "properties" for a, _o, _v in directive.attributes):
                     nodeadmin.set_properties(engine, name, props)
                 if note is not None:

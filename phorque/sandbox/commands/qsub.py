@@ -1,7 +1,8 @@
 """``qsub``: submit a job script (a file, or standard input) and print its id.
 
-Supported: ``-l`` (``nodes=X:ppn=Y[+...]``, ``procs=N``, ``walltime=`` and every other
-resource pbs_server knows), ``-N``, ``-q``, ``-t`` (arrays, with ``%limit``), ``-r y|n``,
+Supported: ``-l`` (``nodes=X:ppn=Y[:gpus=G][:property][+...]``, ``procs=N``, ``walltime=``,
+``mem``/``pmem``/``vmem``/``pvmem`` in any unit, ``gpus=N`` (sent as ``gres=gpus:N``, as qsub
+does), ``gres`` and every other resource pbs_server knows), ``-N``, ``-q``, ``-t`` (arrays, with ``%limit``), ``-r y|n``,
 ``-j``, ``-k``, ``-m``, ``-M``, ``-o``, ``-e``, ``-d``/``-D``, ``-p``, ``-A``, ``-v``,
 ``-V``, ``-S``, ``-W`` (accepted, ignored), ``-z``, and ``#PBS`` directives at the top of the
 script (the command line wins), ``-h`` (held: state H, ``Hold_Types u``) and ``-q QUEUE`` (any
@@ -9,7 +10,7 @@ enabled queue; the cluster's ``default_queue`` otherwise). Interactive (``-I``),
 (``-a``) and ``-L`` jobs are refused with a message.
 
 As pbs_server does, a job whose ``nodes`` request no node of the list could hold (counting down
-and offline nodes; an empty list holds nothing) is refused with exit 190 (``Job exceeds queue
+and offline nodes, but GPUs only on nodes up and online; an empty list holds nothing) is refused with exit 190 (``Job exceeds queue
 resource limits MSG=cannot locate feasible nodes ...``), unless its queue is ``is_transit``.
 Quotes in ``-v``/``-V`` values are backslash-escaped, as qsub sends them.
 
@@ -29,6 +30,7 @@ from phorque.sandbox.layout import Layout
 from phorque.sandbox.request import (
     RequestError,
     array_indices,
+    client_resources,
     encode_resources,
     pbs_directives,
     resource_list,
@@ -75,17 +77,16 @@ def _variables(env: dict[str, str], workdir: str, host: str, server: str, queue:
     return ",".join(f"{k}={v}" for k, v in pairs)
 
 
-def _feasible(engine: Engine, resources: str) -> bool:
+def _feasible(engine: Engine, resources: str, now: float) -> bool:
     """Could the node list hold the job's ``nodes`` request (req_quejob's check)? A job without
     one is not checked."""
     from phorque.sandbox.request import decode_resources
-    from phorque.sandbox.scheduler import could_ever_run, every_node
+    from phorque.sandbox.scheduler import could_ever_run, every_node, shape
 
     spec = dict(decode_resources(resources)).get("nodes")
     if spec is None:
         return True
-    from phorque.sandbox.placement import parse_parts
-    return could_ever_run(parse_parts(spec), every_node(engine))
+    return could_ever_run(shape(spec), every_node(engine, now))
 
 
 def _path(value: str, host: str, workdir: str) -> str:
@@ -117,10 +118,12 @@ def build(request: Request, script: str, script_name: str, server: str,
         if letter in UNSUPPORTED:
             raise RequestError(f"qsub: the Torque sandbox does not run {UNSUPPORTED[letter]} (-{letter})")
     # Resources: the command line's, then those only the script asks for.
-    requested = [pair for k, v in command_line if k == "l" for pair in split_resources(v)]
+    requested = client_resources([pair for k, v in command_line if k == "l"
+                                  for pair in split_resources(v)])
     asked = {name for name, _ in requested}
-    requested += [(n, v) for k, text in directives if k == "l"
-                  for n, v in split_resources(text) if n not in asked]
+    requested += [(n, v) for n, v in client_resources(
+        [pair for k, text in directives if k == "l" for pair in split_resources(text)])
+        if n not in asked]
     values = {k: v for k, v in options if k not in ("l", "v")}
     extra_vars = [v for k, v in options if k == "v"]
     user, group, host = request.user, request.group, request.host
@@ -203,7 +206,7 @@ def work(layout: Layout, request: Request) -> Reply:
         if not queue["enabled"] or not queue["queue_type"]:
             return Reply(err=f"qsub: submit error (Queue is not enabled MSG=queue is disabled:"
                              f" {queue['name']})\n", code=PBSE_QUNOENB & 0xFF)
-        if not queue["is_transit"] and not _feasible(engine, fields["resources"]):
+        if not queue["is_transit"] and not _feasible(engine, fields["resources"], now):
             return Reply(err=TOO_WIDE + "\n", code=TOO_WIDE_EXIT)
         if fields["runtime"] is None:
             fields["runtime"] = session.get_float("default_runtime")
