@@ -102,4 +102,4 @@ def test_gpu_and_memory_jobs_launch_the_instance_that_can_run_them(real_torque, 
         assert "Traceback" not in daemon.text()
     finally:
         real_torque.run("qdel", "-p", "all")
-        real_torque.qmgr(f"set node {STATIC_GPU} gpus = 0")
+        real_torque.recreate_base_node(STATIC_GPU)

@@ -93,6 +93,14 @@ class RealTorque:
         waiting.wait_for(lambda: all(self.job_states().get(i, "C") in states for i in ids), timeout,
                          f"jobs {' '.join(ids)} in state {states}", interval=0.3)
 
+    def recreate_base_node(self, name: str) -> None:
+        """Give a base mom's node its first attributes back (qmgr cannot unset ``gpus``, nor
+        set it to 0): delete it and create it again at its mom's ports; the running mom
+        reports in again and ``reset`` waits for the node to be free."""
+        port = self.cluster.state.moms[name]
+        self.cluster.qmgr(f"delete node {name}")
+        self.cluster.qmgr(f"create node {name} np={NP},mom_service_port={port},mom_manager_port={port + 1}")
+
     def reset(self) -> None:
         """No job left that is not complete, only the base moms' nodes, the base settings."""
         self.run("qdel", "-p", "all")
