@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from phorque.errors import ConfigError
+from phorque.model import CloudState, Health, LaunchFailure
 from phorque.options import (
     Option,
     OptionValueError,
@@ -229,6 +230,20 @@ class CloudSettings:
     def dialect(self) -> str:
         """``phantom`` for Nimbus/Phantom services, ``aws`` for standard endpoints."""
         return "phantom" if self.cloud_type in ("nimbus", "phantom") else "aws"
+
+    def state(self, health: Health = Health.OK, desired: int = 0, instances=(), error: str = "",
+              backoff_until: float | None = None,
+              launch_failure: LaunchFailure | None = None) -> CloudState:
+        """This cloud as policies see it: the section's shape and limits, with what its group
+        was read to be (an empty group by default, as the replay and the status start from)."""
+        return CloudState(
+            name=self.name, price=self.price, instance_cores=self.instance_cores,
+            max_instances=self.max_instances, charge_time_secs=self.charge_time_secs,
+            boot_secs=self.boot_secs, boot_timeout_secs=self.boot_timeout_secs, desired=desired,
+            instances=tuple(instances), health=health, backoff_until=backoff_until, error=error,
+            node_properties=self.node_properties, instance_memory_mb=self.instance_memory_mb,
+            instance_gpus=self.instance_gpus, queues=frozenset(self.queues) or None,
+            launch_failure=launch_failure)
 
     @property
     def group_identity(self) -> str:

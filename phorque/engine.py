@@ -19,12 +19,12 @@ from typing import Any
 from phorque.cloud.backoff import CloudHealthRecord, health_at, record_failure, record_success
 from phorque.cloud.lock import cloud_lock
 from phorque.cloud.provider import CloudProvider, make_provider
-from phorque.config import CloudSettings, Config
+from phorque.config import Config
 from phorque.crashpoints import crashpoint
 from phorque.errors import CloudError, PhorqueError, TorqueError, TransientError
 from phorque.executor import Executor, Outcome
 from phorque.forgotten import check_nothing_forgotten
-from phorque.model import CloudState, Health, LaunchFailure, Owned, Snapshot, in_queues, summarize
+from phorque.model import CloudState, Health, Owned, Snapshot, in_queues, summarize
 from phorque.observe import observe
 from phorque.plan import Plan
 from phorque.policy import make_policy
@@ -44,19 +44,6 @@ class Evaluation:
     plan: Plan
     executed: bool
     outcomes: list[Outcome] = field(default_factory=list)
-
-
-def cloud_state(settings: CloudSettings, health: Health, desired: int = 0, instances=(),
-                error: str = "", backoff_until: float | None = None,
-                launch_failure: LaunchFailure | None = None) -> CloudState:
-    return CloudState(
-        name=settings.name, price=settings.price, instance_cores=settings.instance_cores,
-        max_instances=settings.max_instances, charge_time_secs=settings.charge_time_secs,
-        boot_secs=settings.boot_secs, boot_timeout_secs=settings.boot_timeout_secs, desired=desired,
-        instances=tuple(instances), health=health, backoff_until=backoff_until, error=error,
-        node_properties=settings.node_properties,
-        instance_memory_mb=settings.instance_memory_mb, instance_gpus=settings.instance_gpus,
-        queues=frozenset(settings.queues) or None, launch_failure=launch_failure)
 
 
 class Engine:
@@ -129,7 +116,7 @@ class Engine:
             except CloudError as exc:
                 if exc.code == "NoSuchGroup" and not record_errors:
                     # A dry run before the first start: the group will be created empty.
-                    out.append(cloud_state(settings, health_at(record, now)))
+                    out.append(settings.state(health_at(record, now)))
                     continue
                 known = self._known_capacity(settings.name, believed)
                 log.warning("cloud %s: cannot read its group: %s; nothing is launched or terminated "
@@ -139,12 +126,12 @@ class Engine:
                     self._cloud_result(settings.name, str(exc))
                 # Its instances are unknown, not gone: what it last had (or what the state store
                 # owns there) still costs money, so the budget is not spent twice.
-                out.append(cloud_state(settings, Health.UNREACHABLE, desired=known, error=str(exc)))
+                out.append(settings.state(Health.UNREACHABLE, desired=known, error=str(exc)))
                 continue
-            cloud = cloud_state(settings, health_at(record, now), group.desired, group.instances,
-                                error=record.last_error if record.failures else "",
-                                backoff_until=record.backoff_until,
-                                launch_failure=group.launch_failure)
+            cloud = settings.state(health_at(record, now), group.desired, group.instances,
+                               error=record.last_error if record.failures else "",
+                               backoff_until=record.backoff_until,
+                               launch_failure=group.launch_failure)
             if record_errors and believed.get(settings.name) != cloud.capacity:
                 self.state.save_capacity(settings.name, cloud.capacity, now)
             out.append(cloud)

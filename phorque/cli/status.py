@@ -22,10 +22,9 @@ from phorque.cli.common import (
 from phorque.cloud.status import describe_clouds, render_clouds, stored_health
 from phorque.config import Config
 from phorque.daemon import daemon_status
-from phorque.engine import cloud_state
 from phorque.errors import PhorqueError
-from phorque.model import MOM_LIST_NOT_SENT, Health, Job, Node, Snapshot, in_queues, summarize
-from phorque.policy.common import Limits, never_fits
+from phorque.model import MOM_LIST_NOT_SENT, Job, Node, Snapshot, in_queues, summarize
+from phorque.policy.common import Limits, never_reason
 from phorque.policy.view import View, is_drain_note
 from phorque.state import StateStore
 from phorque.torque.commands import Torque
@@ -72,14 +71,14 @@ def cluster_status(config: Config, torque: Torque | None = None) -> dict[str, An
 def cannot_run(config: Config, jobs: list[Job], nodes: list[Node]) -> dict[str, str]:
     """Queued jobs no node or instance can ever hold, or that pbs_server refuses to start, with
     the reason the policies give (Phorque's nodes count as the nodes they are)."""
-    clouds = tuple(cloud_state(c, Health.OK) for c in config.clouds)
+    clouds = tuple(c.state() for c in config.clouds)
     view = View(Snapshot(now=time.time(), jobs=tuple(jobs), nodes=tuple(nodes), clouds=clouds))
     limits = Limits.of(view)
     out = {j.id: f"the scheduler cannot start it (pbs_server: {j.refused_by_server})" for j in view.refused}
     for job in view.queued:
-        why = never_fits(job, limits)
+        why = never_reason(job, limits)
         if why:
-            out[job.id] = why.split(": ", 1)[1] if why.startswith(f"job {job.id} can never run: ") else why
+            out[job.id] = why
     return out
 
 

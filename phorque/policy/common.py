@@ -4,6 +4,7 @@ spotting jobs that can never run."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -113,23 +114,25 @@ def _key_order(key: Key) -> tuple:
 
 
 def never_fits(job: Job, limits: Limits) -> str | None:
-    """Why ``job`` can never run on this cluster and its clouds, or None if it could."""
+    """Why ``job`` can never run on this cluster and its clouds (``job X can never run: ...``),
+    or None if it could."""
+    why = never_reason(job, limits)
+    return None if why is None else f"job {job.id} can never run: {why}"
+
+
+def never_reason(job: Job, limits: Limits) -> str | None:
+    """What in ``job`` no node or instance there can be holds, or None if it could run."""
     widest = max((c.ppn for c in job.shape if not c.spread), default=0)
     if widest > limits.widest:
-        return (f"job {job.id} can never run: it needs {widest} cores on one node, and the largest "
-                f"node or instance has {limits.widest}")
+        return f"it needs {widest} cores on one node, and the largest node or instance has {limits.widest}"
     nodes = sum(c.count for c in job.shape if not c.spread)
     if nodes > limits.nodes:
-        return (f"job {job.id} can never run: it needs {nodes} nodes, and the cluster can have at "
-                f"most {limits.nodes}")
+        return f"it needs {nodes} nodes, and the cluster can have at most {limits.nodes}"
     if job.cores > limits.cores:
-        return (f"job {job.id} can never run: it needs {job.cores} cores, and the cluster can have "
-                f"at most {limits.cores}")
+        return f"it needs {job.cores} cores, and the cluster can have at most {limits.cores}"
     # Cores alone were checked above; the shapes only matter for a job that asks for more.
     if asks_shape(job) or limits.queues_restricted:
-        why = misfit(job, limits.offers)
-        if why:
-            return f"job {job.id} can never run: {why}"
+        return misfit(job, limits.offers)
     return None
 
 
@@ -140,11 +143,7 @@ def misfit(job: Job, offers: tuple[Offer, ...]) -> str | None:
     if not mine:
         return f"no static node or cloud serves queue {job.queue!r}"
     for chunk in job.shape:
-        props = frozenset(chunk.properties)
-        if chunk.spread:
-            cores, mem = 1, chunk.mem_mb
-        else:
-            cores, mem = chunk.ppn, chunk.mem_mb
+        cores, mem, _gpus, props = _part_needs(chunk)
         if any(holds(o.key, cores, mem, chunk.gpus, props) for o in mine):
             continue
         per = "per core" if chunk.spread else "per node"
@@ -220,8 +219,20 @@ class Fit:
     def cloud_runs(self, cloud: CloudState, job: Job) -> bool:
         return cloud.serves(job.queue) and runs_on(job.shape, cloud_key(cloud))
 
-    def useful(self, jobs: list[Job], key: Key) -> bool:
-        return any(runs_on(shape, key, cores=False) for shape in {j.shape for j in jobs})
+    @staticmethod
+    def of_use(jobs: list[Job]) -> Callable[[Key], bool]:
+        """Whether a node or instance of a shape could hold some part of ``jobs`` by memory,
+        GPUs and properties (memoised per shape: nodes are many, their shapes few)."""
+        shapes = {j.shape for j in jobs}
+        memo: dict[Key, bool] = {}
+
+        def of_use(key: Key) -> bool:
+            found = memo.get(key)
+            if found is None:
+                found = memo[key] = any(runs_on(s, key, cores=False) for s in shapes)
+            return found
+
+        return of_use
 
     def capacity(self, jobs: list[Job]) -> tuple[int, int, int]:
         """``(free, pending, down)`` cores as the original counted them (whole free nodes,
@@ -232,15 +243,7 @@ class Fit:
             free = sum(n.np for n in view.snapshot.nodes if n.state == frozenset({FREE}))
             down = sum(n.np for n in view.snapshot.nodes if DOWN in n.state)
             return free, view.pending_cores, down
-        shapes = {j.shape for j in jobs}
-        memo: dict[Key, bool] = {}
-
-        def of_use(key: Key) -> bool:
-            found = memo.get(key)
-            if found is None:
-                found = memo[key] = any(runs_on(s, key, cores=False) for s in shapes)
-            return found
-
+        of_use = self.of_use(jobs)
         free = down = 0
         for node in view.snapshot.nodes:
             if node.state != frozenset({FREE}) and DOWN not in node.state:

@@ -25,7 +25,6 @@ from phorque.policy.common import (
     launch_clouds,
     retire,
     runnable,
-    runs_on,
 )
 from phorque.policy.lifecycle import Lifecycle
 from phorque.policy.packing import UNLIMITED, BinPool, Key, Opener
@@ -183,7 +182,6 @@ class OnDemand(Policy):
                 d.actions.extend(retire(cn, f"idle for {idle_for:.0f} s"))
         return d
 
-
     def _launch(self, view: View, d: Decision, jobs: list[Job], extra: list[Node]) -> bool:
         """Launch for what free, pending, booting and put-back capacity of use to them does not
         cover, per class of jobs (the clouds that can run them), cheapest cloud first and on to
@@ -241,29 +239,23 @@ def _unmet(view: View, jobs: list[Job], extra: list[Node]) -> list[int]:
             want[1] += c.mem_mb * (c.count * c.ppn if c.spread else c.count)
             want[2] += c.gpus * c.count
         want[3] = max(want[3], sum(c.count for c in job.shape if not c.spread))
-    shapes = {j.shape for j in jobs}
-    memo: dict[Key, bool] = {}
+    of_use = Fit.of_use(jobs)
 
-    def take(cores: int, mem: int, gpus: int, props: tuple[str, ...]) -> None:
-        key = (cores, mem if mem > 0 else UNLIMITED, gpus, frozenset(props))
-        useful = memo.get(key)
-        if useful is None:
-            useful = memo[key] = any(runs_on(s, key, cores=False) for s in shapes)
-        if useful:
-            want[0] -= cores
-            want[1] -= mem if mem < UNLIMITED else 0
-            want[2] -= gpus
-            want[3] -= 1
+    def take(key: Key, count: int = 1) -> None:
+        if of_use(key):
+            want[0] -= key[0] * count
+            want[1] -= key[1] * count if key[1] < UNLIMITED else 0
+            want[2] -= key[2] * count
+            want[3] -= count
 
     booting = {n.name for n in extra}
     for node in view.snapshot.nodes:
         if node.name not in booting and node.free_cores > 0:
-            take(*view.free_shape(node, node.free_cores))
+            take(view.free_shape(node, node.free_cores))
     for node in extra:
-        take(*view.free_shape(node, node.np))
+        take(view.free_shape(node, node.np))
     for cloud in view.known_clouds:
-        for _ in range(view.pending_count(cloud)):
-            take(cloud.instance_cores, cloud.instance_memory_mb, cloud.instance_gpus, cloud.node_properties)
+        take(cloud_key(cloud), view.pending_count(cloud))
     return want
 
 

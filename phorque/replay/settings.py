@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from phorque.config import CloudSettings, Config
+from phorque.config import Config
 from phorque.model import CloudState
 from phorque.policy import policy_class
 from phorque.policy.base import Policy
@@ -30,16 +30,6 @@ DEFAULT_CLOUDS = (
 
 #: Node size of the local cluster when only the trace's machine size is known.
 DEFAULT_NODE_CORES = 8
-
-
-def cloud_from_settings(settings: CloudSettings) -> CloudState:
-    """A cloud as the daemon describes it (``phorque.engine.cloud_state``), with an empty group."""
-    return CloudState(name=settings.name, price=settings.price, instance_cores=settings.instance_cores,
-                      max_instances=settings.max_instances, charge_time_secs=settings.charge_time_secs,
-                      boot_secs=settings.boot_secs, boot_timeout_secs=settings.boot_timeout_secs,
-                      node_properties=settings.node_properties,
-                      instance_memory_mb=settings.instance_memory_mb, instance_gpus=settings.instance_gpus,
-                      queues=frozenset(settings.queues) or None)
 
 
 @dataclass(frozen=True)
@@ -132,7 +122,7 @@ def settings_from_config(config: Config, **overrides: Any) -> ReplaySettings:
     the configured policy's options, ``loop_sleep_secs``, ``event_delay_secs`` and
     ``watch_files`` (false: the original's polling)."""
     values: dict[str, Any] = dict(
-        clouds=tuple(cloud_from_settings(c) for c in config.clouds),
+        clouds=tuple(c.state() for c in config.clouds),
         mode="events" if config.phorque.watch_files else "poll",
         loop_sleep_secs=float(config.phorque.loop_sleep_secs),
         event_delay_secs=config.phorque.event_delay_secs,

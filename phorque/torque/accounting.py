@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from itertools import chain
 from os import PathLike
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 from phorque.model import Chunk
 from phorque.resources import Asks, count_slots, duration_or_none, job_asks, job_chunks, job_cores
@@ -33,6 +33,8 @@ from phorque.torque.accounting_text import (
     tokenize,
 )
 from phorque.torque.lines import MAX_LINE, LineReader
+
+_T = TypeVar("_T")
 
 __all__ = [
     "KNOWN_KEYS", "RECORD_TYPES", "AccountingFormatError", "AccountingParser", "Record",
@@ -128,48 +130,39 @@ class Record(NamedTuple):
                 if k.startswith("resources_used.")}
 
     @property
-    def cores(self) -> int | None:
-        """Cores requested, by Torque's arithmetic; None when the record has no request."""
-        request2 = fields_of(self.text).get("Resource_Request_2.0")
-        resources = self.resources
-        if not resources and request2 is None:
-            return None
-        try:
-            return job_cores(resources, request2)
-        except ValueError:  # a number too long for int(), in a hostile line
-            return None
-
-    @property
     def request2(self) -> str | None:
         """The Torque 6 ``-L`` request the record carries (``Resource_Request_2.0``), or None."""
         return fields_of(self.text).get("Resource_Request_2.0") or None
 
-    @property
-    def asks(self) -> Asks | None:
-        """Memory and GPUs asked (``Resource_List.mem``, ``.pmem``, ``.vmem``, ``.pvmem``,
-        ``.nodes``, ``.gres`` and the ``-L`` request); None when the record has no request
-        (Q, D and A records), a zero value when it has one that asks for none."""
+    def _from_request(self, read: Callable[[dict[str, str], str | None], _T]) -> _T | None:
+        """``read(resources, request2)``, or None when the record carries no request (Q, D and
+        A records) or one with a number too long for int() (a hostile line)."""
         resources = self.resources
         request2 = self.request2
         if not resources and request2 is None:
             return None
         try:
-            return job_asks(resources, request2)
-        except ValueError:  # a number too long for int(), in a hostile line
+            return read(resources, request2)
+        except ValueError:
             return None
+
+    @property
+    def cores(self) -> int | None:
+        """Cores requested, by Torque's arithmetic; None when the record has no request."""
+        return self._from_request(job_cores)
+
+    @property
+    def asks(self) -> Asks | None:
+        """Memory and GPUs asked (``Resource_List.mem``, ``.pmem``, ``.vmem``, ``.pvmem``,
+        ``.nodes``, ``.gres`` and the ``-L`` request); None when the record has no request,
+        a zero value when it has one that asks for none."""
+        return self._from_request(job_asks)
 
     @property
     def chunks(self) -> tuple[Chunk, ...] | None:
         """The node shape with each part's memory, GPUs and properties, as
         :func:`~phorque.resources.job_chunks` reads it; None when the record has no request."""
-        resources = self.resources
-        request2 = self.request2
-        if not resources and request2 is None:
-            return None
-        try:
-            return job_chunks(resources, request2)
-        except ValueError:
-            return None
+        return self._from_request(job_chunks)
 
     @property
     def execution_slots(self) -> int | None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import stat
 import sys
-import threading
 from pathlib import Path
 
 import boto3
@@ -16,7 +15,7 @@ import boto3
 from tests import waiting
 from tests.integration.faultkit import start_daemon
 from tests.integration.kit import conf_text
-from tests.torque.torquekit import BASE_MOMS, CloudMoms
+from tests.torque.torquekit import BASE_MOMS, CloudMoms, PeakDesired
 
 GROUP = "phorque-e2e"
 
@@ -31,30 +30,6 @@ def _desired(moto: str) -> int:
     return groups[0]["DesiredCapacity"] if groups else 0
 
 
-class MaxDesired:
-    """The highest desired capacity the group ever had while the test ran."""
-
-    def __init__(self, moto: str):
-        self.moto, self.value = moto, 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-
-    def _loop(self) -> None:
-        while not self._stop.wait(0.2):
-            try:
-                self.value = max(self.value, _desired(self.moto))
-            except Exception:  # moto busy: look again
-                continue
-
-    def __enter__(self) -> MaxDesired:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
-
-
 def _fill_static_nodes(real_torque) -> list[str]:
     blockers = [real_torque.qsub("-l", "nodes=1:ppn=2", script="sleep 600\n") for _ in BASE_MOMS]
     real_torque.wait_jobs(blockers, "R")
@@ -65,7 +40,7 @@ def test_an_instance_joins_as_a_mom_runs_jobs_and_leaves_at_its_charge_boundary(
     _fill_static_nodes(real_torque)
     text = conf_text(tmp_path, real_torque, moto, cores=2, max_instances=4, charge=60, margin=40,
                      loop_sleep=10, boot_timeout=300, budget="10")
-    with MaxDesired(moto) as peak, CloudMoms(real_torque, moto, GROUP) as moms:
+    with PeakDesired(moto, [GROUP]) as peak, CloudMoms(real_torque, moto, GROUP) as moms:
         daemon = start_daemon(tmp_path, text)
         try:
             # Two short jobs one after the other on the one node they fit: one instance.
@@ -88,7 +63,7 @@ def test_an_instance_joins_as_a_mom_runs_jobs_and_leaves_at_its_charge_boundary(
             daemon.stop()
     # A new node is down,offline,MOM-list-not-sent for ~10 s: that offline is Torque's, and
     # taking it for an administrator's launched again after every join.
-    assert peak.value == 1, daemon.text()
+    assert peak.value[GROUP] == 1, daemon.text()
     assert set(real_torque.nodes()) == set(BASE_MOMS)
     log = daemon.text()
     assert "Traceback" not in log

@@ -5,14 +5,10 @@ it (pbs_server places GPU requests by the nodes' ``gpus``)."""
 
 from __future__ import annotations
 
-import threading
-
-import boto3
-
 from tests import waiting
 from tests.integration.faultkit import start_daemon
 from tests.integration.kit import conf_text
-from tests.torque.torquekit import BASE_MOMS, CloudMoms
+from tests.torque.torquekit import BASE_MOMS, CloudMoms, PeakDesired
 
 GPU_GROUP, CPU_GROUP = "phorque-gpu", "phorque-cpu"
 #: The static GPU node: while it is busy, the queued GPU job waits for a cloud node; that such a
@@ -37,35 +33,6 @@ max_instances = 2
 price = 0.1
 boot_secs = 2
 """
-
-
-class PeakDesired:
-    """The highest desired capacity each group ever had while the test ran."""
-
-    def __init__(self, moto: str, groups: list[str]):
-        self.asg = boto3.client("autoscaling", endpoint_url=moto, region_name="us-east-1",
-                                aws_access_key_id="testing", aws_secret_access_key="testing")
-        self.groups, self.value = groups, dict.fromkeys(groups, 0)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-
-    def _loop(self) -> None:
-        while not self._stop.wait(0.2):
-            try:
-                found = self.asg.describe_auto_scaling_groups(AutoScalingGroupNames=self.groups)
-            except Exception:  # moto busy: look again
-                continue
-            for group in found["AutoScalingGroups"]:
-                name = group["AutoScalingGroupName"]
-                self.value[name] = max(self.value[name], group["DesiredCapacity"])
-
-    def __enter__(self) -> PeakDesired:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
 
 
 def test_gpu_and_memory_jobs_launch_the_instance_that_can_run_them(real_torque, moto, tmp_path):

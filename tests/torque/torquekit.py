@@ -190,3 +190,32 @@ class CloudMoms:
             self._thread.join(timeout=30)
         for dns in self.started:
             self.torque.cluster.stop_mom(dns)
+
+
+class PeakDesired:
+    """The highest desired capacity each group ever had while the test ran."""
+
+    def __init__(self, moto: str, groups: list[str]):
+        self.asg = boto3.client("autoscaling", endpoint_url=moto, region_name="us-east-1",
+                                aws_access_key_id="testing", aws_secret_access_key="testing")
+        self.groups, self.value = groups, dict.fromkeys(groups, 0)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(0.2):
+            try:
+                found = self.asg.describe_auto_scaling_groups(AutoScalingGroupNames=self.groups)
+            except Exception:  # moto busy: look again
+                continue
+            for group in found["AutoScalingGroups"]:
+                name = group["AutoScalingGroupName"]
+                self.value[name] = max(self.value[name], group["DesiredCapacity"])
+
+    def __enter__(self) -> PeakDesired:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
