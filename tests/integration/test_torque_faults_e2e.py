@@ -85,7 +85,10 @@ def test_pbs_server_down_for_a_while(make_sandbox, moto, daemons, tmp_path):
     after = {r["instance_id"]: dict(r) for r in state_rows(tmp_path, "SELECT * FROM instances")}
     assert set(before) <= set(after) and len(after) == 3
     for iid, row in before.items():
-        assert after[iid]["joined_at"] == row["joined_at"] and after[iid]["node"] == row["node"]
+        # The late instance may already be recorded, not joined, when the server stops; it
+        # joins after the outage (checked below). One that had joined keeps its join.
+        if row["joined_at"] is not None:
+            assert after[iid]["joined_at"] == row["joined_at"] and after[iid]["node"] == row["node"]
     assert all(row["joined_at"] is not None and row["stage"] != "gone" for row in after.values())
     assert len(live_instances(moto)) == 3
     assert not daemon.lines("terminate") and not daemon.lines("recorded (")
