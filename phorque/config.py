@@ -52,6 +52,10 @@ PHORQUE_OPTIONS: dict[str, Option] = {
     "log_file": str_option("", help="log file; empty for standard error"),
     "trigger_address": str_option("127.0.0.1:15099", keep_empty=True,
                                   help="UDP host:port where the daemon takes nudges; empty disables"),
+    "metrics_address": str_option("", keep_empty=True,
+                                  help="host:port where the daemon serves Prometheus /metrics; empty: off"),
+    "log_format": str_option("text", choices=("text", "json"),
+                             help="text lines, or one JSON event object per line"),
 }
 
 POLICY_OPTIONS: dict[str, Option] = {
@@ -116,6 +120,8 @@ class PhorqueSettings:
     boot_timeout_secs: int = 900
     log_file: str = ""
     trigger_address: str = "127.0.0.1:15099"
+    metrics_address: str = ""
+    log_format: str = "text"
 
     @property
     def queues(self) -> frozenset[str] | None:
@@ -141,6 +147,11 @@ class PhorqueSettings:
     def trigger(self) -> tuple[str, int] | None:
         """The nudge address as (host, port), or None when nudges are off."""
         return parse_address(self.trigger_address)
+
+    @property
+    def metrics(self) -> tuple[str, int] | None:
+        """Where /metrics is served as (host, port), or None when it is off."""
+        return parse_address(self.metrics_address)
 
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -505,6 +516,10 @@ def load_config(path: str | os.PathLike[str] | None = None,
         phorque.trigger  # noqa: B018  (validates the address)
     except ValueError as exc:
         raise ConfigError(path, "Phorque", "trigger_address", str(exc)) from None
+    try:
+        phorque.metrics  # noqa: B018  (validates the address)
+    except ValueError as exc:
+        raise ConfigError(path, "Phorque", "metrics_address", str(exc)) from None
 
     name_raw = parser["Policy"].get("name", "")
     name = _expand(path, "Policy", "name", name_raw, env).strip()
