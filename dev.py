@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -94,7 +95,33 @@ def torque_tier(env: dict[str, str]) -> tuple[list[str], Path | None]:
     return [], report
 
 
+#: Debian packages the tests use: a real Prometheus server scrapes the daemon's metrics.
+TEST_PACKAGES = {"prometheus": "/usr/bin/prometheus"}
+
+
+def ensure_test_packages() -> int:
+    """Install the Debian packages the tests need when missing (as root, with apt)."""
+    missing = [name for name, path in TEST_PACKAGES.items() if not os.path.exists(path)]
+    if not missing:
+        return 0
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        print(f"dev.py: the tests need the Debian package(s) {' '.join(missing)}: "
+              f"apt-get install --no-install-recommends {' '.join(missing)}", file=sys.stderr)
+        return 1
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    install = ["apt-get", "install", "-y", "-q", "--no-install-recommends", *missing]
+    # The package lists may be stale or absent on a fresh machine: update once and try again.
+    if _run(install, env=env, timeout=1800) == 0:
+        return 0
+    if _run(["apt-get", "update", "-q"], env=env, timeout=900):
+        return 1
+    return _run(install, env=env, timeout=1800)
+
+
 def run_tests(rest: list[str], env: dict[str, str]) -> int:
+    rc = ensure_test_packages()
+    if rc:
+        return rc
     rc = _run([str(BIN / "ruff"), "check", "phorque", "tests", "bench", "hooks", "dev.py", "torquebed"],
               env=env)
     if rc:

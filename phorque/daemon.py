@@ -15,20 +15,26 @@ import logging
 import os
 import signal
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from filelock import Timeout as LockTimeout
 
 from phorque.config import Config, load_config
 from phorque.engine import Engine, Evaluation, evaluation_json
 from phorque.errors import ConfigError, PhorqueError, TransientError
+from phorque.events import EventType, emit
 from phorque.forgotten import check_nothing_forgotten
+from phorque.model import in_queues
 from phorque.nudge import NudgeListener
+from phorque.plan import Kind
 from phorque.private import private_dir
 from phorque.ratelimit import EvaluationBucket
 from phorque.state import StateStore
 from phorque.triggers import Fired, Trigger
 from phorque.watcher import TorqueWatcher
+
+if TYPE_CHECKING:
+    from phorque.metrics import Metrics
 
 log = logging.getLogger("phorque.daemon")
 
@@ -82,6 +88,7 @@ class Daemon:
         self.listener: NudgeListener | None = None
         self.evaluations = 0
         self.last_ok = False  # did the last evaluation complete (for --once's exit status)?
+        self.metrics: Metrics | None = None
 
     @property
     def state(self) -> StateStore:
@@ -144,6 +151,29 @@ class Daemon:
         else:
             log.info("file watching is off: evaluating every %d s and on nudges", p.loop_sleep_secs)
 
+    def _start_metrics(self) -> None:
+        address = self.config.phorque.metrics
+        if address is None or self.metrics is not None:
+            return
+        from phorque.metrics import Metrics  # prometheus_client only where metrics are on
+
+        metrics = Metrics(time.time())
+        try:
+            port = metrics.serve(*address)
+        except OSError as exc:
+            log.warning("cannot serve metrics on %s: %s (the daemon goes on without them)",
+                        self.config.phorque.metrics_address, exc)
+            return
+        logging.getLogger().addHandler(metrics.handler)
+        self.metrics = metrics
+        log.info("serving Prometheus metrics on http://%s:%d/metrics", address[0], port)
+
+    def _stop_metrics(self) -> None:
+        if self.metrics is not None:
+            logging.getLogger().removeHandler(self.metrics.handler)
+            self.metrics.stop()
+            self.metrics = None
+
     def _stop_inputs(self) -> None:
         if self.watcher is not None:
             self.watcher.stop()
@@ -158,38 +188,56 @@ class Daemon:
             config = load_config(path)
             check_nothing_forgotten(config, self.state)
         except ConfigError as exc:
-            log.error("configuration reload failed, keeping the running configuration: %s", exc)
+            emit(log, EventType.CONFIG_REJECTED, "configuration reload failed, keeping the running "
+                 "configuration: %s", exc, level=logging.ERROR, reason=str(exc))
             return
         self._stop_inputs()
+        moved = config.phorque.metrics_address != self.config.phorque.metrics_address
+        if moved:
+            self._stop_metrics()
         self.config = config
         self.engine = Engine(config, state=self.engine.state)
         self._start_inputs()
-        log.info("configuration reloaded: %s", config.summary())
+        if moved:
+            self._start_metrics()
+        emit(log, EventType.CONFIG_RELOADED, "configuration reloaded: %s", config.summary(),
+             policy=config.policy.name, clouds=[c.name for c in config.clouds])
 
     # -- the loop ----------------------------------------------------------------------------
     def evaluate(self, fired: Fired, reason: str) -> Evaluation | None:
         self.evaluations += 1
         started = time.monotonic()
         why = fired.describe() if fired else reason
+        n = self.evaluations
         try:
             ev = self.engine.evaluate()
         except TransientError as exc:
-            log.warning("evaluation #%d (%s) skipped: %s", self.evaluations, why, exc)
+            self._skipped(n, why, str(exc), "skipped")
             return None
         except LockTimeout as exc:
-            log.warning("evaluation #%d (%s) skipped: lock busy: %s", self.evaluations, why, exc)
+            self._skipped(n, why, f"lock busy: {exc}", "skipped")
             return None
         except PhorqueError as exc:
-            log.error("evaluation #%d (%s) failed: %s", self.evaluations, why, exc)
+            self._skipped(n, why, str(exc), "failed")
             return None
-        except Exception:
-            log.exception("evaluation #%d (%s) failed unexpectedly; the daemon goes on",
-                          self.evaluations, why)
+        except Exception as exc:
+            log.exception("evaluation #%d (%s) failed unexpectedly; the daemon goes on", n, why)
+            self._skipped(n, why, f"unexpected: {exc!r}", "failed", logged=True)
             return None
         took = time.monotonic() - started
         done = sum(1 for o in ev.outcomes if o.status == "done")
-        log.info("evaluation #%d (%s): %d action(s), %d done, %.2f s", self.evaluations, why,
-                 len(ev.outcomes), done, took)
+        jobs = in_queues(ev.snapshot.jobs, self.config.phorque.queues)
+        emit(log, EventType.EVALUATION, "evaluation #%d (%s): %d action(s), %d done, %.2f s", n, why,
+             len(ev.outcomes), done, took, number=n, trigger=why, actions=len(ev.outcomes), done=done,
+             duration_secs=round(took, 4), queued_jobs=sum(1 for j in jobs if j.is_queued),
+             queued_cores=sum(j.cores for j in jobs if j.is_queued),
+             desired={c.name: c.capacity for c in ev.snapshot.clouds},
+             spending_per_hour=round(sum(c.capacity * c.price for c in ev.snapshot.clouds), 4),
+             price_per_hour=self.config.policy.price_per_hour)
+        if self.metrics is not None:
+            self.metrics.evaluation(why, "done", took)
+            self.metrics.observe(self.config, ev.snapshot, time.time())
+            self._reactions(ev)
         try:
             self.state.set_daemon(last_evaluation=ev.time, last_reason=why, last_duration=round(took, 3),
                                   evaluations=self.evaluations,
@@ -198,14 +246,42 @@ class Daemon:
             log.warning("cannot record the evaluation in the state: %s", exc)
         return ev
 
+    def _skipped(self, n: int, why: str, error: str, result: str, logged: bool = False) -> None:
+        if not logged:
+            level = logging.WARNING if result == "skipped" else logging.ERROR
+            event = EventType.EVALUATION_SKIPPED if result == "skipped" else EventType.EVALUATION_FAILED
+            emit(log, event, "evaluation #%d (%s) %s: %s", n, why, result, error, level=level,
+                 number=n, trigger=why, reason=error)
+        if self.metrics is not None:
+            self.metrics.evaluation(why, result, None)
+
+    def _reactions(self, ev: Evaluation) -> None:
+        """Time, for each job an executed launch was for, from its queue time to the launch."""
+        if not any(o.status == "done" and o.action.kind == Kind.LAUNCH for o in ev.outcomes):
+            return
+        assert self.metrics is not None
+        try:
+            from phorque.policy.why import WhyKind, explain
+
+            whys = explain(ev.snapshot, ev.plan, self.config.policy.price_per_hour)
+        except Exception:  # a metric never stops the daemon
+            log.exception("cannot tell which jobs this evaluation launched for")
+            return
+        queued = {j.id: j for j in ev.snapshot.jobs if j.is_queued}
+        for job_id, why in whys.items():
+            if why.kind == WhyKind.LAUNCHING and job_id in queued:
+                self.metrics.reacted(job_id, queued[job_id].queued_at, ev.time)
+
     def run(self, config_path: str) -> None:
         check_nothing_forgotten(self.config, self.state)  # before anything starts: refused
         self._claim_pidfile()
         try:
             self.state.set_daemon(pid=os.getpid(), started=time.time(), status="running",
                                   heartbeat=time.time())
+            self._start_metrics()
             self._start_inputs()
-            log.info("started: %s", self.config.summary())
+            emit(log, EventType.DAEMON_STARTED, "started: %s", self.config.summary(), pid=os.getpid(),
+                 policy=self.config.policy.name, clouds=[c.name for c in self.config.clouds])
             log.info("rate limit: file events and nudges cause at most one evaluation per %.1f s "
                      "(more are gathered into it), %d back to back after a quiet moment",
                      MIN_EVALUATION_INTERVAL_SECS, RATE_BURST)
@@ -217,7 +293,9 @@ class Daemon:
             except PhorqueError:
                 pass
             self._release_pidfile()
-            log.info("stopped after %d evaluation(s)", self.evaluations)
+            self._stop_metrics()
+            emit(log, EventType.DAEMON_STOPPED, "stopped after %d evaluation(s)", self.evaluations,
+                 evaluations=self.evaluations)
 
     def _loop(self, config_path: str) -> None:
         next_sweep = time.monotonic()  # the first evaluation is a full reconciliation

@@ -22,9 +22,10 @@ from phorque.cloud.provider import CloudProvider, make_provider
 from phorque.config import Config
 from phorque.crashpoints import crashpoint
 from phorque.errors import CloudError, PhorqueError, TorqueError, TransientError
+from phorque.events import EventType, emit
 from phorque.executor import Executor, Outcome
 from phorque.forgotten import check_nothing_forgotten
-from phorque.model import CloudState, Health, Owned, Snapshot, in_queues, summarize
+from phorque.model import CloudState, Health, Owned, Snapshot, Stage, in_queues, summarize
 from phorque.observe import observe
 from phorque.plan import Plan
 from phorque.policy import make_policy
@@ -82,14 +83,21 @@ class Engine:
         record = self._health_records().get(cloud, CloudHealthRecord())
         if error is None:
             updated = record_success(record)
+            if record.failures:
+                emit(log, EventType.CLOUD_RECOVERED, "cloud %s: answered again after %d failure(s)",
+                     cloud, record.failures, cloud=cloud, failures=record.failures)
         else:
             updated = record_failure(record, self.clock(), error)
             if updated.failures == record.failures:
-                log.warning("cloud %s: failed again while backed off until %s (%s)", cloud,
-                            _when(updated.backoff_until), error)
+                emit(log, EventType.CLOUD_FAILURE, "cloud %s: failed again while backed off until %s (%s)",
+                     cloud, _when(updated.backoff_until), error, level=logging.WARNING, cloud=cloud,
+                     failures=updated.failures, backoff_until=updated.backoff_until, reason=error,
+                     counted=False)
             else:
-                log.warning("cloud %s: failure %d recorded (%s); backing off until %s", cloud,
-                            updated.failures, error, _when(updated.backoff_until))
+                emit(log, EventType.CLOUD_FAILURE, "cloud %s: failure %d recorded (%s); backing off until %s",
+                     cloud, updated.failures, error, _when(updated.backoff_until), level=logging.WARNING,
+                     cloud=cloud, failures=updated.failures, backoff_until=updated.backoff_until,
+                     reason=error, counted=True)
         if updated != record:
             self.state.save_health(cloud, asdict(updated))
 
@@ -119,9 +127,10 @@ class Engine:
                     out.append(settings.state(health_at(record, now)))
                     continue
                 known = self._known_capacity(settings.name, believed)
-                log.warning("cloud %s: cannot read its group: %s; nothing is launched or terminated "
-                            "there until it answers, and its %d known instance(s) still count "
-                            "against price_per_hour", settings.name, exc, known)
+                emit(log, EventType.CLOUD_UNREACHABLE, "cloud %s: cannot read its group: %s; nothing is "
+                     "launched or terminated there until it answers, and its %d known instance(s) "
+                     "still count against price_per_hour", settings.name, exc, known,
+                     level=logging.WARNING, cloud=settings.name, reason=str(exc), known=known)
                 if record_errors:
                     self._cloud_result(settings.name, str(exc))
                 # Its instances are unknown, not gone: what it last had (or what the state store
@@ -153,6 +162,8 @@ class Engine:
         clouds = self.read_clouds(now, self._health_records(), record_errors=save)
         previous = self.state.owned()
         changed = observe(now, clouds, nodes, previous)
+        if save:
+            self._report_lost(previous, changed)
         if save and changed:
             self.state.save(changed, now)
             crashpoint("observe.saved")
@@ -167,9 +178,26 @@ class Engine:
         recorded = {o.node for o in merged.values() if o.node and not o.stage.is_live}
         recorded |= self.state.recorded_nodes()
         if save and recorded - listed:
-            self.state.forget_nodes(sorted(recorded - listed))
+            gone = sorted(recorded - listed)
+            emit(log, EventType.NODES_FORGOTTEN, "node(s) %s of gone instances no longer listed by "
+                 "Torque: their names are released", ", ".join(gone), nodes=gone)
+            self.state.forget_nodes(gone)
         return Snapshot(now=now, jobs=tuple(jobs), nodes=tuple(nodes), clouds=clouds, owned=owned,
                         memory=self.state.memory(), recorded_nodes=frozenset(recorded & listed))
+
+    @staticmethod
+    def _report_lost(previous: list[Owned], changed: list[Owned]) -> None:
+        """Instances gone that Phorque did not terminate: taken back by the cloud (a spot
+        reclaim, a failed host) or by someone else."""
+        before = {o.instance_id: o for o in previous}
+        for rec in changed:
+            old = before.get(rec.instance_id)
+            if rec.stage == Stage.GONE and old is not None and old.stage not in (
+                    Stage.TERMINATING, Stage.GONE):
+                emit(log, EventType.INSTANCE_LOST, "cloud %s: instance %s is gone, and Phorque did "
+                     "not terminate it (it was %s)", rec.cloud, rec.instance_id, old.stage.value,
+                     level=logging.WARNING, cloud=rec.cloud, instance=rec.instance_id,
+                     node=old.node, stage=old.stage.value)
 
     def _kick_scheduler_for_new_nodes(self, previous: list[Owned], changed: list[Owned]) -> None:
         """A node of Phorque's that has just come up gets no job until the scheduler runs a cycle,
@@ -222,7 +250,7 @@ class Engine:
                 log.warning("cloud(s) %s backed off during this evaluation: planning again, so "
                             "that the next cloud is used", ", ".join(fallen))
         for note in plan.notes:
-            log.info("note: %s", note)
+            emit(log, EventType.NOTE, "note: %s", note, policy=self.policy.name, note=note)
         return Evaluation(now, snap, plan, executed=True, outcomes=outcomes)
 
 

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from phorque.config import CloudSettings
 from phorque.crashpoints import crashpoint
 from phorque.errors import CloudError, PhorqueError
+from phorque.events import EventType, emit
 from phorque.model import Node, Snapshot, Stage
 from phorque.plan import Action, Kind, Plan
 from phorque.policy.view import drain_note, is_drain_note, join_note
@@ -42,6 +43,10 @@ log = logging.getLogger("phorque.executor")
 
 #: At most this many `qmgr delete node` at once.
 REMOVE_WORKERS = 8
+
+_EVENTS = {Kind.LAUNCH: EventType.LAUNCH, Kind.CANCEL: EventType.CANCEL, Kind.JOIN: EventType.JOIN,
+           Kind.DRAIN: EventType.DRAIN, Kind.UNDRAIN: EventType.UNDRAIN,
+           Kind.TERMINATE: EventType.TERMINATE, Kind.REMOVE: EventType.REMOVE}
 
 
 @dataclass(frozen=True)
@@ -71,6 +76,7 @@ class Executor:
         self.secured: set[str] = set()
         self.kept: dict[str, str] = {}           # node -> why it is not terminated
         self.counted: set[Action] = set()        # fault actions already reported
+        self.raised: dict[Action, int] = {}      # launch -> instances it added to its group
 
     def apply(self, plan: Plan, snapshot: Snapshot) -> list[Outcome]:
         self.snapshot = snapshot
@@ -110,7 +116,11 @@ class Executor:
                 self._report(action.cloud, str(exc))
         outcome = Outcome(action, status, detail)
         level = logging.WARNING if status == "failed" else logging.INFO
-        log.log(level, "%s -> %s%s", action, status, f" ({detail})" if detail else "")
+        added = self.raised.get(action) if status == "done" else None
+        emit(log, _EVENTS[action.kind], "%s -> %s%s", action, status, f" ({detail})" if detail else "",
+             level=level, cloud=action.cloud, instance=action.instance, node=action.node,
+             count=action.count, reason=action.reason, outcome=status, detail=detail or None,
+             added=added, fault=action.fault or None)
         return outcome
 
     def _remove_all(self, removals: list[Action]) -> list[Outcome]:
@@ -283,4 +293,5 @@ class Executor:
         crashpoint("launch.before")
         self.providers[a.cloud].set_desired(new)
         crashpoint("launch.after")
+        self.raised[a] = new - cloud.desired
         return "done", f"desired capacity {cloud.desired} -> {new}"

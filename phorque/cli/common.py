@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from phorque import __version__
 from phorque.config import DEFAULT_CONFIG, Config, config_path_from, load_config
 from phorque.errors import ConfigError
+from phorque.events import FIELDS_ATTR, JsonFormatter
 from phorque.private import private_file
 from phorque.redact import all_forms
 
@@ -53,7 +54,23 @@ class RedactSecrets(logging.Filter):
             record.exc_text = exc_text
         if redacted != message:
             record.msg, record.args = redacted, None
+        fields = getattr(record, FIELDS_ATTR, None)
+        if fields:
+            # An event's fields reach the JSON log as they are: a cloud error in one of them
+            # may quote a request that holds a key.
+            setattr(record, FIELDS_ATTR, {k: self._redact(v) for k, v in fields.items()})
         return True
+
+    def _redact(self, value: object) -> object:
+        if isinstance(value, str):
+            for secret in self.secrets:
+                value = value.replace(secret, "***")
+            return value
+        if isinstance(value, list | tuple):
+            return [self._redact(v) for v in value]
+        if isinstance(value, dict):
+            return {k: self._redact(v) for k, v in value.items()}
+        return value
 
 
 def config_secrets(config: Config) -> list[str]:
@@ -65,8 +82,10 @@ def config_secrets(config: Config) -> list[str]:
     return found
 
 
-def setup_logging(debug: bool, log_file: str = "", secrets: Iterable[str] = ()) -> None:
-    """Log to standard error (or ``log_file``), with credentials redacted."""
+def setup_logging(debug: bool, log_file: str = "", secrets: Iterable[str] = (),
+                  log_format: str = "text") -> None:
+    """Log to standard error (or ``log_file``), with credentials redacted: text lines, or one
+    JSON object per line (``log_format = json``, :mod:`phorque.events`)."""
     root = logging.getLogger()
     for handler in list(root.handlers):
         root.removeHandler(handler)
@@ -77,7 +96,7 @@ def setup_logging(debug: bool, log_file: str = "", secrets: Iterable[str] = ()) 
         handler = logging.FileHandler(log_file)
     else:
         handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    handler.setFormatter(JsonFormatter() if log_format == "json" else logging.Formatter(LOG_FORMAT))
     handler.addFilter(RedactSecrets(secrets))
     root.addHandler(handler)
     root.setLevel(logging.DEBUG if debug else logging.INFO)

@@ -68,7 +68,8 @@ def main(argv: list[str] | None = None) -> int:
         # 2: the file is wrong; 1: the file is right, but what it names is not there.
         return EXIT_FAILED if problems else EXIT_OK
     try:
-        setup_logging(args.debug, config.phorque.log_file, config_secrets(config))
+        setup_logging(args.debug, config.phorque.log_file, config_secrets(config),
+                      config.phorque.log_format)
     except OSError as exc:
         error = ConfigError(config.path, "Phorque", "log_file",
                             f"cannot open {config.phorque.log_file}: {exc.strerror or exc}")
