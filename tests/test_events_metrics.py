@@ -313,3 +313,16 @@ def test_the_readme_lists_every_metric_and_event():
     assert {f"{n}_total" for n in counters} <= documented
     for event in EventType:
         assert f"`{event.value}`" in text, f"event {event.value} missing from the README"
+
+
+def test_the_dashboard_uses_only_metrics_that_exist():
+    board = json.loads((README.parent / "etc" / "phorque" / "grafana-dashboard.json").read_text())
+    names = set()
+    for metric in Metrics(now=0.0).registry.collect():
+        names |= {s.name for s in metric.samples} | {metric.name}
+        names |= {f"{metric.name}_{suffix}" for suffix in ("total", "bucket", "count", "sum")}
+    used = {n for p in board["panels"] for t in p["targets"]
+            for n in re.findall(r"\bphorque_[a-z_]+", t["expr"])}
+    assert used and used <= names, sorted(used - names)
+    ids = [p["id"] for p in board["panels"]]
+    assert len(ids) == len(set(ids)) and board["uid"] == "phorque"

@@ -12,6 +12,7 @@ import os
 import shutil
 import socket
 import subprocess
+import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -22,6 +23,7 @@ from phorque.events import EventType
 from tests.integration.kit import conf_text, wait_until
 from tests.integration.test_daemon_e2e import desired, start_daemon  # noqa: F401 (a fixture)
 
+DASHBOARD = Path(__file__).resolve().parents[2] / "etc" / "phorque" / "grafana-dashboard.json"
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 
 
@@ -102,6 +104,11 @@ max_attempts = 1
 """
 
 
+def dashboard_queries() -> list[str]:
+    board = json.loads(DASHBOARD.read_text())
+    return [t["expr"] for p in board["panels"] for t in p["targets"]]
+
+
 def events(log: Path) -> list[dict]:
     """Every line the daemon wrote, each a JSON object (a line that is not fails the test)."""
     out = []
@@ -152,6 +159,17 @@ def test_prometheus_scrapes_what_the_daemon_does(make_sandbox, moto, tmp_path, s
         assert prom.value('sum(phorque_evaluations_total{result="done"})') == evaluations
         assert (prom.value("sum(phorque_evaluation_duration_seconds_count)") or 0) >= 3
         assert (prom.value("phorque_last_successful_evaluation_timestamp_seconds") or 0) > started
+        # Every query of the shipped dashboard is valid PromQL to the real server, and those of
+        # the gauges and counters show data after this run.
+        empty = []
+        for expr in dashboard_queries():
+            try:
+                result = prom.query(expr.replace("$cloud", ".*"))
+            except urllib.error.HTTPError as exc:
+                raise AssertionError(f"{expr}: {exc.read().decode()}") from None
+            if not result:
+                empty.append(expr)
+        assert not [e for e in empty if "quantile" not in e and "drift" not in e and "lost" not in e], empty
     finally:
         prom.stop()
     assert daemon.stop() == 0
