@@ -2,7 +2,8 @@
 """Developer entry point: one command for the tests, one for the demo.
 
     python3 dev.py test [PYTEST-ARGS...]   create .venv, install Phorque with its test
-                                           extras, lint with ruff, run pytest
+                                           extras (and Debian's prometheus server, with apt,
+                                           when missing), lint with ruff, run pytest
     python3 dev.py test --busy [ARGS...]   the same with two CPU-bound processes running beside
                                            the suite (stopped when it ends): the suite must pass
                                            on a loaded machine
