@@ -27,6 +27,7 @@ from phorque.forgotten import check_nothing_forgotten
 from phorque.model import in_queues
 from phorque.nudge import NudgeListener
 from phorque.plan import Kind
+from phorque.policy.why import WhyKind, explain
 from phorque.private import private_dir
 from phorque.ratelimit import EvaluationBucket
 from phorque.state import StateStore
@@ -261,9 +262,8 @@ class Daemon:
             return
         assert self.metrics is not None
         try:
-            from phorque.policy.why import WhyKind, explain
-
-            whys = explain(ev.snapshot, ev.plan, self.config.policy.price_per_hour)
+            whys = explain(ev.snapshot, ev.plan, self.config.policy.price_per_hour,
+                           self.config.phorque.queues)
         except Exception:  # a metric never stops the daemon
             log.exception("cannot tell which jobs this evaluation launched for")
             return
