@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 import time
@@ -22,12 +23,16 @@ from phorque.cli.common import (
 from phorque.cloud.status import describe_clouds, render_clouds, stored_health
 from phorque.config import Config
 from phorque.daemon import daemon_status
-from phorque.errors import PhorqueError
+from phorque.engine import Engine
+from phorque.errors import PhorqueError, TransientError
 from phorque.model import MOM_LIST_NOT_SENT, Job, Node, Snapshot, in_queues, summarize
 from phorque.policy.common import Limits, never_reason
 from phorque.policy.view import View, is_drain_note
+from phorque.policy.why import Why, explain
 from phorque.state import StateStore
 from phorque.torque.commands import Torque
+
+log = logging.getLogger("phorque.status")
 
 # Torque prints state words in this order (encode_state); others follow alphabetically.
 _STATE_ORDER = ("state-unknown", "down", "offline", "reserve", "job-exclusive", "busy",
@@ -50,22 +55,51 @@ def node_dict(node: Node) -> dict[str, Any]:
 
 
 def cluster_status(config: Config, torque: Torque | None = None) -> dict[str, Any]:
-    """The ``cluster`` object: counts, jobs of the configured queues, and nodes."""
+    """The ``cluster`` object: counts, jobs of the configured queues (a queued job with ``why``:
+    what Phorque is doing about it), and nodes."""
     torque = torque or Torque(config.phorque.cluster_directory, config.phorque.command_timeout_secs)
     out: dict[str, Any] = {}
     try:
-        jobs = in_queues(torque.jobs(), config.phorque.queues)
-        nodes = torque.nodes()
+        snap, whys = read_cluster(config, torque)
     except PhorqueError as exc:
         return {"error": str(exc), "queued_jobs": None, "queued_cores": None, "running_jobs": None,
-                "total_cores": None, "free_cores": None, "down_cores": None, "jobs": [], "nodes": []}
+                "total_cores": None, "free_cores": None, "down_cores": None, "jobs": [], "nodes": [],
+                "spending": None}
+    jobs = in_queues(snap.jobs, config.phorque.queues)
+    nodes = list(snap.nodes)
     out.update(summarize(jobs, nodes).as_dict())
     out["jobs"] = [job_dict(j) for j in jobs]
     why = cannot_run(config, jobs, nodes)
     for entry in out["jobs"]:
         entry["cannot_run"] = why.get(entry["id"])
+        if entry["id"] in whys and entry["state"] == "Q":
+            entry["why"] = whys[entry["id"]].text
+            entry["why_kind"] = whys[entry["id"]].kind.value
     out["nodes"] = [node_dict(n) for n in nodes]
+    budget = config.policy.price_per_hour
+    rate = sum(c.capacity * c.price for c in snap.clouds)
+    out["spending"] = {"per_hour": round(rate, 6), "budget_per_hour": budget,
+                       "share": round(rate / budget, 4) if budget else None}
     return out
+
+
+def read_cluster(config: Config, torque: Torque) -> tuple[Snapshot, dict[str, Why]]:
+    """Torque and the clouds as the policy sees them, and why each queued job waits: a dry run
+    of the configured policy (nothing is changed), so "launched for it" means the next
+    evaluation launches for it. Raises PhorqueError when Torque cannot be read."""
+    try:
+        ev = Engine(config, torque=torque).evaluate(dry_run=True)
+    except TransientError as exc:
+        cause = exc.__cause__
+        raise PhorqueError(str(cause) if cause is not None else str(exc)) from exc
+    except PhorqueError as exc:
+        # The state cannot be read (or the like): the cluster is still shown, without reasons.
+        log.warning("why the jobs wait is not shown: %s", exc)
+        snap = Snapshot(now=time.time(), jobs=tuple(torque.jobs()), nodes=tuple(torque.nodes()),
+                        clouds=tuple(c.state() for c in config.clouds))
+        return snap, {}
+    whys = explain(ev.snapshot, ev.plan, config.policy.price_per_hour, config.phorque.queues)
+    return ev.snapshot, whys
 
 
 def cannot_run(config: Config, jobs: list[Job], nodes: list[Node]) -> dict[str, str]:
@@ -82,6 +116,26 @@ def cannot_run(config: Config, jobs: list[Job], nodes: list[Node]) -> dict[str, 
     return out
 
 
+def why_text(config: Config, job_id: str, torque: Torque | None = None) -> tuple[int, str]:
+    """``phorque-status --why JOBID``: exit status and the sentence (or why there is none)."""
+    torque = torque or Torque(config.phorque.cluster_directory, config.phorque.command_timeout_secs)
+    try:
+        snap, whys = read_cluster(config, torque)
+    except PhorqueError as exc:
+        return EXIT_FAILED, f"Torque could not be read: {exc}"
+    short = "." not in job_id
+    found = [j for j in snap.jobs if j.id == job_id or (short and j.id.split(".", 1)[0] == job_id)]
+    if not found:
+        return EXIT_FAILED, f"job {job_id} is not known to Torque (qstat lists no such job)"
+    job = found[0]
+    if job.id in whys and job.is_queued:
+        return EXIT_OK, f"{job.id}: {whys[job.id].text}"
+    if job.is_running:
+        hosts = f" on {', '.join(sorted(set(job.exec_hosts)))}" if job.exec_hosts else ""
+        return EXIT_FAILED, f"{job.id} is not waiting: it runs{hosts} (state {job.state})"
+    return EXIT_FAILED, f"{job.id} is not queued (state {job.state}): Phorque launches nothing for it"
+
+
 def phorque_status(config: Config, decisions: int = 20) -> dict[str, Any]:
     """Phorque's own state: each instance's lifecycle and the last decisions."""
     if not os.path.exists(config.phorque.state_path):
@@ -95,7 +149,20 @@ def phorque_status(config: Config, decisions: int = 20) -> dict[str, Any]:
     live = [r for r in records if r.stage.is_live]
     gone = [r for r in records if not r.stage.is_live][-10:]
     instances = [{**{k: v for k, v in asdict(r).items()}, "stage": r.stage.value} for r in live + gone]
+    periods = {c.name: c.charge_time_secs for c in config.clouds}
+    now = time.time()
+    for entry in instances:
+        entry["next_charge_secs"] = next_charge(entry, periods.get(entry["cloud"], 0), now)
     return {"instances": instances, "decisions": last}
+
+
+def next_charge(record: dict[str, Any], period: int, now: float) -> float | None:
+    """Seconds until a live instance's next billing period starts (None: per-second billing,
+    gone, or its launch time unknown)."""
+    start = record.get("launch_time") or record.get("first_seen")
+    if period <= 0 or not start or record.get("stage") in ("gone", "failed"):
+        return None
+    return round(period - (max(0.0, now - start) % period), 1)
 
 
 def collect(config: Config) -> dict[str, Any]:
@@ -138,11 +205,15 @@ def render_phorque(status: dict[str, Any]) -> list[str]:
         lines.append(f"State: unreadable: {printable(own['error'], 200)}")
     if own.get("instances"):
         lines.append("")
-        lines.append(f"{'PHORQUE INSTANCE':<22} {'CLOUD':<10} {'STAGE':<12} {'SINCE':<19} {'JOINED':<19} NODE")
+        lines.append(f"{'PHORQUE INSTANCE':<22} {'CLOUD':<10} {'STAGE':<12} {'SINCE':<19} {'JOINED':<19} "
+                     f"{'NEXT CHARGE':>11} NODE")
         for rec in own["instances"]:
+            left = rec.get("next_charge_secs")
+            charge = "--" if left is None else f"in {left:.0f} s"
             lines.append(f"{printable(rec['instance_id'], 22):<22} {printable(rec['cloud'], 10):<10} "
                          f"{rec['stage']:<12} {_when(rec.get('updated_at')):<19} "
-                         f"{_when(rec.get('joined_at')):<19} {printable(rec.get('node') or '--', 50)}")
+                         f"{_when(rec.get('joined_at')):<19} {charge:>11} "
+                         f"{printable(rec.get('node') or '--', 50)}")
     if own.get("decisions"):
         lines.append("")
         lines.append("LAST DECISIONS")
@@ -152,6 +223,14 @@ def render_phorque(status: dict[str, Any]) -> list[str]:
             lines.append(f"{_when(row['time'])} {row['action']}{count} {printable(target, 48)}: "
                          f"{printable(row.get('reason') or '', 70)} -> {printable(row.get('outcome') or '', 40)}")
     return lines
+
+
+def spending_line(spending: dict[str, Any]) -> str:
+    rate, budget = spending["per_hour"], spending.get("budget_per_hour")
+    if budget is None:
+        return f"Spending: {rate:.2f}/h (no budget: price_per_hour is not set)"
+    share = f" ({100 * rate / budget:.0f} %)" if budget else ""
+    return f"Spending: {rate:.2f}/h of a {budget:.2f}/h budget{share}"
 
 
 def render(status: dict[str, Any]) -> str:
@@ -166,6 +245,9 @@ def render(status: dict[str, Any]) -> str:
             f"Torque: {cluster['queued_jobs']} queued jobs ({cluster['queued_cores']} cores), "
             f"{cluster['running_jobs']} running; cores {cluster['total_cores']} total, "
             f"{cluster['free_cores']} free, {cluster['down_cores']} down")
+        spending = cluster.get("spending")
+        if spending:
+            lines.append(spending_line(spending))
         lines.append("")
         lines.append(f"{'NODE':<32} {'NP':>4} {'STATE':<28} JOBS")
         for node in cluster["nodes"]:
@@ -175,11 +257,12 @@ def render(status: dict[str, Any]) -> str:
         queued = [j for j in cluster["jobs"] if j["state"] == "Q"]
         if queued:
             lines.append("")
-            lines.append(f"{'QUEUED JOB':<32} {'QUEUE':<10} {'CORES':>5} {'WALLTIME':>9}")
+            lines.append(f"{'QUEUED JOB':<32} {'QUEUE':<10} {'CORES':>5} {'WALLTIME':>9} WHY")
             for job in queued[:50]:
                 wall = job["walltime_secs"]
                 lines.append(f"{printable(job['id'], 32):<32} {printable(job['queue'], 10):<10} "
-                             f"{job['cores']:>5} {wall if wall is not None else '--':>9}")
+                             f"{job['cores']:>5} {wall if wall is not None else '--':>9} "
+                             f"{printable(job.get('why') or '--', 160)}")
             if len(queued) > 50:
                 lines.append(f"... and {len(queued) - 50} more")
         stuck = [j for j in cluster["jobs"] if j.get("cannot_run")]
@@ -200,11 +283,17 @@ def render(status: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = base_parser("phorque-status", "Show the cluster, clouds and Phorque's state.")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--why", metavar="JOBID",
+                        help="say in one sentence what Phorque is doing about a queued job")
     args = parser.parse_args(argv)
     config = load_or_exit(args.config)
     setup_logging(args.debug, "", config_secrets(config))
-    status = collect(config)
     safe_stdout()
+    if args.why:
+        rc, text = why_text(config, args.why)
+        print(printable(text, 2000), file=sys.stdout if rc == EXIT_OK else sys.stderr)
+        return rc
+    status = collect(config)
     if args.json:
         json.dump(status, sys.stdout, sort_keys=True)
         sys.stdout.write("\n")

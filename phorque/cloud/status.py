@@ -48,10 +48,11 @@ def cloud_dict(settings: CloudSettings, provider: CloudProvider,
         "name": settings.name, "type": settings.cloud_type, "price": settings.price,
         "group": settings.autoscale_group_name, "desired": None,
         "max_instances": settings.max_instances, "instances": [], "health": Health.OK.value,
-        "error": None, "backoff_until": None,
+        "error": None, "backoff_until": None, "failures": 0,
     }
     if record is not None:
         out["health"] = health_at(record, now).value
+        out["failures"] = record.failures
         if out["health"] != Health.OK.value:
             out["backoff_until"] = iso_time(record.backoff_until)
             out["error"] = record.last_error or None
@@ -132,6 +133,10 @@ def render_clouds(clouds: list[dict[str, Any]], printable: Callable[[object, int
         desired = "--" if cloud["desired"] is None else cloud["desired"]
         lines.append(f"{printable(cloud['name'], 16):<16} {cloud['type']:<8} {cloud['price']:>7g} "
                      f"{desired:>7} {cloud['max_instances']:>5} {live:>5} {cloud['health']}")
+        if cloud.get("backoff_until"):
+            failures = cloud.get("failures") or 0
+            lines.append(f"    backed off until {cloud['backoff_until']} after {failures} failure(s): "
+                         "nothing is launched there until then")
         if cloud.get("error"):
             lines.append(f"    error: {printable(cloud['error'], 300)}")
     for cloud in clouds:
