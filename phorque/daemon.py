@@ -263,7 +263,7 @@ class Daemon:
         assert self.metrics is not None
         try:
             whys = explain(ev.snapshot, ev.plan, self.config.policy.price_per_hour,
-                           self.config.phorque.queues)
+                           self.config.phorque.queues, launches_only=True)
         except Exception:  # a metric never stops the daemon
             log.exception("cannot tell which jobs this evaluation launched for")
             return

@@ -128,3 +128,13 @@ def test_every_queued_job_gets_one_sentence_and_launches_cover_what_costaware_pl
     launched = sum(a.count or 0 for a in plan.ordered() if a.kind.value == "launch")
     # A launch is always for some job, and never more instances cover jobs than were launched.
     assert (launched > 0) == any(w.kind == WhyKind.LAUNCHING for w in why.values())
+
+
+def test_launches_only_stops_once_the_new_instances_are_taken():
+    jobs = [b.job(f"{i}.s", cores=4, queued_at=float(i)) for i in range(6)]
+    snap = b.snapshot(jobs=jobs, clouds=[b.cloud("hotel", max_instances=10)])
+    plan = plan_of(launch("hotel", 2, 0, "queued"))
+    full = explain(snap, plan, None)
+    short = explain(snap, plan, None, launches_only=True)
+    assert [full[f"{i}.s"].kind for i in range(3)] == [WhyKind.LAUNCHING, WhyKind.LAUNCHING, WhyKind.WAITING]
+    assert set(short) == {"0.s", "1.s"} and all(w.kind == WhyKind.LAUNCHING for w in short.values())

@@ -10,6 +10,7 @@ policy waits for running jobs' cores; or no node or instance can ever hold it.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -74,9 +75,12 @@ def _names(names: Iterable[str], limit: int = 3) -> str:
 
 
 def explain(snapshot: Snapshot, plan: Plan | None, budget: float | None,
-            queues: frozenset[str] | None = None) -> dict[str, Why]:
+            queues: frozenset[str] | None = None, launches_only: bool = False) -> dict[str, Why]:
     """One :class:`Why` per queued job of ``snapshot`` (``queues``: the ones Phorque serves,
-    None for all), for the ``plan`` made from it (None: as if it launched nothing)."""
+    None for all), for the ``plan`` made from it (None: as if it launched nothing).
+
+    With ``launches_only`` the walk stops once the plan's new instances are taken: the jobs
+    after that are left out (what the daemon needs to time its reactions, on a long queue)."""
     view = View(snapshot, queues)
     limits = Limits.of(view)
     out: dict[str, Why] = {}
@@ -90,6 +94,8 @@ def explain(snapshot: Snapshot, plan: Plan | None, budget: float | None,
                           "no instance is launched for it")
     tiers = _Tiers(view, plan, budget)
     for job in view.queued:
+        if launches_only and not any(o.room for o in tiers.openers.values()):
+            break
         never = never_reason(job, limits)
         if never is not None:
             out[job.id] = Why(job.id, WhyKind.NEVER, f"it can never run: {never}")
@@ -153,6 +159,7 @@ class _Tiers:
                                                   gpus=cloud.instance_gpus,
                                                   properties=cloud.node_properties)
         self.extra_spend = sum(c.price * launched.get(c.name, 0) for c in view.snapshot.clouds)
+        self._held_memo: dict[tuple, Why] = {}
 
     def place(self, job: Job) -> Why:
         shape = job.shape
@@ -188,7 +195,13 @@ class _Tiers:
             return Why(job.id, WhyKind.LAUNCHING, f"an instance of cloud {name} is launched for it "
                        f"now; it should be ready about {clock_text(ready, self.now)}",
                        cloud=name, ready_at=ready)
-        return self._held(job)
+        # The same for every job of one queue and shape (the clouds' limits do not change while
+        # the queue is walked): worked out once.
+        key = (job.queue, shape)
+        held = self._held_memo.get(key)
+        if held is None:
+            held = self._held_memo[key] = self._held(job)
+        return dataclasses.replace(held, job=job.id)
 
     def _held(self, job: Job) -> Why:
         """Nothing covers the job: why no instance is launched for it."""
