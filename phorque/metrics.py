@@ -146,8 +146,8 @@ class Metrics:
                                     ["cloud", "reason"], registry=r)
         self.drains = Counter("phorque_drains_total", "Nodes drained (offline before termination)",
                               ["cloud", "reason"], registry=r)
-        self.failures = Counter("phorque_failures_total", "Failed actions, by cloud and action",
-                                ["cloud", "action"], registry=r)
+        self.failures = Counter("phorque_failures_total", "Failed actions, by cloud, action and "
+                                "the reason of the action", ["cloud", "action", "reason"], registry=r)
         self.cloud_failures = Counter("phorque_cloud_failures_total",
                                       "Cloud failures recorded for back-off", ["cloud"], registry=r)
         self.lost = Counter("phorque_instances_lost_total", "Instances gone without Phorque "
@@ -258,7 +258,7 @@ class Metrics:
             reason = reason_label(str(fields.get("reason") or ""))
             self.actions.labels(action, cloud, reason, outcome).inc()
             if outcome == "failed":
-                self.failures.labels(cloud, action).inc()
+                self.failures.labels(cloud, action, reason).inc()
             elif outcome == "done":
                 if kind == EventType.LAUNCH:
                     self.launched.labels(cloud, reason).inc(int(fields.get("added") or 0))

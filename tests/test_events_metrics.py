@@ -259,7 +259,8 @@ def test_counters_follow_the_events():
     assert sample(m, "phorque_drains_total", cloud="hotel", reason="idle") == 1
     assert sample(m, "phorque_terminations_total", cloud="hotel", reason="idle") == 1
     assert sample(m, "phorque_terminations_total", cloud="hotel", reason="node_down") is None
-    assert sample(m, "phorque_failures_total", cloud="hotel", action="terminate") == 1
+    assert sample(m, "phorque_failures_total", cloud="hotel", action="terminate",
+                  reason="node_down") == 1
     assert sample(m, "phorque_cloud_failures_total", cloud="hotel") == 1
     assert sample(m, "phorque_cloud_consecutive_failures", cloud="hotel") == 0
     assert sample(m, "phorque_cloud_backed_off", cloud="hotel") == 0
