@@ -43,6 +43,41 @@ CREATE TABLE IF NOT EXISTS daemon (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS cloud_groups (cloud TEXT PRIMARY KEY, identity TEXT NOT NULL);
 """
 
+# What the cost report needs of each instance, kept apart from ``instances`` (whose node is
+# released when Torque drops the node) and from ``transitions`` (pruned): never pruned.
+BILLING_SCHEMA = """
+CREATE TABLE IF NOT EXISTS billing (
+    instance_id TEXT PRIMARY KEY, cloud TEXT NOT NULL, node TEXT, launched REAL, ended REAL);
+"""
+
+# A database made before the billing table: each instance's row from what is left, the node
+# from ``instances`` or its last transition, the end from its going gone (else its last update).
+_BACKFILL = """
+INSERT OR IGNORE INTO billing (instance_id, cloud, node, launched, ended)
+SELECT i.instance_id, i.cloud,
+       COALESCE(i.node, (SELECT t.node FROM transitions t WHERE t.instance_id = i.instance_id
+                         AND t.node IS NOT NULL ORDER BY t.id DESC LIMIT 1)),
+       COALESCE(i.launch_time, i.first_seen),
+       CASE WHEN i.stage != 'gone' THEN NULL ELSE COALESCE(
+           (SELECT MIN(t.time) FROM transitions t WHERE t.instance_id = i.instance_id
+            AND t.stage = 'gone' AND t.id > COALESCE((SELECT MAX(u.id) FROM transitions u
+                WHERE u.instance_id = i.instance_id AND u.stage != 'gone'), 0)),
+           i.updated_at) END
+FROM instances i
+"""
+
+# One upsert per saved record: the node once known is kept, the launch is the cloud's launch
+# time once known (else when Phorque first saw it), the end is the first save as gone (kept
+# while it stays gone, cleared if it is seen live again).
+_BILLING_UPSERT = """
+INSERT INTO billing (instance_id, cloud, node, launched, ended) VALUES (?, ?, ?, ?, ?)
+ON CONFLICT(instance_id) DO UPDATE SET cloud = excluded.cloud,
+    node = COALESCE(excluded.node, billing.node),
+    launched = COALESCE(excluded.launched, billing.launched),
+    ended = CASE WHEN excluded.ended IS NULL THEN NULL
+                 ELSE COALESCE(billing.ended, excluded.ended) END
+"""
+
 #: Decisions and transitions kept; older rows are pruned.
 HISTORY_LIMIT = 5000
 
@@ -71,8 +106,22 @@ class StateStore:
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=FULL")
             self.db.executescript(SCHEMA)
+            self._add_billing()
         except (OSError, sqlite3.Error) as exc:
             raise StateError(f"cannot open the state database {path}: {exc}") from exc
+
+    def _add_billing(self) -> None:
+        """Create the billing table; in a database that had none, fill it from what is left.
+
+        Looked for first without a write lock: opening an upgraded database (``phorque-status``
+        beside a running daemon) stays a read."""
+        exists = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'billing'"
+        if self.db.execute(exists).fetchone():
+            return
+        with self.transaction() as db:
+            if not db.execute(exists).fetchone():  # another process may have made it meanwhile
+                db.execute(BILLING_SCHEMA)
+                db.execute(_BACKFILL)
 
     def close(self) -> None:
         self.db.close()
@@ -124,6 +173,10 @@ class StateStore:
                     db.execute("INSERT INTO transitions (time, instance_id, cloud, stage, node) "
                                "VALUES (?, ?, ?, ?, ?)",
                                (now, rec.instance_id, rec.cloud, rec.stage.value, rec.node))
+                db.execute(_BILLING_UPSERT,
+                           (rec.instance_id, rec.cloud, rec.node,
+                            rec.launch_time if rec.launch_time is not None else rec.first_seen,
+                            now if rec.stage == Stage.GONE else None))
 
     def recorded_nodes(self) -> set[str]:
         """Node names of instances that are gone: nodes Phorque created and may still remove."""
@@ -136,6 +189,26 @@ class StateStore:
         with self.transaction() as db:
             db.executemany("UPDATE instances SET node = NULL WHERE stage = 'gone' AND node = ?",
                            [(n,) for n in names])
+
+    def billing(self) -> list[dict[str, Any]]:
+        """What each instance Phorque ever owned was paid for: ``instance_id``, ``cloud``,
+        ``node`` (None when never known), ``launched``, ``ended`` (None while it lives) and
+        ``stage``, oldest launch first."""
+        rows = self._query(
+            "SELECT i.instance_id, i.cloud, i.stage, COALESCE(b.node, i.node) AS node, "
+            "COALESCE(b.launched, i.launch_time, i.first_seen) AS launched, b.ended, i.updated_at "
+            "FROM instances i LEFT JOIN billing b ON b.instance_id = i.instance_id "
+            "ORDER BY launched, i.instance_id")
+        out = []
+        for row in rows:
+            entry = dict(row)
+            updated = entry.pop("updated_at")
+            if entry["stage"] != Stage.GONE.value:
+                entry["ended"] = None
+            elif entry["ended"] is None:
+                entry["ended"] = updated  # gone before it had a billing row: its last save
+            out.append(entry)
+        return out
 
     def set_stage(self, instance_id: str, cloud: str, stage: Stage, now: float, **changes: Any) -> Owned:
         """Move one instance to ``stage`` (creating its record if needed) and return it."""
