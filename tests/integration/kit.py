@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable
 from pathlib import Path
 
@@ -51,6 +52,34 @@ boot_secs = 2
 connect_timeout_secs = 2
 read_timeout_secs = 10
 {extra_cloud}"""
+
+
+def dead_cloud(port: int, price: float, extra: str = "") -> str:
+    """A ``[Cloud-dead]`` section whose endpoint (127.0.0.1:``port``, nothing listening) refuses
+    every connection at once: a cloud that cannot be read."""
+    return f"""
+[Cloud-dead]
+cloud_uri = http://127.0.0.1:{port}
+autoscale_uri = http://127.0.0.1:{port}
+access_id = testing
+secret_key = testing
+image_id = ami-12c6146b
+autoscale_group_name = phorque-dead
+launch_config_name = phorque-dead-lc
+instance_type = t3.medium
+instance_cores = 4
+max_instances = 2
+price = {price}
+connect_timeout_secs = 1
+read_timeout_secs = 2
+max_attempts = 1
+{extra}"""
+
+
+def free_tcp_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def e2e_config(tmp_path: Path, sandbox, moto: str, **kwargs) -> Config:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import urllib.error
 import urllib.parse
@@ -20,17 +19,11 @@ from pathlib import Path
 import pytest
 
 from phorque.events import EventType
-from tests.integration.kit import conf_text, wait_until
+from tests.integration.kit import conf_text, dead_cloud, free_tcp_port, wait_until
 from tests.integration.test_daemon_e2e import desired, start_daemon  # noqa: F401 (a fixture)
 
 DASHBOARD = Path(__file__).resolve().parents[2] / "etc" / "phorque" / "grafana-dashboard.json"
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
-
-
-def free_tcp_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Prometheus:
@@ -85,23 +78,6 @@ class Prometheus:
                 self.proc.wait()
 
 
-DEAD_CLOUD = """
-[Cloud-dead]
-cloud_uri = http://127.0.0.1:{port}
-autoscale_uri = http://127.0.0.1:{port}
-access_id = testing
-secret_key = testing
-image_id = ami-12c6146b
-autoscale_group_name = phorque-dead
-launch_config_name = phorque-dead-lc
-instance_type = t3.medium
-instance_cores = 4
-max_instances = 2
-price = 0.5
-connect_timeout_secs = 1
-read_timeout_secs = 2
-max_attempts = 1
-"""
 
 
 def dashboard_queries() -> list[str]:
@@ -122,7 +98,7 @@ def test_prometheus_scrapes_what_the_daemon_does(make_sandbox, moto, tmp_path, s
     sandbox = make_sandbox(nodes=1, np=2, boot_delay=1)
     metrics_port = free_tcp_port()
     text = conf_text(tmp_path, sandbox, moto, max_instances=3, cores=4, price=0.1, budget="10",
-                     extra_cloud=DEAD_CLOUD.format(port=free_tcp_port()))
+                     extra_cloud=dead_cloud(free_tcp_port(), 0.5))
     text = text.replace("[Phorque]\n", f"[Phorque]\nmetrics_address = 127.0.0.1:{metrics_port}\n"
                                        "log_format = json\n", 1)
     daemon = start_daemon(text)

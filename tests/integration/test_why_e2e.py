@@ -3,40 +3,13 @@
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 
 import boto3
 
 from phorque.state import StateStore
-from tests.integration.kit import conf_text
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-DEAD = """
-[Cloud-dead]
-cloud_uri = http://127.0.0.1:{port}
-autoscale_uri = http://127.0.0.1:{port}
-access_id = testing
-secret_key = testing
-image_id = ami-12c6146b
-autoscale_group_name = phorque-dead
-launch_config_name = phorque-dead-lc
-instance_type = t3.medium
-instance_cores = 4
-max_instances = 2
-price = 0.05
-instance_memory_mb = 16384
-connect_timeout_secs = 1
-read_timeout_secs = 2
-max_attempts = 1
-"""
+from tests.integration.kit import conf_text, dead_cloud, free_tcp_port
 
 
 def run(module: str, conf, *args: str) -> subprocess.CompletedProcess:
@@ -64,7 +37,7 @@ def test_status_says_why_each_job_waits(make_sandbox, moto, tmp_path):
     conf = tmp_path / "phorque.conf"
     conf.write_text(conf_text(tmp_path, sandbox, moto, max_instances=1, cores=4, price=0.4,
                               budget="10", extra_cloud="instance_memory_mb = 16384\n")
-                    + DEAD.format(port=free_port()))
+                    + dead_cloud(free_tcp_port(), 0.05, "instance_memory_mb = 16384\n"))
     small = sandbox.qsub("-l", "nodes=1:ppn=2", runtime=600)
     sandbox.wait_for(lambda: sandbox.records("S", small), 60, "the small job to start")
     first = sandbox.qsub("-l", "nodes=1:ppn=4", runtime=30)
