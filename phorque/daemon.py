@@ -24,7 +24,7 @@ from phorque.engine import Engine, Evaluation, evaluation_json
 from phorque.errors import ConfigError, PhorqueError, TransientError
 from phorque.events import EventType, emit
 from phorque.forgotten import check_nothing_forgotten
-from phorque.model import in_queues
+from phorque.model import in_queues, summarize
 from phorque.nudge import NudgeListener
 from phorque.plan import Kind
 from phorque.policy.why import WhyKind, explain
@@ -227,13 +227,12 @@ class Daemon:
             return None
         took = time.monotonic() - started
         done = sum(1 for o in ev.outcomes if o.status == "done")
-        jobs = in_queues(ev.snapshot.jobs, self.config.phorque.queues)
+        queue = summarize(in_queues(ev.snapshot.jobs, self.config.phorque.queues), ())
         emit(log, EventType.EVALUATION, "evaluation #%d (%s): %d action(s), %d done, %.2f s", n, why,
              len(ev.outcomes), done, took, number=n, trigger=why, actions=len(ev.outcomes), done=done,
-             duration_secs=round(took, 4), queued_jobs=sum(1 for j in jobs if j.is_queued),
-             queued_cores=sum(j.cores for j in jobs if j.is_queued),
-             desired={c.name: c.capacity for c in ev.snapshot.clouds},
-             spending_per_hour=round(sum(c.capacity * c.price for c in ev.snapshot.clouds), 4),
+             duration_secs=round(took, 4), queued_jobs=queue.queued_jobs,
+             queued_cores=queue.queued_cores, desired={c.name: c.capacity for c in ev.snapshot.clouds},
+             spending_per_hour=round(ev.snapshot.spend_rate, 4),
              price_per_hour=self.config.policy.price_per_hour)
         if self.metrics is not None:
             self.metrics.evaluation(why, "done", took)

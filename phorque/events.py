@@ -44,6 +44,19 @@ class EventType(StrEnum):
     NODES_FORGOTTEN = "nodes.forgotten"         # recorded nodes Torque no longer lists
     NOTE = "plan.note"                          # what a policy says of its plan
 
+    @classmethod
+    def of_action(cls, kind: str) -> EventType:
+        """The event of an action of this kind (``launch``: ``action.launch``)."""
+        return cls(f"{ACTION_PREFIX}{kind}")
+
+    @property
+    def action(self) -> str | None:
+        """The action kind of an action event, else None."""
+        return self.value[len(ACTION_PREFIX):] if self.value.startswith(ACTION_PREFIX) else None
+
+
+ACTION_PREFIX = "action."
+
 
 def emit(logger: logging.Logger, event: EventType, message: str, /, *args: Any,
          level: int = logging.INFO, **fields: Any) -> None:

@@ -44,10 +44,6 @@ log = logging.getLogger("phorque.executor")
 #: At most this many `qmgr delete node` at once.
 REMOVE_WORKERS = 8
 
-_EVENTS = {Kind.LAUNCH: EventType.LAUNCH, Kind.CANCEL: EventType.CANCEL, Kind.JOIN: EventType.JOIN,
-           Kind.DRAIN: EventType.DRAIN, Kind.UNDRAIN: EventType.UNDRAIN,
-           Kind.TERMINATE: EventType.TERMINATE, Kind.REMOVE: EventType.REMOVE}
-
 
 @dataclass(frozen=True)
 class Outcome:
@@ -117,7 +113,7 @@ class Executor:
         outcome = Outcome(action, status, detail)
         level = logging.WARNING if status == "failed" else logging.INFO
         added = self.raised.get(action) if status == "done" else None
-        emit(log, _EVENTS[action.kind], "%s -> %s%s", action, status, f" ({detail})" if detail else "",
+        emit(log, EventType.of_action(action.kind.value), "%s -> %s%s", action, status, f" ({detail})" if detail else "",
              level=level, cloud=action.cloud, instance=action.instance, node=action.node,
              count=action.count, reason=action.reason, outcome=status, detail=detail or None,
              added=added, fault=action.fault or None)

@@ -40,10 +40,6 @@ REACTION_BUCKETS = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1
 #: Jobs whose reaction time was observed, remembered so that each counts once.
 REACTION_MEMORY = 100_000
 
-ACTION_EVENTS = {EventType.LAUNCH: "launch", EventType.CANCEL: "cancel", EventType.JOIN: "join",
-                 EventType.DRAIN: "drain", EventType.UNDRAIN: "undrain",
-                 EventType.TERMINATE: "terminate", EventType.REMOVE: "remove"}
-
 #: The reasons of the policies' actions, as a small fixed set of label values (a label of
 #: free text would make a new time series for every number in a reason).
 _REASONS: tuple[tuple[str, str], ...] = (
@@ -220,7 +216,7 @@ class Metrics:
             self.backed_off.labels(cloud.name).set(1 if backed else 0)
             self.backoff_until.labels(cloud.name).set(until if backed else 0)
             self.reachable.labels(cloud.name).set(0 if cloud.health.value == "unreachable" else 1)
-        self.spend_rate.set(sum(c.capacity * c.price for c in snap.clouds))
+        self.spend_rate.set(snap.spend_rate)
         budget = config.policy.price_per_hour
         self.budget.set(math.inf if budget is None else budget)
 
@@ -252,8 +248,8 @@ class Metrics:
             kind = EventType(event)
         except ValueError:
             return
-        if kind in ACTION_EVENTS:
-            action = ACTION_EVENTS[kind]
+        action = kind.action
+        if action is not None:
             outcome = str(fields.get("outcome") or "")
             reason = reason_label(str(fields.get("reason") or ""))
             self.actions.labels(action, cloud, reason, outcome).inc()

@@ -357,6 +357,11 @@ class Snapshot:
     #: anyone who may run ``pbsnodes -N`` can write one.
     recorded_nodes: frozenset[str] = frozenset()
 
+    @property
+    def spend_rate(self) -> float:
+        """Money per hour for every running and requested instance, over all clouds."""
+        return sum(c.capacity * c.price for c in self.clouds)
+
     def cloud(self, name: str) -> CloudState:
         for cloud in self.clouds:
             if cloud.name == name:

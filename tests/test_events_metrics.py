@@ -327,3 +327,12 @@ def test_the_dashboard_uses_only_metrics_that_exist():
     assert used and used <= names, sorted(used - names)
     ids = [p["id"] for p in board["panels"]]
     assert len(ids) == len(set(ids)) and board["uid"] == "phorque"
+
+
+def test_every_action_kind_has_its_event():
+    from phorque.plan import Kind
+
+    for kind in Kind:
+        event = EventType.of_action(kind.value)
+        assert event.action == kind.value and event.value == f"action.{kind.value}"
+    assert EventType.CLOUD_FAILURE.action is None

@@ -77,7 +77,7 @@ def cluster_status(config: Config, torque: Torque | None = None) -> dict[str, An
             entry["why_kind"] = whys[entry["id"]].kind.value
     out["nodes"] = [node_dict(n) for n in nodes]
     budget = config.policy.price_per_hour
-    rate = sum(c.capacity * c.price for c in snap.clouds)
+    rate = snap.spend_rate
     out["spending"] = {"per_hour": round(rate, 6), "budget_per_hour": budget,
                        "share": round(rate / budget, 4) if budget else None}
     return out

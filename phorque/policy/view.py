@@ -259,7 +259,7 @@ class View:
     @cached_property
     def spend_rate(self) -> float:
         """Money per hour for every running and requested instance, over all clouds."""
-        return sum(c.capacity * c.price for c in self.snapshot.clouds)
+        return self.snapshot.spend_rate
 
     def affordable(self, cloud: CloudState, budget: float | None, extra_spend: float = 0.0) -> int:
         """How many more instances of ``cloud`` fit under the budget and ``max_instances``."""
