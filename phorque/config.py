@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from phorque.errors import ConfigError
-from phorque.model import CloudState, Health, LaunchFailure
+from phorque.model import SPOT_PROPERTY, CloudState, Health, LaunchFailure
 from phorque.options import (
     Option,
     OptionValueError,
@@ -37,6 +37,7 @@ DEFAULT_CONFIG = "/etc/phorque/phorque.conf"
 LONGEST_SECS = 366 * 86400
 CLOUD_PREFIX = "Cloud-"
 CLOUD_TYPES = ("aws", "nimbus", "phantom")
+MARKETS = ("on-demand", "spot")
 
 PHORQUE_OPTIONS: dict[str, Option] = {
     "loop_sleep_secs": int_option(120, minimum=1, maximum=LONGEST_SECS, help="seconds between full reconciliations"),
@@ -103,6 +104,10 @@ CLOUD_OPTIONS: dict[str, Option] = {
                            help="which DNS name becomes the Torque node name"),
     "launch_method": str_option("auto", choices=("auto", "configuration", "template"),
                                 help="launch configuration or launch template (aws dialect)"),
+    "market": str_option("on-demand", choices=MARKETS,
+                         help="on-demand, or spot: cheaper instances the cloud may take back"),
+    "max_price": float_option(None, minimum=0.0001,
+                              help="spot: the most paid per instance-hour; default the on-demand price"),
 }
 
 
@@ -236,6 +241,18 @@ class CloudSettings:
     instance_types: tuple[str, ...] = ()
     node_dns: str = "public"
     launch_method: str = "auto"
+    market: str = "on-demand"
+    max_price: float | None = None
+
+    @property
+    def spot(self) -> bool:
+        """Spot capacity: cheaper, and taken back by the cloud at two minutes' notice."""
+        return self.market == "spot"
+
+    @property
+    def launch_types(self) -> tuple[str, ...]:
+        """The instance types the group launches, in order (one unless instance_types)."""
+        return self.instance_types or (self.instance_type,)
 
     @property
     def dialect(self) -> str:
@@ -254,7 +271,7 @@ class CloudSettings:
             instances=tuple(instances), health=health, backoff_until=backoff_until, error=error,
             node_properties=self.node_properties, instance_memory_mb=self.instance_memory_mb,
             instance_gpus=self.instance_gpus, queues=frozenset(self.queues) or None,
-            launch_failure=launch_failure)
+            launch_failure=launch_failure, spot=self.spot)
 
     @property
     def group_identity(self) -> str:
@@ -450,6 +467,7 @@ def _check_cloud(path: str, section: str, values: dict[str, Any]) -> None:
         raise ConfigError(path, section, "cloud_uri", "required for cloud_type "
                           f"{values['cloud_type']} (the Nimbus EC2 endpoint that lists the VMs)")
     _check_instance_types(path, section, dialect, values)
+    _check_market(path, section, dialect, values)
     udf = values.get("user_data_file")
     if udf and not os.access(udf, os.R_OK):
         raise ConfigError(path, section, "user_data_file", f"{udf}: file is missing or not readable")
@@ -490,6 +508,25 @@ def _check_instance_types(path: str, section: str, dialect: str, values: dict[st
                           "leave instance_type out to launch the first of them by default")
     if not single:
         values["instance_type"] = types[0]
+
+
+def _check_market(path: str, section: str, dialect: str, values: dict[str, Any]) -> None:
+    """Spot needs the aws dialect and a launch template (a mixed-instances policy); its nodes
+    carry the ``spot`` property, so that jobs can ask for them and the policies tell them apart."""
+    if values.get("market") != "spot":
+        if values.get("max_price") is not None:
+            raise ConfigError(path, section, "max_price", "only for market = spot")
+        return
+    if dialect != "aws":
+        raise ConfigError(path, section, "market",
+                          f"spot needs cloud_type aws (cloud_type {values['cloud_type']} has no spot market)")
+    if values.get("launch_method") == "configuration":
+        raise ConfigError(path, section, "market",
+                          "spot needs a launch template (a mixed-instances policy): launch_method = "
+                          "configuration cannot be used with market = spot (use auto or template)")
+    props = tuple(values.get("node_properties") or ())
+    if SPOT_PROPERTY not in props:
+        values["node_properties"] = (*props, SPOT_PROPERTY)
 
 
 def load_config(path: str | os.PathLike[str] | None = None,

@@ -30,6 +30,10 @@ FREE = "free"
 #: an administrator's.
 MOM_LIST_NOT_SENT = "MOM-list-not-sent"
 
+#: The Torque property every node of a spot section carries: a job asks for spot capacity with
+#: it (``-l nodes=1:ppn=4:spot``).
+SPOT_PROPERTY = "spot"
+
 #: Phorque writes this at the start of the note of every node it offlines or creates, so an
 #: administrator's own offline (any other note) is recognised and left alone.
 NOTE_MARK = "phorque:"
@@ -226,11 +230,26 @@ class Instance:
     dns: str | None = None
     private_dns: str | None = None
     launch_time: float | None = None
+    #: The cloud's word that it took this instance back (a spot interruption: EC2's state
+    #: reason, such as ``Server.SpotInstanceTermination: ...``); empty otherwise.
+    interruption: str = ""
 
     @property
     def node_name(self) -> str | None:
         """The Torque node name this instance gets: a real DNS name, never ``[unknown]``."""
         return self.dns
+
+
+def asks_spot(job: Job) -> bool:
+    """Does the job ask for nodes with the ``spot`` property?"""
+    return any(SPOT_PROPERTY in c.properties for c in job.shape)
+
+
+def spot_job(job: Job, queue_named: bool) -> bool:
+    """Can ``job`` be sent to spot capacity: rerunnable, and asking for the ``spot`` property or
+    in a queue a spot section names (``queue_named``)? A job Torque did not say is rerunnable
+    is not: losing its work is not Phorque's to risk."""
+    return job.rerunnable is True and (queue_named or asks_spot(job))
 
 
 @dataclass(frozen=True, slots=True)
@@ -279,9 +298,21 @@ class CloudState:
     queues: frozenset[str] | None = None
     #: Why the latest launch failed while requested instances are missing, or None.
     launch_failure: LaunchFailure | None = None
+    #: Spot capacity: launched only for jobs that can take an interruption (see ``takes``).
+    spot: bool = False
 
     def serves(self, queue: str) -> bool:
         return self.queues is None or queue in self.queues
+
+    def takes(self, job: Job) -> bool:
+        """May this cloud launch for ``job``? Its queue must be served; on a spot cloud the job
+        must also be rerunnable (``qsub -r y``, so an interruption requeues it instead of losing
+        it) and be meant for spot nodes: it asks for the ``spot`` property, or sits in one of
+        the queues the section names (a spot section serving every queue takes only jobs that
+        ask)."""
+        if not self.serves(job.queue):
+            return False
+        return not self.spot or spot_job(job, self.queues is not None)
 
     @property
     def usable(self) -> bool:

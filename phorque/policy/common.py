@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from functools import cached_property
 
 from phorque import plan as p
-from phorque.model import DOWN, FREE, CloudState, Job
+from phorque.model import DOWN, FREE, SPOT_PROPERTY, CloudState, Job, asks_spot, spot_job
 from phorque.policy.base import NOTE_LIMIT
 from phorque.policy.lifecycle import Lifecycle
 from phorque.policy.packing import Key, holds, offer_key
@@ -65,9 +65,14 @@ class Offer:
     key: Key
     cloud: str | None = None          # None: a static node
     queues: frozenset[str] | None = None
+    spot: bool = False
 
     def serves(self, queue: str) -> bool:
         return self.queues is None or queue in self.queues
+
+    def takes(self, job: Job) -> bool:
+        """Could this node or cloud be given ``job`` (a spot cloud: only a job fit for spot)?"""
+        return self.serves(job.queue) and (not self.spot or spot_job(job, self.queues is not None))
 
 
 @dataclass(frozen=True)
@@ -95,12 +100,14 @@ class Limits:
         """Every shape there is or can be: the static nodes', then each cloud's instance."""
         shapes = {offer_key(n.np, n.mem_mb, n.gpus, n.properties) for n in self.static}
         offers = [Offer(k) for k in sorted(shapes, key=_key_order)]
-        offers += [Offer(cloud_key(c), c.name, c.queues) for c in self.clouds if c.max_instances > 0]
+        offers += [Offer(cloud_key(c), c.name, c.queues, c.spot) for c in self.clouds
+                   if c.max_instances > 0]
         return tuple(offers)
 
     @cached_property
     def queues_restricted(self) -> bool:
-        return any(c.queues is not None for c in self.clouds)
+        """Do some clouds take only some jobs (queues named, or spot capacity)?"""
+        return any(c.queues is not None or c.spot for c in self.clouds)
 
 
 def cloud_key(cloud: CloudState) -> Key:
@@ -111,6 +118,11 @@ def cloud_key(cloud: CloudState) -> Key:
 
 def _key_order(key: Key) -> tuple:
     return (key[0], key[1], key[2], sorted(key[3]))
+
+
+#: Why a job that only spot capacity could run is never launched for.
+NOT_RERUNNABLE = ("only spot capacity could run it, and it is not rerunnable (qsub -r y): an "
+                  "interruption would lose its work")
 
 
 def never_fits(job: Job, limits: Limits) -> str | None:
@@ -139,9 +151,14 @@ def never_reason(job: Job, limits: Limits) -> str | None:
 def misfit(job: Job, offers: tuple[Offer, ...]) -> str | None:
     """Why no node or instance there can be holds some part of ``job`` (None if each part has
     one): the first thing no offer has, else that no offer has it all together."""
-    mine = [o for o in offers if o.serves(job.queue)]
+    mine = [o for o in offers if o.takes(job)]
     if not mine:
+        if any(o.serves(job.queue) for o in offers):
+            return NOT_RERUNNABLE
         return f"no static node or cloud serves queue {job.queue!r}"
+    if asks_spot(job) and job.rerunnable is not True and any(o.spot for o in offers) and \
+            not any(SPOT_PROPERTY in o.key[3] for o in mine):
+        return NOT_RERUNNABLE
     for chunk in job.shape:
         cores, mem, _gpus, props = _part_needs(chunk)
         if any(holds(o.key, cores, mem, chunk.gpus, props) for o in mine):
@@ -217,7 +234,7 @@ class Fit:
     view: View
 
     def cloud_runs(self, cloud: CloudState, job: Job) -> bool:
-        return cloud.serves(job.queue) and runs_on(job.shape, cloud_key(cloud))
+        return cloud.takes(job) and runs_on(job.shape, cloud_key(cloud))
 
     @staticmethod
     def of_use(jobs: list[Job]) -> Callable[[Key], bool]:

@@ -12,7 +12,7 @@ import math
 from typing import Any
 
 from phorque import plan as p
-from phorque.model import CloudState, Job, Node
+from phorque.model import CloudState, Job, Node, asks_spot
 from phorque.options import bool_option, int_option
 from phorque.policy.base import Decision, Policy
 from phorque.policy.common import (
@@ -291,7 +291,7 @@ class CostAware(Policy):
             if pool.place(job.shape) is not None:
                 continue
             money = None if budget is None else budget - view.spend_rate - spent
-            opened_now = pool.place(job.shape, serving.openers(job.queue), money)
+            opened_now = pool.place(job.shape, serving.openers(job), money)
             if opened_now:
                 spent += sum(n * view.snapshot.cloud(name).price for name, n in opened_now.items())
         wanted = pool.used_names()
@@ -388,17 +388,20 @@ def cloud_opener(cloud: CloudState) -> Opener:
 
 
 class _Serving:
-    """The openers of the clouds that serve each queue (the same objects: what one job opens
-    counts against every other job's room)."""
+    """The openers of the clouds that take each kind of job: its queue, and for spot clouds
+    whether it is rerunnable and asks for spot (the same objects: what one job opens counts
+    against every other job's room)."""
 
     def __init__(self, clouds: list[CloudState], openers: tuple[Opener, ...]):
         self._pairs = list(zip(clouds, openers, strict=True))
-        self._by_queue: dict[str, tuple[Opener, ...]] = {}
+        self._spot = any(c.spot for c in clouds)
+        self._by_kind: dict[tuple, tuple[Opener, ...]] = {}
 
-    def openers(self, queue: str) -> tuple[Opener, ...]:
-        found = self._by_queue.get(queue)
+    def openers(self, job: Job) -> tuple[Opener, ...]:
+        kind = (job.queue, job.rerunnable is True, asks_spot(job)) if self._spot else (job.queue,)
+        found = self._by_kind.get(kind)
         if found is None:
-            found = self._by_queue[queue] = tuple(o for c, o in self._pairs if c.serves(queue))
+            found = self._by_kind[kind] = tuple(o for c, o in self._pairs if c.takes(job))
         return found
 
 

@@ -169,7 +169,7 @@ class _Tiers:
             return Why(job.id, WhyKind.FREE, f"covered by free cores on {nodes}; it starts when "
                        "the scheduler places it", node=nodes)
         for cloud in self.view.known_clouds:
-            if not cloud.serves(job.queue):
+            if not cloud.takes(job):
                 continue
             pool = self.coming[cloud.name]
             before = _frees(pool)
@@ -185,7 +185,7 @@ class _Tiers:
             return Why(job.id, kind, f"covered by {len(used)} instance(s) already asked of cloud "
                        f"{cloud.name}, not started yet", cloud=cloud.name)
         openers = tuple(o for name, o in self.openers.items()
-                        if self.view.snapshot.cloud(name).serves(job.queue))
+                        if self.view.snapshot.cloud(name).takes(job))
         opened = BinPool().place(shape, openers) if openers else None
         if opened:
             # The openers count what they opened: the next job gets what is left.
@@ -197,7 +197,7 @@ class _Tiers:
                        cloud=name, ready_at=ready)
         # The same for every job of one queue and shape (the clouds' limits do not change while
         # the queue is walked): worked out once.
-        key = (job.queue, shape)
+        key = (job.queue, shape, job.rerunnable)
         held = self._held_memo.get(key)
         if held is None:
             held = self._held_memo[key] = self._held(job)
@@ -206,8 +206,13 @@ class _Tiers:
     def _held(self, job: Job) -> Why:
         """Nothing covers the job: why no instance is launched for it."""
         able = [c for c in self.view.snapshot.clouds if c.max_instances > 0
-                and c.serves(job.queue) and runs_on(job.shape, cloud_key(c))]
+                and c.takes(job) and runs_on(job.shape, cloud_key(c))]
         if not able:
+            spot_only = any(c.spot and c.serves(job.queue) and runs_on(job.shape, cloud_key(c))
+                            for c in self.view.snapshot.clouds if c.max_instances > 0)
+            if spot_only and job.rerunnable is not True:
+                return Why(job.id, WhyKind.WAITING, "waiting for cores of the cluster's own nodes: "
+                           "only spot capacity could run it, and it is not rerunnable (qsub -r y)")
             return Why(job.id, WhyKind.WAITING, "waiting for cores of the cluster's own nodes: no "
                        "cloud runs it (its queue or shape)")
         blocks = [(c, self._block(c)) for c in able]
