@@ -37,10 +37,12 @@ class EventType(StrEnum):
     UNDRAIN = "action.undrain"
     TERMINATE = "action.terminate"
     REMOVE = "action.remove"
+    REQUEUE = "action.requeue"                  # a node's jobs requeued: its instance was taken back
     CLOUD_FAILURE = "cloud.failure"             # a failure recorded; the cloud is backed off
     CLOUD_RECOVERED = "cloud.recovered"         # the first success after failures
     CLOUD_UNREACHABLE = "cloud.unreachable"     # its group could not be read
     INSTANCE_LOST = "instance.lost"             # gone without Phorque terminating it
+    INSTANCE_INTERRUPTED = "instance.interrupted"  # taken back by the cloud (spot): jobs requeued
     NODES_FORGOTTEN = "nodes.forgotten"         # recorded nodes Torque no longer lists
     NOTE = "plan.note"                          # what a policy says of its plan
 

@@ -31,9 +31,9 @@ from dataclasses import dataclass
 
 from phorque.config import CloudSettings
 from phorque.crashpoints import crashpoint
-from phorque.errors import CloudError, PhorqueError
+from phorque.errors import CloudError, PhorqueError, TorqueError
 from phorque.events import EventType, emit
-from phorque.model import Node, Snapshot, Stage
+from phorque.model import NOTE_MARK, Node, Snapshot, Stage
 from phorque.plan import Action, Kind, Plan
 from phorque.policy.view import drain_note, is_drain_note, join_note
 from phorque.state import StateStore
@@ -55,6 +55,19 @@ class Outcome:
         out = self.action.as_dict()
         out["outcome"] = self.status if not self.detail else f"{self.status}: {self.detail}"
         return out
+
+
+def interrupted_note(reason: str) -> str:
+    """The note of a node whose instance the cloud took back."""
+    return f"{NOTE_MARK} interrupted: {reason}"
+
+
+def _refusal(exc: TorqueError) -> str:
+    """pbs_server's words for a refused requeue, on one line."""
+    text = getattr(exc, "stderr", "") or str(exc)
+    if getattr(exc, "returncode", 0) is None:  # timed out or could not start: no answer
+        text = str(exc)
+    return " ".join(text.split())[:200] or "refused"
 
 
 class Executor:
@@ -265,6 +278,48 @@ class Executor:
         self.torque.delete_node(a.node)
         crashpoint("remove.after")
         return "done", ""
+
+    def _requeue(self, a: Action) -> tuple[str, str]:
+        """The cloud took the instance back: no new job may land on its node, and every job
+        there is requeued (``qrerun -f``) before the node is removed (deleting a node whose mom
+        is gone purges its jobs). pbs_server refuses a job that is not rerunnable: it is lost
+        with the node, and said so."""
+        assert a.cloud and a.instance
+        self._report_fault(a)  # backed off first: nothing is launched there meanwhile
+        requeued: list[str] = []
+        lost: dict[str, str] = {}
+        fresh = self._fresh(a.node) if a.node else None
+        if fresh is not None:
+            if not self._admin_held(fresh):
+                self.torque.offline(a.node, interrupted_note(a.reason))
+            failed: dict[str, str] = {}
+            for job in fresh.jobs:
+                try:
+                    self.torque.rerun(job)
+                    requeued.append(job)
+                except TorqueError as exc:
+                    why = _refusal(exc)
+                    if "not rerunnable" in why.lower():
+                        lost[job] = why
+                    elif "unknown job" not in why.lower():  # an unknown job has ended meanwhile
+                        failed[job] = why
+            if failed:
+                # Deleting the node now would purge these jobs: it stays, and the next
+                # evaluation tries again.
+                self.kept[a.node] = ("could not requeue " + ", ".join(f"{j} ({w})" for j, w in failed.items())
+                                     + "; the node stays until its jobs are requeued")
+        if a.fault or requeued or lost:
+            self.state.record_interruption(self.now, a.cloud, a.instance, a.node, requeued, lost)
+        detail = "; ".join(filter(None, [
+            f"requeued {', '.join(requeued)}" if requeued else "",
+            "; ".join(f"{job} not requeued ({why}): lost with the node" for job, why in lost.items()),
+            self.kept.get(a.node or "", "") if a.node and a.node in self.kept and fresh is not None else "",
+        ])) or ("no job on its node" if fresh is not None else "no node in Torque")
+        emit(log, EventType.INSTANCE_INTERRUPTED, "cloud %s: instance %s taken back by the cloud; "
+             "node %s: %s", a.cloud, a.instance, a.node or "-", detail, level=logging.WARNING,
+             cloud=a.cloud, instance=a.instance, node=a.node, requeued=requeued, lost=lost,
+             first=a.fault)
+        return "done", detail
 
     def _cancel(self, a: Action) -> tuple[str, str]:
         assert a.cloud and a.count

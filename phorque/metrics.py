@@ -49,6 +49,7 @@ _REASONS: tuple[tuple[str, str], ...] = (
     (r"^node down", "node_down"),
     (r"Torque node .* missing", "node_missing"),
     (r"interrupted termination", "resumed"),
+    (r"taken back by the cloud|took instance \S+ back", "interrupted"),
     (r"no longer in any Phorque group", "orphan"),
     (r"^cloud \S+ .*\); \d+ requested instance", "launch_failure"),
     (r"stalled|never started|not started|requested .* ago|cancel", "stalled_request"),

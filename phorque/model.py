@@ -387,6 +387,9 @@ class Snapshot:
     #: (a node whose instance is gone is still Phorque's to remove). A note proves nothing:
     #: anyone who may run ``pbsnodes -N`` can write one.
     recorded_nodes: frozenset[str] = frozenset()
+    #: Instance id -> Torque node of Phorque's records of gone instances whose node Torque still
+    #: lists: the cloud forgets a terminated instance's DNS name, the state store does not.
+    gone_nodes: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
     @property
     def spend_rate(self) -> float:

@@ -22,11 +22,15 @@ class Kind(StrEnum):
     DRAIN = "drain"          # mark a node offline with Phorque's note; terminate if still empty
     TERMINATE = "terminate"  # terminate one instance, decrementing desired capacity
     REMOVE = "remove"        # delete a node from Torque
+    REQUEUE = "requeue"      # the cloud took the instance back: offline its node, requeue its jobs
 
 
 # Removals last: a real pbs_server takes at least 2 s over each `qmgr delete node` (it waits for
 # its other threads to let go of the node), and launches must not wait for that.
-ORDER = (Kind.JOIN, Kind.UNDRAIN, Kind.DRAIN, Kind.TERMINATE, Kind.CANCEL, Kind.LAUNCH, Kind.REMOVE)
+# Requeues first: the jobs of a node whose instance is gone are lost work until requeued, and
+# the section's back-off they count must be in place before anything is launched.
+ORDER = (Kind.REQUEUE, Kind.JOIN, Kind.UNDRAIN, Kind.DRAIN, Kind.TERMINATE, Kind.CANCEL, Kind.LAUNCH,
+         Kind.REMOVE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +96,13 @@ def drain(node: str, reason: str, cloud: str | None = None, instance: str | None
 def terminate(cloud: str, instance: str, reason: str, node: str | None = None,
               fault: bool = False) -> Action:
     return Action(Kind.TERMINATE, reason, cloud=cloud, instance=instance, node=node, fault=fault)
+
+
+def requeue(cloud: str, instance: str, reason: str, node: str | None = None,
+            fault: bool = True) -> Action:
+    """The cloud took ``instance`` back: mark its node offline, requeue the node's rerunnable
+    jobs (``qrerun -f``), record the interruption; ``fault`` backs the cloud off."""
+    return Action(Kind.REQUEUE, reason, cloud=cloud, instance=instance, node=node, fault=fault)
 
 
 def remove(node: str, reason: str, cloud: str | None = None, instance: str | None = None) -> Action:

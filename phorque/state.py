@@ -41,6 +41,9 @@ CREATE TABLE IF NOT EXISTS decisions (
     cloud TEXT, instance TEXT, node TEXT, count INTEGER, reason TEXT, outcome TEXT);
 CREATE TABLE IF NOT EXISTS daemon (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS cloud_groups (cloud TEXT PRIMARY KEY, identity TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS interruptions (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, time REAL NOT NULL, cloud TEXT NOT NULL,
+    instance_id TEXT NOT NULL, node TEXT, requeued TEXT NOT NULL, lost TEXT NOT NULL);
 """
 
 # What the cost report needs of each instance, kept apart from ``instances`` (whose node is
@@ -283,6 +286,26 @@ class StateStore:
     def decisions(self, limit: int = 20) -> list[dict[str, Any]]:
         rows = self._query("SELECT * FROM decisions ORDER BY id DESC LIMIT ?", (limit,))
         return [dict(r) for r in reversed(rows)]
+
+    def record_interruption(self, now: float, cloud: str, instance_id: str, node: str | None,
+                            requeued: list[str], lost: dict[str, str]) -> None:
+        """An instance the cloud took back: the jobs requeued, and those lost (job -> why)."""
+        with self.transaction() as db:
+            db.execute("INSERT INTO interruptions (time, cloud, instance_id, node, requeued, lost) "
+                       "VALUES (?, ?, ?, ?, ?, ?)",
+                       (now, cloud, instance_id, node, json.dumps(requeued), json.dumps(lost)))
+            db.execute("DELETE FROM interruptions WHERE id <= (SELECT MAX(id) FROM interruptions) - ?",
+                       (HISTORY_LIMIT,))
+
+    def interruptions(self, limit: int = 20) -> list[dict[str, Any]]:
+        """The latest interruptions, oldest first."""
+        rows = self._query("SELECT * FROM interruptions ORDER BY id DESC LIMIT ?", (limit,))
+        out = []
+        for row in reversed(rows):
+            item = dict(row)
+            item["requeued"], item["lost"] = json.loads(item["requeued"]), json.loads(item["lost"])
+            out.append(item)
+        return out
 
     # -- daemon ----------------------------------------------------------------------------
     def set_daemon(self, **values: Any) -> None:

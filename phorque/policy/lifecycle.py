@@ -197,9 +197,40 @@ def _cloud_health(view: View, life: Lifecycle) -> None:
             life.wake(cloud.backoff_until)
 
 
+def _interruptions(view: View, life: Lifecycle) -> None:
+    """Instances the cloud took back (spot): at once their node is offlined and its rerunnable
+    jobs requeued, then it is removed; each interruption backs its cloud off once (repeated
+    interruptions move the work to another cloud) and cancels the replacement the group would
+    launch, so that an instance that is gone is never paid for nor counted against the budget."""
+    seen = set(view.snapshot.memory.get("interrupted", ()))
+    listed = set()
+    new: dict[str, int] = {}
+    for cloud, inst, node in view.interrupted:
+        listed.add(inst.id)
+        first = inst.id not in seen
+        reason = f"the cloud took instance {inst.id} back ({inst.interruption})"
+        if node is not None and node.name not in life.handled:
+            life.add(p.requeue(cloud.name, inst.id, reason, node=node.name, fault=first))
+            life.add(p.remove(node.name, reason, cloud=cloud.name, instance=inst.id))
+        elif first:
+            life.add(p.requeue(cloud.name, inst.id, reason))
+        if first:
+            new[cloud.name] = new.get(cloud.name, 0) + 1
+            seen.add(inst.id)
+    for cloud in view.known_clouds:
+        missing = cloud.desired - len(cloud.valid_instances)
+        count = min(new.get(cloud.name, 0), missing)
+        if count > 0:
+            life.add(p.cancel(cloud.name, count, cloud.desired,
+                              f"{count} instance(s) taken back by the cloud: not replaced"))
+    if seen & listed:
+        life.memory["interrupted"] = sorted(seen & listed)
+
+
 def lifecycle(view: View) -> Lifecycle:
     """The shared rules' actions for one snapshot."""
     life = Lifecycle()
+    _interruptions(view, life)
     for cn in view.cloud_nodes:
         _instance_rules(view, life, cn)
     _boot_poll(view, life)

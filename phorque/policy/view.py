@@ -164,6 +164,19 @@ class View:
         return tuple(out)
 
     @cached_property
+    def interrupted(self) -> tuple[tuple[CloudState, Instance, Node | None], ...]:
+        """Instances the cloud took back (a spot interruption), with their Torque node if it is
+        still listed."""
+        out = []
+        for cloud in self.known_clouds:
+            for inst in cloud.instances:
+                if inst.state != InstanceState.GONE or not inst.interruption:
+                    continue
+                name = self.snapshot.gone_nodes.get(inst.id) or inst.node_name
+                out.append((cloud, inst, self.nodes_by_name.get(name) if name else None))
+        return tuple(out)
+
+    @cached_property
     def owned_node_names(self) -> frozenset[str]:
         """Torque nodes that are Phorque's: live instances' names and the state's records."""
         names = {cn.node.name for cn in self.cloud_nodes if cn.node is not None}

@@ -215,6 +215,12 @@ class Torque:
     def set_note(self, name: str, note: str) -> None:
         self._pbsnodes_change(["-N", clean_note(note), "--", name])
 
+    def rerun(self, job_id: str) -> None:
+        """Requeue a running job (``qrerun -f``: forced, since the job's mom may be gone with its
+        instance; pbs_server then requeues it without the mom's word). Raises CommandError when
+        pbs_server refuses, e.g. ``job is not rerunnable``."""
+        self._run("qrerun", ["-f", "--", job_id])
+
     def schedule(self) -> None:
         """Ask pbs_server to run a scheduling cycle now."""
         self._qmgr("set server scheduling=true")
