@@ -46,23 +46,49 @@ _NO_CAPACITY_PHRASES = ("insufficientinstancecapacity", "insufficientcapacity", 
 ACTIVITIES_READ = 20
 
 
-def mixed_instances_policy(template: str, types: tuple[str, ...]) -> dict[str, Any]:
+#: EC2 state reasons of an instance the spot market took back (terminated, or stopped).
+SPOT_REASONS = ("Server.SpotInstanceTermination", "Server.SpotInstanceShutdown")
+#: How a spot group picks its pools: the lowest price among the pools least likely to be
+#: interrupted (AWS's recommended strategy).
+SPOT_STRATEGY = "price-capacity-optimized"
+
+
+def mixed_instances_policy(template: str, types: tuple[str, ...], spot: bool = False,
+                           max_price: float | None = None) -> dict[str, Any]:
     """The MixedInstancesPolicy of a group launching ``types`` from ``template``, in this order.
 
-    All on demand (Phorque prices a cloud by one price), ``prioritized`` so that the order of the
-    overrides is the order the service tries them in.
+    On demand: ``prioritized``, so that the order of the overrides is the order the service
+    tries them in. Spot: every instance spot (0 % on demand above a base of 0), the pools chosen
+    ``price-capacity-optimized``, at most ``max_price`` per hour when given (AWS's default: the
+    on-demand price).
     """
+    distribution: dict[str, Any] = {
+        "OnDemandAllocationStrategy": "prioritized",
+        "OnDemandBaseCapacity": 0,
+        "OnDemandPercentageAboveBaseCapacity": 0 if spot else 100,
+    }
+    if spot:
+        distribution["SpotAllocationStrategy"] = SPOT_STRATEGY
+        if max_price is not None:
+            distribution["SpotMaxPrice"] = f"{max_price:g}"
     return {
         "LaunchTemplate": {
             "LaunchTemplateSpecification": {"LaunchTemplateName": template, "Version": "$Latest"},
             "Overrides": [{"InstanceType": t} for t in types],
         },
-        "InstancesDistribution": {
-            "OnDemandAllocationStrategy": "prioritized",
-            "OnDemandBaseCapacity": 0,
-            "OnDemandPercentageAboveBaseCapacity": 100,
-        },
+        "InstancesDistribution": distribution,
     }
+
+
+def interruption(ec2: Mapping[str, Any] | None) -> str:
+    """The spot market's word that it took an instance back (``Code: Message`` of EC2's state
+    reason), or empty."""
+    reason = (ec2 or {}).get("StateReason") or {}
+    code = str(reason.get("Code") or "")
+    if not code.startswith(SPOT_REASONS):
+        return ""
+    message = str(reason.get("Message") or "").strip()
+    return message if message.startswith(code) else f"{code}: {message}".rstrip(": ")
 
 
 def policy_types(group: Mapping[str, Any]) -> tuple[str, ...]:
@@ -72,13 +98,26 @@ def policy_types(group: Mapping[str, Any]) -> tuple[str, ...]:
     return tuple(str(o.get("InstanceType") or "") for o in overrides)
 
 
-def _policy_matches(group: Mapping[str, Any], template: str, types: tuple[str, ...]) -> bool:
-    """Does the group launch exactly ``types``, in this order, from ``template``, prioritized?"""
+def _policy_matches(group: Mapping[str, Any], template: str, types: tuple[str, ...],
+                    spot: bool = False, max_price: float | None = None) -> bool:
+    """Does the group launch exactly ``types``, in this order, from ``template``, prioritized,
+    on the market (and at the most price) configured?"""
     policy = group.get("MixedInstancesPolicy") or {}
     spec = (policy.get("LaunchTemplate") or {}).get("LaunchTemplateSpecification") or {}
-    strategy = (policy.get("InstancesDistribution") or {}).get("OnDemandAllocationStrategy")
-    return (policy_types(group) == types and spec.get("LaunchTemplateName") == template
-            and strategy in (None, "prioritized"))
+    dist = policy.get("InstancesDistribution") or {}
+    strategy = dist.get("OnDemandAllocationStrategy")
+    if not (policy_types(group) == types and spec.get("LaunchTemplateName") == template
+            and strategy in (None, "prioritized")):
+        return False
+    on_demand = dist.get("OnDemandPercentageAboveBaseCapacity")
+    on_demand = 100 if on_demand is None else int(on_demand)
+    if not spot:
+        return on_demand == 100
+    price = str(dist.get("SpotMaxPrice") or "")
+    wanted = "" if max_price is None else f"{max_price:g}"
+    return (on_demand == 0 and int(dist.get("OnDemandBaseCapacity") or 0) == 0
+            and dist.get("SpotAllocationStrategy") == SPOT_STRATEGY
+            and (price == wanted or (price and wanted and float(price) == float(wanted))))
 
 
 def launch_failure(activities: list[Mapping[str, Any]]) -> LaunchFailure | None:
@@ -142,6 +181,10 @@ class AwsProvider(CloudProvider):
             self._reconcile(group)
             return
         launch = self._ensure_launch()
+        if s.spot:
+            # A rebalance recommendation makes the group launch a replacement before the
+            # interruption comes, where the market allows.
+            launch["CapacityRebalance"] = True
         try:
             self._call("autoscaling", "CreateAutoScalingGroup",
                        AutoScalingGroupName=s.autoscale_group_name, MinSize=0,
@@ -163,8 +206,22 @@ class AwsProvider(CloudProvider):
     def _types_shown(self) -> str:
         s = self.settings
         if s.instance_types:
-            return f"instance types {', '.join(s.instance_types)} in this order"
-        return f"instance type {s.instance_type}"
+            shown = f"instance types {', '.join(s.instance_types)} in this order"
+        else:
+            shown = f"instance type {s.instance_type}"
+        if s.spot:
+            price = "" if s.max_price is None else f", at most {s.max_price:g}/h"
+            shown += f", spot ({SPOT_STRATEGY}{price}, capacity rebalancing)"
+        return shown
+
+    @property
+    def _mixed(self) -> bool:
+        """Does the group launch through a mixed-instances policy (several types, or spot)?"""
+        return bool(self.settings.instance_types) or self.settings.spot
+
+    def _mixed_policy(self) -> dict[str, Any]:
+        s = self.settings
+        return mixed_instances_policy(s.launch_name, s.launch_types, s.spot, s.max_price)
 
     def _reconcile(self, group: Mapping[str, Any]) -> None:
         """Keep an existing group's maximum, scale-in protection and instance types in line with
@@ -177,16 +234,18 @@ class AwsProvider(CloudProvider):
                 update["DesiredCapacity"] = s.max_instances
         if not group.get("NewInstancesProtectedFromScaleIn"):
             update["NewInstancesProtectedFromScaleIn"] = True
-        if s.instance_types:
-            if not _policy_matches(group, s.launch_name, s.instance_types):
+        if s.spot and not group.get("CapacityRebalance"):
+            update["CapacityRebalance"] = True
+        if self._mixed:
+            if not _policy_matches(group, s.launch_name, s.launch_types, s.spot, s.max_price):
                 was = ", ".join(policy_types(group)) or "one instance type"
-                log.info("cloud %s: group %s launched %s; now instance types %s in this order",
-                         s.name, s.autoscale_group_name, was, ", ".join(s.instance_types))
+                log.info("cloud %s: group %s launched %s; now %s", s.name, s.autoscale_group_name,
+                         was, self._types_shown())
                 update["MixedInstancesPolicy"] = self._ensure_launch()["MixedInstancesPolicy"]
             elif update:
                 # Given again with any other change: some compatible services (moto) drop a
                 # policy an update does not repeat. AWS keeps it either way.
-                update["MixedInstancesPolicy"] = mixed_instances_policy(s.launch_name, s.instance_types)
+                update["MixedInstancesPolicy"] = self._mixed_policy()
         elif policy_types(group):
             log.warning("cloud %s: group %s launches instance types %s (a mixed-instances policy) "
                         "but instance_types is not set: left as it is; set instance_types to "
@@ -204,7 +263,7 @@ class AwsProvider(CloudProvider):
         if update:
             self._call("autoscaling", "UpdateAutoScalingGroup",
                        AutoScalingGroupName=s.autoscale_group_name, **update)
-            shown = {k: (", ".join(s.instance_types) if k == "MixedInstancesPolicy" else v)
+            shown = {k: (", ".join(s.launch_types) if k == "MixedInstancesPolicy" else v)
                      for k, v in update.items()}
             log.info("cloud %s: updated group %s: %s", s.name, s.autoscale_group_name,
                      ", ".join(f"{k}={v}" for k, v in sorted(shown.items())))
@@ -212,12 +271,12 @@ class AwsProvider(CloudProvider):
     def _ensure_launch(self) -> dict[str, Any]:
         """The CreateAutoScalingGroup arguments naming an existing or new launch spec."""
         method, name = self.settings.launch_method, self.settings.launch_name
-        if self.settings.instance_types:
+        if self._mixed:
             # A mixed-instances policy takes a launch template only (the configuration check
-            # refuses launch_method = configuration with instance_types).
+            # refuses launch_method = configuration with instance_types or spot).
             if not self._template_exists(name):
                 self._create_template(name)
-            return {"MixedInstancesPolicy": mixed_instances_policy(name, self.settings.instance_types)}
+            return {"MixedInstancesPolicy": self._mixed_policy()}
         if method in ("auto", "configuration") and self._configuration_exists(name):
             return {"LaunchConfigurationName": name}
         if method in ("auto", "template") and self._template_exists(name):
@@ -322,6 +381,9 @@ class AwsProvider(CloudProvider):
             log.warning("cloud %s: group %s could not launch (%s): %s", s.name,
                         s.autoscale_group_name, failure.code, failure.message)
         return failure
+
+    def _interruption(self, ec2: Mapping[str, Any] | None) -> str:
+        return interruption(ec2)
 
     def _member_state(self, member: Mapping[str, Any]) -> InstanceState:
         return aws_lifecycle_state(str(member.get("LifecycleState") or ""),

@@ -141,6 +141,10 @@ class CloudProvider:
         """The service's word that the group's latest launch failed (None: it has none)."""
         return None
 
+    def _interruption(self, ec2: Mapping[str, Any] | None) -> str:
+        """The cloud's word that it took this instance back (a spot interruption), or empty."""
+        return ""
+
     def _on_before_parse(self, service: str) -> Any:
         """A ``before-parse`` handler to register on a client of ``service``, or None."""
         return None
@@ -195,9 +199,12 @@ class CloudProvider:
             state = worse(state, ec2_state(str((ec2.get("State") or {}).get("Name", ""))))
             public, private = ec2.get("PublicDnsName"), ec2.get("PrivateDnsName")
             launch = epoch(ec2.get("LaunchTime"))
+        taken = self._interruption(ec2) if state in (InstanceState.GONE, InstanceState.FAILED) else ""
+        if taken:
+            state = InstanceState.GONE  # a stopped spot instance serves no more than a terminated one
         return Instance(id=iid, state=state, lifecycle=str(member.get("LifecycleState") or ""),
                         dns=pick_dns(public, private, self.settings.node_dns),
-                        private_dns=clean_dns(private), launch_time=launch)
+                        private_dns=clean_dns(private), launch_time=launch, interruption=taken)
 
     def _check_member(self, instance_id: str) -> None:
         """Refuse to touch an instance that is not a member of this group (invariant 2)."""

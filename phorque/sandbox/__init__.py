@@ -1,7 +1,7 @@
 """phorque-sandbox: a small stand-in for a Torque ``pbs_server``, for demos and integration tests.
 
 A sandbox cluster lives in one folder. It has Torque's layout (``server_priv/accounting``,
-``server_priv/jobs``, ``server_name``) and executables ``bin/qsub``, ``qstat``, ``qdel``,
+``server_priv/jobs``, ``server_name``) and executables ``bin/qsub``, ``qstat``, ``qdel``, ``qrerun``,
 ``pbsnodes`` and ``qmgr`` that take the real commands' arguments and print what Torque 6 prints.
 Its own state (an sqlite database, locks, the server's socket) lives in ``sandbox/``.
 

@@ -125,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("state", choices=("up", "down"))
     p = sub.add_parser("fault", help="make the next calls of a command fail (a testing aid)")
     p.add_argument("dir")
-    p.add_argument("command", nargs="?", choices=("qsub", "qstat", "qdel", "pbsnodes", "qmgr"))
+    p.add_argument("command", nargs="?", choices=("qsub", "qstat", "qdel", "pbsnodes", "qmgr", "qrerun"))
     p.add_argument("mode", nargs="?", choices=faults.MODES)
     p.add_argument("--count", type=int, default=None, help="calls affected (default: all)")
     p.add_argument("--clear", action="store_true", help="remove every injected fault")

@@ -11,7 +11,7 @@ import logging
 from collections.abc import Callable
 
 from phorque.sandbox import faults
-from phorque.sandbox.commands import pbsnodes, qdel, qmgr, qstat, qsub
+from phorque.sandbox.commands import pbsnodes, qdel, qmgr, qrerun, qstat, qsub
 from phorque.sandbox.invocation import Reply, Request, decode_request
 from phorque.sandbox.layout import Layout
 from phorque.sandbox.wire import ANSWER_MAGIC, unreachable
@@ -24,6 +24,7 @@ COMMANDS: dict[str, Callable[[Layout, Request], Reply]] = {
     "qdel": qdel.work,
     "pbsnodes": pbsnodes.work,
     "qmgr": qmgr.work,
+    "qrerun": qrerun.work,
 }
 
 

@@ -4,7 +4,7 @@ The tree mirrors a Torque home (``$TORQUE_HOME``) so that Phorque can be pointed
 ``cluster_directory = DIR`` and ``torque_home = DIR``::
 
     DIR/server_name                     the server's name, as in a real Torque home
-    DIR/bin/{qsub,qstat,qdel,pbsnodes,qmgr}
+    DIR/bin/{qsub,qstat,qdel,pbsnodes,qmgr,qrerun}
     DIR/server_priv/accounting/YYYYMMDD
     DIR/server_priv/jobs/<id>.JB .SC .TA, subfolders 0-9 (as pbs_server creates them)
     DIR/server_priv/arrays/<id>.AR, subfolders 0-9
@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import os
 
-COMMANDS = ("qsub", "qstat", "qdel", "pbsnodes", "qmgr")
+COMMANDS = ("qsub", "qstat", "qdel", "pbsnodes", "qmgr", "qrerun")
 
 
 class Layout:
