@@ -57,6 +57,8 @@ PHORQUE_OPTIONS: dict[str, Option] = {
                                   help="host:port where the daemon serves Prometheus /metrics; empty: off"),
     "log_format": str_option("text", choices=("text", "json"),
                              help="text lines, or one JSON event object per line"),
+    "interruption_poll_secs": float_option(15.0, minimum=0.0, maximum=LONGEST_SECS,
+                                           help="how often spot groups are read for interruptions; 0: off"),
 }
 
 POLICY_OPTIONS: dict[str, Option] = {
@@ -127,6 +129,7 @@ class PhorqueSettings:
     trigger_address: str = "127.0.0.1:15099"
     metrics_address: str = ""
     log_format: str = "text"
+    interruption_poll_secs: float = 15.0
 
     @property
     def queues(self) -> frozenset[str] | None:

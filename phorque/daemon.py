@@ -30,6 +30,7 @@ from phorque.plan import Kind
 from phorque.policy.why import WhyKind, explain
 from phorque.private import private_dir
 from phorque.ratelimit import EvaluationBucket
+from phorque.spotwatch import SpotWatch
 from phorque.state import StateStore
 from phorque.triggers import Fired, Trigger
 from phorque.watcher import TorqueWatcher
@@ -90,6 +91,7 @@ class Daemon:
         self.evaluations = 0
         self.last_ok = False  # did the last evaluation complete (for --once's exit status)?
         self.metrics: Metrics | None = None
+        self.spot_watch: SpotWatch | None = None
 
     @property
     def state(self) -> StateStore:
@@ -151,6 +153,8 @@ class Daemon:
                 self.watcher = None
         else:
             log.info("file watching is off: evaluating every %d s and on nudges", p.loop_sleep_secs)
+        self.spot_watch = SpotWatch(self.config.clouds, self.trigger, p.interruption_poll_secs)
+        self.spot_watch.start()
 
     def _start_metrics(self) -> None:
         address = self.config.phorque.metrics
@@ -182,6 +186,9 @@ class Daemon:
         if self.listener is not None:
             self.listener.stop()
             self.listener = None
+        if self.spot_watch is not None:
+            self.spot_watch.stop()
+            self.spot_watch = None
 
     def _reload(self, path: str) -> None:
         self.reload_requested = False

@@ -8,6 +8,7 @@ any decision: a missing node in one bad read is not a vanished node.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -25,7 +26,17 @@ from phorque.errors import CloudError, PhorqueError, TorqueError, TransientError
 from phorque.events import EventType, emit
 from phorque.executor import Executor, Outcome
 from phorque.forgotten import check_nothing_forgotten
-from phorque.model import CloudState, Health, Owned, Snapshot, Stage, in_queues, summarize
+from phorque.model import (
+    CloudState,
+    Health,
+    Instance,
+    InstanceState,
+    Owned,
+    Snapshot,
+    Stage,
+    in_queues,
+    summarize,
+)
 from phorque.observe import observe
 from phorque.plan import Plan
 from phorque.policy import make_policy
@@ -164,6 +175,7 @@ class Engine:
         changed = observe(now, clouds, nodes, previous)
         if save:
             self._report_lost(previous, changed)
+        clouds = with_vanished_spot(clouds, previous, changed)
         if save and changed:
             self.state.save(changed, now)
             crashpoint("observe.saved")
@@ -255,6 +267,33 @@ class Engine:
         for note in plan.notes:
             emit(log, EventType.NOTE, "note: %s", note, policy=self.policy.name, note=note)
         return Evaluation(now, snap, plan, executed=True, outcomes=outcomes)
+
+
+#: The interruption given to a spot instance that left its group without Phorque terminating it.
+VANISHED = "gone from its spot group without Phorque terminating it"
+
+
+def with_vanished_spot(clouds: tuple[CloudState, ...], previous: list[Owned],
+                       changed: list[Owned]) -> tuple[CloudState, ...]:
+    """The clouds, with each spot instance that Phorque owned live and that its group no longer
+    lists put back as gone and taken by the cloud: the group drops a reclaimed instance within
+    minutes, and its node's jobs must still be requeued."""
+    before = {o.instance_id: o for o in previous}
+    lost: dict[str, list[Instance]] = {}
+    for rec in changed:
+        old = before.get(rec.instance_id)
+        if rec.stage == Stage.GONE and old is not None and old.stage not in (Stage.TERMINATING, Stage.GONE):
+            lost.setdefault(rec.cloud, []).append(
+                Instance(id=rec.instance_id, state=InstanceState.GONE, interruption=VANISHED))
+    if not lost:
+        return clouds
+    out = []
+    for cloud in clouds:
+        listed = {i.id for i in cloud.instances}
+        extra = [i for i in lost.get(cloud.name, ()) if i.id not in listed]
+        out.append(dataclasses.replace(cloud, instances=cloud.instances + tuple(extra))
+                   if cloud.spot and extra and cloud.health != Health.UNREACHABLE else cloud)
+    return tuple(out)
 
 
 def evaluation_json(config: Config, ev: Evaluation) -> dict[str, Any]:
