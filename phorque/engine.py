@@ -194,8 +194,9 @@ class Engine:
             emit(log, EventType.NODES_FORGOTTEN, "node(s) %s of gone instances no longer listed by "
                  "Torque: their names are released", ", ".join(gone), nodes=gone)
             self.state.forget_nodes(gone)
-        gone_nodes = {o.instance_id: o.node for o in merged.values()
-                      if o.node and not o.stage.is_live and o.node in listed}
+        gone_nodes = {iid: node for iid, node in self.state.gone_nodes().items() if node in listed}
+        gone_nodes.update({o.instance_id: o.node for o in merged.values()
+                           if o.node and not o.stage.is_live and o.node in listed})
         return Snapshot(now=now, jobs=tuple(jobs), nodes=tuple(nodes), clouds=clouds, owned=owned,
                         memory=self.state.memory(), recorded_nodes=frozenset(recorded & listed),
                         gone_nodes=gone_nodes)

@@ -86,6 +86,7 @@ class Executor:
         self.kept: dict[str, str] = {}           # node -> why it is not terminated
         self.counted: set[Action] = set()        # fault actions already reported
         self.raised: dict[Action, int] = {}      # launch -> instances it added to its group
+        self.evacuated: set[str] = set()         # nodes of instances taken back, jobs requeued
 
     def apply(self, plan: Plan, snapshot: Snapshot) -> list[Outcome]:
         self.snapshot = snapshot
@@ -270,9 +271,9 @@ class Executor:
         fresh = self._fresh(a.node)
         if fresh is None:
             return "done", "already gone from Torque"
-        if not fresh.is_idle:
+        if not fresh.is_idle and a.node not in self.evacuated:
             return "skipped", "the node runs a job"
-        if self._admin_held(fresh):
+        if self._admin_held(fresh) and a.node not in self.evacuated:
             return "skipped", "set offline by an administrator; left alone"
         crashpoint("remove.before")
         self.torque.delete_node(a.node)
@@ -308,11 +309,15 @@ class Executor:
                 # evaluation tries again.
                 self.kept[a.node] = ("could not requeue " + ", ".join(f"{j} ({w})" for j, w in failed.items())
                                      + "; the node stays until its jobs are requeued")
+            else:
+                # What is left on it died with the instance; pbs_server ends it with the node.
+                self.evacuated.add(a.node)
         if a.fault or requeued or lost:
             self.state.record_interruption(self.now, a.cloud, a.instance, a.node, requeued, lost)
         detail = "; ".join(filter(None, [
             f"requeued {', '.join(requeued)}" if requeued else "",
-            "; ".join(f"{job} not requeued ({why}): lost with the node" for job, why in lost.items()),
+            "; ".join(f"{job} not requeued ({why}): lost with the node, which pbs_server ends "
+                      "when the node is removed" for job, why in lost.items()),
             self.kept.get(a.node or "", "") if a.node and a.node in self.kept and fresh is not None else "",
         ])) or ("no job on its node" if fresh is not None else "no node in Torque")
         emit(log, EventType.INSTANCE_INTERRUPTED, "cloud %s: instance %s taken back by the cloud; "

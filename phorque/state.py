@@ -186,6 +186,11 @@ class StateStore:
         return {r["node"] for r in self._query(
             "SELECT node FROM instances WHERE stage = 'gone' AND node IS NOT NULL")}
 
+    def gone_nodes(self) -> dict[str, str]:
+        """Instance id -> node name of instances that are gone and still claim their node."""
+        return {r["instance_id"]: r["node"] for r in self._query(
+            "SELECT instance_id, node FROM instances WHERE stage = 'gone' AND node IS NOT NULL")}
+
     def forget_nodes(self, names: Iterable[str]) -> None:
         """Gone instances stop claiming these nodes (Torque no longer lists them): a node of
         that name made later, by someone else, is not Phorque's."""

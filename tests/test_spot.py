@@ -226,3 +226,24 @@ def test_the_spot_groups_mixed_instances_policy():
 ])
 def test_ec2s_state_reason_says_whether_the_spot_market_took_it(reason, expected):
     assert interruption({"StateReason": reason}) == expected
+
+
+def test_a_spot_instance_that_left_its_group_unasked_is_taken_back_with_its_node():
+    from phorque.engine import VANISHED, with_vanished_spot
+    from phorque.model import Stage
+
+    was = owned("i-9", "spot", "n9.example", stage=Stage.BUSY)
+    clouds = (spot_cloud(), od_cloud())
+    gone = replace(was, stage=Stage.GONE)
+    (spot, od) = with_vanished_spot(clouds, [was], [gone])
+    assert [(i.id, i.state, i.interruption) for i in spot.instances] == [("i-9", InstanceState.GONE, VANISHED)]
+    assert od.instances == ()
+    # Terminated by Phorque, or on an on-demand cloud: nothing is added.
+    ending = replace(was, stage=Stage.TERMINATING)
+    assert with_vanished_spot(clouds, [ending], [gone]) == clouds
+    on_demand = replace(was, cloud="od")
+    assert with_vanished_spot(clouds, [on_demand], [replace(on_demand, stage=Stage.GONE)]) == clouds
+    snap = replace(snapshot([], [node("n9.example", jobs=("5.s",), state="job-exclusive")], (spot, od)),
+                   gone_nodes={"i-9": "n9.example"})
+    kinds = {a.kind: a for a in CostAware().plan(snap).actions}
+    assert kinds[Kind.REQUEUE].node == "n9.example" and kinds[Kind.REMOVE].node == "n9.example"

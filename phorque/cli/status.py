@@ -139,13 +139,14 @@ def why_text(config: Config, job_id: str, torque: Torque | None = None) -> tuple
 def phorque_status(config: Config, decisions: int = 20) -> dict[str, Any]:
     """Phorque's own state: each instance's lifecycle and the last decisions."""
     if not os.path.exists(config.phorque.state_path):
-        return {"instances": [], "decisions": []}
+        return {"instances": [], "decisions": [], "interruptions": []}
     try:
         state = StateStore(config.phorque.state_path)
         records = state.owned(include_gone=True)
         last = state.decisions(decisions)
+        interruptions = state.interruptions(decisions)
     except PhorqueError as exc:
-        return {"error": str(exc), "instances": [], "decisions": []}
+        return {"error": str(exc), "instances": [], "decisions": [], "interruptions": []}
     live = [r for r in records if r.stage.is_live]
     gone = [r for r in records if not r.stage.is_live][-10:]
     instances = [{**{k: v for k, v in asdict(r).items()}, "stage": r.stage.value} for r in live + gone]
@@ -153,7 +154,7 @@ def phorque_status(config: Config, decisions: int = 20) -> dict[str, Any]:
     now = time.time()
     for entry in instances:
         entry["next_charge_secs"] = next_charge(entry, periods.get(entry["cloud"], 0), now)
-    return {"instances": instances, "decisions": last}
+    return {"instances": instances, "decisions": last, "interruptions": interruptions}
 
 
 def next_charge(record: dict[str, Any], period: int, now: float) -> float | None:
@@ -214,6 +215,16 @@ def render_phorque(status: dict[str, Any]) -> list[str]:
                          f"{rec['stage']:<12} {_when(rec.get('updated_at')):<19} "
                          f"{_when(rec.get('joined_at')):<19} {charge:>11} "
                          f"{printable(rec.get('node') or '--', 50)}")
+    if own.get("interruptions"):
+        lines.append("")
+        lines.append("INSTANCES TAKEN BACK BY THE CLOUD (spot interruptions)")
+        for row in own["interruptions"][-10:]:
+            requeued = ", ".join(row["requeued"]) or "none"
+            lost = "; ".join(f"{job} ({why})" for job, why in row["lost"].items())
+            lines.append(f"{_when(row['time'])} {printable(row['cloud'], 10)} "
+                         f"{printable(row['instance_id'], 22)} node {printable(row.get('node') or '--', 50)}: "
+                         f"requeued {printable(requeued, 200)}"
+                         + (f"; lost (not rerunnable) {printable(lost, 200)}" if lost else ""))
     if own.get("decisions"):
         lines.append("")
         lines.append("LAST DECISIONS")
