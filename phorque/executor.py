@@ -301,7 +301,7 @@ class Executor:
                 except TorqueError as exc:
                     why = _refusal(exc)
                     if "not rerunnable" in why.lower():
-                        lost[job] = why
+                        lost[job] = why + "; " + self._purge(job)
                     elif "unknown job" not in why.lower():  # an unknown job has ended meanwhile
                         failed[job] = why
             if failed:
@@ -310,14 +310,14 @@ class Executor:
                 self.kept[a.node] = ("could not requeue " + ", ".join(f"{j} ({w})" for j, w in failed.items())
                                      + "; the node stays until its jobs are requeued")
             else:
-                # What is left on it died with the instance; pbs_server ends it with the node.
+                # What may be left on it died with the instance; pbs_server ends it with the node.
                 self.evacuated.add(a.node)
         if a.fault or requeued or lost:
             self.state.record_interruption(self.now, a.cloud, a.instance, a.node, requeued, lost)
         detail = "; ".join(filter(None, [
             f"requeued {', '.join(requeued)}" if requeued else "",
-            "; ".join(f"{job} not requeued ({why}): lost with the node, which pbs_server ends "
-                      "when the node is removed" for job, why in lost.items()),
+            "; ".join(f"{job} not requeued ({why}): its work is lost with the instance"
+                      for job, why in lost.items()),
             self.kept.get(a.node or "", "") if a.node and a.node in self.kept and fresh is not None else "",
         ])) or ("no job on its node" if fresh is not None else "no node in Torque")
         emit(log, EventType.INSTANCE_INTERRUPTED, "cloud %s: instance %s taken back by the cloud; "
@@ -325,6 +325,14 @@ class Executor:
              cloud=a.cloud, instance=a.instance, node=a.node, requeued=requeued, lost=lost,
              first=a.fault)
         return "done", detail
+
+    def _purge(self, job: str) -> str:
+        """Purge a job that died with its instance and cannot be requeued; what became of it."""
+        try:
+            self.torque.purge(job)
+        except TorqueError as exc:
+            return f"not purged ({_refusal(exc)}): pbs_server ends it when the node is removed"
+        return "purged (qdel -p)"
 
     def _cancel(self, a: Action) -> tuple[str, str]:
         assert a.cloud and a.count

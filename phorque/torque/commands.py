@@ -221,6 +221,12 @@ class Torque:
         pbs_server refuses, e.g. ``job is not rerunnable``."""
         self._run("qrerun", ["-f", "--", job_id])
 
+    def purge(self, job_id: str) -> None:
+        """Purge a job from pbs_server (``qdel -p``) without its mom's word: for a job whose node
+        is gone with its instance, which would otherwise stay running on a dead node (and hold
+        up the node's deletion while pbs_server tries to reach that mom)."""
+        self._run("qdel", ["-p", "--", job_id])
+
     def schedule(self) -> None:
         """Ask pbs_server to run a scheduling cycle now."""
         self._qmgr("set server scheduling=true")

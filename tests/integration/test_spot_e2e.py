@@ -123,7 +123,7 @@ def test_a_reclaimed_spot_instance_requeues_its_jobs_and_they_finish_on_demand(
     assert f"lost (not rerunnable) {doomed}" in text
     log = daemon.text()
     assert "Traceback" not in log
-    assert f"{doomed} not requeued" in log and "lost with the node" in log
+    assert f"{doomed} not requeued" in log and "purged (qdel -p)" in row["lost"][doomed]
     assert "backing off" in log  # the spot section: repeated interruptions move work elsewhere
 
 
