@@ -150,6 +150,12 @@ class Metrics:
         self.lost = Counter("phorque_instances_lost_total", "Instances gone without Phorque "
                             "terminating them (reclaimed by the cloud, or by someone else)",
                             ["cloud"], registry=r)
+        self.interruptions = Counter("phorque_interruptions_total", "Instances the cloud took back "
+                                     "(spot interruptions) that Phorque handled", ["cloud"], registry=r)
+        self.requeued = Counter("phorque_jobs_requeued_total", "Jobs requeued (qrerun -f) from "
+                                "instances the cloud took back", ["cloud"], registry=r)
+        self.jobs_lost = Counter("phorque_jobs_lost_total", "Jobs that could not be requeued from "
+                                 "instances the cloud took back (not rerunnable)", ["cloud"], registry=r)
         self.drift = Counter("phorque_reconciliation_drift_total", "Differences a reading found "
                              "between Phorque's record and Torque or the clouds", ["kind"], registry=r)
         self.evaluations = Counter("phorque_evaluations_total", "Evaluations by trigger and result "
@@ -278,6 +284,11 @@ class Metrics:
         elif kind == EventType.INSTANCE_LOST:
             self.lost.labels(cloud).inc()
             self.drift.labels("instance_lost").inc()
+        elif kind == EventType.INSTANCE_INTERRUPTED:
+            if fields.get("first"):
+                self.interruptions.labels(cloud).inc()
+            self.requeued.labels(cloud).inc(len(fields.get("requeued") or ()))
+            self.jobs_lost.labels(cloud).inc(len(fields.get("lost") or ()))
         elif kind == EventType.NODES_FORGOTTEN:
             self.drift.labels("node_gone").inc(len(fields.get("nodes") or ()))
 

@@ -44,6 +44,8 @@ def work(layout: Layout, request: Request) -> Reply:
             refusal = _refusal(engine, target, force="f" in flags)
             if refusal is not None:
                 text, code = refusal
+                if refusal == NOT_RERUNNABLE:  # pbs_server's own words follow, as MSG=
+                    text += f" MSG=job {target} not rerunnable"
                 err.append(f"qrerun: {text} {target}\n")
                 continue
             engine.requeue(engine.job(target), now)
