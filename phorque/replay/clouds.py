@@ -78,6 +78,8 @@ class SimCloud:
         self.gone: dict[str, SimInstance] = {}
         self.interruptions: list[Interruption] = []
         self.launched = 0
+        #: When each instance was asked for, in order.
+        self.launch_times: list[float] = []
         self.paid_secs = 0.0     # billed seconds of instances already stopped
         self.lived_secs = 0.0    # their real lifetimes
         self._state: CloudState | None = None
@@ -101,6 +103,7 @@ class SimCloud:
         new = []
         while len(self.live) < desired:
             self.launched += 1
+            self.launch_times.append(now)
             inst = SimInstance(f"i-{self.name}-{self.launched:06d}", self.name, now, now + self.boot_secs)
             self.live[inst.id] = inst
             new.append(inst)

@@ -62,7 +62,7 @@ class World:
         self.touched: set[str] = set()
         self._observe_everything = observe_everything
         #: Each cloud's failures and back-off, as the engine keeps them in the state store;
-        #: and every back-off a failure started, ``(from, until)``.
+        #: and every back-off a failure started, ``(from, until)`` (until a success, if earlier).
         self.health: dict[str, CloudHealthRecord] = {}
         self.backoffs: dict[str, list[tuple[float, float]]] = {}
         #: Spot interruptions to come: ``(at, order, instance)``; an entry whose instance left
@@ -134,6 +134,9 @@ class World:
         self.health[cloud] = updated
         if updated.failures > record.failures and updated.backoff_until is not None:
             self.backoffs.setdefault(cloud, []).append((self.now, updated.backoff_until))
+        elif error is None and record.backoff_until is not None and self.now < record.backoff_until:
+            start, _ = self.backoffs[cloud][-1]  # a success ends the back-off early
+            self.backoffs[cloud][-1] = (start, self.now)
 
     def terminate(self, cloud_name: str, instance_id: str) -> bool:
         cloud = self.clouds.get(cloud_name)
