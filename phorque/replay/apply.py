@@ -7,6 +7,12 @@ re-reads it (in the simulator nothing moves in between, so an idle node stays id
 secures the node the same way and stops the instance; remove deletes an idle node; the state
 records move through the same stages. An action the real executor would see fail (a node or
 instance that is not there) is counted as failed and the others go on.
+
+Faults are reported as the executor reports them (an action with ``fault`` before it acts, a
+joined node as a success) to the world's health records, which back the cloud off; a cloud that
+faulted during the plan gets no launch from the rest of it. REQUEUE, for an instance the cloud
+took back, marks its node offline with Phorque's note and requeues every job on it
+(``qrerun -f``): rerunnable jobs go back to the queue, the others are lost with the node.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from collections import Counter
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from phorque.executor import interrupted_note
 from phorque.model import Owned, Snapshot, Stage
 from phorque.plan import Action, Plan
 from phorque.policy.view import drain_note, join_note
@@ -58,6 +65,8 @@ class SimExecutor:
         self.secured: set[str] = set()
         self.kept: set[str] = set()
         self.terminated: set[str] = set()
+        self.failed_clouds: set[str] = set()
+        self.counted: set[Action] = set()
         self.outcomes: Counter[tuple[str, str]] = Counter()
 
     def apply(self, plan: Plan, snapshot: Snapshot) -> bool:
@@ -74,6 +83,13 @@ class SimExecutor:
         return changed
 
     # -- helpers -----------------------------------------------------------------------------------
+    def _report_fault(self, a: Action) -> None:
+        """A fault action backs its cloud off before it acts, once per action."""
+        if a.fault and a.cloud and a not in self.counted:
+            self.world.cloud_result(a.cloud, a.reason)
+            self.failed_clouds.add(a.cloud)
+            self.counted.add(a)
+
     def _stage(self, a: Action, stage: Stage, **changes: Any) -> None:
         if a.instance and a.cloud:
             self.world.owned.set_stage(a.instance, a.cloud, stage, self.now, **changes)
@@ -113,6 +129,7 @@ class SimExecutor:
         if a.node not in self.world.cluster.nodes:
             self.world.add_cloud_node(a.node, a.np or 1, join_note(a.cloud, a.instance), a.cloud, a.instance)
         self._stage(a, Stage.BOOTING, node=a.node)
+        self.world.cloud_result(a.cloud, None)
         return "done"
 
     def _undrain(self, a: Action) -> str:
@@ -138,6 +155,7 @@ class SimExecutor:
                 if fresh is not None and not fresh.idle:
                     return "skipped"
         self._stage(a, Stage.TERMINATING)
+        self._report_fault(a)
         if not self.world.terminate(a.cloud, a.instance):
             raise ActionFailed(a.instance)
         self.terminated.add(a.cloud)
@@ -157,6 +175,7 @@ class SimExecutor:
 
     def _cancel(self, a: Action) -> str:
         assert a.cloud and a.count
+        self._report_fault(a)
         cloud = self.world.clouds[a.cloud]
         before = cloud.desired
         cloud.cancel_requests(a.count)
@@ -166,6 +185,8 @@ class SimExecutor:
 
     def _launch(self, a: Action) -> str:
         assert a.cloud and a.count
+        if a.cloud in self.failed_clouds:
+            return "skipped"
         seen = self.snapshot.cloud(a.cloud)
         new = min(seen.capacity + a.count, seen.max_instances)
         if new <= seen.desired:
@@ -175,4 +196,24 @@ class SimExecutor:
             # this plan terminated: the group ends one instance above what the policy meant.
             self.world.counters["launch after terminate on the same cloud"] += 1
         self.world.set_desired(a.cloud, new)
+        return "done"
+
+    def _requeue(self, a: Action) -> str:
+        assert a.cloud and a.instance
+        self._report_fault(a)  # backed off first: nothing is launched there meanwhile
+        requeued: list[str] = []
+        lost: list[str] = []
+        node = self.world.cluster.nodes.get(a.node) if a.node else None
+        if node is not None:
+            self.world.set_offline(node, True, interrupted_note(a.reason))
+            assert self.world.requeue is not None
+            requeued, lost = self.world.requeue(node.name)
+        record = self.world.interrupted.get(a.instance)
+        if record is not None:
+            record.requeued += tuple(requeued)
+            record.lost += tuple(lost)
+            if record.handled_at is None:
+                record.handled_at = self.now
+        if requeued or lost:
+            self.world.requeued = True
         return "done"

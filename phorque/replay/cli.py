@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
@@ -68,6 +69,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="SWF jobs without a requested time get F x run time (default 2)")
     p.add_argument("--every-period", action="store_true",
                    help="evaluate at every loop_sleep_secs even when nothing changed (slower)")
+    p.add_argument("--default-queue", metavar="NAME",
+                   help="the queue of jobs whose trace names none (SWF queue number -1; default "
+                        "none): a section's queues can then name it")
+    p.add_argument("--spot-interruptions-per-hour", type=float, default=0.0, metavar="R",
+                   help="each running instance of a spot section (market = spot) is taken back at "
+                        "an exponential time, R per instance-hour (default 0: never)")
+    p.add_argument("--seed", type=int, default=0, metavar="N",
+                   help="seed of the interruptions and of --rerunnable-fraction (default 0)")
+    p.add_argument("--rerunnable-fraction", type=float, default=1.0, metavar="F",
+                   help="share of the trace's jobs that are rerunnable, chosen by job number "
+                        "(default 1: all)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--plot", metavar="FILE.png", help="draw queue length and instances over time")
     progress = p.add_mutually_exclusive_group()
@@ -95,15 +107,21 @@ def detect_format(paths: list[str]) -> str:
     return "accounting"
 
 
-def load_trace(paths: list[str], fmt: str, window: Window, walltime_factor: float) -> Trace:
-    """Read the workload. Raises OSError or ValueError with a message for the user."""
+def load_trace(paths: list[str], fmt: str, window: Window, walltime_factor: float,
+               default_queue: str | None = None) -> Trace:
+    """Read the workload; jobs without a queue get ``default_queue`` when given. Raises OSError
+    or ValueError with a message for the user."""
     if fmt == "auto":
         fmt = detect_format(paths)
     if fmt == "swf":
         if len(paths) != 1:
             raise ValueError("give one SWF trace at a time")
-        return read_swf(paths[0], window, walltime_factor)
-    return read_accounting(paths, window)
+        trace = read_swf(paths[0], window, walltime_factor)
+    else:
+        trace = read_accounting(paths, window)
+    if default_queue:
+        trace = replace(trace, jobs=[j if j.queue else replace(j, queue=default_queue) for j in trace.jobs])
+    return trace
 
 
 def _settings(args: argparse.Namespace) -> tuple[ReplaySettings, list[str]]:
@@ -117,6 +135,12 @@ def _settings(args: argparse.Namespace) -> tuple[ReplaySettings, list[str]]:
             overrides[attr] = value
     if args.every_period:
         overrides["skip_idle"] = False
+    rate, share = args.spot_interruptions_per_hour, args.rerunnable_fraction
+    if not (math.isfinite(rate) and rate >= 0):
+        raise ValueError("--spot-interruptions-per-hour must be a number >= 0")
+    if not (math.isfinite(share) and 0 <= share <= 1):
+        raise ValueError("--rerunnable-fraction must be between 0 and 1")
+    overrides.update(spot_interruptions_per_hour=rate, seed=args.seed, rerunnable_fraction=share)
     if args.local_properties is not None:
         overrides["local_properties"] = tuple(p for p in (w.strip() for w in args.local_properties.split(",")) if p)
     if args.budget is not None:
@@ -147,6 +171,9 @@ def _settings(args: argparse.Namespace) -> tuple[ReplaySettings, list[str]]:
         if args.boot < 0:
             raise ValueError("--boot must be >= 0")
         settings = settings.with_boot(args.boot)
+    if rate > 0 and not settings.spot:
+        raise ValueError("--spot-interruptions-per-hour: no cloud is a spot section (market = spot "
+                         "in a [Cloud-<Name>] section of -c FILE)")
     known = registry()
     for name in policies:
         if name not in known:
@@ -177,7 +204,10 @@ def main(argv: list[str] | None = None) -> int:
         settings, policies = _settings(args)
         if args.plot:
             require_matplotlib()
-        trace = load_trace(args.trace, args.format, Window(args.start, args.days), args.walltime_factor)
+        if args.default_queue is not None and not args.default_queue.strip():
+            raise ValueError("--default-queue: give a queue name")
+        trace = load_trace(args.trace, args.format, Window(args.start, args.days), args.walltime_factor,
+                           args.default_queue.strip() if args.default_queue else None)
         local = settings.local_cluster(trace.max_cores, trace.nodes, trace.node_cores)
         made = [settings.make_policy(name) for name in policies]
     except (OSError, ValueError, TypeError, PlotUnavailable) as exc:

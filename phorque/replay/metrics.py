@@ -10,6 +10,10 @@
   instance-hours billed are the paid seconds / 3600.
 * paid utilization: core-seconds of jobs on cloud nodes / (paid instance-seconds x instance cores).
 * local utilization: core-seconds of jobs on static nodes / (static cores x replay span).
+* spot (with a spot cloud): instances the cloud took back; jobs requeued from their nodes (a job
+  requeued twice counts twice) and jobs lost (not rerunnable); lost core-hours: cores x the time
+  each interrupted job had run, summed. A requeued job's wait runs from its submit to its last
+  start, and its slowdown is counted once, from that wait.
 """
 
 from __future__ import annotations
@@ -45,6 +49,10 @@ class Tally:
         self.local_core_secs = 0.0
         self.peak_instances = 0
         self.peak_rate = 0.0
+        self.interruptions = 0
+        self.requeued = 0
+        self.lost_jobs = 0
+        self.lost_core_secs = 0.0
         # Curves: the time-weighted mean queue length and instance count over bins of at
         # least ``_step`` seconds, each point at the start of its bin.
         self.times: list[float] = []
@@ -61,10 +69,17 @@ class Tally:
 
     def started(self, job: SimJob) -> None:
         wait = job.start - job.submit
-        self.waits.append(wait)
-        self.bsld_sum += max(1.0, (wait + job.run) / max(job.run, BSLD_TAU))
-        if job.killed:
-            self.killed += 1
+        bsld = max(1.0, (wait + job.run) / max(job.run, BSLD_TAU))
+        if job.wait_slot is None:
+            job.wait_slot = len(self.waits)
+            self.waits.append(wait)
+            if job.killed:
+                self.killed += 1
+        else:  # started again after a requeue: its wait is now longer
+            self.waits[job.wait_slot] = wait
+            self.bsld_sum -= job.bsld
+        job.bsld = bsld
+        self.bsld_sum += bsld
 
     def ended(self, job: SimJob, until: float | None = None) -> None:
         run = (job.end if until is None else until) - job.start
@@ -133,6 +148,12 @@ class ReplayResult:
     counters: dict[str, int] = field(default_factory=dict)
     actions: dict[str, int] = field(default_factory=dict)
     series: tuple[list[float], list[float], list[float]] = ((), (), ())  # type: ignore[assignment]
+    #: A spot cloud was replayed: the figures below are reported.
+    spot: bool = False
+    interruptions: int = 0
+    requeued: int = 0
+    lost_jobs: int = 0
+    lost_core_hours: float = 0.0
 
     @classmethod
     def build(cls, sim: Simulation, end: float, truncated: bool, sim_secs: float,
@@ -146,8 +167,12 @@ class ReplayResult:
         paid_core_secs = sum(c.paid_secs * c.spec.instance_cores for c in sim.clouds.values())
         span = max(0.0, end - sim.trace.start)
         local_cores = sim.local_nodes * sim.local_np
-        clouds = {name: {"cost": round(c.cost, 6), "instance_hours": round(c.paid_secs / 3600, 6),
-                         "launched": c.launched} for name, c in sim.clouds.items()}
+        clouds: dict[str, dict[str, float]] = {
+            name: {"cost": round(c.cost, 6), "instance_hours": round(c.paid_secs / 3600, 6),
+                   "launched": c.launched} for name, c in sim.clouds.items()}
+        for name, c in sim.clouds.items():
+            if c.spec.spot:
+                clouds[name]["interruptions"] = len(c.interruptions)
         actions = Counter({f"{kind} {status}": n for (kind, status), n in sim.outcomes.items()})
         return cls(
             policy=sim.policy.name, trace=sim.trace.name, jobs=len(sim.trace.jobs), started=started,
@@ -164,7 +189,9 @@ class ReplayResult:
             evaluations=sim.evaluations, events=sim.events, start=sim.trace.start, end=end,
             truncated=truncated, sim_secs=sim_secs, cpu_secs=cpu_secs, clouds=clouds, counters=dict(sim.counters),
             actions=dict(sorted(actions.items())),
-            series=(tally.times, tally.queued, tally.live))
+            series=(tally.times, tally.queued, tally.live),
+            spot=sim.settings.spot, interruptions=tally.interruptions, requeued=tally.requeued,
+            lost_jobs=tally.lost_jobs, lost_core_hours=tally.lost_core_secs / 3600.0)
 
     def as_dict(self, timing: bool = False) -> dict[str, Any]:
         """The JSON form (without the simulator's own run time unless ``timing``, so the same
@@ -194,6 +221,11 @@ class ReplayResult:
             "clouds": self.clouds,
             "actions": self.actions,
         }
+        if self.spot:
+            out["interruptions"] = self.interruptions
+            out["requeued"] = self.requeued
+            out["lost_jobs"] = self.lost_jobs
+            out["lost_core_hours"] = round(self.lost_core_hours, 4)
         if self.counters:
             out["notes"] = self.counters
         if timing:

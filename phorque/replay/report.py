@@ -44,7 +44,7 @@ def shape(mem_mb: int, gpus: int, properties: tuple[str, ...], queues: frozenset
 def describe_setup(trace: Trace, settings: ReplaySettings, local: tuple[int, int]) -> list[str]:
     nodes, np = local
     clouds = "; ".join(
-        f"{c.name} {c.price:g}/h, {c.instance_cores} cores"
+        f"{c.name} {c.price:g}/h{' spot' if c.spot else ''}, {c.instance_cores} cores"
         f"{shape(c.instance_memory_mb, c.instance_gpus, c.node_properties, c.queues)}, max {c.max_instances}, "
         f"boot {c.boot_secs} s, billed {billing(c.charge_time_secs)}" for c in settings.clouds)
     budget = "unlimited" if settings.price_per_hour is None else f"{settings.price_per_hour:g}/h"
@@ -54,20 +54,26 @@ def describe_setup(trace: Trace, settings: ReplaySettings, local: tuple[int, int
              f"{shape(settings.local_mem_mb, settings.local_gpus, settings.local_properties)}; scheduler "
              f"{settings.scheduler}; {mode} (loop_sleep_secs {settings.loop_sleep_secs:g})",
              f"clouds: {clouds}; budget {budget}"]
+    if settings.spot:
+        lines.append(f"spot: {settings.spot_interruptions_per_hour:g} interruptions per instance-hour "
+                     f"(seed {settings.seed}); {settings.rerunnable_fraction:.0%} of the jobs rerunnable")
     lines.extend(f"note: {note}" for note in trace.notes)
     return lines
 
 
 def table(results: Sequence[ReplayResult]) -> str:
+    spot = any(r.spot for r in results)
     head = ("policy", "jobs", "mean wait", "p95 wait", "bsld", "cost", "inst-h", "paid util",
-            "peak", "run time")
+            "peak") + (("interrupted", "requeued", "lost jobs", "lost core-h") if spot else ()) + ("run time",)
     rows = [head]
     for r in results:
         jobs = f"{r.started:,}" if r.started == r.jobs else f"{r.started:,}/{r.jobs:,}"
+        extra = (f"{r.interruptions:,}", f"{r.requeued:,}", f"{r.lost_jobs:,}",
+                 f"{r.lost_core_hours:,.1f}") if spot else ()
         rows.append((r.policy, jobs, duration(r.mean_wait_secs), duration(r.p95_wait_secs),
                      f"{r.mean_bounded_slowdown:.2f}", f"{r.cost:,.2f}", f"{r.instance_hours:,.0f}",
                      f"{r.paid_utilization:.0%}" if r.instance_hours else "-", str(r.peak_instances),
-                     f"{r.sim_secs:.1f} s"))
+                     *extra, f"{r.sim_secs:.1f} s"))
     widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
     lines = []
     for n, row in enumerate(rows):
@@ -116,7 +122,7 @@ def json_report(trace: Trace, results: Sequence[ReplayResult], settings: ReplayS
                 local: tuple[int, int]) -> dict[str, Any]:
     """``{"trace", "jobs", "results": [...]}`` plus the set-up that produced them."""
     nodes, np = local
-    return {
+    out = {
         "trace": trace.name,
         "jobs": len(trace.jobs),
         "skipped": dict(sorted(trace.problems.items())),
@@ -130,8 +136,13 @@ def json_report(trace: Trace, results: Sequence[ReplayResult], settings: ReplayS
                         "max_instances": c.max_instances, "charge_time_secs": c.charge_time_secs,
                         "boot_secs": c.boot_secs, "instance_memory_mb": c.instance_memory_mb,
                         "instance_gpus": c.instance_gpus, "node_properties": list(c.node_properties),
-                        "queues": sorted(c.queues) if c.queues is not None else None}
+                        "queues": sorted(c.queues) if c.queues is not None else None,
+                        **({"market": "spot"} if c.spot else {})}
                        for c in settings.clouds],
         },
         "results": [r.as_dict() for r in results],
     }
+    if settings.spot:
+        out["setup"]["spot"] = {"interruptions_per_hour": settings.spot_interruptions_per_hour,
+                                "seed": settings.seed, "rerunnable_fraction": settings.rerunnable_fraction}
+    return out

@@ -33,10 +33,11 @@ class SimJob:
     """A job of one replay: the trace's numbers, and what happens to it here."""
 
     __slots__ = ("id", "submit", "cores", "chunks", "walltime", "run", "killed", "queue",
-                 "start", "end", "alloc", "seq", "reserve_end", "asks", "plain")
+                 "start", "end", "alloc", "seq", "reserve_end", "asks", "plain", "rerunnable",
+                 "end_at", "wait_slot", "bsld")
 
     def __init__(self, job_id: str, submit: float, cores: int, chunks: tuple[Chunk, ...],
-                 walltime: int | None, run: float, queue: str, seq: int):
+                 walltime: int | None, run: float, queue: str, seq: int, rerunnable: bool = True):
         self.id = job_id
         self.submit = submit
         self.cores = cores
@@ -54,6 +55,14 @@ class SimJob:
         self.alloc: list[Share] = []
         self.seq = seq
         self.reserve_end = math.inf
+        self.rerunnable = rerunnable
+        #: When its END event is due (None while it does not run): an END of an earlier run, cut
+        #: short by a spot interruption, is recognised and ignored by it.
+        self.end_at: float | None = None
+        #: Where its wait is in the tally, and the slowdown counted for it, once it started: a
+        #: requeued job that starts again replaces them.
+        self.wait_slot: int | None = None
+        self.bsld = 0.0
 
 
 class Scheduler:
@@ -76,6 +85,14 @@ class Scheduler:
         self._sizes[job.cores] = self._sizes.get(job.cores, 0) + 1
         if job.cores < self._min:
             self._min = job.cores
+
+    def requeue(self, job: SimJob) -> None:
+        """A job put back in the queue (``qrerun``): in its place by submit order."""
+        self.add(job)
+        jobs = list(self.queue.values())
+        if len(jobs) > 1 and jobs[-2].seq > job.seq:
+            jobs.sort(key=lambda j: j.seq)
+            self.queue = {j.id: j for j in jobs}
 
     def _dequeue(self, job: SimJob) -> None:
         del self.queue[job.id]

@@ -9,6 +9,7 @@ at most 64), no budget limit, evaluations on events (``event_delay_secs`` 0.2) p
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -61,6 +62,14 @@ class ReplaySettings:
     drain_limit_days: float = 30.0
     #: About how many points the queue and instance curves keep.
     samples: int = 2000
+    #: Spot interruptions: each running instance of a spot cloud is taken back at an exponential
+    #: time of this rate per instance-hour (0: never), drawn from ``seed`` and its id.
+    spot_interruptions_per_hour: float = 0.0
+    seed: int = 0
+    #: The share of the trace's jobs that are rerunnable (``qsub -r y``), chosen by job number
+    #: from ``seed``: a job that is not is lost when its spot node is taken back, and never
+    #: launches spot capacity.
+    rerunnable_fraction: float = 1.0
 
     def __post_init__(self) -> None:
         if self.scheduler not in DISCIPLINES:
@@ -73,12 +82,22 @@ class ReplaySettings:
             raise ValueError("event_delay_secs and mom_delay_secs must be >= 0")
         if self.local_mem_mb < 0 or self.local_gpus < 0:
             raise ValueError("local_mem_mb and local_gpus must be >= 0")
+        rate, share = self.spot_interruptions_per_hour, self.rerunnable_fraction
+        if not (math.isfinite(rate) and rate >= 0):
+            raise ValueError(f"spot interruptions per hour {rate!r}: must be a number >= 0")
+        if not (math.isfinite(share) and 0 <= share <= 1):
+            raise ValueError(f"rerunnable fraction {share!r}: must be between 0 and 1")
         names = [c.name for c in self.clouds]
         if len(set(names)) != len(names):
             raise ValueError(f"cloud names must differ: {', '.join(names)}")
         ordered = tuple(sorted(self.clouds, key=lambda c: c.price))
         if ordered != self.clouds:
             object.__setattr__(self, "clouds", ordered)
+
+    @property
+    def spot(self) -> bool:
+        """Is any cloud a spot section?"""
+        return any(c.spot for c in self.clouds)
 
     def with_charge(self, secs: int) -> ReplaySettings:
         """Every cloud billed per ``secs`` (0: per second)."""

@@ -22,6 +22,13 @@ not move the policy's relative wake-ups (such as the lifecycle's "look again in 
 instances boot), so later wake-up evaluations may fall a few seconds apart. ``skip_idle=False``
 evaluates at every period instead; the tests check that the figures agree.
 
+Spot clouds (``market = spot``) lose instances: at a time drawn from the seed
+(:mod:`phorque.replay.spot`) the cloud takes a running instance back. Its node goes down at once
+and the jobs on it stop (the work they had done is lost and counted), though Torque lists them
+as running until Phorque requeues them; the interruption is an event for the daemon (its spot
+watch). The plan's REQUEUE puts the rerunnable ones back in the queue (they keep their submit
+time, so their wait runs to their next start) and loses the others.
+
 Each evaluation builds a :class:`~phorque.model.Snapshot` exactly as the engine does (clouds,
 nodes, jobs, lifecycle records brought up to date by :func:`phorque.observe.observe`, and the
 previous plan's memory), runs the real policy, and applies its plan with the executor's semantics
@@ -45,6 +52,7 @@ from phorque.replay.cluster import Possible
 from phorque.replay.metrics import ReplayResult, Tally
 from phorque.replay.scheduler import Scheduler, SimJob
 from phorque.replay.settings import ReplaySettings
+from phorque.replay.spot import rerunnable
 from phorque.replay.trace import DAY, Trace
 from phorque.replay.world import BOOT, END, EVAL, World
 
@@ -92,6 +100,10 @@ class Simulation:
         self._jobs_cache: tuple[Job, ...] | None = None
         self.running: dict[str, SimJob] = {}
         self.never: list[SimJob] = []
+        # Jobs whose spot node was taken back, until Phorque requeues them; jobs it lost.
+        self.stalled: dict[str, SimJob] = {}
+        self.lost: list[SimJob] = []
+        self.world.requeue = self.requeue_node
         # Evaluation bookkeeping.
         self.dirty = False
         self.last_eval = trace.start
@@ -169,9 +181,12 @@ class Simulation:
 
     def _submit(self, seq: int) -> None:
         tj = self.trace.jobs[seq]
-        job = SimJob(tj.id, self.now, tj.cores, tj.chunks, tj.walltime_secs, tj.run_secs, tj.queue, seq)
+        settings = self.settings
+        job = SimJob(tj.id, self.now, tj.cores, tj.chunks, tj.walltime_secs, tj.run_secs, tj.queue, seq,
+                     rerunnable(settings.seed, tj.id, settings.rerunnable_fraction))
         model = Job(id=job.id, state=QUEUED, queue=job.queue, cores=job.cores, chunks=job.chunks,
-                    walltime_secs=job.walltime, queued_at=job.submit, gpus=job_gpus(job.chunks))
+                    walltime_secs=job.walltime, queued_at=job.submit, gpus=job_gpus(job.chunks),
+                    rerunnable=job.rerunnable)
         self._queued[job.id] = model
         self._jobs_cache = None
         if self.jobs is not None:
@@ -196,10 +211,11 @@ class Simulation:
             self._running[job.id] = Job(id=job.id, state=RUNNING, queue=job.queue, cores=job.cores,
                                         chunks=job.chunks, walltime_secs=job.walltime,
                                         queued_at=model.queued_at, started_at=now, exec_hosts=hosts,
-                                        gpus=model.gpus)
+                                        gpus=model.gpus, rerunnable=model.rerunnable)
             self.running[job.id] = job
             self.scheduler.started(job, now)
-            self._push(now + job.run, END, job)
+            job.end_at = now + job.run
+            self._push(job.end_at, END, job)
             self.tally.started(job)
             for share in job.alloc:
                 node = share[0]
@@ -209,7 +225,10 @@ class Simulation:
         self.mark_dirty()
 
     def _end(self, job: SimJob) -> None:
+        if job.end_at != self.now or self.running.get(job.id) is not job:
+            return  # the end of a run a spot interruption cut short
         job.end = self.now
+        job.end_at = None
         self.cluster.release(job.id, job.alloc)
         self.scheduler.ended(job)
         del self._running[job.id]
@@ -230,6 +249,70 @@ class Simulation:
         cloud.boot(inst)
         self.world.touched.add(inst.id)
         self._event()
+
+    def _interrupt(self, inst: SimInstance) -> None:
+        """The cloud takes a spot instance back: its node goes down and the jobs on it stop
+        (Torque still lists them as running, on a node whose mom is gone)."""
+        node = self.world.interrupt(inst)
+        self.tally.interruptions += 1
+        if node is not None:
+            for job_id in list(node.jobs):
+                job = self.running.get(job_id)
+                if job is not None:
+                    self._stall(job)
+        self._event()
+
+    def _stall(self, job: SimJob) -> None:
+        """A running job's work is lost: it no longer progresses and will not end."""
+        now = self.now
+        assert job.start is not None
+        self.tally.lost_core_secs += job.cores * (now - job.start)
+        self.tally.ended(job, until=now)  # its cores were busy until now
+        del self.running[job.id]
+        job.end_at = None
+        self.stalled[job.id] = job
+
+    def requeue_node(self, name: str) -> tuple[list[str], list[str]]:
+        """``qrerun -f`` of every job on node ``name``: a rerunnable job goes back to the queue
+        with its submit time; pbs_server refuses the others, and they are lost with the node."""
+        node = self.cluster.nodes.get(name)
+        if node is None:
+            return [], []
+        requeued, lost = [], []
+        now = self.now
+        for job_id in list(node.jobs):
+            job = self.running.get(job_id)
+            if job is not None:
+                self._stall(job)
+            job = self.stalled.pop(job_id, None)
+            if job is None:
+                continue
+            self.cluster.release(job.id, job.alloc)
+            self.scheduler.ended(job)
+            del self._running[job.id]
+            for share in job.alloc:
+                if share[0].instance:
+                    self.world.touched.add(share[0].instance)
+            if job.rerunnable:
+                job.start = None
+                job.alloc = []
+                self.scheduler.requeue(job)
+                self._queued[job.id] = Job(id=job.id, state=QUEUED, queue=job.queue, cores=job.cores,
+                                           chunks=job.chunks, walltime_secs=job.walltime,
+                                           queued_at=job.submit, gpus=job_gpus(job.chunks), rerunnable=True)
+                requeued.append(job.id)
+                self.tally.requeued += 1
+            else:
+                job.end = now
+                self.lost.append(job)
+                lost.append(job.id)
+                self.tally.lost_jobs += 1
+        if requeued:
+            # Back in submit order, as the queue lists them.
+            self._queued = dict(sorted(self._queued.items(), key=lambda item: item[1].queued_at or 0.0))
+        self._jobs_cache = None
+        self.world.sched_due = True
+        return requeued, lost
 
     def _mom(self, name: str) -> None:
         node = self.cluster.nodes.get(name)
@@ -268,6 +351,11 @@ class Simulation:
             executor = SimExecutor(self.world, now)
             changed = executor.apply(plan, snap)
             self.outcomes.update(executor.outcomes)
+            if self.world.interrupted:
+                self.world.forget_handled()
+            if self.world.requeued:
+                self.world.requeued = False
+                self._event()  # the requeued jobs changed in the jobs directory
         self.memory = plan.memory
         self.evaluations += 1
         if changed:
@@ -295,7 +383,10 @@ class Simulation:
             t_wake = self.wake_at if self.wake_at is not None else INF
             t = min(t_submit, t_heap, t_tick, t_wake)
             if t == INF:
-                break
+                break  # nothing will ever happen again but interruptions of idle instances
+            t_spot = self.world.next_interruption() if self.world.interrupts else INF
+            if t_spot < t:
+                t = t_spot
             if tail_end is not None and (t > tail_end or self.world.live == 0):
                 break
             if nxt >= total and t > deadline and tail_end is None:
@@ -321,6 +412,10 @@ class Simulation:
                     self._boot(item)
                 else:
                     self._mom(item)
+            while self.world.interrupts and self.world.next_interruption() <= t:
+                _, _, inst = heapq.heappop(self.world.interrupts)
+                self.events += 1
+                self._interrupt(inst)
             if self.world.sched_due:
                 self._schedule()
             if (self.tick_at is not None and self.tick_at <= t) or (
@@ -333,7 +428,7 @@ class Simulation:
                 if self.world.sched_due:
                     self._schedule()
             self.tally.advance(t, len(self._queued), self.world.live)
-            if tail_end is None and nxt >= total and not self.running and (
+            if tail_end is None and nxt >= total and not self.running and not self.stalled and (
                     not self.scheduler.queue
                     or (self._state_events == 0 and not self.dirty and self.eval_pending is None)):
                 # Every job that can start has ended: let the policy release its instances.

@@ -4,22 +4,33 @@ clouds' groups, and the state store's lifecycle records.
 The executor's actions (:mod:`phorque.replay.apply`) change it through the methods below, which
 also note what the next observation must look at and when a scheduling cycle is due; the
 simulator reads it as the engine reads Torque, the clouds and the state store.
+
+It also keeps what the engine keeps beside them: each cloud's health record (a fault the
+executor reports backs the cloud off, :mod:`phorque.cloud.backoff`), and for an instance the cloud
+took back, the Torque node it had, while Torque lists it (the engine's ``gone_nodes``).
 """
 
 from __future__ import annotations
 
+import heapq
+import math
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
+from phorque.cloud.backoff import CloudHealthRecord, health_at, record_failure, record_success
 from phorque.model import CloudState, Job, Owned, Snapshot
 from phorque.observe import observe
 from phorque.replay.apply import OwnedBook
-from phorque.replay.clouds import SimCloud
+from phorque.replay.clouds import Interruption, SimCloud, SimInstance
 from phorque.replay.cluster import Cluster, SimNode
 from phorque.replay.metrics import Tally
 from phorque.replay.settings import ReplaySettings
+from phorque.replay.spot import INTERRUPTION, interruption_delay
+
+#: ``requeue(node) -> (requeued job ids, lost job ids)``: ``qrerun -f`` of every job on a node.
+Requeue = Callable[[str], tuple[list[str], list[str]]]
 
 # Event kinds, in the order they are handled at one instant; evaluations come last.
 END, BOOT, MOM, EVAL = 0, 1, 2, 9
@@ -50,14 +61,82 @@ class World:
         #: Instances whose lifecycle record may change at the next observation.
         self.touched: set[str] = set()
         self._observe_everything = observe_everything
+        #: Each cloud's failures and back-off, as the engine keeps them in the state store;
+        #: and every back-off a failure started, ``(from, until)`` (until a success, if earlier).
+        self.health: dict[str, CloudHealthRecord] = {}
+        self.backoffs: dict[str, list[tuple[float, float]]] = {}
+        #: Spot interruptions to come: ``(at, order, instance)``; an entry whose instance left
+        #: its group first is dropped when it comes up.
+        self.interrupts: list[tuple[float, int, SimInstance]] = []
+        self._interrupt_seq = 0
+        #: Taken-back instance -> its Torque node, while the node is listed.
+        self.gone_nodes: dict[str, str] = {}
+        self.interrupted: dict[str, Interruption] = {}
+        #: Set by the simulator: requeue the jobs of a node.
+        self.requeue: Requeue | None = None
+        #: Jobs were requeued by the plan being applied (the daemon would see them change).
+        self.requeued = False
 
     # -- changes (the executor's, and the simulator's) -------------------------------------------------
     def set_desired(self, cloud_name: str, desired: int) -> None:
         cloud = self.clouds[cloud_name]
+        rate = self.settings.spot_interruptions_per_hour if cloud.spec.spot else 0.0
         for inst in cloud.set_desired(desired, self.now):
             self._push(inst.boot_at, BOOT, inst)
             self.touched.add(inst.id)
+            if rate > 0:
+                # Taken back while it runs: the clock starts when it has booted.
+                at = inst.boot_at + interruption_delay(self.settings.seed, inst.id, rate)
+                if math.isfinite(at):
+                    self._interrupt_seq += 1
+                    heapq.heappush(self.interrupts, (at, self._interrupt_seq, inst))
         self.cloud_changed(cloud)
+
+    def next_interruption(self) -> float:
+        """When the next spot interruption comes (``inf``: none), entries of instances that
+        left their group before it dropped."""
+        heap = self.interrupts
+        while heap and heap[0][2].id not in self.clouds[heap[0][2].cloud].live:
+            heapq.heappop(heap)
+        return heap[0][0] if heap else math.inf
+
+    def interrupt(self, inst: SimInstance) -> SimNode | None:
+        """The cloud takes ``inst`` back now: GONE with the spot reason, billed to this
+        moment, its pbs_mom gone with it. Returns its node, if it joined."""
+        cloud = self.clouds[inst.cloud]
+        if cloud.interrupt(inst.id, self.now, INTERRUPTION) is None:
+            return None
+        self.interrupted[inst.id] = cloud.interruptions[-1]
+        self.touched.add(inst.id)
+        node = self.cluster.nodes.get(inst.dns) if inst.dns else None
+        if node is not None:
+            self.gone_nodes[inst.id] = node.name
+            if not node.down:
+                self.cluster.set_down(node, True)
+        self.cloud_changed(cloud)
+        return node
+
+    def forget_handled(self) -> None:
+        """Taken-back instances whose interruption Phorque has handled, and whose node is no
+        longer listed, leave their group's listing (the group drops a reclaimed instance)."""
+        for cloud in self.clouds.values():
+            for inst_id in [i for i in cloud.gone if self.interrupted[i].handled_at is not None
+                            and i not in self.gone_nodes]:
+                cloud.forget(inst_id)
+
+    def cloud_result(self, cloud: str, error: str | None) -> None:
+        """What the executor reports to the engine: a fault backs the cloud off, a success
+        (a node joined) clears its failures."""
+        record = self.health.get(cloud, CloudHealthRecord())
+        updated = record_success(record) if error is None else record_failure(record, self.now, error)
+        if updated == record:
+            return
+        self.health[cloud] = updated
+        if updated.failures > record.failures and updated.backoff_until is not None:
+            self.backoffs.setdefault(cloud, []).append((self.now, updated.backoff_until))
+        elif error is None and record.backoff_until is not None and self.now < record.backoff_until:
+            start, _ = self.backoffs[cloud][-1]  # a success ends the back-off early
+            self.backoffs[cloud][-1] = (start, self.now)
 
     def terminate(self, cloud_name: str, instance_id: str) -> bool:
         cloud = self.clouds.get(cloud_name)
@@ -101,7 +180,10 @@ class World:
         node = self.cluster.nodes[name]
         if node.instance:
             self.touched.add(node.instance)
+            if self.gone_nodes.get(node.instance) == name:
+                del self.gone_nodes[node.instance]
         self.cluster.remove(name)
+
     # -- reading --------------------------------------------------------------------------------------
     def _owned(self) -> tuple[Owned, ...]:
         version, cached = self._owned_cache
@@ -114,14 +196,29 @@ class World:
         """What the engine would read now, the lifecycle records brought up to date first."""
         now = self.now
         clouds = tuple(c.state() for c in self.clouds.values())
+        if self.health:
+            clouds = tuple(self._with_health(c, now) for c in clouds)
         nodes = self.cluster.models()
         if self._observe_everything:
             self.owned.save(observe(now, clouds, nodes, self.owned.records.values()), now)
         elif self.touched:
             self.owned.save(self._observe_touched(clouds), now)
         self.touched.clear()
+        if self.gone_nodes:
+            # Nodes of instances the cloud took back are still Phorque's to remove.
+            return Snapshot(now=now, jobs=jobs, nodes=nodes, clouds=clouds, owned=self._owned(),
+                            memory=memory, recorded_nodes=frozenset(self.gone_nodes.values()),
+                            gone_nodes=dict(self.gone_nodes))
         return Snapshot(now=now, jobs=jobs, nodes=nodes, clouds=clouds, owned=self._owned(),
                         memory=memory)
+
+    def _with_health(self, cloud: CloudState, now: float) -> CloudState:
+        """The cloud with its health record, as the engine's ``read_clouds`` gives it."""
+        record = self.health.get(cloud.name)
+        if record is None:
+            return cloud
+        return replace(cloud, health=health_at(record, now), backoff_until=record.backoff_until,
+                       error=record.last_error if record.failures else "")
 
     def _observe_touched(self, clouds: tuple[CloudState, ...]) -> list[Owned]:
         """observe() of the touched instances only.
