@@ -93,8 +93,8 @@ class Engine:
     def _cloud_result(self, cloud: str, error: str | None) -> None:
         record = self._health_records().get(cloud, CloudHealthRecord())
         if error is None:
-            updated = record_success(record)
-            if record.failures:
+            updated = record_success(record, self.clock())
+            if record.failures and updated != record:
                 emit(log, EventType.CLOUD_RECOVERED, "cloud %s: answered again after %d failure(s)",
                      cloud, record.failures, cloud=cloud, failures=record.failures)
         else:

@@ -52,9 +52,13 @@ def record_failure(rec: CloudHealthRecord, now: float, error: str) -> CloudHealt
                              last_error=error[:_ERROR_LIMIT])
 
 
-def record_success(rec: CloudHealthRecord) -> CloudHealthRecord:
-    """The record after a success: failures forgotten, the last error kept for display."""
+def record_success(rec: CloudHealthRecord, now: float | None = None) -> CloudHealthRecord:
+    """The record after a success: failures forgotten, the last error kept for display. A
+    success while the cloud still rests (an instance launched before the failure joining, a spot
+    replacement coming up) does not end the rest early: only one after it (the probe) does."""
     if rec.failures == 0 and rec.backoff_until is None:
+        return rec
+    if now is not None and rec.backoff_until is not None and now < rec.backoff_until:
         return rec
     return replace(rec, failures=0, backoff_until=None)
 

@@ -128,7 +128,7 @@ class World:
         """What the executor reports to the engine: a fault backs the cloud off, a success
         (a node joined) clears its failures."""
         record = self.health.get(cloud, CloudHealthRecord())
-        updated = record_success(record) if error is None else record_failure(record, self.now, error)
+        updated = record_success(record, self.now) if error is None else record_failure(record, self.now, error)
         if updated == record:
             return
         self.health[cloud] = updated

@@ -50,6 +50,14 @@ def test_success_clears_the_failures_but_keeps_the_last_error() -> None:
     assert record_success(CloudHealthRecord()) == CloudHealthRecord()
 
 
+def test_a_success_while_the_cloud_rests_does_not_end_the_rest() -> None:
+    rec = record_failure(CloudHealthRecord(), 100.0, "spot interruption")
+    assert record_success(rec, 130.0) == rec          # an instance joining meanwhile
+    assert health_at(record_success(rec, 130.0), 130.0) == Health.BACKOFF
+    probe = record_success(rec, 160.0)                # the first success after the rest
+    assert (probe.failures, probe.backoff_until) == (0, None)
+
+
 def test_long_errors_are_truncated() -> None:
     assert len(record_failure(CloudHealthRecord(), 0.0, "x" * 10_000).last_error) == 500
 
