@@ -41,3 +41,18 @@ def reclaim(group: str, instance_id: str, region: str = "us-east-1", replace: bo
             member.lifecycle_state = "Terminating"
     if replace:
         asg.set_desired_capacity(asg.desired_capacity)
+
+
+def exec_node(starts: list[list[str]]) -> str | None:
+    """The first host of the latest start among a job's S records (None: it never started)."""
+    if not starts:
+        return None
+    hosts = next(t.split("=", 1)[1] for t in starts[-1][3].split() if t.startswith("exec_host="))
+    return hosts.split("/")[0]
+
+
+def desired(moto: str, group: str, region: str = "us-east-1") -> int:
+    client = boto3.client("autoscaling", endpoint_url=moto, region_name=region,
+                          aws_access_key_id="testing", aws_secret_access_key="testing")
+    found = client.describe_auto_scaling_groups(AutoScalingGroupNames=[group])["AutoScalingGroups"]
+    return int(found[0]["DesiredCapacity"]) if found else 0

@@ -12,48 +12,15 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import threading
-
-import boto3
 
 from phorque.state import StateStore
 from tests import spotkit
 from tests.integration.faultkit import Cloud, conf_text
 from tests.integration.kit import exit_statuses, wait_until
+from tests.torque.torquekit import PeakDesired
 
 SPOT = "phorque-spot"
 OD = "phorque-od"
-
-
-class Peaks:
-    """The highest desired capacity each group had while the test ran."""
-
-    def __init__(self, moto: str, groups: list[str]):
-        self.client = boto3.client("autoscaling", endpoint_url=moto, region_name="us-east-1",
-                                   aws_access_key_id="testing", aws_secret_access_key="testing")
-        self.groups, self.value = groups, dict.fromkeys(groups, 0)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-
-    def desired(self, group: str) -> int:
-        found = self.client.describe_auto_scaling_groups(AutoScalingGroupNames=[group])["AutoScalingGroups"]
-        return int(found[0]["DesiredCapacity"]) if found else 0
-
-    def _loop(self) -> None:
-        while not self._stop.wait(0.2):
-            for group in self.groups:
-                try:
-                    self.value[group] = max(self.value[group], self.desired(group))
-                except Exception:  # moto busy: look again
-                    continue
-
-    def __enter__(self) -> Peaks:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
 
 
 def spot_config(tmp_path, sandbox, moto: str) -> str:
@@ -70,11 +37,7 @@ def status_of(conf, *args: str) -> str:
 
 
 def node_of(sandbox, job: str) -> str | None:
-    starts = sandbox.records("S", job)
-    if not starts:
-        return None
-    hosts = next(t.split("=", 1)[1] for t in starts[-1][3].split() if t.startswith("exec_host="))
-    return hosts.split("/")[0]
+    return spotkit.exec_node(sandbox.records("S", job))
 
 
 def test_a_reclaimed_spot_instance_requeues_its_jobs_and_they_finish_on_demand(
@@ -82,12 +45,12 @@ def test_a_reclaimed_spot_instance_requeues_its_jobs_and_they_finish_on_demand(
     sandbox = make_sandbox(nodes=1, np=2, boot_mode="cloud", cloud_endpoint=moto, boot_delay=1)
     blocker = sandbox.qsub("-l", "nodes=1:ppn=2", runtime=3600)
     wait_until(lambda: node_of(sandbox, blocker), 30, "the static node to be taken")
-    with Peaks(moto, [SPOT, OD]) as peaks:
+    with PeakDesired(moto, [SPOT, OD]) as peaks:
         daemon = daemons(spot_config(tmp_path, sandbox, moto))
         # Rerunnable, in the queue the spot section serves: a spot instance is launched for it.
         saved = sandbox.qsub("-r", "y", "-l", "nodes=1:ppn=2", runtime=15)
         spot_node = wait_until(lambda: node_of(sandbox, saved), 90, "the job to start on a spot node")
-        assert peaks.desired(SPOT) == 1 and peaks.desired(OD) == 0
+        assert spotkit.desired(moto, SPOT) == 1 and spotkit.desired(moto, OD) == 0
         # Not rerunnable: it lands on the spot node's two free cores (nothing else is free) and
         # nothing is launched for it.
         doomed = sandbox.qsub("-r", "n", "-l", "nodes=1:ppn=2", runtime=3600)

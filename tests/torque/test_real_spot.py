@@ -5,8 +5,6 @@ on an on-demand instance's mom while the spot section is backed off."""
 
 from __future__ import annotations
 
-import boto3
-
 from phorque.state import StateStore
 from tests import spotkit, waiting
 from tests.integration.faultkit import Cloud, start_daemon
@@ -18,19 +16,8 @@ OD = "phorque-e2e"
 SPOT = "phorque-spot"
 
 
-def _desired(moto: str, group: str) -> int:
-    client = boto3.client("autoscaling", endpoint_url=moto, region_name="us-east-1",
-                          aws_access_key_id="testing", aws_secret_access_key="testing")
-    found = client.describe_auto_scaling_groups(AutoScalingGroupNames=[group])["AutoScalingGroups"]
-    return found[0]["DesiredCapacity"] if found else 0
-
-
 def _host(real_torque, job: str) -> str | None:
-    starts = real_torque.records("S", job)
-    if not starts:
-        return None
-    hosts = next(t.split("=", 1)[1] for t in starts[-1][3].split() if t.startswith("exec_host="))
-    return hosts.split("/")[0]
+    return spotkit.exec_node(real_torque.records("S", job))
 
 
 def test_a_reclaimed_spot_instance_on_real_torque(real_torque, moto, tmp_path):
@@ -67,7 +54,7 @@ def test_a_reclaimed_spot_instance_on_real_torque(real_torque, moto, tmp_path):
                              "the spot node deleted from Torque", interval=0.5)
             waiting.wait_for(lambda: real_torque.job_states().get(doomed) in (None, "C"), 120,
                              "the job that was not rerunnable to end with its node", interval=0.5)
-            assert _desired(moto, SPOT) == 0
+            assert spotkit.desired(moto, SPOT) == 0
         finally:
             daemon.stop()
     assert peak.value == {SPOT: 1, OD: 1}, peak.value
