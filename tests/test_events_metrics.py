@@ -148,6 +148,9 @@ def test_credentials_are_redacted_in_messages_and_fields(tmp_path):
     ("its Torque node vm-1 has been missing for 400 s", "node_missing"),
     ("finishing an interrupted termination", "resumed"),
     ("its instance is no longer in any Phorque group", "orphan"),
+    ("the cloud took instance i-1 back (Server.SpotInstanceTermination: Spot instance termination)",
+     "interrupted"),
+    ("1 instance(s) taken back by the cloud: not replaced", "interrupted"),
     ("2 requested instance(s) never started within boot_timeout_secs=900", "stalled_request"),
     ("cloud aws cannot launch (InsufficientInstanceCapacity: none left); 2 requested instance(s) "
      "cancelled", "launch_failure"),
