@@ -283,17 +283,17 @@ class Executor:
     def _requeue(self, a: Action) -> tuple[str, str]:
         """The cloud took the instance back: no new job may land on its node, and every job
         there is requeued (``qrerun -f``) before the node is removed (deleting a node whose mom
-        is gone purges its jobs). pbs_server refuses a job that is not rerunnable: it is lost
-        with the node, and said so."""
+        is gone purges its jobs). pbs_server refuses a job that is not rerunnable: its work is
+        lost with the instance; it is purged (``qdel -p``), and said so."""
         assert a.cloud and a.instance
         self._report_fault(a)  # backed off first: nothing is launched there meanwhile
         requeued: list[str] = []
         lost: dict[str, str] = {}
+        failed: dict[str, str] = {}
         fresh = self._fresh(a.node) if a.node else None
         if fresh is not None:
             if not self._admin_held(fresh):
                 self.torque.offline(a.node, interrupted_note(a.reason))
-            failed: dict[str, str] = {}
             for job in fresh.jobs:
                 try:
                     self.torque.rerun(job)
@@ -318,7 +318,7 @@ class Executor:
             f"requeued {', '.join(requeued)}" if requeued else "",
             "; ".join(f"{job} not requeued ({why}): its work is lost with the instance"
                       for job, why in lost.items()),
-            self.kept.get(a.node or "", "") if a.node and a.node in self.kept and fresh is not None else "",
+            self.kept[a.node] if failed and a.node else "",
         ])) or ("no job on its node" if fresh is not None else "no node in Torque")
         emit(log, EventType.INSTANCE_INTERRUPTED, "cloud %s: instance %s taken back by the cloud; "
              "node %s: %s", a.cloud, a.instance, a.node or "-", detail, level=logging.WARNING,
