@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from filelock import Timeout as LockTimeout
 
+from phorque.clusterview import ClusterView
 from phorque.config import Config, load_config
 from phorque.engine import Engine, Evaluation, evaluation_json
 from phorque.errors import ConfigError, PhorqueError, TransientError
@@ -33,7 +34,7 @@ from phorque.ratelimit import EvaluationBucket
 from phorque.spotwatch import SpotWatch
 from phorque.state import StateStore
 from phorque.triggers import Fired, Trigger
-from phorque.watcher import TorqueWatcher
+from phorque.watcher import TorqueWatcher, is_file_event
 
 if TYPE_CHECKING:
     from phorque.metrics import Metrics
@@ -50,6 +51,9 @@ MIN_EVALUATION_INTERVAL_SECS = 1.0
 RATE_BURST = 3
 #: Triggers gathered into one evaluation from which the rate limit is logged.
 RATE_LOG_THRESHOLD = 20
+#: Triggers that may find nothing changed in Torque, and then cost no evaluation: file events,
+#: and the submit filter's nudge (sent before its job exists; the job's Q record follows).
+SKIPPABLE = frozenset({"submit filter"})
 
 
 def pid_alive(pid: int) -> bool:
@@ -92,6 +96,12 @@ class Daemon:
         self.last_ok = False  # did the last evaluation complete (for --once's exit status)?
         self.metrics: Metrics | None = None
         self.spot_watch: SpotWatch | None = None
+        #: The live view of Torque the watcher feeds (None without file watching: every
+        #: evaluation then reads the whole queue).
+        self.view: ClusterView | None = None
+        self.reads = {"full": 0, "incremental": 0, "unchanged": 0}
+        self.drift_total = 0
+        self.last_drift: list[str] = []
 
     @property
     def state(self) -> StateStore:
@@ -144,13 +154,16 @@ class Daemon:
                             p.trigger_address, exc)
                 self.listener = None
         if p.watch_files:
+            view = ClusterView()
             self.watcher = TorqueWatcher(p.torque_home, self.trigger, p.queues,
-                                         os.path.join(p.state_dir, "accounting.pos"))
+                                         os.path.join(p.state_dir, "accounting.pos"), view=view)
             try:
                 self.watcher.start()
+                self.view = view
             except Exception as exc:  # inotify limits and the like: the timer covers it
                 log.warning("file watching unavailable (%s); polling every %d s", exc, p.loop_sleep_secs)
                 self.watcher = None
+                self.view = None
         else:
             log.info("file watching is off: evaluating every %d s and on nudges", p.loop_sleep_secs)
         self.spot_watch = SpotWatch(self.config.clouds, self.trigger, p.interruption_poll_secs)
@@ -180,6 +193,8 @@ class Daemon:
             self.metrics = None
 
     def _stop_inputs(self) -> None:
+        self.view = None
+        self.engine.view = None
         if self.watcher is not None:
             self.watcher.stop()
             self.watcher = None
@@ -212,26 +227,67 @@ class Daemon:
              policy=config.policy.name, clouds=[c.name for c in config.clouds])
 
     # -- the loop ----------------------------------------------------------------------------
-    def evaluate(self, fired: Fired, reason: str) -> Evaluation | None:
-        self.evaluations += 1
+    def _live_view(self) -> ClusterView | None:
+        """The view, when the watcher follows both the accounting log and the jobs directory;
+        else None (what it misses would go unseen until the next reconciliation)."""
+        if self.view is None or self.watcher is None or not self.watcher.watching_all:
+            return None
+        return self.view
+
+    def evaluate(self, fired: Fired, reason: str, full: bool = True,
+                 may_skip: bool = True) -> Evaluation | None:
+        """One evaluation: a full read of Torque when ``full`` (start, reconciliation, retry),
+        else what the live view says changed. An incremental one that only file events asked
+        for ends at once when Torque changed in nothing (and counts as no evaluation)."""
         started = time.monotonic()
         why = fired.describe() if fired else reason
-        n = self.evaluations
+        view = self._live_view()
+        self.engine.view = view
+        skippable = (may_skip and view is not None and not full and bool(fired)
+                     and all(is_file_event(r) or r in SKIPPABLE for r in fired.reasons))
         try:
-            ev = self.engine.evaluate()
+            ev = self.engine.evaluate(full=full or view is None, skip_unchanged=skippable)
         except TransientError as exc:
-            self._skipped(n, why, str(exc), "skipped")
+            self.evaluations += 1
+            self._skipped(self.evaluations, why, str(exc), "skipped")
             return None
         except LockTimeout as exc:
-            self._skipped(n, why, f"lock busy: {exc}", "skipped")
+            self.evaluations += 1
+            self._skipped(self.evaluations, why, f"lock busy: {exc}", "skipped")
             return None
         except PhorqueError as exc:
-            self._skipped(n, why, str(exc), "failed")
+            self.evaluations += 1
+            self._skipped(self.evaluations, why, str(exc), "failed")
             return None
         except Exception as exc:
-            log.exception("evaluation #%d (%s) failed unexpectedly; the daemon goes on", n, why)
-            self._skipped(n, why, f"unexpected: {exc!r}", "failed", logged=True)
+            self.evaluations += 1
+            log.exception("evaluation #%d (%s) failed unexpectedly; the daemon goes on",
+                          self.evaluations, why)
+            self._skipped(self.evaluations, why, f"unexpected: {exc!r}", "failed", logged=True)
             return None
+        if ev.unchanged:
+            self.reads["unchanged"] += 1
+            log.debug("%s: nothing changed in Torque; no evaluation", why)
+            return ev
+        self.evaluations += 1
+        n = self.evaluations
+        self.reads["full" if ev.full_read else "incremental"] += 1
+        if ev.drift_total:
+            self._drift(ev)
+        return self._finish(ev, n, why, started)
+
+    def _drift(self, ev: Evaluation) -> None:
+        """Log and count what the reconciliation found different from the incremental view."""
+        self.drift_total += ev.drift_total
+        self.last_drift = [d.describe() for d in ev.drift]
+        more = ev.drift_total - len(ev.drift)
+        emit(log, EventType.VIEW_DRIFT, "reconciliation: the full read found %d difference(s) from "
+             "the live view%s", ev.drift_total, f" ({more} not listed)" if more > 0 else "",
+             level=logging.WARNING, total=ev.drift_total, differences=self.last_drift)
+        for text in self.last_drift:
+            log.warning("reconciliation: %s", text)
+
+    def _finish(self, ev: Evaluation, n: int, why: str, started: float) -> Evaluation:
         took = time.monotonic() - started
         done = sum(1 for o in ev.outcomes if o.status == "done")
         queue = summarize(in_queues(ev.snapshot.jobs, self.config.phorque.queues), ())
@@ -248,7 +304,9 @@ class Daemon:
         try:
             self.state.set_daemon(last_evaluation=ev.time, last_reason=why, last_duration=round(took, 3),
                                   evaluations=self.evaluations,
-                                  last_result=evaluation_json(self.config, ev))
+                                  last_result=evaluation_json(self.config, ev),
+                                  reads=dict(self.reads), view_drift_total=self.drift_total,
+                                  view_last_drift=self.last_drift)
         except PhorqueError as exc:
             log.warning("cannot record the evaluation in the state: %s", exc)
         return ev
@@ -308,11 +366,14 @@ class Daemon:
         wake_at: float | None = None   # wall-clock time the policy asked to look again
         fired = Fired()
         first = True
+        reloaded = False
         retry = 0.0                    # seconds before retrying a skipped evaluation
         bucket = EvaluationBucket(MIN_EVALUATION_INTERVAL_SECS, RATE_BURST)
+        settled = 0.0                  # monotonic time the last evaluation ended
         while not self.stopping:
             if self.reload_requested:
                 self._reload(config_path)
+                reloaded = True
             sweep = time.monotonic() >= next_sweep
             wake_due = wake_at is not None and time.time() >= wake_at
             if fired or sweep or wake_due:
@@ -323,10 +384,17 @@ class Daemon:
                 if fired.total >= RATE_LOG_THRESHOLD:
                     log.info("rate limit: %d triggers gathered into one evaluation (at most one per "
                              "%.1f s)", fired.total, MIN_EVALUATION_INTERVAL_SECS)
-                ev = self.evaluate(fired, why)
+                # The whole queue is read at start, at each reconciliation, after a reload and
+                # when retrying: the live view is then (re)built, and what it got wrong is logged.
+                full = first or sweep or reloaded or retry > 0
+                ev = self.evaluate(fired, why, full=full, may_skip=not wake_due)
+                settled = time.monotonic()
+                if ev is not None and ev.unchanged:
+                    fired = self._wait(next_sweep, wake_at, bucket, settled)
+                    continue
                 bucket.take(time.monotonic())
                 self.last_ok = ev is not None
-                first = False
+                first = reloaded = False
                 # "skipped" when it did not complete: phorque-evaluate must not report the
                 # previous result as this one's.
                 answer = "done" if ev is not None else "skipped"
@@ -350,13 +418,23 @@ class Daemon:
                 self._heartbeat()
             if self.once or self.stopping:
                 return
-            timeout = next_sweep - time.monotonic()
-            if wake_at is not None:
-                timeout = min(timeout, wake_at - time.time())
-            fired = self.trigger.wait(max(0.0, timeout), gather=self.config.phorque.event_delay_secs,
-                                      not_before=bucket.not_before(time.monotonic()))
-            fired.reasons.pop("stop", None)
-            fired.reasons.pop("reload", None)
+            fired = self._wait(next_sweep, wake_at, bucket, settled)
+
+    def _wait(self, next_sweep: float, wake_at: float | None, bucket: EvaluationBucket,
+              settled: float) -> Fired:
+        """Wait for the next trigger, the policy's wake-up or the reconciliation. The first
+        trigger after a quiet moment is answered at once; triggers that come while an
+        evaluation runs, or within event_delay_secs after it ends, are gathered until then
+        (and the rate limit may hold a flood a little longer)."""
+        timeout = next_sweep - time.monotonic()
+        if wake_at is not None:
+            timeout = min(timeout, wake_at - time.time())
+        not_before = max(bucket.not_before(time.monotonic()),
+                         settled + self.config.phorque.event_delay_secs)
+        fired = self.trigger.wait(max(0.0, timeout), not_before=not_before)
+        fired.reasons.pop("stop", None)
+        fired.reasons.pop("reload", None)
+        return fired
 
     def _heartbeat(self) -> None:
         try:

@@ -20,6 +20,7 @@ from typing import Any
 from phorque.cloud.backoff import CloudHealthRecord, health_at, record_failure, record_success
 from phorque.cloud.lock import cloud_lock
 from phorque.cloud.provider import CloudProvider, make_provider
+from phorque.clusterview import ClusterView, Drift, Refreshed
 from phorque.config import Config
 from phorque.crashpoints import crashpoint
 from phorque.errors import CloudError, PhorqueError, TorqueError, TransientError
@@ -56,6 +57,14 @@ class Evaluation:
     plan: Plan
     executed: bool
     outcomes: list[Outcome] = field(default_factory=list)
+    #: How Torque was read: the whole queue (full) or what changed (incremental view).
+    full_read: bool = True
+    #: The incremental view found nothing changed: no cloud was read, nothing was decided.
+    unchanged: bool = False
+    #: What the full read found different from the incremental view (the first few), and
+    #: how many differences there were.
+    drift: list[Drift] = field(default_factory=list)
+    drift_total: int = 0
 
 
 class Engine:
@@ -64,7 +73,7 @@ class Engine:
     def __init__(self, config: Config, torque: Torque | None = None,
                  providers: Mapping[str, CloudProvider] | None = None,
                  state: StateStore | None = None, policy: Policy | None = None,
-                 clock: Callable[[], float] = time.time):
+                 clock: Callable[[], float] = time.time, view: ClusterView | None = None):
         self.config = config
         self.torque = torque or Torque(config.phorque.cluster_directory,
                                        config.phorque.command_timeout_secs)
@@ -72,7 +81,10 @@ class Engine:
         self._state = state
         self.policy = policy or make_policy(config)
         self.clock = clock
+        #: The daemon's live view of Torque; without one every evaluation reads the whole queue.
+        self.view = view
         self._set_up: set[str] = set()
+        self._refreshed: Refreshed | None = None
 
     @property
     def state(self) -> StateStore:
@@ -164,15 +176,29 @@ class Engine:
         owned = sum(1 for o in self.state.owned() if o.cloud == cloud and o.stage.is_live)
         return max(owned, believed.get(cloud, 0))
 
-    def snapshot(self, now: float, save: bool) -> Snapshot:
+    def read_torque(self, now: float, full: bool = True) -> Refreshed:
+        """Jobs and nodes: the whole queue, or (with a live view and not ``full``) what changed
+        since the last read. Raises TransientError when Torque cannot be read."""
         try:
-            jobs = self.torque.jobs()
-            nodes = self.torque.nodes()
+            if self.view is None:
+                return Refreshed(tuple(self.torque.jobs()), tuple(self.torque.nodes()), full=True,
+                                 changed=True)
+            # A booting instance's node turns up when its mom first reports, which is written
+            # nowhere Phorque watches: read those nodes at every look.
+            self.view.nodes_changed(o.node for o in self.state.owned()
+                                    if o.stage.is_live and o.joined_at is None)
+            return self.view.refresh(self.torque, now, full)
         except TorqueError as exc:
             raise TransientError(f"Torque could not be read, nothing decided: {exc}") from exc
+
+    def snapshot(self, now: float, save: bool, torque: Refreshed | None = None) -> Snapshot:
+        read = torque if torque is not None else self.read_torque(now)
+        jobs, nodes = read.jobs, read.nodes
         clouds = self.read_clouds(now, self._health_records(), record_errors=save)
         previous = self.state.owned()
         changed = observe(now, clouds, nodes, previous)
+        if self.view is not None and changed:
+            self.view.nodes_changed(o.node for o in changed)
         if save:
             self._report_lost(previous, changed)
         clouds = with_vanished_spot(clouds, previous, changed)
@@ -197,7 +223,7 @@ class Engine:
         gone_nodes = {iid: node for iid, node in self.state.gone_nodes().items() if node in listed}
         gone_nodes.update({o.instance_id: o.node for o in merged.values()
                            if o.node and not o.stage.is_live and o.node in listed})
-        return Snapshot(now=now, jobs=tuple(jobs), nodes=tuple(nodes), clouds=clouds, owned=owned,
+        return Snapshot(now=now, jobs=jobs, nodes=nodes, clouds=clouds, owned=owned,
                         memory=self.state.memory(), recorded_nodes=frozenset(recorded & listed),
                         gone_nodes=gone_nodes)
 
@@ -231,8 +257,13 @@ class Engine:
             log.warning("could not ask pbs_server to schedule: %s", exc)
 
     # -- one evaluation --------------------------------------------------------------------------
-    def evaluate(self, dry_run: bool = False) -> Evaluation:
-        """Evaluate now. Raises TransientError when Torque cannot be read."""
+    def evaluate(self, dry_run: bool = False, full: bool = True,
+                 skip_unchanged: bool = False) -> Evaluation:
+        """Evaluate now. Raises TransientError when Torque cannot be read.
+
+        With a live view, ``full=False`` reads only what changed in Torque; ``skip_unchanged``
+        then ends the evaluation before any cloud is read when nothing did (a trigger that
+        changes nothing a decision depends on costs no cloud call)."""
         if dry_run:
             if self._state is None and not os.path.exists(self.config.phorque.state_path):
                 self._state = StateStore(":memory:")  # nothing is written by a dry run
@@ -242,21 +273,28 @@ class Engine:
         lock = cloud_lock(self.config.phorque.lock_path)
         outcomes: list[Outcome] = []
         with lock:
+            read = self.read_torque(self.clock(), full)
+            if skip_unchanged and not read.full and not read.changed:
+                snap = Snapshot(now=self.clock(), jobs=read.jobs, nodes=read.nodes)
+                return Evaluation(snap.now, snap, Plan(), executed=False, full_read=False,
+                                  unchanged=True)
             # Never act under a configuration that forgets instances Phorque owns.
             check_nothing_forgotten(self.config, self.state)
             self._ensure_setup()
             # A cloud that fails while the plan is applied is backed off; planning again at once
             # sends its share to the next cloud instead of waiting for another trigger. Each
             # further pass needs one more cloud to fall, so there are at most 1 + clouds passes.
-            for _ in range(1 + len(self.config.clouds)):
+            for attempt in range(1 + len(self.config.clouds)):
                 now = self.clock()
-                snap = self.snapshot(now, save=True)
+                snap = self.snapshot(now, save=True, torque=read if attempt == 0 else None)
                 plan = self.policy.plan(snap)
                 executor = Executor(self.torque, self.providers,
                                     {c.name: c for c in self.config.clouds}, self.state, now,
                                     self._cloud_result)
                 done = executor.apply(plan, snap)
                 outcomes += done
+                if self.view is not None:
+                    self.view.nodes_changed(o.action.node for o in done)
                 self.state.save_memory(dict(plan.memory))
                 if done:
                     self.state.record_decisions(now, self.policy.name, [o.as_dict() for o in done])
@@ -267,7 +305,8 @@ class Engine:
                             "that the next cloud is used", ", ".join(fallen))
         for note in plan.notes:
             emit(log, EventType.NOTE, "note: %s", note, policy=self.policy.name, note=note)
-        return Evaluation(now, snap, plan, executed=True, outcomes=outcomes)
+        return Evaluation(now, snap, plan, executed=True, outcomes=outcomes, full_read=read.full,
+                          drift=read.drift, drift_total=read.drift_total)
 
 
 #: The interruption given to a spot instance that left its group without Phorque terminating it.

@@ -44,6 +44,7 @@ class EventType(StrEnum):
     INSTANCE_LOST = "instance.lost"             # gone without Phorque terminating it
     INSTANCE_INTERRUPTED = "instance.interrupted"  # taken back by the cloud (spot): jobs requeued
     NODES_FORGOTTEN = "nodes.forgotten"         # recorded nodes Torque no longer lists
+    VIEW_DRIFT = "view.drift"                   # a reconciliation found the live view wrong
     NOTE = "plan.note"                          # what a policy says of its plan
 
     @classmethod

@@ -291,6 +291,8 @@ class Metrics:
             self.jobs_lost.labels(cloud).inc(len(fields.get("lost") or ()))
         elif kind == EventType.NODES_FORGOTTEN:
             self.drift.labels("node_gone").inc(len(fields.get("nodes") or ()))
+        elif kind == EventType.VIEW_DRIFT:
+            self.drift.labels("view").inc(int(fields.get("total") or 0))
 
 
 class _EventHandler(logging.Handler):

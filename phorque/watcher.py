@@ -33,6 +33,7 @@ from watchdog.events import (
 )
 from watchdog.observers import Observer
 
+from phorque.clusterview import ClusterView
 from phorque.torque.accounting import AccountingParser
 from phorque.torque.tailer import AccountingTailer, PositionFile
 from phorque.triggers import Trigger
@@ -46,6 +47,13 @@ BATCH = 1_000
 WATCHED_EVENTS = [FileCreatedEvent, FileModifiedEvent, FileDeletedEvent, FileMovedEvent,
                   DirCreatedEvent, DirDeletedEvent, DirMovedEvent]
 HANDLED = frozenset({"created", "modified", "deleted", "moved"})
+#: How the reasons the watcher fires begin.
+REASON_PREFIXES = ("accounting ", "job file ")
+
+
+def is_file_event(reason: str) -> bool:
+    """Was this trigger reason fired by the watcher?"""
+    return reason.startswith(REASON_PREFIXES)
 
 
 def _regular(path: str) -> bool:
@@ -60,11 +68,13 @@ class TorqueWatcher(FileSystemEventHandler):
     """Fires ``trigger`` for job submits, starts and ends seen in Torque's files."""
 
     def __init__(self, torque_home: str, trigger: Trigger, queues: frozenset[str] | None,
-                 position_path: str | None = None):
+                 position_path: str | None = None, view: ClusterView | None = None):
         self.accounting_dir = os.path.join(torque_home, "server_priv", "accounting")
         self.jobs_dir = os.path.join(torque_home, "server_priv", "jobs")
         self.trigger = trigger
         self.queues = queues
+        #: The daemon's live view of Torque, told of every record and job file seen.
+        self.view = view
         self.positions = PositionFile(position_path) if position_path else None
         self.parser = AccountingParser()
         self._lock = threading.Lock()
@@ -109,6 +119,11 @@ class TorqueWatcher(FileSystemEventHandler):
                     log.warning("ignoring the saved accounting position: %s", exc)
             self._tailer = AccountingTailer(self.accounting_dir, position=position, parser=self.parser)
             self.read_accounting()
+
+    @property
+    def watching_all(self) -> bool:
+        """Are both the accounting log and the jobs directory followed?"""
+        return self._tailer is not None and self.jobs_dir in self._watched
 
     def stop(self) -> None:
         if self._observer is not None:
@@ -162,18 +177,25 @@ class TorqueWatcher(FileSystemEventHandler):
                 if path.endswith(JOB_SUFFIXES):
                     self._job_file_gone(path)
                 if dest.endswith(JOB_SUFFIXES) and self._job_file_appeared(dest):
+                    self._tell_view(dest, True)
                     self.trigger.fire("job file saved")
             elif kind == "created" and path.endswith(JOB_SUFFIXES) and not _regular(path):
                 # A FIFO or a device is no job file pbs_server wrote; nothing ever opens it.
                 log.error("%s is not a regular file; ignored", path)
             elif kind == "created" and path.endswith(JOB_SUFFIXES):
                 if self._job_file_appeared(path):
+                    self._tell_view(path, True)
                     self.trigger.fire("job file queued")
             elif kind == "deleted" and path.endswith(JOB_SUFFIXES):
                 if self._job_file_gone(path):
+                    self._tell_view(path, False)
                     self.trigger.fire("job file purged")
         except Exception:  # the observer thread must survive anything
             log.exception("error handling file event %s", event)
+
+    def _tell_view(self, path: str, present: bool) -> None:
+        if self.view is not None:
+            self.view.job_file(path, present)
 
     def read_accounting(self) -> int:
         """Read new accounting records and fire for those that matter. Returns their number."""
@@ -186,6 +208,12 @@ class TorqueWatcher(FileSystemEventHandler):
                 records = self._tailer.poll(limit=BATCH)
                 for record in records:
                     self.records_seen += 1
+                    if self.view is not None:
+                        # Every job is in the view, whatever its queue (a full read has them all).
+                        if record.type == "S":
+                            self.view.record("S", record.job_id, record.exec_host, record.start)
+                        else:
+                            self.view.record(record.type, record.job_id)
                     queue = record.queue
                     if self.queues is not None and queue is not None and queue not in self.queues:
                         continue

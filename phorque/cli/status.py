@@ -188,6 +188,21 @@ def _when(at: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(at))
 
 
+def _view_lines(daemon: dict[str, Any]) -> list[str]:
+    """How the daemon read Torque, and what its reconciliations found the live view got wrong."""
+    reads = daemon.get("reads")
+    if not isinstance(reads, dict):
+        return []
+    drift = int(daemon.get("view_drift_total") or 0)
+    lines = [f"Torque reads: {reads.get('full', 0)} full, {reads.get('incremental', 0)} incremental, "
+             f"{reads.get('unchanged', 0)} trigger(s) that changed nothing; reconciliations found "
+             f"{drift} difference(s) from the live view"]
+    last = daemon.get("view_last_drift") or []
+    if drift and last:
+        lines.append("  last found: " + printable("; ".join(str(x) for x in last[:3]), 300))
+    return lines
+
+
 def render_phorque(status: dict[str, Any]) -> list[str]:
     lines: list[str] = []
     daemon = status.get("daemon", {})
@@ -196,6 +211,7 @@ def render_phorque(status: dict[str, Any]) -> list[str]:
         lines.append(f"Daemon: running (pid {daemon.get('pid')}), {daemon.get('evaluations', 0)} "
                      f"evaluation(s), last at {_when(daemon.get('last_evaluation'))} "
                      f"({printable(daemon.get('last_reason', ''), 60)}); heartbeat {age} s ago")
+        lines.extend(_view_lines(daemon))
     else:
         lines.append(f"Daemon: not running ({printable(daemon.get('status', 'never started'), 40)})")
     own = status.get("phorque", {})

@@ -28,6 +28,12 @@ log = logging.getLogger(__name__)
 _HOST_RE = re.compile(r"(?=.{1,253}\Z)[A-Za-z0-9](?:[A-Za-z0-9\-_]{0,62})(?:\.[A-Za-z0-9\-_]{1,63})*")
 _PROPERTY_RE = re.compile(r"[A-Za-z0-9_\-.]{1,64}")
 NOTE_LIMIT = 200
+# A job id as pbs_server writes it: a sequence number, an array index or ``[]``, the server.
+_JOB_ID_RE = re.compile(r"\d{1,12}(?:\[\d{0,9}\])?(?:\.[A-Za-z0-9\-_.]{1,253})?")
+#: Job ids asked of one ``qstat`` (it connects to pbs_server once per id it is given).
+JOBS_PER_QSTAT = 200
+#: qstat's answer for an id pbs_server no longer (or never) knew: the job ended meanwhile.
+_UNKNOWN_JOB = "unknown job id"
 
 
 class UnsafeName(TorqueError):
@@ -99,6 +105,48 @@ class Torque:
         assert self.runner is not None
         argv = [self.command("qstat"), "-f", "-x", "-t"]
         return self.runner.stream(argv, lambda out: list(xmlparse.parse_jobs(out, "qstat -f -x -t")))
+
+    def jobs_named(self, ids: Sequence[str]) -> list[Job]:
+        """The jobs with these ids, array sub-jobs of an ``N[]`` id included (``qstat -f -x -t
+        ID...``, in batches). An id pbs_server does not know is left out: the job has ended
+        (and been purged) since it was named. Any other failure raises TorqueError."""
+        assert self.runner is not None
+        wanted = [i for i in dict.fromkeys(ids) if _JOB_ID_RE.fullmatch(i)]
+        found: list[Job] = []
+        for start in range(0, len(wanted), JOBS_PER_QSTAT):
+            batch = wanted[start:start + JOBS_PER_QSTAT]
+            argv = [self.command("qstat"), "-f", "-x", "-t", *batch]
+            result = self.runner.stream(
+                argv, lambda out: list(xmlparse.parse_jobs(out, "qstat -f -x -t ID...", documents=True)),
+                check=False, keep=True)
+            if result.returncode != 0:
+                # qstat goes on after an unknown id and exits with the first failure's status;
+                # only "unknown job id" lines are an answer, anything else is a failed read.
+                other = [line for line in result.stderr.splitlines()
+                         if line.strip() and _UNKNOWN_JOB not in line.lower()]
+                if other or _UNKNOWN_JOB not in result.stderr.lower():
+                    raise CommandError(list(result.argv), result.returncode, result.stderr)
+            found += result.stdout
+        return found
+
+    def nodes_named(self, names: Sequence[str]) -> list[Node] | None:
+        """These nodes, read again now (``pbsnodes -x NAME...``); None when Torque does not know
+        one of them (pbsnodes then prints nothing at all): read every node instead."""
+        assert self.runner is not None
+        wanted = [n for n in dict.fromkeys(names) if is_host_name(n)]
+        if not wanted:
+            return []
+        argv = [self.command("pbsnodes"), "-x", "--", *wanted]
+        try:
+            found = self.runner.stream(argv, lambda out: list(xmlparse.parse_nodes(out, "pbsnodes -x")))
+        except CommandError as exc:
+            if _mentions(exc, "unknown node", "cannot locate", "has no node list"):
+                return None
+            raise
+        if {n.name for n in found} != set(wanted):
+            raise TorqueError(f"pbsnodes -x {' '.join(wanted[:5])}...: the answer lists other nodes "
+                              "than those asked for; it cannot be trusted")
+        return found
 
     def nodes(self) -> list[Node]:
         """Every node (``pbsnodes -x``)."""

@@ -103,8 +103,12 @@ _DATA_OPEN = re.compile(r"(?:<\?xml[^>]{0,180}\?>)?\s{0,50}<Data\s{0,8}>")
 ELEMENT_LIMIT = 64 << 20
 
 
-def iter_elements(stream: IO[bytes], tag: str, what: str) -> Iterator[ET.Element]:
+def iter_elements(stream: IO[bytes], tag: str, what: str, documents: bool = False) -> Iterator[ET.Element]:
     """Each complete ``<tag>`` element inside ``<Data>``, parsed one at a time.
+
+    With ``documents``, several ``<Data>`` documents may follow each other: ``qstat -x`` given
+    several job ids prints one document per id (``run_job_mode`` in qstat.c), each with its
+    own ``<?xml?>`` declaration.
 
     Torque never nests these elements and cannot print ``</Job>`` inside a value (a ``<`` in a
     value becomes byte 0x0e), so the stream is cut at each closing tag and every piece is parsed
@@ -125,40 +129,46 @@ def iter_elements(stream: IO[bytes], tag: str, what: str) -> Iterator[ET.Element
             if not buf:
                 continue
             seen_any = True
-        pos = 0
-        if not started:
-            match = _DATA_OPEN.match(buf)
-            if match is None:
-                if len(buf) < OPENING_LIMIT:
-                    continue  # the prolog may still be arriving, in pieces of any size
-                raise XMLFormatError(f"{what}: output does not start with <Data>")
-            started, pos = True, match.end()
-        while not finished:
-            pos = _SPACE.match(buf, pos).end()
-            if buf.startswith("</Data>", pos):
-                finished, pos = True, pos + len("</Data>")
-                break
-            rest = len(buf) - pos
-            # A piece may end anywhere, also inside "<Job>" or "</Data>": wait for the rest.
-            if rest == 0 or (rest < len(opening) and opening.startswith(buf[pos:])) or (
-                    rest < len("</Data>") and "</Data>".startswith(buf[pos:])):
-                break
-            if not buf.startswith(opening, pos):
-                raise XMLFormatError(f"{what}: unexpected {buf[pos:pos + 20]!r} inside <Data>")
-            end = buf.find(closing, max(pos, scan))
-            if end == -1:
-                if rest > ELEMENT_LIMIT:
-                    raise XMLFormatError(f"{what}: a <{tag}> element larger than {ELEMENT_LIMIT >> 20} MB")
-                scan = max(pos, len(buf) - len(closing) + 1)
-                break
-            end += len(closing)
-            try:
-                yield ET.fromstring(buf[pos:end])
-            except ET.ParseError as exc:
-                raise XMLFormatError(f"{what}: invalid XML in a <{tag}> ({exc})") from None
-            pos = end
-        buf = buf[pos:]
-        scan = max(0, scan - pos)
+        while True:
+            pos = 0
+            if not started:
+                match = _DATA_OPEN.match(buf)
+                if match is None:
+                    if len(buf) < OPENING_LIMIT:
+                        break  # the prolog may still be arriving, in pieces of any size
+                    raise XMLFormatError(f"{what}: output does not start with <Data>")
+                started, pos = True, match.end()
+            while not finished:
+                pos = _SPACE.match(buf, pos).end()
+                if buf.startswith("</Data>", pos):
+                    finished, pos = True, pos + len("</Data>")
+                    break
+                rest = len(buf) - pos
+                # A piece may end anywhere, also inside "<Job>" or "</Data>": wait for the rest.
+                if rest == 0 or (rest < len(opening) and opening.startswith(buf[pos:])) or (
+                        rest < len("</Data>") and "</Data>".startswith(buf[pos:])):
+                    break
+                if not buf.startswith(opening, pos):
+                    raise XMLFormatError(f"{what}: unexpected {buf[pos:pos + 20]!r} inside <Data>")
+                end = buf.find(closing, max(pos, scan))
+                if end == -1:
+                    if rest > ELEMENT_LIMIT:
+                        raise XMLFormatError(f"{what}: a <{tag}> element larger than {ELEMENT_LIMIT >> 20} MB")
+                    scan = max(pos, len(buf) - len(closing) + 1)
+                    break
+                end += len(closing)
+                try:
+                    yield ET.fromstring(buf[pos:end])
+                except ET.ParseError as exc:
+                    raise XMLFormatError(f"{what}: invalid XML in a <{tag}> ({exc})") from None
+                pos = end
+            buf = buf[pos:]
+            scan = max(0, scan - pos)
+            if finished and documents and buf.strip():
+                buf, scan = buf.lstrip(), 0
+                started = finished = False  # the next document follows
+                continue
+            break
         if finished and buf.strip():
             raise XMLFormatError(f"{what}: unexpected {buf.strip()[:20]!r} after </Data>")
     if not seen_any:
@@ -380,8 +390,8 @@ def node_from_element(elem: ET.Element) -> Node:
     )
 
 
-def parse_jobs(stream: IO[bytes], what: str = "qstat") -> Iterator[Job]:
-    for elem in iter_elements(stream, "Job", what):
+def parse_jobs(stream: IO[bytes], what: str = "qstat", documents: bool = False) -> Iterator[Job]:
+    for elem in iter_elements(stream, "Job", what, documents):
         yield job_from_element(elem)
 
 
