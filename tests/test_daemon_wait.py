@@ -1,0 +1,53 @@
+"""When the daemon's loop answers a trigger: the first after a quiet moment at once, those
+during or just after an evaluation gathered into the next one."""
+
+from __future__ import annotations
+
+import threading
+import time
+from types import SimpleNamespace
+
+from phorque.config import load_config
+from phorque.daemon import Daemon
+from phorque.ratelimit import EvaluationBucket
+from tests.integration.kit import conf_text
+
+
+def daemon(tmp_path, delay: float) -> Daemon:
+    conf = tmp_path / "phorque.conf"
+    sandbox = SimpleNamespace(root=tmp_path / "cluster")
+    conf.write_text(conf_text(tmp_path, sandbox, "http://127.0.0.1:9").replace(
+        "event_delay_secs = 0.1", f"event_delay_secs = {delay:g}"))
+    return Daemon(load_config(str(conf)))
+
+
+def wait_in_thread(d: Daemon, settled: float):
+    done = threading.Event()
+    box = {}
+
+    def run():
+        box["fired"] = d._wait(time.monotonic() + 3600, None, EvaluationBucket(1.0, 3), settled)
+        done.set()
+
+    threading.Thread(target=run, daemon=True).start()
+    return done, box
+
+
+def test_the_first_trigger_after_a_quiet_moment_is_answered_at_once(tmp_path):
+    d = daemon(tmp_path, delay=600)  # gathering would hold the trigger for ten minutes
+    done, box = wait_in_thread(d, settled=time.monotonic() - 3600)
+    d.trigger.fire("accounting Q")
+    assert done.wait(60), "the trigger was held although nothing had been evaluated for an hour"
+    assert box["fired"].reasons["accounting Q"] == 1
+
+
+def test_triggers_just_after_an_evaluation_are_gathered_into_one(tmp_path):
+    d = daemon(tmp_path, delay=10)
+    done, box = wait_in_thread(d, settled=time.monotonic())
+    d.trigger.fire("accounting Q")
+    d.trigger.fire("accounting Q")
+    d.trigger.fire("job file queued")
+    assert done.wait(60)
+    fired = box["fired"]
+    # All three came within event_delay_secs of the evaluation's end: one answer for them all.
+    assert fired.reasons["accounting Q"] == 2 and fired.reasons["job file queued"] == 1
