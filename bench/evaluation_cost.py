@@ -9,6 +9,13 @@ and prints seconds per evaluation and the growth factor against the 1,000-job si
 in the same run is a plain ElementTree parse of the same bytes (what parsing costs without
 Phorque's streaming and repairs).
 
+A second table times the daemon's two kinds of evaluation under CostAware, side by side:
+  full        the reconciliation: the whole `qstat` and `pbsnodes` answers parsed into the live
+              view (phorque.clusterview), compared with what it held, and the policy run;
+  triggered   what one new `qsub` costs: its Q record, the view's refresh (the new job's
+              `qstat -f -x -t ID` answer parsed; no node changed) and the policy run.
+The commands' own run time is not in either (a `qstat` of one id is a few milliseconds).
+
     python3 dev.py bench evaluation_cost [--sizes 1000,10000,100000] [--nodes 2000]
 """
 
@@ -20,6 +27,7 @@ import random
 import time
 import xml.etree.ElementTree as ET
 
+from phorque.clusterview import ClusterView
 from phorque.model import CloudState
 from phorque.model import Snapshot as Snap
 from phorque.policy.policies import CostAware, OnDemand, OnDemandPlusPlus
@@ -80,6 +88,69 @@ def timed(fn, repeat: int = 1):
     return best, result
 
 
+class BytesTorque:
+    """The view's reader, answering from the bytes the commands would print."""
+
+    def __init__(self, qstat: bytes, pbsnodes: bytes):
+        self.qstat, self.pbsnodes, self.one = qstat, pbsnodes, b""
+
+    def jobs(self):
+        return list(parse_jobs(io.BytesIO(self.qstat)))
+
+    def nodes(self):
+        return list(parse_nodes(io.BytesIO(self.pbsnodes)))
+
+    def jobs_named(self, ids):
+        return list(parse_jobs(io.BytesIO(self.one), documents=True))
+
+    def nodes_named(self, names):
+        return [n for n in self.nodes() if n.name in names]
+
+
+def one_job(jid: int) -> bytes:
+    return (f'<?xml version="1.0"?>\n<Data><Job><Job_Id>{jid}.{SERVER}</Job_Id><Job_Name>new</Job_Name>'
+            f"<Job_Owner>u@h</Job_Owner><job_state>Q</job_state><queue>batch</queue>"
+            f"<qtime>1700900000</qtime><Resource_List><nodes>1:ppn=4</nodes><walltime>01:00:00"
+            f"</walltime></Resource_List></Job></Data>\n").encode()
+
+
+def live_view_rows(sizes: list[int], nodes: int, rng: random.Random) -> None:
+    print()
+    print(f"the daemon's evaluations with the live view (CostAware), {nodes} nodes")
+    print(f"{'queued':>8} {'full':>9} {'triggered':>10} {'view read':>10} {'policy':>8} {'growth':>7}")
+    first = None
+    nodes_bytes = pbsnodes_xml(nodes)
+    for size in sizes:
+        reader = BytesTorque(qstat_xml(size, nodes, rng), nodes_bytes)
+        view = ClusterView()
+        policy = CostAware(price_per_hour=40)
+
+        def full(view=view, reader=reader, policy=policy):
+            got = view.refresh(reader, 1_700_001_000.0, full=True)
+            return policy.plan(Snap(now=1_700_001_000.0, jobs=got.jobs, nodes=got.nodes, clouds=clouds()))
+
+        t_full, _ = timed(full, 1)
+        triggered = []
+        reads = []
+        for k in range(5):  # five submits, each its own evaluation
+            jid = 10_000_000 + k
+            reader.one = one_job(jid)
+            started = time.perf_counter()
+            view.record("Q", f"{jid}.{SERVER}")
+            got = view.refresh(reader, 1_700_001_001.0 + k)
+            read = time.perf_counter() - started
+            policy.plan(Snap(now=1_700_001_001.0 + k, jobs=got.jobs, nodes=got.nodes, clouds=clouds()))
+            triggered.append(time.perf_counter() - started)
+            reads.append(read)
+            assert not got.full and got.jobs_read == 1
+        t_trig, t_read = min(triggered), min(reads)
+        first = first or t_trig
+        print(f"{size:>8} {t_full:>8.3f}s {t_trig:>9.3f}s {t_read:>9.3f}s {t_trig - t_read:>7.3f}s "
+              f"{t_trig / first:>6.1f}x")
+    print("triggered = the best of five single-qsub evaluations; growth = triggered relative to the "
+          "first size; full = the reconciliation's read and plan")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", default="1000,10000,100000")
@@ -116,6 +187,7 @@ def main() -> None:
               f"{total / first_total:>6.1f}x   (CostAware launches {launched})")
     print("growth = total CostAware evaluation time relative to the first size; "
           "ET parse = plain ElementTree on the same qstat bytes, made valid first (baseline)")
+    live_view_rows(sizes, args.nodes, rng)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,8 @@ seconds with 100,000 jobs. Between full reads the view follows what Torque write
 - a ``Q`` record, any other record, a job file that appears and an ``S`` for a job the view does
   not know make the job be read again, with one ``qstat -f -x -t ID...`` for all the ids of a
   burst (a ``Q`` record does not carry the request); an id qstat no longer knows has ended;
-- a job file that is purged ends its job (an ``E`` may have been lost);
+- a job file that is purged makes the job be read again too (an ``E`` may have been lost; but a
+  real server also deletes a ``.JB`` each time it rewrites it);
 - a node is read again (``pbsnodes -x NAME...``, or every node when more changed than
   :data:`NAMED_NODES`) when a job starts or ends on it, when Phorque changes it and when the
   caller says so (a cloud instance changed, or has not joined yet: a mom's first report is
@@ -47,6 +48,8 @@ NAMED_JOBS = 2_000
 DRIFT_KEPT = 20
 
 _ENDED = frozenset("EA")
+#: The pending word on a job that only says "read it again".
+REREAD = "read"
 _ARRAY_FILE = re.compile(r"(\d+)-(\d+)(\..*)?")
 #: Files of an array job itself, not of a sub-job (a real server writes ``4.vm.TA``; every job,
 #: an array too, has its script in ``.SC``).
@@ -87,6 +90,10 @@ class Refreshed:
     drift_total: int = 0           # differences found, also beyond those kept in ``drift``
     jobs_read: int = 0             # jobs read by id (0 for a full read)
     nodes_read: int = 0            # nodes read by name (0 when none, or all were read)
+    #: Nodes that still list a job that has ended: pbs_server writes the end record a moment
+    #: before it frees the job's slots. They are read again at the next refresh, which the
+    #: caller should make soon.
+    unsettled: tuple[str, ...] = ()
 
 
 @dataclass
@@ -182,13 +189,12 @@ class ClusterView:
         job_id = job_id_of_file(path)
         if job_id is None:
             return
+        # A purge is no proof of an end: a real server rewrites a job's .JB by deleting it and
+        # linking a new .JC in its place. Either way qstat says what became of the job.
         with self._lock:
-            if present:
-                last = self._pending.jobs.get(job_id)
-                if last is None or last[0] not in _ENDED:
-                    self._pending.jobs[job_id] = ("file", None, None)
-            elif not job_id.endswith("[]") and "[]." not in job_id:
-                self._pending.jobs[job_id] = ("E", None, None)
+            last = self._pending.jobs.get(job_id)
+            if last is None or last[0] not in _ENDED:
+                self._pending.jobs[job_id] = (REREAD, None, None)
 
     def nodes_changed(self, names: Iterable[str | None]) -> None:
         """These nodes may have changed (Phorque changed them, or their instance changed)."""
@@ -323,6 +329,19 @@ class ClusterView:
         except Exception:
             self._put_back(taken)
             raise
+        ended = {i for i, (kind, _h, _s) in taken.jobs.items() if kind in _ENDED} | (
+            self._jobs.keys() - jobs.keys())
+        unsettled = tuple(sorted(name for name in touched_nodes if name in nodes
+                                 and any(j in ended for j in nodes[name].jobs)))
+        if unsettled:
+            # Read them again next time, and the ended jobs they list: if the node still has
+            # one then, the view was wrong about its end.
+            with self._lock:
+                self._pending.nodes.update(unsettled)
+                for name in unsettled:
+                    for job_id in nodes[name].jobs:
+                        if job_id in ended:
+                            self._pending.jobs.setdefault(job_id, (REREAD, None, None))
         changed = jobs != self._jobs or nodes != self._nodes
         self._jobs, self._nodes = jobs, nodes
         for job, at in stamps:
@@ -331,7 +350,7 @@ class ClusterView:
             del self._read_at[gone]
         self.incremental_reads += 1
         return Refreshed(self._served(now), tuple(nodes.values()), full=False, changed=changed,
-                         jobs_read=jobs_read, nodes_read=nodes_read)
+                         jobs_read=jobs_read, nodes_read=nodes_read, unsettled=unsettled)
 
     def _reread(self, torque: TorqueReader, ids: list[str], jobs: dict[str, Job],
                 touched_nodes: set[str]) -> list[Job]:

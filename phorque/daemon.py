@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import signal
 import time
@@ -51,6 +52,9 @@ MIN_EVALUATION_INTERVAL_SECS = 1.0
 RATE_BURST = 3
 #: Triggers gathered into one evaluation from which the rate limit is logged.
 RATE_LOG_THRESHOLD = 20
+#: How soon nodes that still listed an ended job are read again (pbs_server frees a job's slots
+#: a moment after it writes the job's end record).
+SETTLE_SECS = 2.0
 #: Triggers that may find nothing changed in Torque, and then cost no evaluation: file events,
 #: and the submit filter's nudge (sent before its job exists; the job's Q record follows).
 SKIPPABLE = frozenset({"submit filter"})
@@ -390,6 +394,8 @@ class Daemon:
                 ev = self.evaluate(fired, why, full=full, may_skip=not wake_due)
                 settled = time.monotonic()
                 if ev is not None and ev.unchanged:
+                    if ev.unsettled:
+                        wake_at = min(wake_at or math.inf, time.time() + SETTLE_SECS)
                     fired = self._wait(next_sweep, wake_at, bucket, settled)
                     continue
                 bucket.take(time.monotonic())
@@ -406,6 +412,8 @@ class Daemon:
                 if ev is not None:
                     retry = 0.0
                     wake_at = ev.plan.wake_at
+                    if ev.unsettled:
+                        wake_at = min(wake_at or math.inf, time.time() + SETTLE_SECS)
                 else:
                     # A skipped evaluation (Torque unreadable, the lock busy) is tried again soon,
                     # backing off to loop_sleep_secs: the work that asked for it must not wait

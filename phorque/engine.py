@@ -65,6 +65,8 @@ class Evaluation:
     #: how many differences there were.
     drift: list[Drift] = field(default_factory=list)
     drift_total: int = 0
+    #: Nodes the view must read again soon (see ``Refreshed.unsettled``).
+    unsettled: tuple[str, ...] = ()
 
 
 class Engine:
@@ -277,7 +279,7 @@ class Engine:
             if skip_unchanged and not read.full and not read.changed:
                 snap = Snapshot(now=self.clock(), jobs=read.jobs, nodes=read.nodes)
                 return Evaluation(snap.now, snap, Plan(), executed=False, full_read=False,
-                                  unchanged=True)
+                                  unchanged=True, unsettled=read.unsettled)
             # Never act under a configuration that forgets instances Phorque owns.
             check_nothing_forgotten(self.config, self.state)
             self._ensure_setup()
@@ -306,7 +308,7 @@ class Engine:
         for note in plan.notes:
             emit(log, EventType.NOTE, "note: %s", note, policy=self.policy.name, note=note)
         return Evaluation(now, snap, plan, executed=True, outcomes=outcomes, full_read=read.full,
-                          drift=read.drift, drift_total=read.drift_total)
+                          drift=read.drift, drift_total=read.drift_total, unsettled=read.unsettled)
 
 
 #: The interruption given to a spot instance that left its group without Phorque terminating it.

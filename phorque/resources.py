@@ -367,3 +367,35 @@ def count_slot_spec(spec: str) -> int:
         else:
             total += 1
     return total or 1
+
+
+#: Requests longer than this are not kept by :func:`job_request`'s cache.
+CACHED_REQUEST_CHARS = 512
+#: The ``Resource_List`` entries a job's request is read from (:func:`job_request`).
+REQUEST_KEYS = ("nodes", "procs", "ncpus", "mem", "pmem", "vmem", "pvmem", "gres")
+
+
+@dataclass(frozen=True)
+class Request:
+    """What a job asks for, read once per distinct request (see :func:`job_request`)."""
+
+    cores: int
+    chunks: tuple[Chunk, ...]
+    asks: Asks
+
+
+def job_request(resources: Mapping[str, str], request2: str | None = None) -> Request:
+    """:func:`job_cores`, :func:`job_chunks` and :func:`job_asks` together. A queue of 100,000
+    jobs holds a few dozen distinct requests: each is read once, not once per job. A long
+    request (a user's own text) is read without being kept."""
+    values = tuple(resources.get(k) for k in REQUEST_KEYS)
+    if sum(len(v) for v in values if v) + len(request2 or "") > CACHED_REQUEST_CHARS:
+        return _request.__wrapped__(values, request2)
+    return _request(values, request2)
+
+
+@lru_cache(maxsize=8192)
+def _request(values: tuple[str | None, ...], request2: str | None) -> Request:
+    resources = {k: v for k, v in zip(REQUEST_KEYS, values, strict=True) if v is not None}
+    return Request(job_cores(resources, request2), job_chunks(resources, request2),
+                   job_asks(resources, request2))

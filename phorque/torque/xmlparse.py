@@ -19,14 +19,7 @@ from typing import IO
 
 from phorque.errors import TorqueError
 from phorque.model import FREE, Job, Node
-from phorque.resources import (
-    count_slot_spec,
-    duration_or_none,
-    job_asks,
-    job_chunks,
-    job_cores,
-    size_mb,
-)
+from phorque.resources import count_slot_spec, duration_or_none, job_request, size_mb
 
 # A reference is at most 10 characters ("&#1114111;", "&#x10FFFF;"), so a piece of the stream
 # that ends within 12 characters of a "&" can hold it back whole (_sanitized_chunks); anything
@@ -273,7 +266,8 @@ def job_from_element(elem: ET.Element) -> Job:
     listed = fields.get("Resource_List")
     resources = {} if listed is None else {c.tag: (c.text or "").strip() for c in listed}
     request2 = _request2(elem) if any(tag in fields for tag in REQUEST2_TAGS) else None
-    asks = job_asks(resources, request2)
+    request = job_request(resources, request2)
+    asks = request.asks
     remaining = None
     walltime_elem = fields.get("Walltime")
     if walltime_elem is not None:
@@ -282,8 +276,8 @@ def job_from_element(elem: ET.Element) -> Job:
         id=job_id,
         state=(text("job_state") or "?")[:1],
         queue=text("queue") or "",
-        cores=job_cores(resources, request2),
-        chunks=job_chunks(resources, request2),
+        cores=request.cores,
+        chunks=request.chunks,
         request2=request2 is not None,
         walltime_secs=duration_or_none(resources.get("walltime")),
         remaining_secs=remaining,
