@@ -131,7 +131,6 @@ def read_accounting(paths: Iterable[str | os.PathLike[str]], window: Window | No
                  hosts=len(hosts), former_cloud_nodes=dict(sorted(set_aside.items())))
 
 
-
 def _build(job_id: str, job: _Seen, problems: Counter[str]) -> TraceJob | None:
     rec = job.ended
     if rec is None:

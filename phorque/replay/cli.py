@@ -13,6 +13,7 @@ import os
 import sys
 import time
 from dataclasses import replace
+from typing import TextIO
 
 from phorque import __version__
 from phorque.cli.common import EXIT_CONFIG, EXIT_OK, load_or_exit
@@ -216,7 +217,7 @@ def queue_name_arg(text: str) -> frozenset[str] | None:
 
 
 def trust_checks(trace: Trace, settings: ReplaySettings, policies: list[str], args: argparse.Namespace,
-                 err) -> None:
+                 err: TextIO) -> None:
     """Say on ``err`` what would make the replay mislead: hosts of the log set aside as former
     cloud nodes, and configured queues that match no job. Raises ValueError when no policy
     could launch an instance for any job of the trace (a replay without cloud use)."""
