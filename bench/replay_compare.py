@@ -116,7 +116,10 @@ def draw(rows: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(2, len(SCENARIOS), figsize=(15, 6.5), constrained_layout=True)
+    from phorque.replay.plot import LINTHRESH, line_styles
+
+    styles = dict(zip(POLICIES, line_styles(len(POLICIES)), strict=True))
+    fig, axes = plt.subplots(2, len(SCENARIOS), figsize=(16, 6.5), layout="constrained")
     for col, scenario in enumerate(SCENARIOS):
         top, bottom = axes[0][col], axes[1][col]
         for policy in POLICIES:
@@ -125,16 +128,18 @@ def draw(rows: list[dict], path: Path) -> None:
             if r is None:
                 continue
             days, queued, live = r["series"]
-            top.plot(days, queued, label=policy, linewidth=0.9)
-            bottom.plot(days, live, label=policy, linewidth=0.9)
+            top.plot(days, queued, label=policy, **styles[policy].kwargs())
+            bottom.plot(days, live, label=policy, **styles[policy].kwargs())
         top.set_title(f"{scenario} (hourly billing)", fontsize="medium")
-        top.set_yscale("symlog", linthresh=10)
+        top.set_yscale("symlog", linthresh=LINTHRESH)
         top.grid(True, alpha=0.3)
         bottom.grid(True, alpha=0.3)
         bottom.set_xlabel("days")
     axes[0][0].set_ylabel("queued jobs (mean per bin)")
     axes[1][0].set_ylabel("cloud instances (mean per bin)")
-    axes[0][0].legend(fontsize="small")
+    # The styles of phorque-replay --plot: outside the axes, each policy its own dash and marker.
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside right upper", fontsize="small", handlelength=3.5)
     fig.savefig(path, dpi=100)
     plt.close(fig)
 

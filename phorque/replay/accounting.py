@@ -13,7 +13,9 @@ A job is replayed only when it has an E record. Jobs that never got one are coun
 skipped: deleted (D) or aborted (A) before they started (their size is unknown), started but not
 ended when the log stops, still queued when the log stops. Malformed lines are counted too.
 The machine size, when not given, is read from ``exec_host``: every host seen, with as many
-cores as its highest slot number + 1.
+cores as its highest slot number + 1, except the former cloud nodes of a site that already
+bursts (:mod:`phorque.replay.hosts`: by name, or all but the hosts ``static`` names), which are
+set aside in :attr:`Trace.former_cloud_nodes`. Their jobs are replayed like any other.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
+from phorque.replay.hosts import some, split_hosts
 from phorque.replay.trace import Trace, TraceJob, Window
 from phorque.resources import job_chunks
 
@@ -69,9 +72,13 @@ def _max_slot(exec_host: str, hosts: dict[str, int]) -> None:
         hosts[host] = max(hosts.get(host, 0), top + 1)
 
 
-def read_accounting(paths: Iterable[str | os.PathLike[str]], window: Window | None = None) -> Trace:
+def read_accounting(paths: Iterable[str | os.PathLike[str]], window: Window | None = None,
+                    static: tuple[str, ...] | None = None) -> Trace:
     """The jobs of Torque accounting logs submitted inside ``window`` (days are counted from the
-    first submit). Bad lines and incomplete jobs are counted in ``problems``."""
+    first submit). Bad lines and incomplete jobs are counted in ``problems``. The machine is the
+    hosts of ``exec_host`` less the former cloud nodes: those matching none of the ``static``
+    patterns when given, else those named as cloud instances. Raises ValueError when ``static``
+    matches no host."""
     from phorque.torque.accounting import AccountingParser
 
     paths = list(paths)
@@ -113,9 +120,15 @@ def read_accounting(paths: Iterable[str | os.PathLike[str]], window: Window | No
     name = os.path.basename(os.path.normpath(os.fspath(paths[0]))) if paths else "accounting"
     if len(paths) > 1:
         name += f" (+{len(paths) - 1})"
+    set_aside = split_hosts(hosts, static)
+    if static is not None and hosts and len(set_aside) == len(hosts):
+        raise ValueError(f"--local-nodes {','.join(static)}: no host of the log matches (its hosts: "
+                         f"{some(sorted(hosts))})")
+    machine = {h: n for h, n in hosts.items() if h not in set_aside}
     return Trace(name=name, jobs=kept, start=begin, end=end if end != float("inf") else last,
-                 max_cores=sum(hosts.values()) or None, nodes=len(hosts) or None,
-                 node_cores=max(hosts.values(), default=0) or None, problems=problems)
+                 max_cores=sum(machine.values()) or None, nodes=len(machine) or None,
+                 node_cores=max(machine.values(), default=0) or None, problems=problems,
+                 hosts=len(hosts), former_cloud_nodes=dict(sorted(set_aside.items())))
 
 
 def _build(job_id: str, job: _Seen, problems: Counter[str]) -> TraceJob | None:

@@ -13,14 +13,18 @@ import os
 import sys
 import time
 from dataclasses import replace
+from typing import TextIO
 
 from phorque import __version__
 from phorque.cli.common import EXIT_CONFIG, EXIT_OK, load_or_exit
+from phorque.config import PhorqueSettings
 from phorque.options import OptionValueError, budget_option
 from phorque.policy import registry
 from phorque.replay.accounting import read_accounting
+from phorque.replay.hosts import describe_set_aside, parse_static
 from phorque.replay.metrics import ReplayResult
 from phorque.replay.plot import PlotUnavailable, plot, require_matplotlib
+from phorque.replay.queues import check_queues
 from phorque.replay.report import json_report, text_report
 from phorque.replay.scheduler import DISCIPLINES
 from phorque.replay.settings import MODES, ReplaySettings, settings_from_config
@@ -44,7 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: built-in clouds 'cheap' and 'dear', see the README)")
     p.add_argument("--policy", nargs="+", action="extend", metavar="NAME",
                    help="policies to replay (default: the configured one, else every policy)")
-    p.add_argument("--local-nodes", type=int, metavar="N", help="static nodes (default: from the trace)")
+    p.add_argument("--local-nodes", metavar="N|NAMES",
+                   help="static nodes: a number, or (accounting logs) the hosts that were static, as "
+                        "names or patterns (node*,gpu[0-9]), every other host being a former cloud "
+                        "node (default: the log's hosts less those named as cloud instances)")
     p.add_argument("--local-np", type=int, metavar="M", help="cores per static node")
     p.add_argument("--local-mem-mb", type=int, metavar="MIB",
                    help="memory of each static node in MiB (default 0: unknown, never a limit)")
@@ -69,6 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="SWF jobs without a requested time get F x run time (default 2)")
     p.add_argument("--every-period", action="store_true",
                    help="evaluate at every loop_sleep_secs even when nothing changed (slower)")
+    p.add_argument("--queue-name", metavar="Q,R|*",
+                   help="the queues whose jobs count, instead of [Phorque] queue_name ('*': every queue)")
     p.add_argument("--default-queue", metavar="NAME",
                    help="the queue of jobs whose trace names none (SWF queue number -1; default "
                         "none): a section's queues can then name it")
@@ -108,25 +117,34 @@ def detect_format(paths: list[str]) -> str:
 
 
 def load_trace(paths: list[str], fmt: str, window: Window, walltime_factor: float,
-               default_queue: str | None = None) -> Trace:
-    """Read the workload; jobs without a queue get ``default_queue`` when given. Raises OSError
-    or ValueError with a message for the user."""
+               default_queue: str | None = None, static: tuple[str, ...] | None = None) -> Trace:
+    """Read the workload; jobs without a queue get ``default_queue`` when given; ``static``
+    names the hosts of accounting logs that were static nodes. Raises OSError or ValueError with
+    a message for the user."""
     if fmt == "auto":
         fmt = detect_format(paths)
     if fmt == "swf":
         if len(paths) != 1:
             raise ValueError("give one SWF trace at a time")
+        if static is not None:
+            raise ValueError("--local-nodes NAMES needs Torque accounting logs (an SWF trace has no "
+                             "host names): give a number")
         trace = read_swf(paths[0], window, walltime_factor)
     else:
-        trace = read_accounting(paths, window)
+        trace = read_accounting(paths, window, static)
     if default_queue:
         trace = replace(trace, jobs=[j if j.queue else replace(j, queue=default_queue) for j in trace.jobs])
     return trace
 
 
 def _settings(args: argparse.Namespace) -> tuple[ReplaySettings, list[str]]:
-    overrides = {}
-    for name, attr in (("local_nodes", "local_nodes"), ("local_np", "local_np"),
+    overrides: dict = {}
+    count, _ = local_nodes_arg(args.local_nodes)
+    if count is not None:
+        overrides["local_nodes"] = count
+    if args.queue_name is not None:
+        overrides["queues"] = queue_name_arg(args.queue_name)
+    for name, attr in (("local_np", "local_np"),
                        ("scheduler", "scheduler"), ("mode", "mode"), ("loop_sleep", "loop_sleep_secs"),
                        ("mom_delay", "mom_delay_secs"), ("local_mem_mb", "local_mem_mb"),
                        ("local_gpus", "local_gpus")):
@@ -148,10 +166,8 @@ def _settings(args: argparse.Namespace) -> tuple[ReplaySettings, list[str]]:
             overrides["price_per_hour"] = budget_option().parse(args.budget)
         except OptionValueError as exc:
             raise ValueError(f"--budget: {exc}") from None
-    for name in ("local_nodes", "local_np"):
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
+    if args.local_np is not None and args.local_np < 1:
+        raise ValueError("--local-np must be at least 1")
     for name in ("local_mem_mb", "local_gpus"):
         value = getattr(args, name)
         if value is not None and value < 0:
@@ -182,6 +198,52 @@ def _settings(args: argparse.Namespace) -> tuple[ReplaySettings, list[str]]:
     return settings, ordered
 
 
+def local_nodes_arg(text: str | None) -> tuple[int | None, tuple[str, ...] | None]:
+    """``--local-nodes``: ``(count, None)`` for a number, ``(None, patterns)`` for host names or
+    patterns, ``(None, None)`` when not given. Raises ValueError."""
+    if text is None:
+        return None, None
+    text = text.strip()
+    if text.lstrip("+-").isdigit():
+        if int(text) < 1:
+            raise ValueError("--local-nodes must be at least 1")
+        return int(text), None
+    return None, parse_static(text)
+
+
+def queue_name_arg(text: str) -> frozenset[str] | None:
+    """``--queue-name Q,R``, read as ``[Phorque] queue_name`` is (empty or ``*``: every queue)."""
+    return PhorqueSettings(queue_name=text).queues
+
+
+def trust_checks(trace: Trace, settings: ReplaySettings, policies: list[str], args: argparse.Namespace,
+                 err: TextIO) -> None:
+    """Say on ``err`` what would make the replay mislead: hosts of the log set aside as former
+    cloud nodes, and configured queues that match no job. Raises ValueError when no policy
+    could launch an instance for any job of the trace (a replay without cloud use)."""
+    count, named = local_nodes_arg(args.local_nodes)
+    uses_hosts = count is None or args.local_np is None
+    if trace.former_cloud_nodes and uses_hosts:
+        aside = trace.former_cloud_nodes
+        how = "by --local-nodes" if named is not None else "by name (--local-nodes NAMES overrides)"
+        print(f"phorque-replay: {len(aside):,} of the log's {trace.hosts:,} hosts set aside as former cloud "
+              f"nodes, not static ones, {how}:", file=err)
+        for line in describe_set_aside(aside):
+            print(f"  {line}", file=err)
+        if trace.nodes is None and count is None:
+            raise ValueError("every host of the log was set aside as a former cloud node: give "
+                             "--local-nodes N --local-np M, or --local-nodes '*' to count every host "
+                             "as static")
+    check = check_queues((j.queue for j in trace.jobs), settings.queues, settings.clouds,
+                         default_queue_hint=not args.default_queue)
+    for line in check.warnings:
+        print(f"phorque-replay: warning: {line}", file=err)
+    if check.error and any(name not in BASELINES for name in policies):
+        raise ValueError(check.error)
+    if check.error:
+        print(f"phorque-replay: warning: {check.error}", file=err)
+
+
 class _Progress:
     def __init__(self, policy: str, stream):
         self.policy = policy
@@ -207,7 +269,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.default_queue is not None and not args.default_queue.strip():
             raise ValueError("--default-queue: give a queue name")
         trace = load_trace(args.trace, args.format, Window(args.start, args.days), args.walltime_factor,
-                           args.default_queue.strip() if args.default_queue else None)
+                           args.default_queue.strip() if args.default_queue else None,
+                           local_nodes_arg(args.local_nodes)[1])
+        trust_checks(trace, settings, policies, args, sys.stderr)
         local = settings.local_cluster(trace.max_cores, trace.nodes, trace.node_cores)
         made = [settings.make_policy(name) for name in policies]
     except (OSError, ValueError, TypeError, PlotUnavailable) as exc:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from phorque.replay.hosts import some
 from phorque.replay.metrics import ReplayResult
 from phorque.replay.settings import ReplaySettings
 from phorque.replay.trace import Trace
@@ -58,6 +59,10 @@ def describe_setup(trace: Trace, settings: ReplaySettings, local: tuple[int, int
         lines.append(f"spot: {settings.spot_interruptions_per_hour:g} interruptions per instance-hour "
                      f"(seed {settings.seed}); {settings.rerunnable_fraction:.0%} of the jobs rerunnable")
     lines.extend(f"note: {note}" for note in trace.notes)
+    if trace.former_cloud_nodes:
+        aside = trace.former_cloud_nodes
+        lines.append(f"note: {len(aside):,} of the log's {trace.hosts:,} hosts set aside as former cloud nodes: "
+                     f"{some(list(aside), 4)}")
     return lines
 
 
@@ -142,6 +147,8 @@ def json_report(trace: Trace, results: Sequence[ReplayResult], settings: ReplayS
         },
         "results": [r.as_dict() for r in results],
     }
+    if trace.former_cloud_nodes:
+        out["setup"]["former_cloud_nodes"] = dict(trace.former_cloud_nodes)
     if settings.spot:
         out["setup"]["spot"] = {"interruptions_per_hour": settings.spot_interruptions_per_hour,
                                 "seed": settings.seed, "rerunnable_fraction": settings.rerunnable_fraction}

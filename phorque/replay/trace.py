@@ -50,6 +50,10 @@ class Trace:
     node_cores: int | None = None
     problems: Counter[str] = field(default_factory=Counter)
     notes: list[str] = field(default_factory=list)
+    #: Accounting logs: every host seen in ``exec_host``, and those left out of the machine as
+    #: a former burst's cloud nodes (host -> why; :mod:`phorque.replay.hosts`).
+    hosts: int | None = None
+    former_cloud_nodes: dict[str, str] = field(default_factory=dict)
 
     @property
     def bad(self) -> int:
