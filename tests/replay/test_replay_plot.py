@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 
-import pytest
-
 from phorque.replay.metrics import ReplayResult
 from phorque.replay.plot import coinciding, line_styles
 from phorque.replay.trace import DAY
@@ -50,8 +48,7 @@ def test_curves_on_each_other_are_found_and_others_are_not():
 
 
 def test_legend_is_outside_the_axes_and_coinciding_curves_are_told_apart():
-    pytest.importorskip("matplotlib")
-    from phorque.replay.plot import figure
+    from phorque.replay.plot import figure  # matplotlib is in the test extras
 
     results = [result("LocalOnly", QUEUE_A, [0] * 8), result("CostAware", QUEUE_B, LIVE_B),
                result("OnDemand", QUEUE_B, LIVE_B), result("LaunchMax", [0] * 8, [80] * 8)]
