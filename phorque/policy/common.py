@@ -125,13 +125,6 @@ NOT_RERUNNABLE = ("only spot capacity could run it, and it is not rerunnable (qs
                   "interruption would lose its work")
 
 
-def never_fits(job: Job, limits: Limits) -> str | None:
-    """Why ``job`` can never run on this cluster and its clouds (``job X can never run: ...``),
-    or None if it could."""
-    why = never_reason(job, limits)
-    return None if why is None else f"job {job.id} can never run: {why}"
-
-
 def never_reason(job: Job, limits: Limits) -> str | None:
     """What in ``job`` no node or instance there can be holds, or None if it could run."""
     widest = max((c.ppn for c in job.shape if not c.spread), default=0)
@@ -213,14 +206,20 @@ def runnable(view: View, d_notes: list[str]) -> list[Job]:
     ``d_notes`` (up to NOTE_LIMIT, the rest counted)."""
     limits = Limits.of(view)
     out, never = [], 0
+    # What never_reason reads of a job; jobs alike are judged once.
+    judged: dict[tuple, str | None] = {}
     for job in view.queued:
-        why = never_fits(job, limits)
-        if why is None:
+        alike = (job.shape, job.cores, job.queue, job.rerunnable)
+        if alike in judged:
+            reason = judged[alike]
+        else:
+            reason = judged[alike] = never_reason(job, limits)
+        if reason is None:
             out.append(job)
             continue
         never += 1
         if never <= NOTE_LIMIT:
-            d_notes.append(why)
+            d_notes.append(f"job {job.id} can never run: {reason}")
     if never > NOTE_LIMIT:
         d_notes.append(f"... and {never - NOTE_LIMIT} more jobs that can never run")
     return out

@@ -102,6 +102,11 @@ class BinPool:
     counts: dict[Key, int] = field(default_factory=dict)
     named: list[NamedBin] = field(default_factory=list)
     total: int = 0
+    #: Bumped by every change of the pool. A placement that failed fails again, unchanged,
+    #: while the pool and its openers are as they were (a queue of 100,000 jobs of a few
+    #: shapes behind a full cluster costs one trial per shape, not one per job).
+    version: int = 0
+    _failed: dict[tuple, int] = field(default_factory=dict, repr=False)
 
     def add(self, free: int, mem: int = UNLIMITED, gpus: int = 0, properties=()) -> None:
         """A node with ``free`` free cores, ``mem`` MiB of free memory (UNLIMITED when not
@@ -116,17 +121,20 @@ class BinPool:
         if key[0] > 0 and count > 0:
             self.counts[key] = self.counts.get(key, 0) + count
             self.total += key[0] * count
+            self.version += 1
 
     def _put(self, key: Key) -> None:
         if key[0] > 0:
             self.counts[key] = self.counts.get(key, 0) + 1
             self.total += key[0]
+            self.version += 1
 
     def add_named(self, name: str, free: int, mem: int = UNLIMITED, gpus: int = 0, properties=()) -> None:
         if free > 0:
             self.named.append(NamedBin(name, free, mem, gpus,
                                        frozenset(properties) if properties else _NO_PROPS))
             self.total += free
+            self.version += 1
 
     def used_names(self) -> set[str]:
         return {b.name for b in self.named if b.used}
@@ -139,6 +147,10 @@ class BinPool:
         need = sum(c.count * c.ppn for c in chunks)
         if need > self.total + sum(o.room * o.size for o in openers):
             return None  # fails fast: a saturated pool costs nothing per job
+        # The openers are in the key with what each has opened: they change outside the pool.
+        tried = (chunks, money, *((id(o), o.opened, o.limit) for o in openers))
+        if self._failed.get(tried) == self.version:
+            return None
         units = _units(chunks)
         if len(units) > sum(self.counts.values()) + len(self.named) + sum(o.room for o in openers):
             return None  # more distinct nodes than there are bins
@@ -147,8 +159,10 @@ class BinPool:
                 trial.spread(c.count * c.ppn, c.mem_mb, frozenset(c.properties))
                 for c in chunks if c.spread):
             trial.commit(need)
+            self.version += 1
             return {o.name: n for o, n in trial.opened.items() if n}
         trial.rollback()
+        self._failed[tried] = self.version
         return None
 
 

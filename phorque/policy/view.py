@@ -296,6 +296,7 @@ def _held_per_node(shape: tuple[Chunk, ...]) -> tuple[int, int]:
     return max((c.mem_mb for c in parts), default=0), max((c.gpus for c in parts), default=0)
 
 
+@lru_cache(maxsize=1 << 17)
 def _job_order(job_id: str) -> tuple[int, int, str]:
     """Sort key for ids such as ``123.srv`` and ``123[4].srv``: numeric, then array index."""
     head = job_id.split(".", 1)[0]
