@@ -388,8 +388,8 @@ def job_request(resources: Mapping[str, str], request2: str | None = None) -> Re
     """:func:`job_cores`, :func:`job_chunks` and :func:`job_asks` together. A queue of 100,000
     jobs holds a few dozen distinct requests: each is read once, not once per job. A long
     request (a user's own text) is read without being kept."""
-    values = tuple(resources.get(k) for k in REQUEST_KEYS)
-    if sum(len(v) for v in values if v) + len(request2 or "") > CACHED_REQUEST_CHARS:
+    values = tuple(map(resources.get, REQUEST_KEYS))
+    if sum(map(len, filter(None, values))) + len(request2 or "") > CACHED_REQUEST_CHARS:
         return _request.__wrapped__(values, request2)
     return _request(values, request2)
 
