@@ -330,14 +330,19 @@ def _live_cluster(rng: random.Random, t: MemoryTorque, view: ClusterView, reader
     return view
 
 
+def live_cluster(stream, keep_every_record: bool) -> tuple[MemoryTorque, ClusterView, Reader]:
+    seed, steps, lose, dup, shuffle, restart = stream
+    t = MemoryTorque()
+    view, reader = started_view(t)
+    view = _live_cluster(random.Random(seed), t, view, reader, steps, 0.0 if keep_every_record else lose,
+                         dup, shuffle, restart, check_ended=keep_every_record)
+    return t, view, reader
+
+
 @settings(max_examples=60, deadline=None)
 @given(streams())
 def test_the_view_equals_a_full_read_after_reconciliation(stream):
-    seed, steps, lose, dup, shuffle, restart = stream
-    rng = random.Random(seed)
-    t = MemoryTorque()
-    view, reader = started_view(t)
-    view = _live_cluster(rng, t, view, reader, steps, lose, dup, shuffle, restart, check_ended=False)
+    t, view, reader = live_cluster(stream, keep_every_record=False)
     got = view.refresh(reader, 10_000.0, full=True)
     assert by_id(got.jobs) == truth(t)
     assert {n.name: n for n in got.nodes} == t.nodes
@@ -348,10 +353,6 @@ def test_the_view_equals_a_full_read_after_reconciliation(stream):
 @settings(max_examples=60, deadline=None)
 @given(streams())
 def test_with_every_record_delivered_the_view_never_holds_an_ended_job_as_queued(stream):
-    seed, steps, _lose, dup, shuffle, restart = stream
-    rng = random.Random(seed)
-    t = MemoryTorque()
-    view, reader = started_view(t)
-    view = _live_cluster(rng, t, view, reader, steps, 0.0, dup, shuffle, restart, check_ended=True)
+    t, view, reader = live_cluster(stream, keep_every_record=True)
     # Nothing lost: the incremental view alone already equals Torque.
     assert by_id(view.refresh(reader, 10_000.0).jobs) == truth(t)
