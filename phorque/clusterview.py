@@ -206,9 +206,11 @@ class ClusterView:
             self._pending.all_nodes = True
 
     def invalidate(self) -> None:
-        """The next refresh must be a full read (records were lost, the watcher restarted)."""
+        """The next refresh must be a full read (records were lost, the watcher restarted), and
+        nothing pending is kept until then (the full read has it all)."""
         with self._lock:
             self._valid = False
+            self._pending = _Pending()
 
     # -- reading (the daemon's thread) ---------------------------------------------------------
     def refresh(self, torque: TorqueReader, now: float, full: bool = False) -> Refreshed:

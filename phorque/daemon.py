@@ -234,7 +234,10 @@ class Daemon:
     def _live_view(self) -> ClusterView | None:
         """The view, when the watcher follows both the accounting log and the jobs directory;
         else None (what it misses would go unseen until the next reconciliation)."""
-        if self.view is None or self.watcher is None or not self.watcher.watching_all:
+        if self.view is None:
+            return None
+        if self.watcher is None or not self.watcher.watching_all:
+            self.view.invalidate()  # nothing is kept for a view that is not used
             return None
         return self.view
 
@@ -272,6 +275,10 @@ class Daemon:
         if ev.unchanged:
             self.reads["unchanged"] += 1
             log.debug("%s: nothing changed in Torque; no evaluation", why)
+            try:
+                self.state.set_daemon(reads=dict(self.reads))
+            except PhorqueError as exc:
+                log.warning("cannot record the reads in the state: %s", exc)
             return ev
         self.evaluations += 1
         n = self.evaluations
@@ -388,9 +395,11 @@ class Daemon:
                 if fired.total >= RATE_LOG_THRESHOLD:
                     log.info("rate limit: %d triggers gathered into one evaluation (at most one per "
                              "%.1f s)", fired.total, MIN_EVALUATION_INTERVAL_SECS)
-                # The whole queue is read at start, at each reconciliation, after a reload and
-                # when retrying: the live view is then (re)built, and what it got wrong is logged.
-                full = first or sweep or reloaded or retry > 0
+                # The whole queue is read at start, at each reconciliation, after a reload, when
+                # retrying and when asked by hand: the live view is then (re)built, and what it
+                # got wrong is logged.
+                # phorque-evaluate is an administrator's "look now": at everything.
+                full = first or sweep or reloaded or retry > 0 or "phorque-evaluate" in fired.reasons
                 ev = self.evaluate(fired, why, full=full, may_skip=not wake_due)
                 settled = time.monotonic()
                 if ev is not None and ev.unchanged:

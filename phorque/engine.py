@@ -199,8 +199,17 @@ class Engine:
         clouds = self.read_clouds(now, self._health_records(), record_errors=save)
         previous = self.state.owned()
         changed = observe(now, clouds, nodes, previous)
-        if self.view is not None and changed:
-            self.view.nodes_changed(o.node for o in changed)
+        stale = {o.node for o in changed if o.node}
+        if self.view is not None and not read.full and stale:
+            # An instance changed (came up, went away, was taken back): its node is read again
+            # now, as a full read would have, before anything is concluded about it.
+            self.view.nodes_changed(stale)
+            try:
+                read = self.view.refresh(self.torque, now)
+            except TorqueError as exc:
+                raise TransientError(f"Torque could not be read, nothing decided: {exc}") from exc
+            jobs, nodes = read.jobs, read.nodes
+            changed = observe(now, clouds, nodes, previous)
         if save:
             self._report_lost(previous, changed)
         clouds = with_vanished_spot(clouds, previous, changed)

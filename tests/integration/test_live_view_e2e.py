@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 from tests.integration.kit import conf_text, wait_until
 from tests.integration.test_daemon_e2e import desired, start_daemon  # noqa: F401 (fixture)
@@ -34,6 +35,15 @@ def test_a_submit_is_answered_from_what_changed_without_a_full_read(
     got = reads(conf)
     assert got["full"] == 1 and got["incremental"] >= 1, got
     assert "accounting Q" in daemon.text() or "job file queued" in daemon.text()
+    # A job file of no job Torque knows is a file event that changes nothing: no cloud is read,
+    # nothing is decided, and it is not counted as an evaluation.
+    wait_until(lambda: "(job file queued)" in daemon.text() or "(accounting Q)" in daemon.text(), 30,
+               "the submit's evaluation to be logged")
+    answered = daemon.text().count("(job file queued)")
+    stray = Path(sandbox.layout.jobs) / "999999.srv.test.JB"
+    stray.write_text("")
+    wait_until(lambda: reads(conf).get("unchanged", 0) >= 1, 60, "the stray job file to be looked at")
+    assert daemon.text().count("(job file queued)") == answered, daemon.text()
     assert daemon.stop() == 0
 
 
