@@ -220,6 +220,9 @@ class InstanceState(StrEnum):
         return self in (InstanceState.REQUESTED, InstanceState.PENDING, InstanceState.RUNNING)
 
 
+_VALID_STATES = (InstanceState.REQUESTED, InstanceState.PENDING, InstanceState.RUNNING)
+
+
 @dataclass(frozen=True, slots=True)
 class Instance:
     """An instance of a Phorque group, as the auto-scaling service and EC2 describe it."""
@@ -300,6 +303,9 @@ class CloudState:
     launch_failure: LaunchFailure | None = None
     #: Spot capacity: launched only for jobs that can take an interruption (see ``takes``).
     spot: bool = False
+    #: ``valid_instances``, derived once per value (policies ask it many times per evaluation,
+    #: and the replay keeps a group's value until the group changes). Not a field of the data.
+    _valid: tuple[Instance, ...] | None = field(default=None, init=False, repr=False, compare=False)
 
     def serves(self, queue: str) -> bool:
         return self.queues is None or queue in self.queues
@@ -321,7 +327,11 @@ class CloudState:
 
     @property
     def valid_instances(self) -> tuple[Instance, ...]:
-        return tuple(i for i in self.instances if i.state.is_valid)
+        valid = self._valid
+        if valid is None:
+            valid = tuple(i for i in self.instances if i.state in _VALID_STATES)
+            object.__setattr__(self, "_valid", valid)
+        return valid
 
     @property
     def capacity(self) -> int:

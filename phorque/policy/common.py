@@ -6,14 +6,13 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cached_property
 
 from phorque import plan as p
 from phorque.model import DOWN, FREE, SPOT_PROPERTY, CloudState, Job, asks_spot, spot_job
 from phorque.policy.base import NOTE_LIMIT
 from phorque.policy.lifecycle import Lifecycle
 from phorque.policy.packing import Key, holds, offer_key
-from phorque.policy.view import CloudNode, View
+from phorque.policy.view import CloudNode, View, cached_property
 
 
 def retire(cn: CloudNode, reason: str) -> list[p.Action]:
@@ -29,9 +28,7 @@ def retire(cn: CloudNode, reason: str) -> list[p.Action]:
 def idle_nodes(view: View, life: Lifecycle) -> list[CloudNode]:
     """Phorque's joined nodes that are up, idle, not draining and not an administrator's."""
     return [cn for cn in view.cloud_nodes
-            if cn.node is not None and not cn.node.is_down and cn.node.is_idle
-            and not cn.node.is_offline and cn.instance.id not in life.handled
-            and cn.node.name not in life.handled]
+            if cn.idle_up and cn.instance.id not in life.handled and cn.node.name not in life.handled]
 
 
 def draining_nodes(view: View, life: Lifecycle) -> list[CloudNode]:

@@ -365,7 +365,8 @@ class CostAware(Policy):
                 for host in hosts:
                     free[host] = min(view.nodes_by_name[host].np, free[host] + share)
         for name, cores in free.items():
-            pool.add(*view.free_shape(view.nodes_by_name[name], cores))
+            if cores > 0:  # the pool takes no bin without a free core
+                pool.add(*view.free_shape(view.nodes_by_name[name], cores))
         for cloud in view.known_clouds:
             pending = view.pending_count(cloud)
             if pending:

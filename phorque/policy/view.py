@@ -12,8 +12,8 @@ offline by an administrator and is left alone, whatever stage the state store re
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from functools import cached_property, lru_cache
+from dataclasses import dataclass, field
+from functools import lru_cache
 
 from phorque.model import (
     NOTE_MARK,
@@ -26,8 +26,29 @@ from phorque.model import (
     Node,
     Owned,
     Snapshot,
+    Stage,
 )
 from phorque.policy.packing import UNLIMITED
+
+
+class cached_property:  # noqa: N801 (named as the functools one it replaces)
+    """``functools.cached_property`` without its lock (Python 3.11 takes one at every first
+    read): a View is read by one thread, and the replay builds one per evaluation, hundreds of
+    thousands of times. The value is computed at the first read and kept in the instance."""
+
+    def __init__(self, func):
+        self.func = func
+        self.name = func.__name__
+        self.__doc__ = func.__doc__
+
+    def __set_name__(self, owner, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj, cls=None):
+        if obj is None:
+            return self
+        value = obj.__dict__[self.name] = self.func(obj)
+        return value
 
 #: The note Phorque puts on a node it is draining (after :data:`NOTE_MARK`).
 DRAIN_WORD = "draining"
@@ -48,12 +69,36 @@ def is_drain_note(note: str) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class CloudNode:
-    """A Phorque instance and what Torque knows of it (``node`` is None until it joined)."""
+    """A Phorque instance and what Torque knows of it (``node`` is None until it joined).
+
+    The flags below are derived once per value: the lifecycle rules and the policies ask them of
+    every instance at every evaluation, and a :class:`ViewMemo` hands the same value to the
+    next evaluation while its instance, node, record and cloud are the same.
+    """
 
     cloud: CloudState
     instance: Instance
     node: Node | None
     owned: Owned | None
+    #: Phorque has offlined it: offline with Phorque's draining note. A draining stage in the
+    #: state store is not enough: an administrator may have offlined the node with a note of
+    #: their own since (or while Phorque was down), and their offline wins.
+    draining: bool = field(init=False, repr=False, compare=False)
+    #: Joined, up, idle and not offline.
+    idle_up: bool = field(init=False, repr=False, compare=False)
+    #: Joined, not offline, up or busy, neither failed nor being terminated: none of the
+    #: lifecycle's instance rules has anything to do.
+    settled: bool = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        node, inst, owned = self.node, self.instance, self.owned
+        offline = node is not None and node.is_offline
+        object.__setattr__(self, "draining", offline and is_drain_note(node.note))
+        up = node is not None and not node.is_down
+        object.__setattr__(self, "idle_up", up and node.is_idle and not offline)
+        object.__setattr__(self, "settled", (
+            node is not None and bool(inst.id) and not offline and inst.state != InstanceState.FAILED
+            and (owned is None or owned.stage != Stage.TERMINATING) and (up or not node.is_idle)))
 
     @property
     def name(self) -> str | None:
@@ -63,13 +108,6 @@ class CloudNode:
     def is_up(self) -> bool:
         """Joined and usable or busy: it counts as cluster capacity."""
         return self.node is not None and not self.node.is_down
-
-    @property
-    def draining(self) -> bool:
-        """Phorque has offlined it: offline with Phorque's draining note. A draining stage in the
-        state store is not enough: an administrator may have offlined the node with a note of
-        their own since (or while Phorque was down), and their offline wins."""
-        return self.node is not None and self.node.is_offline and is_drain_note(self.node.note)
 
     @property
     def admin_offline(self) -> bool:
@@ -96,12 +134,27 @@ class CloudNode:
         return period - (self.age(now) % period)
 
 
+class ViewMemo:
+    """What one view hands to the next (a policy keeps one): the cloud nodes it built, reused
+    while their instance, node, record and cloud are the very same values. Snapshots are made
+    of immutable values, so the same values give the same cloud node: the memo never changes
+    a result, it only spares rebuilding what did not change (the replay simulator keeps every
+    value that did not change from one snapshot to the next; the daemon reads everything
+    afresh, and the memo then only costs a lookup)."""
+
+    __slots__ = ("cloud_nodes",)
+
+    def __init__(self) -> None:
+        self.cloud_nodes: dict[str, CloudNode] = {}
+
+
 @dataclass
 class View:
     """Derived, read-only facts about one snapshot."""
 
     snapshot: Snapshot
     queues: frozenset[str] | None = None
+    memo: ViewMemo | None = None
 
     @property
     def now(self) -> float:
@@ -130,7 +183,8 @@ class View:
     def refused(self) -> tuple[Job, ...]:
         """Queued jobs pbs_server refuses to start on any node (see ``Job.refused_by_server``):
         no instance is launched for them, and the plan names them."""
-        return tuple(j for j in self.jobs if j.is_queued and j.refused_by_server is not None)
+        # Only a job with a comment can be refused: most are skipped at the first test.
+        return tuple(j for j in self.jobs if j.comment and j.is_queued and j.refused_by_server is not None)
 
     @cached_property
     def running(self) -> tuple[Job, ...]:
@@ -153,14 +207,25 @@ class View:
     def cloud_nodes(self) -> tuple[CloudNode, ...]:
         """Every live instance of Phorque's groups, joined with its Torque node if any."""
         out = []
+        owned_by, nodes = self.owned_by_instance, self.nodes_by_name
+        before: dict[str, CloudNode] = self.memo.cloud_nodes if self.memo is not None else {}
+        built: dict[str, CloudNode] = {}
+        gone = InstanceState.GONE
         for cloud in self.known_clouds:
             for inst in cloud.instances:
-                if inst.state == InstanceState.GONE:
+                if inst.state == gone:
                     continue
-                owned = self.owned_by_instance.get(inst.id)
+                owned = owned_by.get(inst.id)
                 name = inst.node_name or (owned.node if owned else None)
-                node = self.nodes_by_name.get(name) if name else None
-                out.append(CloudNode(cloud, inst, node, owned))
+                node = nodes.get(name) if name else None
+                cn = before.get(inst.id)
+                if cn is None or cn.instance is not inst or cn.node is not node or cn.owned is not owned \
+                        or cn.cloud is not cloud:
+                    cn = CloudNode(cloud, inst, node, owned)
+                built[inst.id] = cn
+                out.append(cn)
+        if self.memo is not None:
+            self.memo.cloud_nodes = built
         return tuple(out)
 
     @cached_property
@@ -187,8 +252,10 @@ class View:
     @cached_property
     def unowned_marked(self) -> tuple[Node, ...]:
         """Nodes with a ``phorque:`` note that Phorque has no record of: reported, not touched."""
+        owned = self.owned_node_names
+        # A node without a note (most static nodes) is not marked: skip it at once.
         return tuple(n for n in self.snapshot.nodes
-                     if n.marked_by_phorque and n.name not in self.owned_node_names)
+                     if n.note and n.marked_by_phorque and n.name not in owned)
 
     def is_owned(self, node_name: str) -> bool:
         return node_name in self.owned_node_names
@@ -259,10 +326,24 @@ class View:
         return (free_cores, mem if mem == UNLIMITED else max(0, mem - held[0]),
                 max(0, gpus - held[1]), props)
 
+    @cached_property
+    def _as_nodes(self) -> dict[str, int]:
+        """Per cloud, its live instances that are Torque nodes (one pass for every cloud)."""
+        out: dict[str, int] = {}
+        for cn in self.cloud_nodes:
+            if cn.node is not None:
+                name = cn.cloud.name
+                out[name] = out.get(name, 0) + 1
+        return out
+
+    @cached_property
+    def clouds_with_down_nodes(self) -> frozenset[str]:
+        """Clouds with a live instance whose Torque node is down (booting, or its mom gone)."""
+        return frozenset(cn.cloud.name for cn in self.cloud_nodes if cn.node is not None and cn.node.is_down)
+
     def pending_count(self, cloud: CloudState) -> int:
         """Instances asked for or starting that are not yet Torque nodes."""
-        as_nodes = sum(1 for cn in self.cloud_nodes if cn.cloud.name == cloud.name and cn.node is not None)
-        return max(0, cloud.capacity - as_nodes)
+        return max(0, cloud.capacity - self._as_nodes.get(cloud.name, 0))
 
     @cached_property
     def pending_cores(self) -> int:
