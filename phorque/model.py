@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import lru_cache
 from types import MappingProxyType
 from typing import Any, NewType
 
@@ -145,7 +146,14 @@ class Job:
     @property
     def shape(self) -> tuple[Chunk, ...]:
         """The node shape to pack: the chunks, or ``cores`` single cores when none are given."""
-        return self.chunks or (Chunk(count=self.cores, ppn=1, spread=True),)
+        return self.chunks or _spread_shape(self.cores)
+
+
+@lru_cache(maxsize=4096)
+def _spread_shape(cores: int) -> tuple[Chunk, ...]:
+    """``cores`` single cores anywhere (one value per size: policies ask every job's shape at
+    every evaluation)."""
+    return (Chunk(count=cores, ppn=1, spread=True),)
 
 
 # One set test each instead of a chain of properties: policies ask these of every node at every

@@ -208,9 +208,12 @@ def asks_shape(job: Job) -> bool:
 def runnable(view: View, d_notes: list[str]) -> list[Job]:
     """The queued jobs some static node or cloud could ever run; the others are named in
     ``d_notes`` (up to NOTE_LIMIT, the rest counted)."""
+    queued = view.queued
+    if not queued:
+        return []
     limits = Limits.of(view)
     out, never = [], 0
-    for job in view.queued:
+    for job in queued:
         why = never_fits(job, limits)
         if why is None:
             out.append(job)

@@ -304,8 +304,8 @@ class View:
         a job, the largest per-node ask of its parts (Torque does not say which part is where)."""
         out: dict[str, tuple[int, int]] = {}
         for job in self.running:
-            if not job.exec_hosts:
-                continue
+            if not job.exec_hosts or not (job.chunks or job.mem_mb):
+                continue  # cores anywhere, no memory asked: it holds nothing but cores
             mem, gpus = _held_per_node(job.shape)
             if not mem and job.mem_mb:
                 mem = -(-job.mem_mb // len(job.exec_hosts))
