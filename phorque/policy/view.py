@@ -135,17 +135,29 @@ class CloudNode:
 
 
 class ViewMemo:
-    """What one view hands to the next (a policy keeps one): the cloud nodes it built, reused
-    while their instance, node, record and cloud are the very same values. Snapshots are made
-    of immutable values, so the same values give the same cloud node: the memo never changes
-    a result, it only spares rebuilding what did not change (the replay simulator keeps every
-    value that did not change from one snapshot to the next; the daemon reads everything
-    afresh, and the memo then only costs a lookup)."""
+    """What one view hands to the next (a policy keeps one), so that what did not change is
+    not derived again: the cloud nodes it built, reused while their instance, node, record and
+    cloud are the very same values; and the facts that follow from the snapshot's structure
+    alone (which instances, records and node names there are), reused while the next
+    snapshot has the same clouds and records (the same values) and the same node names.
 
-    __slots__ = ("cloud_nodes",)
+    Snapshots are made of immutable values, so the same values give the same facts: the memo
+    never changes a result, it only spares rebuilding what did not change. The replay
+    simulator hands every value that did not change from one snapshot to the next; the daemon
+    reads everything afresh, and the memo then only costs the comparison."""
+
+    __slots__ = ("cloud_nodes", "clouds", "owned", "recorded", "names", "facts")
 
     def __init__(self) -> None:
         self.cloud_nodes: dict[str, CloudNode] = {}
+        self.clouds: tuple[CloudState, ...] = ()
+        self.owned: tuple[Owned, ...] | None = None
+        self.recorded: frozenset[str] | None = None
+        self.names: object = None
+        self.facts: dict[str, object] = {}
+
+
+_MISSING = object()
 
 
 @dataclass
@@ -204,9 +216,60 @@ class View:
         return tuple(c for c in self.snapshot.clouds if c.health != Health.UNREACHABLE)
 
     @cached_property
+    def _facts(self) -> dict[str, object] | None:
+        """The memo's structural facts when this snapshot has the structure of the one before
+        (the same clouds and records, the same node names); else a fresh dict the memo keeps
+        for the next view. None without a memo."""
+        memo = self.memo
+        if memo is None:
+            return None
+        snap, names = self.snapshot, self.nodes_by_name.keys()
+        if not (snap.owned is memo.owned and snap.recorded_nodes is memo.recorded
+                and len(snap.clouds) == len(memo.clouds)
+                and all(a is b for a, b in zip(snap.clouds, memo.clouds, strict=True))
+                and names == memo.names):
+            memo.clouds, memo.owned, memo.recorded, memo.names = snap.clouds, snap.owned, snap.recorded_nodes, names
+            memo.facts = {}
+        return memo.facts
+
+    def _structural(self, name: str, derive):
+        """``derive()``, or what it gave for a snapshot of the same structure."""
+        facts = self._facts
+        if facts is None:
+            return derive()
+        value = facts.get(name, _MISSING)
+        if value is _MISSING:
+            value = facts[name] = derive()
+        return value
+
+    @cached_property
     def cloud_nodes(self) -> tuple[CloudNode, ...]:
         """Every live instance of Phorque's groups, joined with its Torque node if any."""
+        facts = self._facts
+        known = facts.get("cloud_nodes") if facts is not None else None
+        if known is not None:
+            # The same instances and records: only their nodes may be other values now.
+            names, before = known
+            nodes = self.nodes_by_name
+            out = None
+            for k, name in enumerate(names):
+                node = nodes.get(name) if name else None
+                cn = before[k]
+                if node is not cn.node:
+                    if out is None:
+                        out = list(before)
+                    out[k] = CloudNode(cn.cloud, cn.instance, node, cn.owned)
+            result = before if out is None else tuple(out)
+            facts["cloud_nodes"] = (names, result)
+            return result
+        result, names = self._build_cloud_nodes()
+        if facts is not None:
+            facts["cloud_nodes"] = (names, result)
+        return result
+
+    def _build_cloud_nodes(self) -> tuple[tuple[CloudNode, ...], list[str | None]]:
         out = []
+        names: list[str | None] = []
         owned_by, nodes = self.owned_by_instance, self.nodes_by_name
         before: dict[str, CloudNode] = self.memo.cloud_nodes if self.memo is not None else {}
         built: dict[str, CloudNode] = {}
@@ -224,9 +287,10 @@ class View:
                     cn = CloudNode(cloud, inst, node, owned)
                 built[inst.id] = cn
                 out.append(cn)
+                names.append(name)
         if self.memo is not None:
             self.memo.cloud_nodes = built
-        return tuple(out)
+        return tuple(out), names
 
     @cached_property
     def interrupted(self) -> tuple[tuple[CloudState, Instance, Node | None], ...]:
@@ -242,9 +306,18 @@ class View:
         return tuple(out)
 
     @cached_property
+    def joined_names(self) -> frozenset[str]:
+        """Torque nodes of live instances of Phorque's groups."""
+        return self._structural("joined_names", lambda: frozenset(
+            cn.node.name for cn in self.cloud_nodes if cn.node is not None))
+
+    @cached_property
     def owned_node_names(self) -> frozenset[str]:
         """Torque nodes that are Phorque's: live instances' names and the state's records."""
-        names = {cn.node.name for cn in self.cloud_nodes if cn.node is not None}
+        return self._structural("owned_node_names", self._owned_node_names)
+
+    def _owned_node_names(self) -> frozenset[str]:
+        names = set(self.joined_names)
         names.update(o.node for o in self.snapshot.owned if o.node and o.stage.is_live)
         names.update(self.snapshot.recorded_nodes)
         return frozenset(n for n in names if n in self.nodes_by_name)
@@ -267,7 +340,10 @@ class View:
     @cached_property
     def orphan_nodes(self) -> tuple[Node, ...]:
         """Phorque's nodes whose instance is not a live member of any (readable) group."""
-        live = {cn.node.name for cn in self.cloud_nodes if cn.node is not None}
+        return tuple(self.nodes_by_name[name] for name in self._structural("orphans", self._orphan_names))
+
+    def _orphan_names(self) -> tuple[str, ...]:
+        live = self.joined_names
         unknown_clouds = {c.name for c in self.snapshot.clouds if c.health == Health.UNREACHABLE}
         configured = {c.name for c in self.snapshot.clouds}
         out = []
@@ -279,7 +355,7 @@ class View:
                 continue
             if owner is None and unknown_clouds:
                 continue
-            out.append(self.nodes_by_name[name])
+            out.append(name)
         return tuple(out)
 
     # -- capacity ------------------------------------------------------------------------
@@ -329,6 +405,9 @@ class View:
     @cached_property
     def _as_nodes(self) -> dict[str, int]:
         """Per cloud, its live instances that are Torque nodes (one pass for every cloud)."""
+        return self._structural("as_nodes", self._count_as_nodes)
+
+    def _count_as_nodes(self) -> dict[str, int]:
         out: dict[str, int] = {}
         for cn in self.cloud_nodes:
             if cn.node is not None:
