@@ -226,6 +226,9 @@ def runnable(view: View, d_notes: list[str]) -> list[Job]:
     return out
 
 
+_FREE_ONLY = frozenset({FREE})
+
+
 @dataclass
 class Fit:
     """Which jobs each cloud can run, and which capacity is of use to a set of jobs, without
@@ -257,13 +260,13 @@ class Fit:
         of ``jobs`` by memory, GPUs and properties."""
         view = self.view
         if not any(asks_shape(j) for j in jobs):
-            free = sum(n.np for n in view.snapshot.nodes if n.state == frozenset({FREE}))
+            free = sum(n.np for n in view.snapshot.nodes if n.state == _FREE_ONLY)
             down = sum(n.np for n in view.snapshot.nodes if DOWN in n.state)
             return free, view.pending_cores, down
         of_use = self.of_use(jobs)
         free = down = 0
         for node in view.snapshot.nodes:
-            if node.state != frozenset({FREE}) and DOWN not in node.state:
+            if node.state != _FREE_ONLY and DOWN not in node.state:
                 continue
             mem, gpus, props = view.node_shapes[node.name]
             if of_use(offer_key(node.np, mem, gpus, props)):

@@ -185,9 +185,11 @@ class View:
         qstat and pbsnodes are two reads: a job that started between them is queued in the one
         and on a node in the other. It is running, and needs no new instance.
         """
+        queued = [j for j in self.jobs if j.is_queued]
+        if not queued:
+            return ()  # most evaluations: the scheduler started every job it could
         started = {job for node in self.snapshot.nodes for job in node.jobs}
-        queued = [j for j in self.jobs if j.is_queued and j.id not in started
-                  and j.refused_by_server is None]
+        queued = [j for j in queued if j.id not in started and j.refused_by_server is None]
         queued.sort(key=lambda j: (j.queued_at if j.queued_at is not None else math.inf, _job_order(j.id)))
         return tuple(queued)
 
@@ -298,9 +300,7 @@ class View:
         still listed."""
         out = []
         for cloud in self.known_clouds:
-            for inst in cloud.instances:
-                if inst.state != InstanceState.GONE or not inst.interruption:
-                    continue
+            for inst in cloud.interrupted:
                 name = self.snapshot.gone_nodes.get(inst.id) or inst.node_name
                 out.append((cloud, inst, self.nodes_by_name.get(name) if name else None))
         return tuple(out)
@@ -328,7 +328,7 @@ class View:
         owned = self.owned_node_names
         # A node without a note (most static nodes) is not marked: skip it at once.
         return tuple(n for n in self.snapshot.nodes
-                     if n.note and n.marked_by_phorque and n.name not in owned)
+                     if n.note and n.name not in owned and n.marked_by_phorque)
 
     def is_owned(self, node_name: str) -> bool:
         return node_name in self.owned_node_names
