@@ -26,6 +26,9 @@ import time
 
 from _harness import Rig, Sampler, TorqueRig, evaluation_seconds, percentile
 
+#: The first trigger after a quiet moment is evaluated at once (no event_delay_secs wait).
+TARGET_P99_SECS = 0.3
+
 
 def measure(rig: Rig, *, watch: bool, jobs: int, spread: float, seed: int) -> tuple[list[float], list[float]]:
     """The reaction to each job, and the duration of each evaluation of the daemon meanwhile."""
@@ -94,9 +97,11 @@ def main() -> None:
     if real[0]:
         print(_row("events, real Torque 6.1.3", real))
     print(_row("polling (baseline), sandbox", slow))
-    print(f"p99 speed-up: {percentile(slow[0], 99) / percentile(fast[0], 99):.0f}x; target p99 < 1 s: "
-          f"{'met' if percentile(fast[0], 99) < 1 else 'NOT met'}"
-          + (f" (sandbox), {'met' if percentile(real[0], 99) < 1 else 'NOT met'} (real Torque)" if real[0] else ""))
+    target = TARGET_P99_SECS
+    print(f"p99 speed-up: {percentile(slow[0], 99) / percentile(fast[0], 99):.0f}x; target p99 < {target:g} s "
+          f"(quiet machine): {'met' if percentile(fast[0], 99) < target else 'NOT met'}"
+          + (f" (sandbox), {'met' if percentile(real[0], 99) < target else 'NOT met'} (real Torque)"
+             if real[0] else ""))
 
 
 if __name__ == "__main__":

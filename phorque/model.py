@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import lru_cache
 from types import MappingProxyType
 from typing import Any, NewType
 
@@ -145,7 +146,14 @@ class Job:
     @property
     def shape(self) -> tuple[Chunk, ...]:
         """The node shape to pack: the chunks, or ``cores`` single cores when none are given."""
-        return self.chunks or (Chunk(count=self.cores, ppn=1, spread=True),)
+        return self.chunks or _spread_shape(self.cores)
+
+
+@lru_cache(maxsize=4096)
+def _spread_shape(cores: int) -> tuple[Chunk, ...]:
+    """``cores`` single cores anywhere (one value per size: policies ask every job's shape at
+    every evaluation)."""
+    return (Chunk(count=cores, ppn=1, spread=True),)
 
 
 # One set test each instead of a chain of properties: policies ask these of every node at every
@@ -168,10 +176,25 @@ class Node:
     #: ``physmem`` of the mom's status in MiB (0: not reported), and the node's ``gpus``.
     mem_mb: int = 0
     gpus: int = 0
+    # Derived once per value, not fields of the data: policies ask them of every node at every
+    # evaluation, and the replay simulator keeps a node's value until the node changes.
+    #: Down or state-unknown.
+    is_down: bool = field(init=False, repr=False, compare=False)
+    #: Can the scheduler start a job here (up and not offline)?
+    is_usable: bool = field(init=False, repr=False, compare=False)
+    #: No job, no used slot, not job-exclusive (Torque 2.x can say job-exclusive and list no
+    #: job: the node is taken all the same).
+    is_idle: bool = field(init=False, repr=False, compare=False)
+    #: Cores a job could start on now (0 when unusable or full).
+    free_cores: int = field(init=False, repr=False, compare=False)
 
-    @property
-    def is_down(self) -> bool:
-        return DOWN in self.state or STATE_UNKNOWN in self.state
+    def __post_init__(self) -> None:
+        state = self.state
+        object.__setattr__(self, "is_down", DOWN in state or STATE_UNKNOWN in state)
+        object.__setattr__(self, "is_usable", state.isdisjoint(_UNUSABLE))
+        object.__setattr__(self, "is_idle", not self.jobs and self.used_slots == 0 and JOB_EXCLUSIVE not in state)
+        object.__setattr__(self, "free_cores", max(0, self.np - self.used_slots)
+                           if state.isdisjoint(_NO_FREE_CORES) else 0)
 
     @property
     def is_offline(self) -> bool:
@@ -181,22 +204,6 @@ class Node:
     def is_new(self) -> bool:
         """Just created: offline by Torque itself until its moms know it (``MOM-list-not-sent``)."""
         return MOM_LIST_NOT_SENT in self.state
-
-    @property
-    def is_usable(self) -> bool:
-        """Can the scheduler start a job here (up and not offline)?"""
-        return self.state.isdisjoint(_UNUSABLE)
-
-    @property
-    def is_idle(self) -> bool:
-        # Torque 2.x can say job-exclusive and list no job: the node is taken all the same.
-        return not self.jobs and self.used_slots == 0 and JOB_EXCLUSIVE not in self.state
-
-    @property
-    def free_cores(self) -> int:
-        if not self.state.isdisjoint(_NO_FREE_CORES):
-            return 0
-        return max(0, self.np - self.used_slots)
 
     @property
     def marked_by_phorque(self) -> bool:
@@ -218,6 +225,9 @@ class InstanceState(StrEnum):
     def is_valid(self) -> bool:
         """Counts against capacity (the original's "valid": pending or running)."""
         return self in (InstanceState.REQUESTED, InstanceState.PENDING, InstanceState.RUNNING)
+
+
+_VALID_STATES = (InstanceState.REQUESTED, InstanceState.PENDING, InstanceState.RUNNING)
 
 
 @dataclass(frozen=True, slots=True)
@@ -300,6 +310,10 @@ class CloudState:
     launch_failure: LaunchFailure | None = None
     #: Spot capacity: launched only for jobs that can take an interruption (see ``takes``).
     spot: bool = False
+    #: ``valid_instances``, derived once per value (policies ask it many times per evaluation,
+    #: and the replay keeps a group's value until the group changes). Not a field of the data.
+    _valid: tuple[Instance, ...] | None = field(default=None, init=False, repr=False, compare=False)
+    _interrupted: tuple[Instance, ...] | None = field(default=None, init=False, repr=False, compare=False)
 
     def serves(self, queue: str) -> bool:
         return self.queues is None or queue in self.queues
@@ -321,7 +335,20 @@ class CloudState:
 
     @property
     def valid_instances(self) -> tuple[Instance, ...]:
-        return tuple(i for i in self.instances if i.state.is_valid)
+        valid = self._valid
+        if valid is None:
+            valid = tuple(i for i in self.instances if i.state in _VALID_STATES)
+            object.__setattr__(self, "_valid", valid)
+        return valid
+
+    @property
+    def interrupted(self) -> tuple[Instance, ...]:
+        """Instances the cloud took back (gone, with the cloud's reason), derived once per value."""
+        out = self._interrupted
+        if out is None:
+            out = tuple(i for i in self.instances if i.state == InstanceState.GONE and i.interruption)
+            object.__setattr__(self, "_interrupted", out)
+        return out
 
     @property
     def capacity(self) -> int:

@@ -30,7 +30,8 @@ def _observe_one(now: float, rec: Owned, state: InstanceState, node: Node | None
             return replace(rec, down_since=rec.down_since if rec.down_since is not None else now)
         stage = Stage.REQUESTED if state == InstanceState.REQUESTED else Stage.BOOTING
         return replace(rec, stage=stage, idle_since=None)
-    rec = replace(rec, node=node.name)
+    if rec.node != node.name:
+        rec = replace(rec, node=node.name)
     if node.is_down:
         if rec.joined_at is None:
             return rec if rec.stage in _HELD else replace(rec, stage=Stage.BOOTING)

@@ -15,7 +15,7 @@ from phorque.model import Snapshot
 from phorque.options import Option
 from phorque.plan import Action, Kind, Plan
 from phorque.policy.lifecycle import Lifecycle, boot_poll_secs, lifecycle
-from phorque.policy.view import View
+from phorque.policy.view import View, ViewMemo
 
 #: How many "this job can never run" notes a plan carries; the rest are counted.
 NOTE_LIMIT = 20
@@ -67,13 +67,15 @@ class Policy(ABC):
             raise TypeError(f"{type(self).__name__}: unknown option(s) {', '.join(sorted(unknown))}")
         self.options = {name: spec.default for name, spec in self.OPTIONS.items()}
         self.options.update(options)
+        # Derived facts one evaluation hands to the next while they still hold (never a result).
+        self._memo = ViewMemo()
 
     @property
     def name(self) -> str:
         return type(self).__name__
 
     def plan(self, snapshot: Snapshot) -> Plan:
-        view = View(snapshot, self.queues)
+        view = View(snapshot, self.queues, self._memo)
         life = lifecycle(view)
         decision = self.decide(view, life)
         for action in decision.actions:

@@ -6,14 +6,13 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cached_property
 
 from phorque import plan as p
 from phorque.model import DOWN, FREE, SPOT_PROPERTY, CloudState, Job, asks_spot, spot_job
 from phorque.policy.base import NOTE_LIMIT
 from phorque.policy.lifecycle import Lifecycle
 from phorque.policy.packing import Key, holds, offer_key
-from phorque.policy.view import CloudNode, View
+from phorque.policy.view import CloudNode, View, cached_property
 
 
 def retire(cn: CloudNode, reason: str) -> list[p.Action]:
@@ -29,9 +28,7 @@ def retire(cn: CloudNode, reason: str) -> list[p.Action]:
 def idle_nodes(view: View, life: Lifecycle) -> list[CloudNode]:
     """Phorque's joined nodes that are up, idle, not draining and not an administrator's."""
     return [cn for cn in view.cloud_nodes
-            if cn.node is not None and not cn.node.is_down and cn.node.is_idle
-            and not cn.node.is_offline and cn.instance.id not in life.handled
-            and cn.node.name not in life.handled]
+            if cn.idle_up and cn.instance.id not in life.handled and cn.node.name not in life.handled]
 
 
 def draining_nodes(view: View, life: Lifecycle) -> list[CloudNode]:
@@ -204,11 +201,14 @@ def asks_shape(job: Job) -> bool:
 def runnable(view: View, d_notes: list[str]) -> list[Job]:
     """The queued jobs some static node or cloud could ever run; the others are named in
     ``d_notes`` (up to NOTE_LIMIT, the rest counted)."""
+    queued = view.queued
+    if not queued:
+        return []
     limits = Limits.of(view)
     out, never = [], 0
     # What never_reason reads of a job; jobs alike are judged once.
     judged: dict[tuple, str | None] = {}
-    for job in view.queued:
+    for job in queued:
         alike = (job.shape, job.cores, job.queue, job.rerunnable)
         if alike in judged:
             reason = judged[alike]
@@ -223,6 +223,9 @@ def runnable(view: View, d_notes: list[str]) -> list[Job]:
     if never > NOTE_LIMIT:
         d_notes.append(f"... and {never - NOTE_LIMIT} more jobs that can never run")
     return out
+
+
+_FREE_ONLY = frozenset({FREE})
 
 
 @dataclass
@@ -256,13 +259,13 @@ class Fit:
         of ``jobs`` by memory, GPUs and properties."""
         view = self.view
         if not any(asks_shape(j) for j in jobs):
-            free = sum(n.np for n in view.snapshot.nodes if n.state == frozenset({FREE}))
+            free = sum(n.np for n in view.snapshot.nodes if n.state == _FREE_ONLY)
             down = sum(n.np for n in view.snapshot.nodes if DOWN in n.state)
             return free, view.pending_cores, down
         of_use = self.of_use(jobs)
         free = down = 0
         for node in view.snapshot.nodes:
-            if node.state != frozenset({FREE}) and DOWN not in node.state:
+            if node.state != _FREE_ONLY and DOWN not in node.state:
                 continue
             mem, gpus, props = view.node_shapes[node.name]
             if of_use(offer_key(node.np, mem, gpus, props)):

@@ -177,11 +177,9 @@ def boot_poll_secs(cloud: CloudState) -> float:
 
 def _boot_poll(view: View, life: Lifecycle) -> None:
     """Look again soon while instances boot: no Torque event says that one is ready to join."""
+    down = view.clouds_with_down_nodes
     for cloud in view.known_clouds:
-        waiting = view.pending_count(cloud) > 0 or any(
-            cn.node is not None and cn.node.is_down and cn.cloud.name == cloud.name
-            for cn in view.cloud_nodes)
-        if waiting:
+        if view.pending_count(cloud) > 0 or cloud.name in down:
             life.wake(view.now + boot_poll_secs(cloud))
 
 
@@ -232,7 +230,8 @@ def lifecycle(view: View) -> Lifecycle:
     life = Lifecycle()
     _interruptions(view, life)
     for cn in view.cloud_nodes:
-        _instance_rules(view, life, cn)
+        if not cn.settled:  # joined, up or busy, not offline: none of the rules has anything to do
+            _instance_rules(view, life, cn)
     _boot_poll(view, life)
     _cloud_health(view, life)
     for node in view.orphan_nodes:

@@ -281,13 +281,16 @@ class CostAware(Policy):
         clouds = launch_clouds(view)
         expendable = self._expendable(view, life, d)
         draining = draining_nodes(view, life)
-        pool = self._pool(view, life, clouds, expendable, draining)
+        jobs = runnable(view, d.notes)
+        # Without a job to place the pool would stay unused (nothing wanted, nothing opened):
+        # most evaluations come after the scheduler has started every job that fits.
+        pool = self._pool(view, life, clouds, expendable, draining) if jobs else BinPool()
         # Cheapest first; a job may take instances from several clouds.
         openers = tuple(cloud_opener(c) for c in clouds)
         serving = _Serving(clouds, openers)
         budget = self.price_per_hour
         spent = 0.0
-        for job in runnable(view, d.notes):
+        for job in jobs:
             if pool.place(job.shape) is not None:
                 continue
             money = None if budget is None else budget - view.spend_rate - spent
@@ -365,7 +368,8 @@ class CostAware(Policy):
                 for host in hosts:
                     free[host] = min(view.nodes_by_name[host].np, free[host] + share)
         for name, cores in free.items():
-            pool.add(*view.free_shape(view.nodes_by_name[name], cores))
+            if cores > 0:  # the pool takes no bin without a free core
+                pool.add(*view.free_shape(view.nodes_by_name[name], cores))
         for cloud in view.known_clouds:
             pending = view.pending_count(cloud)
             if pending:

@@ -12,8 +12,8 @@ offline by an administrator and is left alone, whatever stage the state store re
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from functools import cached_property, lru_cache
+from dataclasses import dataclass, field
+from functools import lru_cache
 
 from phorque.model import (
     NOTE_MARK,
@@ -26,8 +26,29 @@ from phorque.model import (
     Node,
     Owned,
     Snapshot,
+    Stage,
 )
 from phorque.policy.packing import UNLIMITED
+
+
+class cached_property:  # noqa: N801 (named as the functools one it replaces)
+    """``functools.cached_property`` without its lock (Python 3.11 takes one at every first
+    read): a View is read by one thread, and the replay builds one per evaluation, hundreds of
+    thousands of times. The value is computed at the first read and kept in the instance."""
+
+    def __init__(self, func):
+        self.func = func
+        self.name = func.__name__
+        self.__doc__ = func.__doc__
+
+    def __set_name__(self, owner, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj, cls=None):
+        if obj is None:
+            return self
+        value = obj.__dict__[self.name] = self.func(obj)
+        return value
 
 #: The note Phorque puts on a node it is draining (after :data:`NOTE_MARK`).
 DRAIN_WORD = "draining"
@@ -48,12 +69,36 @@ def is_drain_note(note: str) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class CloudNode:
-    """A Phorque instance and what Torque knows of it (``node`` is None until it joined)."""
+    """A Phorque instance and what Torque knows of it (``node`` is None until it joined).
+
+    The flags below are derived once per value: the lifecycle rules and the policies ask them of
+    every instance at every evaluation, and a :class:`ViewMemo` hands the same value to the
+    next evaluation while its instance, node, record and cloud are the same.
+    """
 
     cloud: CloudState
     instance: Instance
     node: Node | None
     owned: Owned | None
+    #: Phorque has offlined it: offline with Phorque's draining note. A draining stage in the
+    #: state store is not enough: an administrator may have offlined the node with a note of
+    #: their own since (or while Phorque was down), and their offline wins.
+    draining: bool = field(init=False, repr=False, compare=False)
+    #: Joined, up, idle and not offline.
+    idle_up: bool = field(init=False, repr=False, compare=False)
+    #: Joined, not offline, up or busy, neither failed nor being terminated: none of the
+    #: lifecycle's instance rules has anything to do.
+    settled: bool = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        node, inst, owned = self.node, self.instance, self.owned
+        offline = node is not None and node.is_offline
+        object.__setattr__(self, "draining", offline and is_drain_note(node.note))
+        up = node is not None and not node.is_down
+        object.__setattr__(self, "idle_up", up and node.is_idle and not offline)
+        object.__setattr__(self, "settled", (
+            node is not None and bool(inst.id) and not offline and inst.state != InstanceState.FAILED
+            and (owned is None or owned.stage != Stage.TERMINATING) and (up or not node.is_idle)))
 
     @property
     def name(self) -> str | None:
@@ -63,13 +108,6 @@ class CloudNode:
     def is_up(self) -> bool:
         """Joined and usable or busy: it counts as cluster capacity."""
         return self.node is not None and not self.node.is_down
-
-    @property
-    def draining(self) -> bool:
-        """Phorque has offlined it: offline with Phorque's draining note. A draining stage in the
-        state store is not enough: an administrator may have offlined the node with a note of
-        their own since (or while Phorque was down), and their offline wins."""
-        return self.node is not None and self.node.is_offline and is_drain_note(self.node.note)
 
     @property
     def admin_offline(self) -> bool:
@@ -96,12 +134,39 @@ class CloudNode:
         return period - (self.age(now) % period)
 
 
+class ViewMemo:
+    """What one view hands to the next (a policy keeps one), so that what did not change is
+    not derived again: the cloud nodes it built, reused while their instance, node, record and
+    cloud are the very same values; and the facts that follow from the snapshot's structure
+    alone (which instances, records and node names there are), reused while the next
+    snapshot has the same clouds and records (the same values) and the same node names.
+
+    Snapshots are made of immutable values, so the same values give the same facts: the memo
+    never changes a result, it only spares rebuilding what did not change. The replay
+    simulator hands every value that did not change from one snapshot to the next; the daemon
+    reads everything afresh, and the memo then only costs the comparison."""
+
+    __slots__ = ("cloud_nodes", "clouds", "owned", "recorded", "names", "facts")
+
+    def __init__(self) -> None:
+        self.cloud_nodes: dict[str, CloudNode] = {}
+        self.clouds: tuple[CloudState, ...] = ()
+        self.owned: tuple[Owned, ...] | None = None
+        self.recorded: frozenset[str] | None = None
+        self.names: object = None
+        self.facts: dict[str, object] = {}
+
+
+_MISSING = object()
+
+
 @dataclass
 class View:
     """Derived, read-only facts about one snapshot."""
 
     snapshot: Snapshot
     queues: frozenset[str] | None = None
+    memo: ViewMemo | None = None
 
     @property
     def now(self) -> float:
@@ -120,9 +185,11 @@ class View:
         qstat and pbsnodes are two reads: a job that started between them is queued in the one
         and on a node in the other. It is running, and needs no new instance.
         """
+        queued = [j for j in self.jobs if j.is_queued]
+        if not queued:
+            return ()  # most evaluations: the scheduler started every job it could
         started = {job for node in self.snapshot.nodes for job in node.jobs}
-        queued = [j for j in self.jobs if j.is_queued and j.id not in started
-                  and j.refused_by_server is None]
+        queued = [j for j in queued if j.id not in started and j.refused_by_server is None]
         queued.sort(key=lambda j: (j.queued_at if j.queued_at is not None else math.inf, _job_order(j.id)))
         return tuple(queued)
 
@@ -130,7 +197,8 @@ class View:
     def refused(self) -> tuple[Job, ...]:
         """Queued jobs pbs_server refuses to start on any node (see ``Job.refused_by_server``):
         no instance is launched for them, and the plan names them."""
-        return tuple(j for j in self.jobs if j.is_queued and j.refused_by_server is not None)
+        # Only a job with a comment can be refused: most are skipped at the first test.
+        return tuple(j for j in self.jobs if j.comment and j.is_queued and j.refused_by_server is not None)
 
     @cached_property
     def running(self) -> tuple[Job, ...]:
@@ -150,18 +218,81 @@ class View:
         return tuple(c for c in self.snapshot.clouds if c.health != Health.UNREACHABLE)
 
     @cached_property
+    def _facts(self) -> dict[str, object] | None:
+        """The memo's structural facts when this snapshot has the structure of the one before
+        (the same clouds and records, the same node names); else a fresh dict the memo keeps
+        for the next view. None without a memo."""
+        memo = self.memo
+        if memo is None:
+            return None
+        snap, names = self.snapshot, self.nodes_by_name.keys()
+        if not (snap.owned is memo.owned and snap.recorded_nodes is memo.recorded
+                and len(snap.clouds) == len(memo.clouds)
+                and all(a is b for a, b in zip(snap.clouds, memo.clouds, strict=True))
+                and names == memo.names):
+            memo.clouds, memo.owned, memo.recorded, memo.names = snap.clouds, snap.owned, snap.recorded_nodes, names
+            memo.facts = {}
+        return memo.facts
+
+    def _structural(self, name: str, derive):
+        """``derive()``, or what it gave for a snapshot of the same structure."""
+        facts = self._facts
+        if facts is None:
+            return derive()
+        value = facts.get(name, _MISSING)
+        if value is _MISSING:
+            value = facts[name] = derive()
+        return value
+
+    @cached_property
     def cloud_nodes(self) -> tuple[CloudNode, ...]:
         """Every live instance of Phorque's groups, joined with its Torque node if any."""
+        facts = self._facts
+        known = facts.get("cloud_nodes") if facts is not None else None
+        if known is not None:
+            # The same instances and records: only their nodes may be other values now.
+            names, before = known
+            nodes = self.nodes_by_name
+            out = None
+            for k, name in enumerate(names):
+                node = nodes.get(name) if name else None
+                cn = before[k]
+                if node is not cn.node:
+                    if out is None:
+                        out = list(before)
+                    out[k] = CloudNode(cn.cloud, cn.instance, node, cn.owned)
+            result = before if out is None else tuple(out)
+            facts["cloud_nodes"] = (names, result)
+            return result
+        result, names = self._build_cloud_nodes()
+        if facts is not None:
+            facts["cloud_nodes"] = (names, result)
+        return result
+
+    def _build_cloud_nodes(self) -> tuple[tuple[CloudNode, ...], list[str | None]]:
         out = []
+        names: list[str | None] = []
+        owned_by, nodes = self.owned_by_instance, self.nodes_by_name
+        before: dict[str, CloudNode] = self.memo.cloud_nodes if self.memo is not None else {}
+        built: dict[str, CloudNode] = {}
+        gone = InstanceState.GONE
         for cloud in self.known_clouds:
             for inst in cloud.instances:
-                if inst.state == InstanceState.GONE:
+                if inst.state == gone:
                     continue
-                owned = self.owned_by_instance.get(inst.id)
+                owned = owned_by.get(inst.id)
                 name = inst.node_name or (owned.node if owned else None)
-                node = self.nodes_by_name.get(name) if name else None
-                out.append(CloudNode(cloud, inst, node, owned))
-        return tuple(out)
+                node = nodes.get(name) if name else None
+                cn = before.get(inst.id)
+                if cn is None or cn.instance is not inst or cn.node is not node or cn.owned is not owned \
+                        or cn.cloud is not cloud:
+                    cn = CloudNode(cloud, inst, node, owned)
+                built[inst.id] = cn
+                out.append(cn)
+                names.append(name)
+        if self.memo is not None:
+            self.memo.cloud_nodes = built
+        return tuple(out), names
 
     @cached_property
     def interrupted(self) -> tuple[tuple[CloudState, Instance, Node | None], ...]:
@@ -169,17 +300,24 @@ class View:
         still listed."""
         out = []
         for cloud in self.known_clouds:
-            for inst in cloud.instances:
-                if inst.state != InstanceState.GONE or not inst.interruption:
-                    continue
+            for inst in cloud.interrupted:
                 name = self.snapshot.gone_nodes.get(inst.id) or inst.node_name
                 out.append((cloud, inst, self.nodes_by_name.get(name) if name else None))
         return tuple(out)
 
     @cached_property
+    def joined_names(self) -> frozenset[str]:
+        """Torque nodes of live instances of Phorque's groups."""
+        return self._structural("joined_names", lambda: frozenset(
+            cn.node.name for cn in self.cloud_nodes if cn.node is not None))
+
+    @cached_property
     def owned_node_names(self) -> frozenset[str]:
         """Torque nodes that are Phorque's: live instances' names and the state's records."""
-        names = {cn.node.name for cn in self.cloud_nodes if cn.node is not None}
+        return self._structural("owned_node_names", self._owned_node_names)
+
+    def _owned_node_names(self) -> frozenset[str]:
+        names = set(self.joined_names)
         names.update(o.node for o in self.snapshot.owned if o.node and o.stage.is_live)
         names.update(self.snapshot.recorded_nodes)
         return frozenset(n for n in names if n in self.nodes_by_name)
@@ -187,8 +325,10 @@ class View:
     @cached_property
     def unowned_marked(self) -> tuple[Node, ...]:
         """Nodes with a ``phorque:`` note that Phorque has no record of: reported, not touched."""
+        owned = self.owned_node_names
+        # A node without a note (most static nodes) is not marked: skip it at once.
         return tuple(n for n in self.snapshot.nodes
-                     if n.marked_by_phorque and n.name not in self.owned_node_names)
+                     if n.note and n.name not in owned and n.marked_by_phorque)
 
     def is_owned(self, node_name: str) -> bool:
         return node_name in self.owned_node_names
@@ -200,7 +340,10 @@ class View:
     @cached_property
     def orphan_nodes(self) -> tuple[Node, ...]:
         """Phorque's nodes whose instance is not a live member of any (readable) group."""
-        live = {cn.node.name for cn in self.cloud_nodes if cn.node is not None}
+        return tuple(self.nodes_by_name[name] for name in self._structural("orphans", self._orphan_names))
+
+    def _orphan_names(self) -> tuple[str, ...]:
+        live = self.joined_names
         unknown_clouds = {c.name for c in self.snapshot.clouds if c.health == Health.UNREACHABLE}
         configured = {c.name for c in self.snapshot.clouds}
         out = []
@@ -212,7 +355,7 @@ class View:
                 continue
             if owner is None and unknown_clouds:
                 continue
-            out.append(self.nodes_by_name[name])
+            out.append(name)
         return tuple(out)
 
     # -- capacity ------------------------------------------------------------------------
@@ -237,8 +380,8 @@ class View:
         a job, the largest per-node ask of its parts (Torque does not say which part is where)."""
         out: dict[str, tuple[int, int]] = {}
         for job in self.running:
-            if not job.exec_hosts:
-                continue
+            if not job.exec_hosts or not (job.chunks or job.mem_mb):
+                continue  # cores anywhere, no memory asked: it holds nothing but cores
             mem, gpus = _held_per_node(job.shape)
             if not mem and job.mem_mb:
                 mem = -(-job.mem_mb // len(job.exec_hosts))
@@ -259,10 +402,27 @@ class View:
         return (free_cores, mem if mem == UNLIMITED else max(0, mem - held[0]),
                 max(0, gpus - held[1]), props)
 
+    @cached_property
+    def _as_nodes(self) -> dict[str, int]:
+        """Per cloud, its live instances that are Torque nodes (one pass for every cloud)."""
+        return self._structural("as_nodes", self._count_as_nodes)
+
+    def _count_as_nodes(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for cn in self.cloud_nodes:
+            if cn.node is not None:
+                name = cn.cloud.name
+                out[name] = out.get(name, 0) + 1
+        return out
+
+    @cached_property
+    def clouds_with_down_nodes(self) -> frozenset[str]:
+        """Clouds with a live instance whose Torque node is down (booting, or its mom gone)."""
+        return frozenset(cn.cloud.name for cn in self.cloud_nodes if cn.node is not None and cn.node.is_down)
+
     def pending_count(self, cloud: CloudState) -> int:
         """Instances asked for or starting that are not yet Torque nodes."""
-        as_nodes = sum(1 for cn in self.cloud_nodes if cn.cloud.name == cloud.name and cn.node is not None)
-        return max(0, cloud.capacity - as_nodes)
+        return max(0, cloud.capacity - self._as_nodes.get(cloud.name, 0))
 
     @cached_property
     def pending_cores(self) -> int:

@@ -18,7 +18,7 @@ took back, marks its node offline with Phorque's note and requeues every job on 
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import replace
+from dataclasses import fields
 from typing import TYPE_CHECKING, Any
 
 from phorque.executor import interrupted_note
@@ -42,14 +42,25 @@ class OwnedBook:
             if rec.stage == Stage.GONE:
                 self.records.pop(rec.instance_id, None)  # the store never reads them back
             else:
-                self.records[rec.instance_id] = replace(rec, updated_at=now)
+                self.records[rec.instance_id] = _changed(rec, updated_at=now)
         if records:
             self.version += 1
 
     def set_stage(self, instance_id: str, cloud: str, stage: Stage, now: float, **changes: Any) -> None:
         rec = self.records.get(instance_id) or Owned(instance_id=instance_id, cloud=cloud, stage=stage,
                                                      first_seen=now)
-        self.save([replace(rec, stage=stage, **changes)], now)
+        self.save([_changed(rec, stage=stage, **changes)], now)
+
+
+_OWNED_FIELDS = tuple(f.name for f in fields(Owned))
+
+
+def _changed(rec: Owned, **changes: Any) -> Owned:
+    """``dataclasses.replace(rec, **changes)`` without its checks of every field, for the
+    records the replay stamps at every change."""
+    values = {name: getattr(rec, name) for name in _OWNED_FIELDS}
+    values.update(changes)
+    return Owned(**values)
 
 
 class ActionFailed(Exception):

@@ -23,12 +23,12 @@ from phorque.policy import registry
 from phorque.replay.accounting import read_accounting
 from phorque.replay.hosts import describe_set_aside, parse_static
 from phorque.replay.metrics import ReplayResult
+from phorque.replay.parallel import replay_all
 from phorque.replay.plot import PlotUnavailable, plot, require_matplotlib
 from phorque.replay.queues import check_queues
 from phorque.replay.report import json_report, text_report
 from phorque.replay.scheduler import DISCIPLINES
 from phorque.replay.settings import MODES, ReplaySettings, settings_from_config
-from phorque.replay.sim import Simulation
 from phorque.replay.swf import read_swf
 from phorque.replay.trace import Trace, Window
 
@@ -89,6 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rerunnable-fraction", type=float, default=1.0, metavar="F",
                    help="share of the trace's jobs that are rerunnable, chosen by job number "
                         "(default 1: all)")
+    p.add_argument("--jobs", type=int, default=1, metavar="N",
+                   help="replay up to N policies at once, one process each (default 1); the "
+                        "tables are the same, in the same order")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--plot", metavar="FILE.png", help="draw queue length and instances over time")
     progress = p.add_mutually_exclusive_group()
@@ -264,6 +267,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         settings, policies = _settings(args)
+        if args.jobs < 1:
+            raise ValueError("--jobs must be at least 1")
         if args.plot:
             require_matplotlib()
         if args.default_queue is not None and not args.default_queue.strip():
@@ -279,10 +284,10 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_CONFIG
     settings = replace(settings, local_nodes=local[0], local_np=local[1])
     show = args.progress or (not args.quiet and sys.stderr.isatty())
-    results: list[ReplayResult] = []
-    for policy in made:
-        progress = _Progress(policy.name, sys.stderr) if show else None
-        results.append(Simulation(trace, policy, settings, progress).run())
+    results: list[ReplayResult] = replay_all(
+        trace, settings, [policy.name for policy in made], args.jobs,
+        progress=(lambda name: _Progress(name, sys.stderr)) if show else None,
+        stream=sys.stderr if show else None)
     if args.json:
         print(json.dumps(json_report(trace, results, settings, local), indent=2))
     else:

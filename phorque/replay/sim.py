@@ -145,11 +145,15 @@ class Simulation:
         return tick
 
     def mark_dirty(self) -> None:
-        """Something changed: the next periodic reconciliation must not be skipped."""
+        """Something changed: the next periodic reconciliation must not be skipped.
+
+        The daemon reconciles at every ``loop_sleep_secs``, so the next tick is due even when a
+        plan's wake-up (poll mode) already set ``tick_at`` further ahead: the earlier wins."""
         if not self.dirty:
             self.dirty = True
-            if self.tick_at is None:
-                self.tick_at = self._next_tick(self.now)
+            tick = self._next_tick(self.now)
+            if self.tick_at is None or tick < self.tick_at:
+                self.tick_at = tick
 
     def _event(self) -> None:
         """A change the daemon is told about (accounting log, jobs directory, boot)."""
