@@ -209,7 +209,8 @@ def runnable(view: View, d_notes: list[str]) -> list[Job]:
     # What never_reason reads of a job; jobs alike are judged once.
     judged: dict[tuple, str | None] = {}
     for job in queued:
-        alike = (job.shape, job.cores, job.queue, job.rerunnable)
+        # The same request is one tuple (jobs_request's cache); the jobs outlive this loop.
+        alike = (id(job.chunks), job.cores, job.queue, job.rerunnable)
         if alike in judged:
             reason = judged[alike]
         else:

@@ -290,13 +290,24 @@ class CostAware(Policy):
         serving = _Serving(clouds, openers)
         budget = self.price_per_hour
         spent = 0.0
+        # A job like one that found no room, while the pool is as it was then, finds none either
+        # (a failed placement changes nothing; money and openers change only with a success).
+        # Alike: the same request (one tuple for jobs of one request: jobs_request's cache) and
+        # the same clouds. Behind a full cluster 100,000 queued jobs cost a look-up each.
+        hopeless: dict[tuple[int, int, int], int] = {}
         for job in jobs:
+            offered = serving.openers(job)
+            alike = (id(job.chunks), job.cores, id(offered))
+            if hopeless.get(alike) == pool.version:
+                continue
             if pool.place(job.shape) is not None:
                 continue
             money = None if budget is None else budget - view.spend_rate - spent
-            opened_now = pool.place(job.shape, serving.openers(job), money)
+            opened_now = pool.place(job.shape, offered, money)
             if opened_now:
                 spent += sum(n * view.snapshot.cloud(name).price for name, n in opened_now.items())
+            elif opened_now is None:
+                hopeless[alike] = pool.version
         wanted = pool.used_names()
         spent = 0.0
         for cloud, opener in zip(clouds, openers, strict=True):
