@@ -407,7 +407,10 @@ class Daemon:
                         wake_at = min(wake_at or math.inf, time.time() + SETTLE_SECS)
                     fired = self._wait(next_sweep, wake_at, bucket, settled)
                     continue
-                bucket.take(time.monotonic())
+                if fired:
+                    # Only what file events and nudges ask for is rate-limited: a reconciliation
+                    # or a policy's wake-up must not make the next submit wait.
+                    bucket.take(time.monotonic())
                 self.last_ok = ev is not None
                 first = reloaded = False
                 # "skipped" when it did not complete: phorque-evaluate must not report the
