@@ -141,8 +141,10 @@ def test_a_cloud_that_cannot_be_read_still_counts_against_the_budget(make_sandbo
         busy_until = time.time() + 14  # the cheap nodes run their jobs until then
         # The cheap cloud stops answering its group reads (its instances run on).
         set_faults(cheap, rules=[{"kind": "delay", "seconds": 5, "action": "DescribeAutoScalingGroups"}])
-        wait_until(lambda: daemon.lines("cloud cheap: cannot read its group"), 20, "the read failure")
+        # The submits are what makes the daemon look again (the jobs' starts were answered at
+        # once, before the fault): the read failure comes with their evaluation.
         more = [sandbox.qsub("-l", "nodes=1:ppn=4", runtime=3) for _ in range(3)]
+        wait_until(lambda: daemon.lines("cloud cheap: cannot read its group"), 20, "the read failure")
         # Three queued jobs want three instances; the budget has room for one dear one.
         wait_until(lambda: sampler.ever_used("dear"), 20, "a dear instance")
         assert sampler.first_used("dear") < busy_until, "too slow: the cheap nodes were free again"
