@@ -168,9 +168,6 @@ class ClusterView:
         #: When each running job's remaining walltime was read, to serve it as of ``now``.
         self._read_at: dict[str, float] = {}
         self._valid = False
-        self.full_reads = 0
-        self.incremental_reads = 0
-        self.drift_total = 0
 
     @property
     def valid(self) -> bool:
@@ -204,10 +201,6 @@ class ClusterView:
         """These nodes may have changed (Phorque changed them, or their instance changed)."""
         with self._lock:
             self._pending.nodes.update(n for n in names if n)
-
-    def all_nodes_changed(self) -> None:
-        with self._lock:
-            self._pending.all_nodes = True
 
     def invalidate(self) -> None:
         """The next refresh must be a full read (records were lost, the watcher restarted), and
@@ -271,8 +264,6 @@ class ClusterView:
         self._jobs, self._nodes, self._valid = jobs, nodes, True
         self._read_at = {}
         self._stamp(jobs.values(), now)
-        self.full_reads += 1
-        self.drift_total += total
         return Refreshed(self._served(now), tuple(nodes.values()), full=True, changed=changed,
                          drift=drift, drift_total=total)
 
@@ -348,7 +339,6 @@ class ClusterView:
             self._stamp((job,), at)
         for gone in [i for i in self._read_at if i not in jobs]:
             del self._read_at[gone]
-        self.incremental_reads += 1
         return Refreshed(self._served(now), tuple(nodes.values()), full=False, changed=changed,
                          jobs_read=jobs_read, nodes_read=nodes_read, unsettled=unsettled)
 
