@@ -84,6 +84,14 @@ class AlreadyRunning(PhorqueError):
     pass
 
 
+def settling(wake_at: float | None, ev: Evaluation) -> float | None:
+    """The wake-up, brought forward to SETTLE_SECS from now when nodes still listed an ended
+    job (a real pbs_server frees the slots a moment after writing the E record)."""
+    if not ev.unsettled:
+        return wake_at
+    return min(wake_at if wake_at is not None else math.inf, time.time() + SETTLE_SECS)
+
+
 class Daemon:
     """One daemon process. ``run()`` returns when stopped."""
 
@@ -254,23 +262,9 @@ class Daemon:
                      and all(is_file_event(r) or r in SKIPPABLE for r in fired.reasons))
         try:
             ev = self.engine.evaluate(full=full or view is None, skip_unchanged=skippable)
-        except TransientError as exc:
+        except Exception as exc:  # the daemon goes on, whatever one evaluation raised
             self.evaluations += 1
-            self._skipped(self.evaluations, why, str(exc), "skipped")
-            return None
-        except LockTimeout as exc:
-            self.evaluations += 1
-            self._skipped(self.evaluations, why, f"lock busy: {exc}", "skipped")
-            return None
-        except PhorqueError as exc:
-            self.evaluations += 1
-            self._skipped(self.evaluations, why, str(exc), "failed")
-            return None
-        except Exception as exc:
-            self.evaluations += 1
-            log.exception("evaluation #%d (%s) failed unexpectedly; the daemon goes on",
-                          self.evaluations, why)
-            self._skipped(self.evaluations, why, f"unexpected: {exc!r}", "failed", logged=True)
+            self._not_evaluated(self.evaluations, why, exc)
             return None
         if ev.unchanged:
             self.reads["unchanged"] += 1
@@ -286,6 +280,20 @@ class Daemon:
         if ev.drift_total:
             self._drift(ev)
         return self._finish(ev, n, why, started)
+
+    def _not_evaluated(self, n: int, why: str, exc: Exception) -> None:
+        """Log and record an evaluation that could not be made: skipped when the cause passes
+        (Torque or a cloud unreachable, the lock busy), failed otherwise."""
+        if isinstance(exc, TransientError):
+            self._skipped(n, why, str(exc), "skipped")
+        elif isinstance(exc, LockTimeout):
+            self._skipped(n, why, f"lock busy: {exc}", "skipped")
+        elif isinstance(exc, PhorqueError):
+            self._skipped(n, why, str(exc), "failed")
+        else:
+            log.error("evaluation #%d (%s) failed unexpectedly; the daemon goes on", n, why,
+                      exc_info=exc)
+            self._skipped(n, why, f"unexpected: {exc!r}", "failed", logged=True)
 
     def _drift(self, ev: Evaluation) -> None:
         """Log and count what the reconciliation found different from the incremental view."""
@@ -403,8 +411,7 @@ class Daemon:
                 ev = self.evaluate(fired, why, full=full, may_skip=not wake_due)
                 settled = time.monotonic()
                 if ev is not None and ev.unchanged:
-                    if ev.unsettled:
-                        wake_at = min(wake_at or math.inf, time.time() + SETTLE_SECS)
+                    wake_at = settling(wake_at, ev)
                     fired = self._wait(next_sweep, wake_at, bucket, settled)
                     continue
                 if fired:
@@ -423,9 +430,7 @@ class Daemon:
                     next_sweep = time.monotonic() + self.config.phorque.loop_sleep_secs
                 if ev is not None:
                     retry = 0.0
-                    wake_at = ev.plan.wake_at
-                    if ev.unsettled:
-                        wake_at = min(wake_at or math.inf, time.time() + SETTLE_SECS)
+                    wake_at = settling(ev.plan.wake_at, ev)
                 else:
                     # A skipped evaluation (Torque unreadable, the lock busy) is tried again soon,
                     # backing off to loop_sleep_secs: the work that asked for it must not wait
