@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from phorque.model import Chunk, Job, Node
 from phorque.torque.xmlparse import (
+    JobMemo,
     XMLFormatError,
     jobs_from_bytes,
     nodes_from_bytes,
@@ -237,3 +238,63 @@ def test_node_memory_from_physmem_and_gpus():
 ])
 def test_status_values(status, key, value):
     assert status_value(status, key) == value
+
+
+class Trickle(io.RawIOBase):
+    """A pipe that hands out at most ``size`` bytes per read, as a slow qstat would."""
+
+    def __init__(self, data: bytes, size: int):
+        self.data, self.size = data, size
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, n: int = -1) -> bytes:
+        piece, self.data = self.data[:self.size], self.data[self.size:]
+        return piece
+
+
+def _answer(jobs: list[tuple[str, str, str]]) -> bytes:
+    body = "".join(f"<Job><Job_Id>{jid}</Job_Id><job_state>{state}</job_state><queue>batch</queue>"
+                   f"<Resource_List><nodes>{nodes}</nodes></Resource_List></Job>" for jid, state, nodes in jobs)
+    return f'<?xml version="1.0"?>\n<Data>{body}</Data>\n'.encode()
+
+
+@settings(max_examples=60, deadline=None)
+@given(reads=st.lists(st.lists(st.tuples(st.sampled_from(["1.s", "2.s", "3[1].s", "3[2].s", "40.s"]),
+                                         st.sampled_from("QRHE"),
+                                         st.sampled_from(["1:ppn=1", "2:ppn=4", "1:ppn=8+2:ppn=2"])),
+                               max_size=12), min_size=1, max_size=5),
+       size=st.integers(min_value=1, max_value=400))
+def test_a_memo_gives_what_a_fresh_parse_gives_read_after_read(reads, size):
+    """Whole-queue reads that keep, change, repeat, reorder and drop jobs, cut anywhere by the
+    pipe: the memo's answer is the fresh parse's, and it keeps only the last read's jobs."""
+    memo = JobMemo()
+    for jobs in reads:
+        data = _answer(jobs)
+        remembered = list(parse_jobs(Trickle(data, size), memo=memo))
+        assert remembered == jobs_from_bytes(data)
+        assert set(memo.kept.values()) == set(remembered)
+
+
+def test_an_unchanged_job_is_not_parsed_again_and_a_changed_one_is():
+    memo = JobMemo()
+    first = list(parse_jobs(io.BytesIO(_answer([("1.s", "Q", "1:ppn=1"), ("2.s", "Q", "1:ppn=2")])), memo=memo))
+    second = list(parse_jobs(io.BytesIO(_answer([("1.s", "Q", "1:ppn=1"), ("2.s", "R", "1:ppn=2")])), memo=memo))
+    assert second[0] is first[0]
+    assert second[1] is not first[1] and second[1].state == "R" and second[1].cores == 2
+
+
+def test_a_read_that_fails_leaves_the_memo_as_it_was():
+    memo = JobMemo()
+    good = _answer([("1.s", "Q", "1:ppn=1")])
+    list(parse_jobs(io.BytesIO(good), memo=memo))
+    kept = dict(memo.kept)
+    truncated = _answer([("1.s", "Q", "1:ppn=1"), ("2.s", "Q", "1:ppn=2")])[:-20]
+    with pytest.raises(XMLFormatError):
+        list(parse_jobs(io.BytesIO(truncated), memo=memo))
+    assert memo.kept == kept
+    broken = good.replace(b"<queue>batch</queue>", b"<queue>batch</queue><x>")
+    with pytest.raises(XMLFormatError, match="invalid XML"):
+        list(parse_jobs(io.BytesIO(broken), memo=memo))
+    assert memo.kept == kept

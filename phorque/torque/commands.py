@@ -13,7 +13,7 @@ import os
 import re
 import shutil
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from phorque.errors import CommandError, TorqueError
 from phorque.model import NOTE_MARK, Job, Node
@@ -78,6 +78,8 @@ class Torque:
     cluster_directory: str = "/usr/local"
     timeout: float = 30.0
     runner: Runner | None = None
+    #: The jobs of the last whole-queue read, so that the next one parses only what changed.
+    job_memo: xmlparse.JobMemo = field(default_factory=xmlparse.JobMemo, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.runner is None:
@@ -104,7 +106,8 @@ class Torque:
         """Every job, array sub-jobs included (``qstat -f -x -t``)."""
         assert self.runner is not None
         argv = [self.command("qstat"), "-f", "-x", "-t"]
-        return self.runner.stream(argv, lambda out: list(xmlparse.parse_jobs(out, "qstat -f -x -t")))
+        return self.runner.stream(
+            argv, lambda out: list(xmlparse.parse_jobs(out, "qstat -f -x -t", memo=self.job_memo)))
 
     def jobs_named(self, ids: Sequence[str]) -> list[Job]:
         """The jobs with these ids, array sub-jobs of an ``N[]`` id included (``qstat -f -x -t

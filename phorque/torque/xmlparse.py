@@ -11,6 +11,7 @@ an incomplete answer must never be mistaken for a complete one.
 from __future__ import annotations
 
 import codecs
+import hashlib
 import io
 import re
 import xml.etree.ElementTree as ET
@@ -97,7 +98,14 @@ ELEMENT_LIMIT = 64 << 20
 
 
 def iter_elements(stream: IO[bytes], tag: str, what: str, documents: bool = False) -> Iterator[ET.Element]:
-    """Each complete ``<tag>`` element inside ``<Data>``, parsed one at a time.
+    """Each complete ``<tag>`` element inside ``<Data>``, in order (see :func:`_element_texts`)."""
+    for texts in _element_texts(stream, tag, what, documents):
+        yield from _parse_texts(texts, tag, what)
+
+
+def _element_texts(stream: IO[bytes], tag: str, what: str, documents: bool) -> Iterator[list[str]]:
+    """The repaired text of each complete ``<tag>`` element inside ``<Data>``, in lists of
+    those that arrived together.
 
     With ``documents``, several ``<Data>`` documents may follow each other: ``qstat -x`` given
     several job ids prints one document per id (``run_job_mode`` in qstat.c), each with its
@@ -105,7 +113,7 @@ def iter_elements(stream: IO[bytes], tag: str, what: str, documents: bool = Fals
 
     Torque never nests these elements and cannot print ``</Job>`` inside a value (a ``<`` in a
     value becomes byte 0x0e), so the stream is cut at each closing tag and every piece is parsed
-    on its own: memory holds one element at a time, and the C parser does the work. The
+    on its own: memory holds a piece of the stream at a time, and the C parser does the work. The
     ``<Data>`` wrapper must open and close; anything else between elements is an error.
     """
     opening, closing = f"<{tag}>", f"</{tag}>"
@@ -143,19 +151,22 @@ def iter_elements(stream: IO[bytes], tag: str, what: str, documents: bool = Fals
                         rest < len("</Data>") and "</Data>".startswith(buf[pos:])):
                     break
                 if not buf.startswith(opening, pos):
-                    yield from _parse_spans(buf, spans, tag, what)
+                    if spans:
+                        yield [buf[a:b] for a, b in spans]
                     raise XMLFormatError(f"{what}: unexpected {buf[pos:pos + 20]!r} inside <Data>")
                 end = buf.find(closing, max(pos, scan))
                 if end == -1:
                     if rest > ELEMENT_LIMIT:
-                        yield from _parse_spans(buf, spans, tag, what)
+                        if spans:
+                            yield [buf[a:b] for a, b in spans]
                         raise XMLFormatError(f"{what}: a <{tag}> element larger than {ELEMENT_LIMIT >> 20} MB")
                     scan = max(pos, len(buf) - len(closing) + 1)
                     break
                 end += len(closing)
                 spans.append((pos, end))
                 pos = end
-            yield from _parse_spans(buf, spans, tag, what)
+            if spans:
+                yield [buf[a:b] for a, b in spans]
             buf = buf[pos:]
             scan = max(0, scan - pos)
             if finished and documents and buf.strip():
@@ -173,22 +184,22 @@ def iter_elements(stream: IO[bytes], tag: str, what: str, documents: bool = Fals
         raise XMLFormatError(f"{what}: truncated output (no closing </Data>)")
 
 
-def _parse_spans(buf: str, spans: list[tuple[int, int]], tag: str, what: str) -> Iterator[ET.Element]:
-    """The elements at ``spans`` of ``buf``, which only white space separates: parsed in one
-    go inside a wrapper (one parser for a few hundred jobs, not one each). Should that fail,
-    or give other than one ``<tag>`` per span, each is parsed alone, for the error it makes."""
-    if not spans:
+def _parse_texts(texts: list[str], tag: str, what: str) -> Iterator[ET.Element]:
+    """The elements of ``texts``, parsed in one go inside a wrapper (one parser for a few
+    hundred jobs, not one each). Should that fail, or give other than one ``<tag>`` per text,
+    each is parsed alone, for the error it makes."""
+    if not texts:
         return
     try:
-        batch = ET.fromstring(f"<_>{buf[spans[0][0]:spans[-1][1]]}</_>")
+        batch = ET.fromstring("<_>" + "".join(texts) + "</_>")
     except ET.ParseError:
         batch = None
-    if batch is not None and len(batch) == len(spans) and all(e.tag == tag for e in batch):
+    if batch is not None and len(batch) == len(texts) and all(e.tag == tag for e in batch):
         yield from batch
         return
-    for start, end in spans:
+    for text in texts:
         try:
-            yield ET.fromstring(buf[start:end])
+            yield ET.fromstring(text)
         except ET.ParseError as exc:
             raise XMLFormatError(f"{what}: invalid XML in a <{tag}> ({exc})") from None
 
@@ -285,7 +296,7 @@ def job_from_element(elem: ET.Element) -> Job:
         raise XMLFormatError("qstat: a <Job> without <Job_Id>")
     listed = fields.get("Resource_List")
     resources = {} if listed is None else {c.tag: (c.text or "").strip() for c in listed}
-    request2 = _request2(elem) if any(tag in fields for tag in REQUEST2_TAGS) else None
+    request2 = None if fields.keys().isdisjoint(REQUEST2_TAGS) else _request2(elem)
     request = job_request(resources, request2)
     asks = request.asks
     remaining = None
@@ -404,9 +415,47 @@ def node_from_element(elem: ET.Element) -> Node:
     )
 
 
-def parse_jobs(stream: IO[bytes], what: str = "qstat", documents: bool = False) -> Iterator[Job]:
-    for elem in iter_elements(stream, "Job", what, documents):
-        yield job_from_element(elem)
+class JobMemo:
+    """The jobs of the last whole-queue read, by a digest of their element's text.
+
+    A reconciliation reads the whole queue again, and most of it is as it was: a job whose
+    element is the same text, byte for byte, is the same job (:func:`job_from_element` depends
+    on nothing else), so it is taken from here instead of parsed again. Only a read that
+    completes replaces what is kept, and only the jobs it saw are kept.
+    """
+
+    def __init__(self) -> None:
+        self.kept: dict[bytes, Job] = {}
+
+    @staticmethod
+    def key(text: str) -> bytes:
+        # A digest, not the text: the texts of a large queue are tens of megabytes.
+        return hashlib.blake2b(text.encode(), digest_size=16).digest()
+
+
+def parse_jobs(stream: IO[bytes], what: str = "qstat", documents: bool = False,
+               memo: JobMemo | None = None) -> Iterator[Job]:
+    """The jobs of a ``qstat -f -x`` answer, in order; with ``memo``, the jobs whose element is
+    as it was at the last complete read are not parsed again."""
+    if memo is None:
+        for elem in iter_elements(stream, "Job", what, documents):
+            yield job_from_element(elem)
+        return
+    kept, seen = memo.kept, {}
+    for texts in _element_texts(stream, "Job", what, documents):
+        keys = [memo.key(text) for text in texts]
+        new = {key: text for key, text in zip(keys, texts, strict=True) if key not in kept and key not in seen}
+        # Parsed in the order the new elements first appear, which is the order asked below.
+        parsed = _parse_texts(list(new.values()), "Job", what)
+        for key in keys:
+            job = seen.get(key)
+            if job is None:
+                job = kept.get(key)
+                if job is None:
+                    job = job_from_element(next(parsed))
+                seen[key] = job
+            yield job
+    memo.kept = seen
 
 
 def parse_nodes(stream: IO[bytes], what: str = "pbsnodes") -> Iterator[Node]:
