@@ -388,7 +388,7 @@ class Daemon:
         reloaded = False
         retry = 0.0                    # seconds before retrying a skipped evaluation
         bucket = EvaluationBucket(MIN_EVALUATION_INTERVAL_SECS, RATE_BURST)
-        settled = 0.0                  # monotonic time the last evaluation ended
+        settled = 0.0                  # monotonic time the last triggered evaluation ended
         while not self.stopping:
             if self.reload_requested:
                 self._reload(config_path)
@@ -409,7 +409,11 @@ class Daemon:
                 # phorque-evaluate is an administrator's "look now": at everything.
                 full = first or sweep or reloaded or retry > 0 or "phorque-evaluate" in fired.reasons
                 ev = self.evaluate(fired, why, full=full, may_skip=not wake_due)
-                settled = time.monotonic()
+                if fired:
+                    # Triggers after this one are gathered for event_delay_secs. A look of the
+                    # daemon's own (a reconciliation, a wake-up to join a booting instance)
+                    # ends no quiet moment: the next submit is answered at once.
+                    settled = time.monotonic()
                 if ev is not None and ev.unchanged:
                     wake_at = settling(wake_at, ev)
                     fired = self._wait(next_sweep, wake_at, bucket, settled)
@@ -449,8 +453,8 @@ class Daemon:
               settled: float) -> Fired:
         """Wait for the next trigger, the policy's wake-up or the reconciliation. The first
         trigger after a quiet moment is answered at once; triggers that come while an
-        evaluation runs, or within event_delay_secs after it ends, are gathered until then
-        (and the rate limit may hold a flood a little longer)."""
+        evaluation runs, or within event_delay_secs after an evaluation triggers asked for, are
+        gathered until then (and the rate limit may hold a flood a little longer)."""
         timeout = next_sweep - time.monotonic()
         if wake_at is not None:
             timeout = min(timeout, wake_at - time.time())

@@ -82,3 +82,19 @@ def test_the_reconciliation_logs_and_counts_what_the_view_could_not_know(
     sandbox.qsub("-l", "nodes=1:ppn=1", runtime=600)
     wait_until(lambda: (reads(conf).get("incremental") or 0) > before, 60, "an incremental read")
     assert daemon.stop() == 0
+
+
+def test_a_submit_after_the_daemons_own_look_is_answered_at_once(
+        make_sandbox, moto, tmp_path, start_daemon):  # noqa: F811
+    # Gathering after every evaluation would hold this submit for ten minutes (and the next
+    # reconciliation is two minutes away): the start, like a reconciliation or a wake-up, is the
+    # daemon's own look, not a trigger that begins a burst to gather.
+    sandbox = make_sandbox(nodes=1, np=2, boot_delay=60)
+    daemon = start_daemon(conf_text(tmp_path, sandbox, moto, loop_sleep=120).replace(
+        "event_delay_secs = 0.1", "event_delay_secs = 600"))
+    conf = tmp_path / "phorque.conf"
+    wait_until(lambda: reads(conf).get("full") == 1, 30, "the start's full read to be recorded")
+    sandbox.qsub("-l", "nodes=1:ppn=4", runtime=600)
+    wait_until(lambda: desired(moto) == 1, 60, "the launch for the submit")
+    assert woken_by(daemon.text(), "accounting Q") or woken_by(daemon.text(), "job file queued")
+    assert daemon.stop() == 0
