@@ -319,6 +319,7 @@ class Reference:
             elif node.idle_since is None:
                 node.idle_since = now
         to_join = [i for k in self.live for i in k if i.node is None and i.booted]
+        unjoined_at_start = {i.cloud for k in self.live for i in k if i.node is None}
         unjoined_cores = sum(self.s.clouds[i.cloud].cores for k in self.live for i in k if i.node is None)
         acted = bool(to_join)
         wake: float | None = None
@@ -364,12 +365,13 @@ class Reference:
             if count > 0:
                 self._launch(k, count)
         acted = acted or bool(retire) or any(c > 0 for _, c in launches)
-        if any(i.node is None for k in self.live for i in k):
-            # Nothing announces a finished boot to Phorque: look again soon.
-            for k, cloud in enumerate(self.s.clouds):
-                if any(i.node is None for i in self.live[k]):
-                    at = now + min(15.0, max(2.0, cloud.boot_secs / 4))
-                    wake = at if wake is None else min(wake, at)
+        # Nothing announces a finished boot to Phorque: while the snapshot this plan was made
+        # from shows instances not joined yet (those it joins now included), or it launches,
+        # it looks again soon.
+        for k, cloud in enumerate(self.s.clouds):
+            if k in unjoined_at_start or any(kk == k and c > 0 for kk, c in launches):
+                at = now + min(15.0, max(2.0, cloud.boot_secs / 4))
+                wake = at if wake is None else min(wake, at)
         if acted:
             self._changed()
         self.wake_at = None if wake is None else max(wake, now + self.s.wake_guard)
