@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from phorque.model import CloudState
-from phorque.replay import ReplaySettings, replay
+from phorque.replay import ReplaySettings, Simulation
 from phorque.replay.metrics import ReplayResult
 from phorque.replay.swf import read_swf
 from phorque.replay.trace import Window
@@ -91,10 +91,14 @@ class Row:
     case: Case
     replay: ReplayResult
     reference: ref.Figures
-    replay_secs: float      # reading the trace and replaying it
-    reference_secs: float
     jobs_replay: int
-    notes: list[str] = field(default_factory=list)
+    #: Wall-clock seconds: reading the window of the trace, and simulating it.
+    replay_read_secs: float
+    replay_secs: float
+    reference_read_secs: float
+    reference_secs: float
+    #: Jobs that started at another moment (or only in one of the two), by job number.
+    moved: list[int] = field(default_factory=list)
 
     def rel(self, ours: float, theirs: float) -> float:
         """Relative difference of the replay's figure against the reference's (0 when both are 0)."""
@@ -124,13 +128,26 @@ def compare(case: Case, *, replay_clouds: tuple[CloudState, ...] | None = None,
     path = TRACES / w.file
     t0 = time.perf_counter()
     trace = read_swf(path, Window(f"{w.start_days:g}", w.days))
+    t1 = time.perf_counter()
     settings = ReplaySettings(local_nodes=w.nodes, local_np=NP,
                               clouds=replay_clouds or case.clouds.states())
     if replay_changes:
         settings = replace(settings, **replay_changes)
-    result = replay(trace, case.policy, settings)
-    t1 = time.perf_counter()
-    workload = ref.read_swf(str(path), w.start_days, w.days)
-    figures = ref.simulate(workload, ref.Setup(w.nodes, NP, case.clouds.clouds), case.policy)
+    sim = Simulation(trace, settings.make_policy(case.policy), settings, keep_jobs=True)
+    result = sim.run()
     t2 = time.perf_counter()
-    return Row(case, result, figures, t1 - t0, t2 - t1, len(trace.jobs))
+    workload = ref.read_swf(str(path), w.start_days, w.days)
+    t3 = time.perf_counter()
+    figures = ref.simulate(workload, ref.Setup(w.nodes, NP, case.clouds.clouds), case.policy)
+    t4 = time.perf_counter()
+    row = Row(case, result, figures, len(trace.jobs), t1 - t0, t2 - t1, t3 - t2, t4 - t3)
+    starts = {int(job.id.split(".")[0]): job.start for job in (sim.jobs or {}).values()}
+    theirs = figures.starts
+    row.moved = sorted(n for n in starts.keys() | theirs.keys() if _moved(starts.get(n), theirs.get(n)))
+    return row
+
+
+def _moved(ours: float | None, theirs: float | None) -> bool:
+    if ours is None or theirs is None:
+        return (ours is None) != (theirs is None)
+    return abs(ours - theirs) > 1e-6
