@@ -27,8 +27,9 @@ The model
   finished boot ask for one ``event_delay`` later (events in that window share it); a plan's
   wake-up (at least a second ahead; each plan replaces the previous one); and a reconciliation at
   every ``loop`` seconds from the start, skipped when nothing changed since the previous
-  evaluation (changes: those events, jobs started, a plan that did something). While an instance
-  has not joined, the plan looks again ``min(15, max(2, boot / 4))`` s later.
+  evaluation (changes: those events, jobs started, a plan that did something). A plan made from
+  a look that shows instances not joined yet (those it joins now included), or that launches,
+  looks again ``min(15, max(2, boot / 4))`` s later: nothing announces a finished boot.
 * **Instances**: asked for at ``t``, they boot at ``t + boot`` and join Torque at the first
   evaluation at or after that (free at once: no mom delay). Each is billed from its request to
   its termination in whole started charge periods (``charge`` 0: per second); cost = billed
