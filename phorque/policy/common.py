@@ -268,7 +268,7 @@ class Fit:
         for node in view.snapshot.nodes:
             if node.state != _FREE_ONLY and DOWN not in node.state:
                 continue
-            mem, gpus, props = view.node_shapes[node.name]
+            mem, gpus, props = view.node_shape(node)
             if of_use(offer_key(node.np, mem, gpus, props)):
                 if DOWN in node.state:
                     down += node.np

@@ -17,6 +17,7 @@ from functools import lru_cache
 
 from phorque.model import (
     NOTE_MARK,
+    QUEUED,
     Chunk,
     CloudState,
     Health,
@@ -185,7 +186,7 @@ class View:
         qstat and pbsnodes are two reads: a job that started between them is queued in the one
         and on a node in the other. It is running, and needs no new instance.
         """
-        queued = [j for j in self.jobs if j.is_queued]
+        queued = [j for j in self.jobs if j.state == QUEUED]  # is_queued, without a call per job
         if not queued:
             return ()  # most evaluations: the scheduler started every job it could
         started = {job for node in self.snapshot.nodes for job in node.jobs}
@@ -359,20 +360,29 @@ class View:
         return tuple(out)
 
     # -- capacity ------------------------------------------------------------------------
-    @cached_property
-    def node_shapes(self) -> dict[str, tuple[int, int, frozenset[str]]]:
-        """Memory (MiB, UNLIMITED when not known), GPUs and properties of every node. Phorque's
+    def node_shape(self, node: Node) -> tuple[int, int, frozenset[str]]:
+        """Memory (MiB, UNLIMITED when not known), GPUs and properties of ``node``. Phorque's
         nodes are what their cloud declares (what the launch counted on: the ``physmem`` a mom
-        reports is a little less than the instance's memory), static nodes what Torque reports."""
-        out = {n.name: (n.mem_mb if n.mem_mb > 0 else UNLIMITED, n.gpus, _props(n.properties))
-               for n in self.snapshot.nodes}
-        for cn in self.cloud_nodes:
-            if cn.node is not None:
-                cloud = cn.cloud
-                mem = cloud.instance_memory_mb
-                out[cn.node.name] = (mem if mem > 0 else UNLIMITED, max(cloud.instance_gpus, cn.node.gpus),
-                                     _props(cn.node.properties or cloud.node_properties))
-        return out
+        reports is a little less than the instance's memory), static nodes what Torque reports.
+        Asked per node (only the policies that pack ask, and only of the nodes they pack on);
+        each answer is one value per distinct shape."""
+        cn = self._cloud_node_of.get(node.name)
+        if cn is None:
+            return _static_shape(node.mem_mb, node.gpus, node.properties)
+        cloud, own = cn.cloud, cn.node
+        assert own is not None
+        return _cloud_shape(cloud.instance_memory_mb, cloud.instance_gpus, own.gpus,
+                            own.properties or cloud.node_properties)
+
+    @cached_property
+    def _cloud_node_of(self) -> dict[str, CloudNode]:
+        """The cloud node of each Torque node that is one (the last one, should two say so)."""
+        return {cn.node.name: cn for cn in self.cloud_nodes if cn.node is not None}
+
+    @property
+    def node_shapes(self) -> dict[str, tuple[int, int, frozenset[str]]]:
+        """:meth:`node_shape` of every node, by name."""
+        return {n.name: self.node_shape(n) for n in self.snapshot.nodes}
 
     @cached_property
     def held_by_jobs(self) -> dict[str, tuple[int, int]]:
@@ -395,7 +405,7 @@ class View:
     def free_shape(self, node: Node, free_cores: int) -> tuple[int, int, int, frozenset[str]]:
         """``(cores, memory, GPUs, properties)`` free on ``node`` for packing; memory is
         ``UNLIMITED`` when not known."""
-        mem, gpus, props = self.node_shapes[node.name]
+        mem, gpus, props = self.node_shape(node)
         held = self.held_by_jobs.get(node.name)
         if held is None:
             return free_cores, mem, gpus, props
@@ -422,7 +432,17 @@ class View:
 
     def pending_count(self, cloud: CloudState) -> int:
         """Instances asked for or starting that are not yet Torque nodes."""
-        return max(0, cloud.capacity - self._as_nodes.get(cloud.name, 0))
+        pending = self._pending
+        count = pending.get(cloud.name)
+        if count is None:
+            count = pending[cloud.name] = max(0, cloud.capacity - self._as_nodes.get(cloud.name, 0))
+        return count
+
+    @cached_property
+    def _pending(self) -> dict[str, int]:
+        """``pending_count`` per cloud name, once per view (the lifecycle and the policies ask it
+        of every cloud several times per evaluation)."""
+        return {}
 
     @cached_property
     def pending_cores(self) -> int:
@@ -448,6 +468,18 @@ class View:
 @lru_cache(maxsize=4096)
 def _props(properties: tuple[str, ...]) -> frozenset[str]:
     return frozenset(properties)
+
+
+@lru_cache(maxsize=4096)
+def _static_shape(mem_mb: int, gpus: int, properties: tuple[str, ...]) -> tuple[int, int, frozenset[str]]:
+    return (mem_mb if mem_mb > 0 else UNLIMITED, gpus, _props(properties))
+
+
+@lru_cache(maxsize=4096)
+def _cloud_shape(instance_mem_mb: int, instance_gpus: int, node_gpus: int,
+                 properties: tuple[str, ...]) -> tuple[int, int, frozenset[str]]:
+    return (instance_mem_mb if instance_mem_mb > 0 else UNLIMITED, max(instance_gpus, node_gpus),
+            _props(properties))
 
 
 @lru_cache(maxsize=4096)
