@@ -95,7 +95,8 @@ class Limits:
     @cached_property
     def offers(self) -> tuple[Offer, ...]:
         """Every shape there is or can be: the static nodes', then each cloud's instance."""
-        shapes = {offer_key(n.np, n.mem_mb, n.gpus, n.properties) for n in self.static}
+        # Static nodes are many, their shapes few: each distinct one is made a key once.
+        shapes = {offer_key(*shape) for shape in {(n.np, n.mem_mb, n.gpus, n.properties) for n in self.static}}
         offers = [Offer(k) for k in sorted(shapes, key=_key_order)]
         offers += [Offer(cloud_key(c), c.name, c.queues, c.spot) for c in self.clouds
                    if c.max_instances > 0]

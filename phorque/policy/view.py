@@ -16,8 +16,10 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 from phorque.model import (
+    EXITING,
     NOTE_MARK,
     QUEUED,
+    RUNNING,
     Chunk,
     CloudState,
     Health,
@@ -159,6 +161,7 @@ class ViewMemo:
 
 
 _MISSING = object()
+_RUNNING = (RUNNING, EXITING)
 
 
 @dataclass
@@ -203,7 +206,7 @@ class View:
 
     @cached_property
     def running(self) -> tuple[Job, ...]:
-        return tuple(j for j in self.snapshot.jobs if j.is_running)
+        return tuple(j for j in self.snapshot.jobs if j.state in _RUNNING)  # is_running, inline
 
     @cached_property
     def nodes_by_name(self) -> dict[str, Node]:
@@ -389,10 +392,19 @@ class View:
         """Memory (MiB) and GPUs that running jobs hold on each of their nodes: on every host of
         a job, the largest per-node ask of its parts (Torque does not say which part is where)."""
         out: dict[str, tuple[int, int]] = {}
+        # Jobs of one request share their chunks (one tuple): each is looked at once, by its
+        # identity (the jobs outlive this loop), not hashed part by part for every job.
+        per_request: dict[int, tuple[int, int]] = {}
         for job in self.running:
             if not job.exec_hosts or not (job.chunks or job.mem_mb):
                 continue  # cores anywhere, no memory asked: it holds nothing but cores
-            mem, gpus = _held_per_node(job.shape)
+            if job.chunks:
+                held = per_request.get(id(job.chunks))
+                if held is None:
+                    held = per_request[id(job.chunks)] = _held_per_node(job.chunks)
+                mem, gpus = held
+            else:
+                mem, gpus = 0, 0  # cores anywhere: no part needs a node of its own
             if not mem and job.mem_mb:
                 mem = -(-job.mem_mb // len(job.exec_hosts))
             if not (mem or gpus):
