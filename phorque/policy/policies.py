@@ -9,6 +9,7 @@ node only through drain -> re-read -> terminate -> remove.
 from __future__ import annotations
 
 import math
+from operator import attrgetter
 from typing import Any
 
 from phorque import plan as p
@@ -29,6 +30,8 @@ from phorque.policy.common import (
 from phorque.policy.lifecycle import Lifecycle
 from phorque.policy.packing import UNLIMITED, BinPool, Key, Opener
 from phorque.policy.view import CloudNode, View
+
+_FREE_CORES = attrgetter("free_cores")
 
 
 def _idle_for(view: View, cn: CloudNode) -> float:
@@ -150,7 +153,7 @@ class OnDemand(Policy):
         d = Decision()
         jobs = runnable(view, d.notes)
         queued = sum(j.cores for j in jobs)
-        free = sum(n.free_cores for n in view.snapshot.nodes)
+        free = sum(map(_FREE_CORES, view.snapshot.nodes))
         booting = [cn.node for cn in view.cloud_nodes
                    if cn.node is not None and cn.node.is_down and not cn.admin_offline]
         need = queued - free - view.pending_cores - sum(n.np for n in booting)

@@ -189,7 +189,7 @@ class View:
         qstat and pbsnodes are two reads: a job that started between them is queued in the one
         and on a node in the other. It is running, and needs no new instance.
         """
-        queued = [j for j in self.jobs if j.state == QUEUED]  # is_queued, without a call per job
+        queued = self._queued_all  # (filtered into a new list below, never changed)
         if not queued:
             return ()  # most evaluations: the scheduler started every job it could
         started = {job for node in self.snapshot.nodes for job in node.jobs}
@@ -198,11 +198,17 @@ class View:
         return tuple(queued)
 
     @cached_property
+    def _queued_all(self) -> list[Job]:
+        """Every job in state Q, in the snapshot's order (``queued`` and ``refused`` both
+        start from it: one pass over the jobs)."""
+        return [j for j in self.jobs if j.state == QUEUED]  # is_queued, without a call per job
+
+    @cached_property
     def refused(self) -> tuple[Job, ...]:
         """Queued jobs pbs_server refuses to start on any node (see ``Job.refused_by_server``):
         no instance is launched for them, and the plan names them."""
         # Only a job with a comment can be refused: most are skipped at the first test.
-        return tuple(j for j in self.jobs if j.comment and j.is_queued and j.refused_by_server is not None)
+        return tuple(j for j in self._queued_all if j.comment and j.refused_by_server is not None)
 
     @cached_property
     def running(self) -> tuple[Job, ...]:
@@ -418,6 +424,8 @@ class View:
         """``(cores, memory, GPUs, properties)`` free on ``node`` for packing; memory is
         ``UNLIMITED`` when not known."""
         mem, gpus, props = self.node_shape(node)
+        if mem == UNLIMITED and not gpus:
+            return free_cores, mem, gpus, props  # nothing a running job holds is counted here
         held = self.held_by_jobs.get(node.name)
         if held is None:
             return free_cores, mem, gpus, props
