@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from phorque import plan as p
 from phorque.model import DOWN, FREE, SPOT_PROPERTY, CloudState, Job, asks_spot, spot_job
@@ -236,9 +236,18 @@ class Fit:
     counting cores per node (for the policies that count cores in bulk)."""
 
     view: View
+    #: cloud_runs per cloud and kind of job: what it reads of a job is its request (chunks or
+    #: cores), queue and rerunnable flag, and queued jobs are many of few kinds. Keyed by
+    #: identity; each entry keeps its cloud and chunks alive, so no identity is reused meanwhile.
+    _runs: dict[tuple, tuple[CloudState, tuple, bool]] = field(default_factory=dict, repr=False)
 
     def cloud_runs(self, cloud: CloudState, job: Job) -> bool:
-        return cloud.takes(job) and runs_on(job.shape, cloud_key(cloud))
+        key = (id(cloud), id(job.chunks), job.cores, job.queue, job.rerunnable)
+        found = self._runs.get(key)
+        if found is None:
+            found = self._runs[key] = (cloud, job.chunks,
+                                       cloud.takes(job) and runs_on(job.shape, cloud_key(cloud)))
+        return found[2]
 
     @staticmethod
     def of_use(jobs: list[Job]) -> Callable[[Key], bool]:
