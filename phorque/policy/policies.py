@@ -31,6 +31,7 @@ from phorque.policy.lifecycle import Lifecycle
 from phorque.policy.packing import UNLIMITED, BinPool, Key, Opener
 from phorque.policy.view import CloudNode, View
 
+#: A node's free cores (a sum over map() with it: OnDemand adds every node's at every evaluation).
 _FREE_CORES = attrgetter("free_cores")
 
 

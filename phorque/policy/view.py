@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from functools import lru_cache
+from operator import attrgetter
 
 from phorque.model import (
     EXITING,
@@ -162,6 +163,7 @@ class ViewMemo:
 
 _MISSING = object()
 _RUNNING = (RUNNING, EXITING)
+_NAME = attrgetter("name")
 
 
 @dataclass
@@ -216,7 +218,9 @@ class View:
 
     @cached_property
     def nodes_by_name(self) -> dict[str, Node]:
-        return {n.name: n for n in self.snapshot.nodes}
+        nodes = self.snapshot.nodes
+        # (Built at every evaluation: map and zip, not a comprehension.)
+        return dict(zip(map(_NAME, nodes), nodes, strict=True))
 
     @cached_property
     def owned_by_instance(self) -> dict[str, Owned]:
