@@ -89,8 +89,9 @@ def _units(chunks: tuple[Chunk, ...]) -> list[_Unit]:
     units = [_Unit(c.ppn, c.mem_mb, c.gpus, frozenset(c.properties) if c.properties else _NO_PROPS)
              for c in chunks if not c.spread for _ in range(c.count)]
     # The hardest first: a GPU or big-memory part must not find its only node taken by a part
-    # that could have gone anywhere.
-    units.sort(key=lambda u: (u.gpus, len(u.props), u.mem, u.cores), reverse=True)
+    # that could have gone anywhere. (Cores anywhere have no unit, one node part one: no sort.)
+    if len(units) > 1:
+        units.sort(key=lambda u: (u.gpus, len(u.props), u.mem, u.cores), reverse=True)
     return units
 
 

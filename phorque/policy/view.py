@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from functools import lru_cache
-from operator import attrgetter
+from operator import attrgetter, is_
 
 from phorque.model import (
     EXITING,
@@ -242,7 +242,7 @@ class View:
         snap, names = self.snapshot, self.nodes_by_name.keys()
         if not (snap.owned is memo.owned and snap.recorded_nodes is memo.recorded
                 and len(snap.clouds) == len(memo.clouds)
-                and all(a is b for a, b in zip(snap.clouds, memo.clouds, strict=True))
+                and all(map(is_, snap.clouds, memo.clouds))
                 and names == memo.names):
             memo.clouds, memo.owned, memo.recorded, memo.names = snap.clouds, snap.owned, snap.recorded_nodes, names
             memo.facts = {}
