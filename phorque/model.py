@@ -314,6 +314,7 @@ class CloudState:
     #: and the replay keeps a group's value until the group changes). Not a field of the data.
     _valid: tuple[Instance, ...] | None = field(default=None, init=False, repr=False, compare=False)
     _interrupted: tuple[Instance, ...] | None = field(default=None, init=False, repr=False, compare=False)
+    _capacity: int | None = field(default=None, init=False, repr=False, compare=False)
 
     def serves(self, queue: str) -> bool:
         return self.queues is None or queue in self.queues
@@ -352,8 +353,13 @@ class CloudState:
 
     @property
     def capacity(self) -> int:
-        """Instances paid for or asked for: the larger of desired and the valid members."""
-        return max(self.desired, len(self.valid_instances))
+        """Instances paid for or asked for: the larger of desired and the valid members
+        (derived once per value: policies ask it of every cloud several times per evaluation)."""
+        capacity = self._capacity
+        if capacity is None:
+            capacity = max(self.desired, len(self.valid_instances))
+            object.__setattr__(self, "_capacity", capacity)
+        return capacity
 
     @property
     def headroom(self) -> int:

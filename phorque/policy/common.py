@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from phorque import plan as p
 from phorque.model import DOWN, FREE, SPOT_PROPERTY, CloudState, Job, asks_spot, spot_job
@@ -95,7 +95,8 @@ class Limits:
     @cached_property
     def offers(self) -> tuple[Offer, ...]:
         """Every shape there is or can be: the static nodes', then each cloud's instance."""
-        shapes = {offer_key(n.np, n.mem_mb, n.gpus, n.properties) for n in self.static}
+        # Static nodes are many, their shapes few: each distinct one is made a key once.
+        shapes = {offer_key(*shape) for shape in {(n.np, n.mem_mb, n.gpus, n.properties) for n in self.static}}
         offers = [Offer(k) for k in sorted(shapes, key=_key_order)]
         offers += [Offer(cloud_key(c), c.name, c.queues, c.spot) for c in self.clouds
                    if c.max_instances > 0]
@@ -235,9 +236,18 @@ class Fit:
     counting cores per node (for the policies that count cores in bulk)."""
 
     view: View
+    #: cloud_runs per cloud and kind of job: what it reads of a job is its request (chunks or
+    #: cores), queue and rerunnable flag, and queued jobs are many of few kinds. Keyed by
+    #: identity; each entry keeps its cloud and chunks alive, so no identity is reused meanwhile.
+    _runs: dict[tuple, tuple[CloudState, tuple, bool]] = field(default_factory=dict, repr=False)
 
     def cloud_runs(self, cloud: CloudState, job: Job) -> bool:
-        return cloud.takes(job) and runs_on(job.shape, cloud_key(cloud))
+        key = (id(cloud), id(job.chunks), job.cores, job.queue, job.rerunnable)
+        found = self._runs.get(key)
+        if found is None:
+            found = self._runs[key] = (cloud, job.chunks,
+                                       cloud.takes(job) and runs_on(job.shape, cloud_key(cloud)))
+        return found[2]
 
     @staticmethod
     def of_use(jobs: list[Job]) -> Callable[[Key], bool]:
@@ -268,7 +278,7 @@ class Fit:
         for node in view.snapshot.nodes:
             if node.state != _FREE_ONLY and DOWN not in node.state:
                 continue
-            mem, gpus, props = view.node_shapes[node.name]
+            mem, gpus, props = view.node_shape(node)
             if of_use(offer_key(node.np, mem, gpus, props)):
                 if DOWN in node.state:
                     down += node.np

@@ -138,9 +138,11 @@ def _stalled_requests(view: View, life: Lifecycle) -> None:
     previous = view.snapshot.memory.get("short_since", {})
     # Failures acted on, by cloud: a failed launch stays the group's latest activity after its
     # requests are cancelled, and must not cancel the next launch there before it is tried.
-    configured = {c.name for c in view.snapshot.clouds}
-    acted = {name: fid for name, fid in view.snapshot.memory.get("launch_failures", {}).items()
-             if name in configured}
+    failures = view.snapshot.memory.get("launch_failures")
+    acted: dict[str, object] = {}
+    if failures:
+        configured = {c.name for c in view.snapshot.clouds}
+        acted = {name: fid for name, fid in failures.items() if name in configured}
     short_since: dict[str, float] = {}
     for cloud in view.known_clouds:
         missing = cloud.desired - len(cloud.valid_instances)
@@ -200,6 +202,9 @@ def _interruptions(view: View, life: Lifecycle) -> None:
     jobs requeued, then it is removed; each interruption backs its cloud off once (repeated
     interruptions move the work to another cloud) and cancels the replacement the group would
     launch, so that an instance that is gone is never paid for nor counted against the budget."""
+    if not view.interrupted:
+        # Nothing taken back is listed: nothing to requeue or cancel, and nothing seen to keep.
+        return
     seen = set(view.snapshot.memory.get("interrupted", ()))
     listed = set()
     new: dict[str, int] = {}

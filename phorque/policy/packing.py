@@ -89,8 +89,9 @@ def _units(chunks: tuple[Chunk, ...]) -> list[_Unit]:
     units = [_Unit(c.ppn, c.mem_mb, c.gpus, frozenset(c.properties) if c.properties else _NO_PROPS)
              for c in chunks if not c.spread for _ in range(c.count)]
     # The hardest first: a GPU or big-memory part must not find its only node taken by a part
-    # that could have gone anywhere.
-    units.sort(key=lambda u: (u.gpus, len(u.props), u.mem, u.cores), reverse=True)
+    # that could have gone anywhere. (Cores anywhere have no unit, one node part one: no sort.)
+    if len(units) > 1:
+        units.sort(key=lambda u: (u.gpus, len(u.props), u.mem, u.cores), reverse=True)
     return units
 
 
@@ -149,7 +150,8 @@ class BinPool:
             return None  # fails fast: a saturated pool costs nothing per job
         # The openers are in the key with what each has opened: they change outside the pool.
         tried = (chunks, money, *((id(o), o.opened, o.limit) for o in openers))
-        if self._failed.get(tried) == self.version:
+        # (Most placements succeed: with nothing failed yet, the request is not hashed at all.)
+        if self._failed and self._failed.get(tried) == self.version:
             return None
         units = _units(chunks)
         if len(units) > sum(self.counts.values()) + len(self.named) + sum(o.room for o in openers):
@@ -194,6 +196,8 @@ class _Trial:
         bin_.used = True
 
     def _free_named(self) -> list[NamedBin]:
+        if not self.named:
+            return self.pool.named  # (only read: none of them taken by this job yet)
         mine = {id(t[0]) for t in self.named}
         return [b for b in self.pool.named if id(b) not in mine]
 
@@ -243,10 +247,29 @@ class _Trial:
                 left[0] -= use
                 left[1] -= use * mem_per_core
                 cores -= use
-        for key in sorted(k for k in self.pool.counts if props <= k[3]):
-            while cores > 0 and key in self.pool.counts and (use := min(room(key[0], key[1]), cores)) > 0:
-                self._take_key(key, [key[0] - use, key[1] - use * mem_per_core, key[2], key[3]])
-                cores -= use
+        counts, taken = self.pool.counts, self.taken
+        for key in sorted(k for k in counts if props <= k[3]):
+            if cores == 0:
+                break
+            # The bins of one free shape one after the other, each giving all the room it has
+            # (the last one what is still wanted): taken in one step, not one look per bin.
+            per_bin = room(key[0], key[1])
+            if per_bin <= 0:
+                continue
+            have = counts[key]
+            full = min(have, cores // per_bin)
+            partial = 1 if full < have and cores - full * per_bin > 0 else 0
+            if full:
+                left_cores, left_mem = key[0] - per_bin, key[1] - per_bin * mem_per_core
+                taken.extend((key, [left_cores, left_mem, key[2], key[3]]) for _ in range(full))
+                cores -= full * per_bin
+            if partial:
+                taken.append((key, [key[0] - cores, key[1] - cores * mem_per_core, key[2], key[3]]))
+                cores = 0
+            if have - full - partial:
+                counts[key] = have - full - partial
+            else:
+                del counts[key]
             if cores == 0:
                 break
         for bin_ in self._free_named():
@@ -268,9 +291,17 @@ class _Trial:
 
     def commit(self, need: int) -> None:
         pool = self.pool
-        pool.total -= sum(key[0] for key, _left in self.taken if key is not None)
-        for _key, left in self.taken:
-            pool._put((left[0], left[1], left[2], left[3]))
+        counts = pool.counts
+        total = pool.total
+        for key, left in self.taken:
+            if key is not None:
+                total -= key[0]
+            if left[0] > 0:  # what is left of a bin goes back as a bin of that shape
+                rest = (left[0], left[1], left[2], left[3])
+                counts[rest] = counts.get(rest, 0) + 1
+                total += left[0]
+        pool.total = total
+        pool.version += 1
         for bin_, free, _mem, _gpus, _used in self.named:
             pool.total -= free - bin_.free
         for opener, n in self.opened.items():

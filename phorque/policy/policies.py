@@ -9,6 +9,7 @@ node only through drain -> re-read -> terminate -> remove.
 from __future__ import annotations
 
 import math
+from operator import attrgetter
 from typing import Any
 
 from phorque import plan as p
@@ -29,6 +30,9 @@ from phorque.policy.common import (
 from phorque.policy.lifecycle import Lifecycle
 from phorque.policy.packing import UNLIMITED, BinPool, Key, Opener
 from phorque.policy.view import CloudNode, View
+
+#: A node's free cores (a sum over map() with it: OnDemand adds every node's at every evaluation).
+_FREE_CORES = attrgetter("free_cores")
 
 
 def _idle_for(view: View, cn: CloudNode) -> float:
@@ -150,7 +154,7 @@ class OnDemand(Policy):
         d = Decision()
         jobs = runnable(view, d.notes)
         queued = sum(j.cores for j in jobs)
-        free = sum(n.free_cores for n in view.snapshot.nodes)
+        free = sum(map(_FREE_CORES, view.snapshot.nodes))
         booting = [cn.node for cn in view.cloud_nodes
                    if cn.node is not None and cn.node.is_down and not cn.admin_offline]
         need = queued - free - view.pending_cores - sum(n.np for n in booting)
@@ -285,9 +289,10 @@ class CostAware(Policy):
         # Without a job to place the pool would stay unused (nothing wanted, nothing opened):
         # most evaluations come after the scheduler has started every job that fits.
         pool = self._pool(view, life, clouds, expendable, draining) if jobs else BinPool()
-        # Cheapest first; a job may take instances from several clouds.
-        openers = tuple(cloud_opener(c) for c in clouds)
-        serving = _Serving(clouds, openers)
+        # Cheapest first; a job may take instances from several clouds. Without a job nothing
+        # is opened: no openers either.
+        openers = tuple(cloud_opener(c) for c in clouds) if jobs else ()
+        serving = _Serving(clouds, openers) if jobs else None
         budget = self.price_per_hour
         spent = 0.0
         # A job like one that found no room, while the pool is as it was then, finds none either
@@ -296,6 +301,7 @@ class CostAware(Policy):
         # the same clouds. Behind a full cluster 100,000 queued jobs cost a look-up each.
         hopeless: dict[tuple[int, int, int], int] = {}
         for job in jobs:
+            assert serving is not None
             offered = serving.openers(job)
             alike = (id(job.chunks), job.cores, id(offered))
             if hopeless.get(alike) == pool.version:
@@ -310,7 +316,7 @@ class CostAware(Policy):
                 hopeless[alike] = pool.version
         wanted = pool.used_names()
         spent = 0.0
-        for cloud, opener in zip(clouds, openers, strict=True):
+        for cloud, opener in zip(clouds if jobs else (), openers, strict=True):
             count = opener.opened
             if count:
                 count = min(count * self.multiplier, view.affordable(cloud, self.price_per_hour, spent))
@@ -368,12 +374,15 @@ class CostAware(Policy):
         free = {n.name: n.free_cores for n in view.snapshot.nodes if n.is_usable and n.name not in named}
         if self.options["walltime_aware"] and clouds:
             horizon = min(c.boot_secs for c in clouds)
+            now = view.now
             for job in view.running:
                 left = job.remaining_secs
                 if left is None and job.walltime_secs is not None and job.started_at is not None:
-                    left = job.walltime_secs - (view.now - job.started_at)
+                    left = job.walltime_secs - (now - job.started_at)
+                if left is None or left > horizon:
+                    continue  # most running jobs: not ending before a boot
                 hosts = [h for h in job.exec_hosts if h in free]
-                if left is None or left > horizon or not hosts:
+                if not hosts:
                     continue
                 share = max(1, job.cores // max(1, len(job.exec_hosts)))
                 for host in hosts:

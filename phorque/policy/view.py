@@ -14,9 +14,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from functools import lru_cache
+from operator import attrgetter, is_
 
 from phorque.model import (
+    EXITING,
     NOTE_MARK,
+    QUEUED,
+    RUNNING,
     Chunk,
     CloudState,
     Health,
@@ -158,6 +162,8 @@ class ViewMemo:
 
 
 _MISSING = object()
+_RUNNING = (RUNNING, EXITING)
+_NAME = attrgetter("name")
 
 
 @dataclass
@@ -185,7 +191,7 @@ class View:
         qstat and pbsnodes are two reads: a job that started between them is queued in the one
         and on a node in the other. It is running, and needs no new instance.
         """
-        queued = [j for j in self.jobs if j.is_queued]
+        queued = self._queued_all  # (filtered into a new list below, never changed)
         if not queued:
             return ()  # most evaluations: the scheduler started every job it could
         started = {job for node in self.snapshot.nodes for job in node.jobs}
@@ -194,19 +200,27 @@ class View:
         return tuple(queued)
 
     @cached_property
+    def _queued_all(self) -> list[Job]:
+        """Every job in state Q, in the snapshot's order (``queued`` and ``refused`` both
+        start from it: one pass over the jobs)."""
+        return [j for j in self.jobs if j.state == QUEUED]  # is_queued, without a call per job
+
+    @cached_property
     def refused(self) -> tuple[Job, ...]:
         """Queued jobs pbs_server refuses to start on any node (see ``Job.refused_by_server``):
         no instance is launched for them, and the plan names them."""
         # Only a job with a comment can be refused: most are skipped at the first test.
-        return tuple(j for j in self.jobs if j.comment and j.is_queued and j.refused_by_server is not None)
+        return tuple(j for j in self._queued_all if j.comment and j.refused_by_server is not None)
 
     @cached_property
     def running(self) -> tuple[Job, ...]:
-        return tuple(j for j in self.snapshot.jobs if j.is_running)
+        return tuple(j for j in self.snapshot.jobs if j.state in _RUNNING)  # is_running, inline
 
     @cached_property
     def nodes_by_name(self) -> dict[str, Node]:
-        return {n.name: n for n in self.snapshot.nodes}
+        nodes = self.snapshot.nodes
+        # (Built at every evaluation: map and zip, not a comprehension.)
+        return dict(zip(map(_NAME, nodes), nodes, strict=True))
 
     @cached_property
     def owned_by_instance(self) -> dict[str, Owned]:
@@ -228,7 +242,7 @@ class View:
         snap, names = self.snapshot, self.nodes_by_name.keys()
         if not (snap.owned is memo.owned and snap.recorded_nodes is memo.recorded
                 and len(snap.clouds) == len(memo.clouds)
-                and all(a is b for a, b in zip(snap.clouds, memo.clouds, strict=True))
+                and all(map(is_, snap.clouds, memo.clouds))
                 and names == memo.names):
             memo.clouds, memo.owned, memo.recorded, memo.names = snap.clouds, snap.owned, snap.recorded_nodes, names
             memo.facts = {}
@@ -359,30 +373,48 @@ class View:
         return tuple(out)
 
     # -- capacity ------------------------------------------------------------------------
-    @cached_property
-    def node_shapes(self) -> dict[str, tuple[int, int, frozenset[str]]]:
-        """Memory (MiB, UNLIMITED when not known), GPUs and properties of every node. Phorque's
+    def node_shape(self, node: Node) -> tuple[int, int, frozenset[str]]:
+        """Memory (MiB, UNLIMITED when not known), GPUs and properties of ``node``. Phorque's
         nodes are what their cloud declares (what the launch counted on: the ``physmem`` a mom
-        reports is a little less than the instance's memory), static nodes what Torque reports."""
-        out = {n.name: (n.mem_mb if n.mem_mb > 0 else UNLIMITED, n.gpus, _props(n.properties))
-               for n in self.snapshot.nodes}
-        for cn in self.cloud_nodes:
-            if cn.node is not None:
-                cloud = cn.cloud
-                mem = cloud.instance_memory_mb
-                out[cn.node.name] = (mem if mem > 0 else UNLIMITED, max(cloud.instance_gpus, cn.node.gpus),
-                                     _props(cn.node.properties or cloud.node_properties))
-        return out
+        reports is a little less than the instance's memory), static nodes what Torque reports.
+        Asked per node (only the policies that pack ask, and only of the nodes they pack on);
+        each answer is one value per distinct shape."""
+        cn = self._cloud_node_of.get(node.name)
+        if cn is None:
+            return _static_shape(node.mem_mb, node.gpus, node.properties)
+        cloud, own = cn.cloud, cn.node
+        assert own is not None
+        return _cloud_shape(cloud.instance_memory_mb, cloud.instance_gpus, own.gpus,
+                            own.properties or cloud.node_properties)
+
+    @cached_property
+    def _cloud_node_of(self) -> dict[str, CloudNode]:
+        """The cloud node of each Torque node that is one (the last one, should two say so)."""
+        return {cn.node.name: cn for cn in self.cloud_nodes if cn.node is not None}
+
+    @property
+    def node_shapes(self) -> dict[str, tuple[int, int, frozenset[str]]]:
+        """:meth:`node_shape` of every node, by name."""
+        return {n.name: self.node_shape(n) for n in self.snapshot.nodes}
 
     @cached_property
     def held_by_jobs(self) -> dict[str, tuple[int, int]]:
         """Memory (MiB) and GPUs that running jobs hold on each of their nodes: on every host of
         a job, the largest per-node ask of its parts (Torque does not say which part is where)."""
         out: dict[str, tuple[int, int]] = {}
+        # Jobs of one request share their chunks (one tuple): each is looked at once, by its
+        # identity (the jobs outlive this loop), not hashed part by part for every job.
+        per_request: dict[int, tuple[int, int]] = {}
         for job in self.running:
             if not job.exec_hosts or not (job.chunks or job.mem_mb):
                 continue  # cores anywhere, no memory asked: it holds nothing but cores
-            mem, gpus = _held_per_node(job.shape)
+            if job.chunks:
+                held = per_request.get(id(job.chunks))
+                if held is None:
+                    held = per_request[id(job.chunks)] = _held_per_node(job.chunks)
+                mem, gpus = held
+            else:
+                mem, gpus = 0, 0  # cores anywhere: no part needs a node of its own
             if not mem and job.mem_mb:
                 mem = -(-job.mem_mb // len(job.exec_hosts))
             if not (mem or gpus):
@@ -395,7 +427,9 @@ class View:
     def free_shape(self, node: Node, free_cores: int) -> tuple[int, int, int, frozenset[str]]:
         """``(cores, memory, GPUs, properties)`` free on ``node`` for packing; memory is
         ``UNLIMITED`` when not known."""
-        mem, gpus, props = self.node_shapes[node.name]
+        mem, gpus, props = self.node_shape(node)
+        if mem == UNLIMITED and not gpus:
+            return free_cores, mem, gpus, props  # nothing a running job holds is counted here
         held = self.held_by_jobs.get(node.name)
         if held is None:
             return free_cores, mem, gpus, props
@@ -422,7 +456,17 @@ class View:
 
     def pending_count(self, cloud: CloudState) -> int:
         """Instances asked for or starting that are not yet Torque nodes."""
-        return max(0, cloud.capacity - self._as_nodes.get(cloud.name, 0))
+        pending = self._pending
+        count = pending.get(cloud.name)
+        if count is None:
+            count = pending[cloud.name] = max(0, cloud.capacity - self._as_nodes.get(cloud.name, 0))
+        return count
+
+    @cached_property
+    def _pending(self) -> dict[str, int]:
+        """``pending_count`` per cloud name, once per view (the lifecycle and the policies ask it
+        of every cloud several times per evaluation)."""
+        return {}
 
     @cached_property
     def pending_cores(self) -> int:
@@ -448,6 +492,18 @@ class View:
 @lru_cache(maxsize=4096)
 def _props(properties: tuple[str, ...]) -> frozenset[str]:
     return frozenset(properties)
+
+
+@lru_cache(maxsize=4096)
+def _static_shape(mem_mb: int, gpus: int, properties: tuple[str, ...]) -> tuple[int, int, frozenset[str]]:
+    return (mem_mb if mem_mb > 0 else UNLIMITED, gpus, _props(properties))
+
+
+@lru_cache(maxsize=4096)
+def _cloud_shape(instance_mem_mb: int, instance_gpus: int, node_gpus: int,
+                 properties: tuple[str, ...]) -> tuple[int, int, frozenset[str]]:
+    return (instance_mem_mb if instance_mem_mb > 0 else UNLIMITED, max(instance_gpus, node_gpus),
+            _props(properties))
 
 
 @lru_cache(maxsize=4096)
