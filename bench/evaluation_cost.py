@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import math
 import random
 import re
 import time
@@ -145,9 +146,12 @@ def live_view_rows(sizes: list[int], nodes: int, rng: random.Random) -> None:
             return policy.plan(Snap(now=1_700_001_000.0, jobs=got.jobs, nodes=got.nodes, clouds=clouds()))
 
         t_first, _ = timed(full, 1)
-        # The next reconciliation: the same queue, the running jobs' remaining walltime less.
-        reader.qstat = counted_down(reader.qstat)
-        t_full, _ = timed(full, 1)
+        # The next reconciliations, 30 s apart: the same queue, the running jobs' remaining
+        # walltime less each time (the best of three).
+        t_full = math.inf
+        for _ in range(3):
+            reader.qstat = counted_down(reader.qstat)
+            t_full = min(t_full, timed(full, 1)[0])
         triggered = []
         reads = []
         for k in range(5):  # five submits, each its own evaluation
@@ -165,10 +169,10 @@ def live_view_rows(sizes: list[int], nodes: int, rng: random.Random) -> None:
         first = first or t_trig
         print(f"{size:>8} {t_first:>10.3f}s {t_full:>9.3f}s {t_trig:>9.3f}s {t_read:>9.3f}s "
               f"{t_trig - t_read:>7.3f}s {t_trig / first:>6.1f}x")
-    print("first full = the start's read and plan (every job parsed); reconcile = the next full read "
-          "and plan, 30 s later\n(the running jobs' remaining walltime changed; the jobs as they were "
-          "are not parsed again); triggered = the best\nof five single-qsub evaluations; growth = "
-          "triggered relative to the first size")
+    print("first full = the start's read and plan (every job parsed); reconcile = the best of the "
+          "next three full reads and plans,\n30 s apart (the running jobs' remaining walltime changed; "
+          "the jobs as they were are not parsed again); triggered = the\nbest of five single-qsub "
+          "evaluations; growth = triggered relative to the first size")
 
 
 def main() -> None:
