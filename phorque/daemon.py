@@ -47,8 +47,10 @@ RETRY_FIRST_SECS = 5.0
 #: The rate limit of evaluations that file events and nudges ask for (phorque.ratelimit): one per
 #: this many seconds in a flood, gathered into one evaluation (and its cloud calls) however fast
 #: the flood comes; up to RATE_BURST back to back after a quiet moment, so that a job submitted
-#: just after another is not delayed.
-MIN_EVALUATION_INTERVAL_SECS = 1.0
+#: just after another is not delayed. Two a second: a site whose every job launches an instance
+#: and starts on it a moment later asks for more than one a second, and at one the submits
+#: waited for the bucket (a reaction's p99 of 1.1 s against 0.4 s).
+MIN_EVALUATION_INTERVAL_SECS = 0.5
 RATE_BURST = 3
 #: Triggers gathered into one evaluation from which the rate limit is logged.
 RATE_LOG_THRESHOLD = 20
