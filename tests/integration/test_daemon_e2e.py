@@ -90,8 +90,11 @@ def test_the_periodic_reconciliation_alone_scales_with_file_events_off(make_sand
                                                                         start_daemon):
     sandbox = make_sandbox(nodes=1, np=2, boot_delay=60)
     daemon = start_daemon(conf_text(tmp_path, sandbox, moto, loop_sleep=3, watch=False))
+    # The start's own evaluation first: a job it saw would be launched for by it, not by a
+    # reconciliation.
+    wait_until(lambda: daemon.evaluations() >= 1, 60, "the start's evaluation")
     sandbox.qsub("-l", "nodes=1:ppn=4", runtime=30)
-    wait_until(lambda: desired(moto) == 1, 20, "the launch by the periodic reconciliation")
+    wait_until(lambda: desired(moto) == 1, 60, "the launch by the periodic reconciliation")
     assert "file watching is off" in daemon.text()
     assert "periodic reconciliation" in daemon.text()
     assert "accounting Q" not in daemon.text()
