@@ -20,6 +20,7 @@ from phorque.torque.xmlparse import (
     parse_state,
     status_value,
 )
+from tests.pipes import Trickle
 
 FIXTURES = Path(__file__).parent / "fixtures" / "torque"
 
@@ -238,20 +239,6 @@ def test_node_memory_from_physmem_and_gpus():
 ])
 def test_status_values(status, key, value):
     assert status_value(status, key) == value
-
-
-class Trickle(io.RawIOBase):
-    """A pipe that hands out at most ``size`` bytes per read, as a slow qstat would."""
-
-    def __init__(self, data: bytes, size: int):
-        self.data, self.size = data, size
-
-    def readable(self) -> bool:
-        return True
-
-    def read(self, n: int = -1) -> bytes:
-        piece, self.data = self.data[:self.size], self.data[self.size:]
-        return piece
 
 
 def _answer(jobs: list[tuple[str, str, str]]) -> bytes:

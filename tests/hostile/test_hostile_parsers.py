@@ -31,25 +31,10 @@ from tests.hostile.strategies import (
     pbsnodes_documents,
     qstat_documents,
 )
+from tests.pipes import Trickle
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
 CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufffe\uffff]")
-
-
-class Trickle(io.RawIOBase):
-    """A pipe that hands out at most ``size`` bytes per read, as a slow qstat would."""
-
-    def __init__(self, data: bytes, size: int):
-        self._data, self._pos, self._size = data, 0, size
-
-    def readable(self) -> bool:
-        return True
-
-    def read(self, n: int = -1) -> bytes:
-        n = self._size if n is None or n < 0 else min(n, self._size)
-        out = self._data[self._pos:self._pos + n]
-        self._pos += len(out)
-        return out
 
 
 def _outcome(parse, data: bytes):
