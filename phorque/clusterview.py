@@ -32,11 +32,11 @@ from __future__ import annotations
 import dataclasses
 import re
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Protocol
 
 from phorque.model import COMPLETED, RUNNING, Job, Node
+from phorque.ports import TorqueReader
 from phorque.torque.xmlparse import exec_hosts
 
 #: Nodes read by name in one refresh, above which every node is read (one ``pbsnodes -x`` of a
@@ -54,15 +54,6 @@ _ARRAY_FILE = re.compile(r"(\d+)-(\d+)(\..*)?")
 #: Files of an array job itself, not of a sub-job (a real server writes ``4.vm.TA``; every job,
 #: an array too, has its script in ``.SC``).
 _ARRAY_PARENT_SUFFIXES = (".TA", ".AR")
-
-
-class TorqueReader(Protocol):
-    """What the view needs of Torque (the command-line adapter implements it)."""
-
-    def jobs(self) -> list[Job]: ...
-    def nodes(self) -> list[Node]: ...
-    def jobs_named(self, ids: Sequence[str]) -> list[Job]: ...
-    def nodes_named(self, names: Sequence[str]) -> list[Node] | None: ...
 
 
 @dataclass(frozen=True)

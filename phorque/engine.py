@@ -19,7 +19,7 @@ from typing import Any
 
 from phorque.cloud.backoff import CloudHealthRecord, health_at, record_failure, record_success
 from phorque.cloud.lock import cloud_lock
-from phorque.cloud.provider import CloudProvider, make_provider
+from phorque.cloud.provider import make_provider
 from phorque.clusterview import ClusterView, Drift, Refreshed
 from phorque.config import Config
 from phorque.crashpoints import crashpoint
@@ -42,6 +42,7 @@ from phorque.observe import observe
 from phorque.plan import Plan
 from phorque.policy import make_policy
 from phorque.policy.base import Policy
+from phorque.ports import CloudGroup, TorqueAdmin
 from phorque.state import StateStore
 from phorque.torque.commands import Torque
 
@@ -72,14 +73,15 @@ class Evaluation:
 class Engine:
     """Reads, decides and acts. Adapters are built from the configuration unless given."""
 
-    def __init__(self, config: Config, torque: Torque | None = None,
-                 providers: Mapping[str, CloudProvider] | None = None,
+    def __init__(self, config: Config, torque: TorqueAdmin | None = None,
+                 providers: Mapping[str, CloudGroup] | None = None,
                  state: StateStore | None = None, policy: Policy | None = None,
                  clock: Callable[[], float] = time.time, view: ClusterView | None = None):
         self.config = config
-        self.torque = torque or Torque(config.phorque.cluster_directory,
+        self.torque: TorqueAdmin = torque or Torque(config.phorque.cluster_directory,
                                        config.phorque.command_timeout_secs)
-        self._providers = dict(providers) if providers is not None else None
+        self._providers: dict[str, CloudGroup] | None = \
+            dict(providers) if providers is not None else None
         self._state = state
         self.policy = policy or make_policy(config)
         self.clock = clock
@@ -95,7 +97,7 @@ class Engine:
         return self._state
 
     @property
-    def providers(self) -> dict[str, CloudProvider]:
+    def providers(self) -> dict[str, CloudGroup]:
         if self._providers is None:
             self._providers = {c.name: make_provider(c) for c in self.config.clouds}
         return self._providers

@@ -36,8 +36,8 @@ from phorque.events import EventType, emit
 from phorque.model import NOTE_MARK, Node, Snapshot, Stage
 from phorque.plan import Action, Kind, Plan
 from phorque.policy.view import drain_note, is_drain_note, join_note
+from phorque.ports import CloudGroup, TorqueAdmin
 from phorque.state import StateStore
-from phorque.torque.commands import Torque
 
 log = logging.getLogger("phorque.executor")
 
@@ -71,9 +71,9 @@ def _refusal(exc: TorqueError) -> str:
 
 
 class Executor:
-    """Applies one plan. ``providers`` maps cloud names to cloud providers."""
+    """Applies one plan. ``providers`` maps cloud names to their groups."""
 
-    def __init__(self, torque: Torque, providers: Mapping, settings: Mapping[str, CloudSettings],
+    def __init__(self, torque: TorqueAdmin, providers: Mapping[str, CloudGroup], settings: Mapping[str, CloudSettings],
                  state: StateStore, now: float, on_cloud_result: Callable[[str, str | None], None]):
         self.torque = torque
         self.providers = providers

@@ -1,4 +1,4 @@
-"""The cloud provider protocol, the behaviour both API dialects share, and the factory.
+"""The cloud provider (the :class:`~phorque.ports.CloudGroup` port over boto3), the behaviour both API dialects share, and the factory.
 
 One :class:`CloudProvider` serves one ``[Cloud-<Name>]`` section: one auto-scaling group on one
 Auto Scaling endpoint, joined with one EC2 endpoint's view of its instances. Every method makes
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from phorque.cloud import clients
@@ -20,33 +19,14 @@ from phorque.cloud.states import clean_dns, ec2_state, epoch, pick_dns, worse
 from phorque.config import CloudSettings
 from phorque.errors import CloudError
 from phorque.model import Instance, InstanceState, LaunchFailure
+from phorque.ports import GroupView
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class GroupView:
-    """A group as the services describe it: desired capacity, maximum and every member."""
-
-    desired: int
-    max_size: int
-    instances: tuple[Instance, ...]
-    #: The service's word that its latest launch failed, read only while members are missing.
-    launch_failure: LaunchFailure | None = None
-
-    @property
-    def live(self) -> tuple[Instance, ...]:
-        """Members that count as capacity: requested, pending or running."""
-        return tuple(i for i in self.instances if i.state.is_valid)
-
-    @property
-    def capacity(self) -> int:
-        """What the group is paying for or asking for: max(desired, live members)."""
-        return max(self.desired, len(self.live))
-
-
 class CloudProvider:
-    """One cloud's auto-scaling group. Subclasses implement one API dialect each."""
+    """One cloud's auto-scaling group (the :class:`~phorque.ports.CloudGroup` port). Subclasses
+    implement one API dialect each."""
 
     dialect: ClassVar[str] = ""
     #: Attempts for TerminateInstanceInAutoScalingGroup (None: ``max_attempts``).
