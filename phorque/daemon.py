@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from filelock import Timeout as LockTimeout
 
+from phorque.clock import SYSTEM, Clock
 from phorque.clusterview import ClusterView
 from phorque.config import Config, load_config
 from phorque.engine import Engine, Evaluation, evaluation_json
@@ -86,24 +87,28 @@ class AlreadyRunning(PhorqueError):
     pass
 
 
-def settling(wake_at: float | None, ev: Evaluation) -> float | None:
+def settling(wake_at: float | None, ev: Evaluation, now: float) -> float | None:
     """The wake-up, brought forward to SETTLE_SECS from now when nodes still listed an ended
     job (a real pbs_server frees the slots a moment after writing the E record)."""
     if not ev.unsettled:
         return wake_at
-    return min(wake_at if wake_at is not None else math.inf, time.time() + SETTLE_SECS)
+    return min(wake_at if wake_at is not None else math.inf, now + SETTLE_SECS)
 
 
 class Daemon:
     """One daemon process. ``run()`` returns when stopped."""
 
-    def __init__(self, config: Config, once: bool = False):
+    def __init__(self, config: Config, once: bool = False, engine: Engine | None = None,
+                 clock: Clock = SYSTEM):
         self.config = config
         self.once = once
-        self.trigger = Trigger()
+        self.clock = clock
+        self.trigger = Trigger(clock.monotonic)
         self.stopping = False
         self.reload_requested = False
-        self.engine = Engine(config)
+        #: Built from the configuration unless given (the component tests give one on
+        #: in-memory ports); a reload builds a new one from the new configuration.
+        self.engine = engine or Engine(config, clock=clock.time)
         self.watcher: TorqueWatcher | None = None
         self.listener: NudgeListener | None = None
         self.evaluations = 0
@@ -189,7 +194,7 @@ class Daemon:
             return
         from phorque.metrics import Metrics  # prometheus_client only where metrics are on
 
-        metrics = Metrics(time.time())
+        metrics = Metrics(self.clock.time())
         try:
             port = metrics.serve(*address)
         except OSError as exc:
@@ -233,7 +238,7 @@ class Daemon:
         if moved:
             self._stop_metrics()
         self.config = config
-        self.engine = Engine(config, state=self.engine.state)
+        self.engine = Engine(config, state=self.engine.state, clock=self.clock.time)
         self._start_inputs()
         if moved:
             self._start_metrics()
@@ -256,7 +261,7 @@ class Daemon:
         """One evaluation: a full read of Torque when ``full`` (start, reconciliation, retry),
         else what the live view says changed. An incremental one that only file events asked
         for ends at once when Torque changed in nothing (and counts as no evaluation)."""
-        started = time.monotonic()
+        started = self.clock.monotonic()
         why = fired.describe() if fired else reason
         view = self._live_view()
         self.engine.view = view
@@ -309,7 +314,7 @@ class Daemon:
             log.warning("reconciliation: %s", text)
 
     def _finish(self, ev: Evaluation, n: int, why: str, started: float) -> Evaluation:
-        took = time.monotonic() - started
+        took = self.clock.monotonic() - started
         done = sum(1 for o in ev.outcomes if o.status == "done")
         queue = summarize(in_queues(ev.snapshot.jobs, self.config.phorque.queues), ())
         emit(log, EventType.EVALUATION, "evaluation #%d (%s): %d action(s), %d done, %.2f s", n, why,
@@ -320,7 +325,7 @@ class Daemon:
              price_per_hour=self.config.policy.price_per_hour)
         if self.metrics is not None:
             self.metrics.evaluation(why, "done", took)
-            self.metrics.observe(self.config, ev.snapshot, time.time())
+            self.metrics.observe(self.config, ev.snapshot, self.clock.time())
             self._reactions(ev)
         try:
             self.state.set_daemon(last_evaluation=ev.time, last_reason=why, last_duration=round(took, 3),
@@ -361,8 +366,8 @@ class Daemon:
         check_nothing_forgotten(self.config, self.state)  # before anything starts: refused
         self._claim_pidfile()
         try:
-            self.state.set_daemon(pid=os.getpid(), started=time.time(), status="running",
-                                  heartbeat=time.time())
+            self.state.set_daemon(pid=os.getpid(), started=self.clock.time(), status="running",
+                                  heartbeat=self.clock.time())
             self._start_metrics()
             self._start_inputs()
             emit(log, EventType.DAEMON_STARTED, "started: %s", self.config.summary(), pid=os.getpid(),
@@ -374,7 +379,7 @@ class Daemon:
         finally:
             self._stop_inputs()
             try:
-                self.state.set_daemon(status="stopped", heartbeat=time.time())
+                self.state.set_daemon(status="stopped", heartbeat=self.clock.time())
             except PhorqueError:
                 pass
             self._release_pidfile()
@@ -383,7 +388,7 @@ class Daemon:
                  evaluations=self.evaluations)
 
     def _loop(self, config_path: str) -> None:
-        next_sweep = time.monotonic()  # the first evaluation is a full reconciliation
+        next_sweep = self.clock.monotonic()  # the first evaluation is a full reconciliation
         wake_at: float | None = None   # wall-clock time the policy asked to look again
         fired = Fired()
         first = True
@@ -395,8 +400,8 @@ class Daemon:
             if self.reload_requested:
                 self._reload(config_path)
                 reloaded = True
-            sweep = time.monotonic() >= next_sweep
-            wake_due = wake_at is not None and time.time() >= wake_at
+            sweep = self.clock.monotonic() >= next_sweep
+            wake_due = wake_at is not None and self.clock.time() >= wake_at
             if fired or sweep or wake_due:
                 if sweep and self.watcher is not None:
                     self.watcher.ensure()
@@ -415,15 +420,15 @@ class Daemon:
                     # Triggers after this one are gathered for event_delay_secs. A look of the
                     # daemon's own (a reconciliation, a wake-up to join a booting instance)
                     # ends no quiet moment: the next submit is answered at once.
-                    settled = time.monotonic()
+                    settled = self.clock.monotonic()
                 if ev is not None and ev.unchanged:
-                    wake_at = settling(wake_at, ev)
+                    wake_at = settling(wake_at, ev, self.clock.time())
                     fired = self._wait(next_sweep, wake_at, bucket, settled)
                     continue
                 if fired:
                     # Only what file events and nudges ask for is rate-limited: a reconciliation
                     # or a policy's wake-up must not make the next submit wait.
-                    bucket.take(time.monotonic())
+                    bucket.take(self.clock.monotonic())
                 self.last_ok = ev is not None
                 first = reloaded = False
                 # "skipped" when it did not complete: phorque-evaluate must not report the
@@ -433,19 +438,19 @@ class Daemon:
                     if self.listener is not None:
                         self.listener.reply(sender, f"{answer} {nonce}")
                 if sweep:
-                    next_sweep = time.monotonic() + self.config.phorque.loop_sleep_secs
+                    next_sweep = self.clock.monotonic() + self.config.phorque.loop_sleep_secs
                 if ev is not None:
                     retry = 0.0
-                    wake_at = settling(ev.plan.wake_at, ev)
+                    wake_at = settling(ev.plan.wake_at, ev, self.clock.time())
                 else:
                     # A skipped evaluation (Torque unreadable, the lock busy) is tried again soon,
                     # backing off to loop_sleep_secs: the work that asked for it must not wait
                     # for the next reconciliation, and a long outage must not make a busy loop.
                     retry = min(max(2 * retry, RETRY_FIRST_SECS), self.config.phorque.loop_sleep_secs)
-                    wake_at = time.time() + retry
+                    wake_at = self.clock.time() + retry
                     log.info("next try in %.0f s", retry)
                 if wake_at is not None:
-                    wake_at = max(wake_at, time.time() + 1.0)  # never spin on a past moment
+                    wake_at = max(wake_at, self.clock.time() + 1.0)  # never spin on a past moment
                 self._heartbeat()
             if self.once or self.stopping:
                 return
@@ -457,10 +462,10 @@ class Daemon:
         trigger after a quiet moment is answered at once; triggers that come while an
         evaluation runs, or within event_delay_secs after an evaluation triggers asked for, are
         gathered until then (and the rate limit may hold a flood a little longer)."""
-        timeout = next_sweep - time.monotonic()
+        timeout = next_sweep - self.clock.monotonic()
         if wake_at is not None:
-            timeout = min(timeout, wake_at - time.time())
-        not_before = max(bucket.not_before(time.monotonic()),
+            timeout = min(timeout, wake_at - self.clock.time())
+        not_before = max(bucket.not_before(self.clock.monotonic()),
                          settled + self.config.phorque.event_delay_secs)
         fired = self.trigger.wait(max(0.0, timeout), not_before=not_before)
         fired.reasons.pop("stop", None)
@@ -469,7 +474,7 @@ class Daemon:
 
     def _heartbeat(self) -> None:
         try:
-            self.state.set_daemon(heartbeat=time.time(), status="running")
+            self.state.set_daemon(heartbeat=self.clock.time(), status="running")
         except PhorqueError as exc:
             log.warning("cannot write the heartbeat: %s", exc)
 
