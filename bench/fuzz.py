@@ -13,7 +13,7 @@ resident memory while the target ran.
     python3 dev.py bench fuzz [--minutes M] [--only TARGET ...] [--seed S]
 
 The ``linear`` target (run first, under a minute) times the inputs whose cost once grew with the
-square of their size (the accounting tokenizer on the hostile texts of ``tests/test_accounting.py``,
+square of their size (the accounting tokenizer on the hostile texts of ``tests/unit/test_accounting.py``,
 a node's ``jobs`` attribute, an element that never ends, a block of blank accounting lines) at
 128 KiB to 1 MiB and prints each time and the ratio to the previous size: about 2 for linear work,
 about 4 for quadratic. (The test suite checks that such inputs are read; a time bound there failed
@@ -267,7 +267,7 @@ def fuzz(target: Target, seconds: float, seed: int) -> Tally:
     return tally
 
 
-#: The hostile texts of tests/test_accounting.py::test_hostile_text_tokenizes, by a short name.
+#: The hostile texts of tests/unit/test_accounting.py::test_hostile_text_tokenizes, by a short name.
 HOSTILE_TEXTS = {"spaces": lambda n: " " * n, "letters": lambda n: "a" * n,
                  "empty values": lambda n: "a= " * (n // 3), "short words": lambda n: " a" * (n // 2),
                  "Resource_Request": lambda n: "Resource_Request_2.0=" + "-L tasks=1 " * (n // 11)}

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from tests.fake_torque import FakeTorque
 
-FIXTURES = Path(__file__).parent / "fixtures" / "torque"
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "torque"
 
 CONFIG = """
 [Phorque]

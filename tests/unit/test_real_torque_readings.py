@@ -22,7 +22,7 @@ from phorque.torque.commands import NodeNotReady, Torque
 from phorque.torque.xmlparse import jobs_from_bytes, nodes_from_bytes
 from tests.builders import cloud, cloud_node, inst, job, node, owned, snapshot
 
-REAL = Path(__file__).parent / "fixtures" / "real-torque"
+REAL = Path(__file__).parents[1] / "fixtures" / "real-torque"
 POLICIES = (CostAware, OnDemand, OnDemandPlusPlus)
 
 

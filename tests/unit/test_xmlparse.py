@@ -22,7 +22,7 @@ from phorque.torque.xmlparse import (
 )
 from tests.pipes import Trickle
 
-FIXTURES = Path(__file__).parent / "fixtures" / "torque"
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "torque"
 
 
 def test_one_line_qstat_sample():

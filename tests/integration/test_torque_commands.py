@@ -12,7 +12,7 @@ from phorque.torque.commands import Torque, UnsafeName, phorque_note
 from phorque.torque.xmlparse import XMLFormatError
 from tests.fake_torque import FakeTorque
 
-FIXTURES = Path(__file__).parent / "fixtures" / "torque"
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "torque"
 
 
 @pytest.fixture

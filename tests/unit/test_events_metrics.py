@@ -19,7 +19,7 @@ from phorque.model import Health, Stage
 from phorque.policy import make_policy
 from tests import builders as b
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 CONF = """
 [Phorque]

@@ -29,7 +29,7 @@ from phorque.torque.accounting import (
     tokenize,
 )
 
-FIXTURES = Path(__file__).parent / "fixtures" / "accounting"
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "accounting"
 REFERENCE = json.loads((FIXTURES / "reference-lines.json").read_text())["lines"]
 # Central European time with its daylight saving rules, written out so no tzdata is needed.
 CET = "CET-1CEST,M3.5.0,M10.5.0/3"

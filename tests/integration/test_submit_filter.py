@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-HOOK = Path(__file__).resolve().parents[1] / "hooks" / "submit_filter"
+HOOK = Path(__file__).resolve().parents[2] / "hooks" / "submit_filter"
 # The system's Python, without Phorque installed: what a submit host usually has.
 BARE_PATH = "/usr/bin:/bin"
 
