@@ -7,6 +7,8 @@
     python3 dev.py test --busy [ARGS...]   the same with two CPU-bound processes running beside
                                            the suite (stopped when it ends): the suite must pass
                                            on a loaded machine
+    python3 dev.py test -m unit            one level of the suite (unit, component,
+                                           integration, hostile, replay; see the README)
     python3 dev.py demo [DEMO-ARGS...]     create .venv, install Phorque with its sandbox
                                            extras, run the live demo
     python3 dev.py bench NAME [ARGS...]    run bench/NAME.py inside .venv
@@ -119,6 +121,15 @@ def ensure_test_packages() -> int:
     return _run(install, env=env, timeout=1800)
 
 
+def _selects_integration(rest: list[str]) -> bool:
+    """Can the pytest arguments select integration tests (the real-Torque tier is one)? Only a
+    ``-m`` expression that does not name ``integration`` rules them out."""
+    if "-m" not in rest or rest.index("-m") + 1 >= len(rest):
+        return True
+    expression = rest[rest.index("-m") + 1]
+    return "integration" in expression and "not integration" not in expression
+
+
 def run_tests(rest: list[str], env: dict[str, str]) -> int:
     rc = ensure_test_packages()
     if rc:
@@ -129,7 +140,7 @@ def run_tests(rest: list[str], env: dict[str, str]) -> int:
         return rc
     busy_wanted = "--busy" in rest
     rest = [a for a in rest if a != "--busy"]
-    extra, report = torque_tier(env)
+    extra, report = torque_tier(env) if _selects_integration(rest) else (["--ignore=tests/torque"], None)
     busy = [subprocess.Popen([sys.executable, "-c", BUSY_LOOP]) for _ in range(BUSY_PROCESSES)] \
         if busy_wanted else []
     if busy:

@@ -31,6 +31,27 @@ def _real_torque_found() -> str | None:
     return None
 
 
+#: The level of each test directory (``pytest -m LEVEL`` runs one): ``unit``, pure and in one
+#: process; ``component``, the act half and the daemon on in-memory ports (tests/fakes.py);
+#: ``integration``, real local servers and real commands (moto, the Phantom double, the
+#: sandbox, a private Torque); ``hostile``, malformed and huge inputs; ``replay``, the
+#: simulator and its figures.
+LEVELS = {"unit": "unit", "component": "component", "integration": "integration",
+          "cloud": "integration", "sandbox": "integration", "torque": "integration",
+          "hostile": "hostile", "replay": "replay"}
+_TESTS = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    for item in items:
+        parts = Path(str(item.path)).resolve().relative_to(_TESTS).parts
+        level = LEVELS.get(parts[0]) if len(parts) > 1 else None
+        if level is None:
+            raise pytest.UsageError(f"{item.nodeid}: a test file belongs in one of the level "
+                                    f"directories {sorted(LEVELS)} of tests/")
+        item.add_marker(level)
+
+
 _NO_REAL_TORQUE = _real_torque_found()
 collect_ignore = ["torque"] if _NO_REAL_TORQUE else []
 _tier_passed = 0
