@@ -18,8 +18,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from phorque.cloud.backoff import CloudHealthRecord, health_at, record_failure, record_success
+from phorque.cloud.factory import make_provider
 from phorque.cloud.lock import cloud_lock
-from phorque.cloud.provider import make_provider
 from phorque.clusterview import ClusterView, Drift, Refreshed
 from phorque.config import Config
 from phorque.crashpoints import crashpoint

@@ -15,7 +15,8 @@ import logging
 import threading
 from collections.abc import Callable
 
-from phorque.cloud.provider import CloudProvider, make_provider
+from phorque.cloud.factory import make_provider
+from phorque.cloud.provider import CloudProvider
 from phorque.config import CloudSettings
 from phorque.errors import CloudError
 from phorque.triggers import Trigger

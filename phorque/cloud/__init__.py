@@ -6,8 +6,9 @@ The engine uses :func:`make_provider` (one :class:`CloudProvider` per ``[Cloud-<
 """
 
 from phorque.cloud.backoff import CloudHealthRecord, health_at, record_failure, record_success
+from phorque.cloud.factory import make_provider
 from phorque.cloud.lock import cloud_lock
-from phorque.cloud.provider import CloudProvider, GroupView, make_provider
+from phorque.cloud.provider import CloudProvider, GroupView
 
 __all__ = ["CloudHealthRecord", "CloudProvider", "GroupView", "cloud_lock", "health_at",
            "make_provider", "record_failure", "record_success"]

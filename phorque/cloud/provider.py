@@ -214,13 +214,3 @@ def chunks(items: list[str], size: int) -> Iterable[list[str]]:
     """``items`` in lists of at most ``size``."""
     for start in range(0, len(items), size):
         yield items[start:start + size]
-
-
-def make_provider(settings: CloudSettings, session: Any = None) -> CloudProvider:
-    """The provider for a cloud's dialect (``aws``, or ``nimbus``/``phantom``)."""
-    # Imported here: the dialect modules import this one.
-    if settings.dialect == "phantom":
-        from phorque.cloud.phantom import PhantomProvider
-        return PhantomProvider(settings, session)
-    from phorque.cloud.aws import AwsProvider
-    return AwsProvider(settings, session)

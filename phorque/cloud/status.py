@@ -15,7 +15,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from phorque.cloud.backoff import CloudHealthRecord, health_at
-from phorque.cloud.provider import CloudProvider, make_provider
+from phorque.cloud.factory import make_provider
+from phorque.cloud.provider import CloudProvider
 from phorque.config import CloudSettings, Config
 from phorque.errors import CloudError, CloudUnreachable, StateError
 from phorque.model import Health, Instance

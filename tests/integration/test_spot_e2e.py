@@ -91,7 +91,7 @@ def test_a_reclaimed_spot_instance_requeues_its_jobs_and_they_finish_on_demand(
 
 
 def test_the_spot_watch_fires_when_an_instance_is_taken_back_or_leaves_its_group(moto, tmp_path):
-    from phorque.cloud.provider import make_provider
+    from phorque.cloud.factory import make_provider
     from phorque.config import load_config
     from phorque.spotwatch import SpotWatch
     from phorque.triggers import Trigger
