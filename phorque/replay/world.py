@@ -22,10 +22,10 @@ from typing import Any
 from phorque.cloud.backoff import CloudHealthRecord, health_at, record_failure, record_success
 from phorque.model import CloudState, Job, Owned, Snapshot
 from phorque.observe import observe
-from phorque.replay.apply import OwnedBook
 from phorque.replay.clouds import Interruption, SimCloud, SimInstance
 from phorque.replay.cluster import Cluster, SimNode
 from phorque.replay.metrics import Tally
+from phorque.replay.owned import OwnedBook
 from phorque.replay.settings import ReplaySettings
 from phorque.replay.spot import INTERRUPTION, interruption_delay
 

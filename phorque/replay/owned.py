@@ -1,0 +1,41 @@
+"""The state store's instance records, in memory, as the replay keeps them."""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from typing import Any
+
+from phorque.model import Owned, Stage
+
+
+class OwnedBook:
+    """The state store's instance records, in memory."""
+
+    def __init__(self) -> None:
+        self.records: dict[str, Owned] = {}
+        self.version = 0
+
+    def save(self, records: list[Owned], now: float) -> None:
+        for rec in records:
+            if rec.stage == Stage.GONE:
+                self.records.pop(rec.instance_id, None)  # the store never reads them back
+            else:
+                self.records[rec.instance_id] = _changed(rec, updated_at=now)
+        if records:
+            self.version += 1
+
+    def set_stage(self, instance_id: str, cloud: str, stage: Stage, now: float, **changes: Any) -> None:
+        rec = self.records.get(instance_id) or Owned(instance_id=instance_id, cloud=cloud, stage=stage,
+                                                     first_seen=now)
+        self.save([_changed(rec, stage=stage, **changes)], now)
+
+
+_OWNED_FIELDS = tuple(f.name for f in fields(Owned))
+
+
+def _changed(rec: Owned, **changes: Any) -> Owned:
+    """``dataclasses.replace(rec, **changes)`` without its checks of every field, for the
+    records the replay stamps at every change."""
+    values = {name: getattr(rec, name) for name in _OWNED_FIELDS}
+    values.update(changes)
+    return Owned(**values)
