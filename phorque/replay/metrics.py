@@ -19,13 +19,11 @@
 from __future__ import annotations
 
 import math
-from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from phorque.replay.scheduler import SimJob
-    from phorque.replay.sim import Simulation
 
 BSLD_TAU = 10.0
 
@@ -154,44 +152,6 @@ class ReplayResult:
     requeued: int = 0
     lost_jobs: int = 0
     lost_core_hours: float = 0.0
-
-    @classmethod
-    def build(cls, sim: Simulation, end: float, truncated: bool, sim_secs: float,
-              cpu_secs: float) -> ReplayResult:
-        tally = sim.tally
-        for job in sim.running.values():  # only when the drain limit cut the replay short
-            tally.ended(job, until=end)
-        waits = sorted(tally.waits)
-        started = len(waits)
-        paid = sum(c.paid_secs for c in sim.clouds.values())
-        paid_core_secs = sum(c.paid_secs * c.spec.instance_cores for c in sim.clouds.values())
-        span = max(0.0, end - sim.trace.start)
-        local_cores = sim.local_nodes * sim.local_np
-        clouds: dict[str, dict[str, float]] = {
-            name: {"cost": round(c.cost, 6), "instance_hours": round(c.paid_secs / 3600, 6),
-                   "launched": c.launched} for name, c in sim.clouds.items()}
-        for name, c in sim.clouds.items():
-            if c.spec.spot:
-                clouds[name]["interruptions"] = len(c.interruptions)
-        actions = Counter({f"{kind} {status}": n for (kind, status), n in sim.outcomes.items()})
-        return cls(
-            policy=sim.policy.name, trace=sim.trace.name, jobs=len(sim.trace.jobs), started=started,
-            unstarted=len(sim.scheduler.queue), never_run=len(sim.never),
-            killed_at_walltime=tally.killed,
-            mean_wait_secs=sum(waits) / started if started else 0.0,
-            p95_wait_secs=percentile(waits, 0.95), max_wait_secs=waits[-1] if waits else 0.0,
-            mean_bounded_slowdown=tally.bsld_sum / started if started else 0.0,
-            cost=sum(c.cost for c in sim.clouds.values()), instance_hours=paid / 3600.0,
-            paid_utilization=tally.cloud_core_secs / paid_core_secs if paid_core_secs else 0.0,
-            peak_instances=tally.peak_instances, peak_rate=tally.peak_rate,
-            launched=sum(c.launched for c in sim.clouds.values()),
-            local_utilization=tally.local_core_secs / (local_cores * span) if local_cores and span else 0.0,
-            evaluations=sim.evaluations, events=sim.events, start=sim.trace.start, end=end,
-            truncated=truncated, sim_secs=sim_secs, cpu_secs=cpu_secs, clouds=clouds, counters=dict(sim.counters),
-            actions=dict(sorted(actions.items())),
-            series=(tally.times, tally.queued, tally.live),
-            spot=sim.settings.spot, interruptions=tally.interruptions, requeued=tally.requeued,
-            lost_jobs=tally.lost_jobs, lost_core_hours=tally.lost_core_secs / 3600.0)
 
     def as_dict(self, timing: bool = False) -> dict[str, Any]:
         """The JSON form (without the simulator's own run time unless ``timing``, so the same

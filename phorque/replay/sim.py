@@ -49,7 +49,7 @@ from phorque.policy.base import Policy
 from phorque.replay.apply import SimExecutor
 from phorque.replay.clouds import SimInstance
 from phorque.replay.cluster import Possible
-from phorque.replay.metrics import ReplayResult, Tally
+from phorque.replay.metrics import ReplayResult, Tally, percentile
 from phorque.replay.scheduler import Scheduler, SimJob
 from phorque.replay.settings import ReplaySettings
 from phorque.replay.spot import rerunnable
@@ -452,7 +452,7 @@ class Simulation:
         self.tally.advance(max(end, self.now), len(self._queued), 0, last=True)
         if self.progress is not None:
             self.progress(1.0, end, self.events)
-        return ReplayResult.build(self, end, truncated, time.perf_counter() - wall,
+        return replay_result(self, end, truncated, time.perf_counter() - wall,
                                   time.process_time() - cpu)
 
     def _tail_secs(self) -> float:
@@ -473,3 +473,42 @@ def replay(trace: Trace, policy: Policy | str, settings: ReplaySettings | None =
     if isinstance(policy, str):
         policy = settings.make_policy(policy)
     return Simulation(trace, policy, settings, progress).run()
+
+
+def replay_result(sim: Simulation, end: float, truncated: bool, sim_secs: float,
+                  cpu_secs: float) -> ReplayResult:
+    """What a finished replay found."""
+    tally = sim.tally
+    for job in sim.running.values():  # only when the drain limit cut the replay short
+        tally.ended(job, until=end)
+    waits = sorted(tally.waits)
+    started = len(waits)
+    paid = sum(c.paid_secs for c in sim.clouds.values())
+    paid_core_secs = sum(c.paid_secs * c.spec.instance_cores for c in sim.clouds.values())
+    span = max(0.0, end - sim.trace.start)
+    local_cores = sim.local_nodes * sim.local_np
+    clouds: dict[str, dict[str, float]] = {
+        name: {"cost": round(c.cost, 6), "instance_hours": round(c.paid_secs / 3600, 6),
+               "launched": c.launched} for name, c in sim.clouds.items()}
+    for name, c in sim.clouds.items():
+        if c.spec.spot:
+            clouds[name]["interruptions"] = len(c.interruptions)
+    actions = Counter({f"{kind} {status}": n for (kind, status), n in sim.outcomes.items()})
+    return ReplayResult(
+        policy=sim.policy.name, trace=sim.trace.name, jobs=len(sim.trace.jobs), started=started,
+        unstarted=len(sim.scheduler.queue), never_run=len(sim.never),
+        killed_at_walltime=tally.killed,
+        mean_wait_secs=sum(waits) / started if started else 0.0,
+        p95_wait_secs=percentile(waits, 0.95), max_wait_secs=waits[-1] if waits else 0.0,
+        mean_bounded_slowdown=tally.bsld_sum / started if started else 0.0,
+        cost=sum(c.cost for c in sim.clouds.values()), instance_hours=paid / 3600.0,
+        paid_utilization=tally.cloud_core_secs / paid_core_secs if paid_core_secs else 0.0,
+        peak_instances=tally.peak_instances, peak_rate=tally.peak_rate,
+        launched=sum(c.launched for c in sim.clouds.values()),
+        local_utilization=tally.local_core_secs / (local_cores * span) if local_cores and span else 0.0,
+        evaluations=sim.evaluations, events=sim.events, start=sim.trace.start, end=end,
+        truncated=truncated, sim_secs=sim_secs, cpu_secs=cpu_secs, clouds=clouds, counters=dict(sim.counters),
+        actions=dict(sorted(actions.items())),
+        series=(tally.times, tally.queued, tally.live),
+        spot=sim.settings.spot, interruptions=tally.interruptions, requeued=tally.requeued,
+        lost_jobs=tally.lost_jobs, lost_core_hours=tally.lost_core_secs / 3600.0)
