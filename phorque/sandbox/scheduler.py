@@ -28,21 +28,34 @@ mark was cleared), and on pbs_sched's timer (``sched_cycle``; see the engine).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import sqlite3
+from typing import Protocol
 
 from phorque.sandbox.placement import (
     BadNodeSpec,
     FreeNode,
     Part,
+    Placement,
     gpu_flags,
     parse_exec_gpus,
     parse_parts,
     place,
 )
 from phorque.sandbox.request import decode_resources
+from phorque.sandbox.store import Session
 
-if TYPE_CHECKING:
-    from phorque.sandbox.engine import Engine
+
+class Server(Protocol):
+    """What a scheduling cycle needs of the server: its state, and the two ways it ends a
+    queued job's wait (the sandbox's :class:`~phorque.sandbox.engine.Engine` is one)."""
+
+    session: Session
+    db: sqlite3.Connection
+
+    def start(self, job: sqlite3.Row, placement: Placement, when: float,
+              gpu_flags: int | None = None) -> None: ...
+
+    def delete_never_runs(self, job: sqlite3.Row, when: float) -> None: ...
 
 NOT_RUNNING = "Not Running: Not enough of the right type of nodes are available"
 UNKNOWN_NODE_ATTRIBUTE = "Not Running - PBS Error: Unknown node-attribute "
@@ -51,7 +64,7 @@ NO_ALLOCATION = ("Not Running - PBS Error: Resource temporarily unavailable MSG=
 ONE_SLOT = [Part(1, 1, None, [])]
 
 
-def _gpus_in_use(engine: Engine) -> dict[str, set[int]]:
+def _gpus_in_use(engine: Server) -> dict[str, set[int]]:
     """GPUs held by running jobs, by node (from their ``exec_gpus``)."""
     used: dict[str, set[int]] = {}
     for (value,) in engine.db.execute(
@@ -61,7 +74,7 @@ def _gpus_in_use(engine: Engine) -> dict[str, set[int]]:
     return used
 
 
-def _nodes(engine: Engine, usable_only: bool, when: float | None = None) -> list[FreeNode]:
+def _nodes(engine: Server, usable_only: bool, when: float | None = None) -> list[FreeNode]:
     """Nodes with their free slots and GPUs (usable: mom up, not offline), or every node as if
     empty (see :func:`every_node`)."""
     rows = engine.db.execute(
@@ -89,12 +102,12 @@ def _nodes(engine: Engine, usable_only: bool, when: float | None = None) -> list
     return nodes
 
 
-def free_nodes(engine: Engine) -> list[FreeNode]:
+def free_nodes(engine: Server) -> list[FreeNode]:
     """Nodes a new job may start on (mom up, not offline), with their free slots, in order."""
     return _nodes(engine, True)
 
 
-def every_node(engine: Engine, when: float | None = None) -> list[FreeNode]:
+def every_node(engine: Server, when: float | None = None) -> list[FreeNode]:
     """Every node of the list, as if up and empty (what pbs_server checks feasibility on);
     only the GPUs of nodes up and online at ``when`` count."""
     return _nodes(engine, False, when)
@@ -114,7 +127,7 @@ def shape(spec: str) -> list[Part] | None:
         return None
 
 
-def cycle(engine: Engine, when: float) -> None:
+def cycle(engine: Server, when: float) -> None:
     """One scheduling cycle at ``when``, if one is due."""
     session = engine.session
     if session.get("sched_dirty") != "1" or session.get("scheduling") != "1":
@@ -123,12 +136,12 @@ def cycle(engine: Engine, when: float) -> None:
     _run_queue(engine, when)
 
 
-def _set_comment(engine: Engine, job, text: str) -> None:
+def _set_comment(engine: Server, job, text: str) -> None:
     if job["comment"] != text:
         engine.db.execute("UPDATE jobs SET comment = ? WHERE id = ?", (text, job["id"]))
 
 
-def _run_queue(engine: Engine, when: float) -> None:
+def _run_queue(engine: Server, when: float) -> None:
     nodes = free_nodes(engine)
     free_total = sum(len(n.free) for n in nodes)
     strict = engine.session.get("scheduler") == "strict"
