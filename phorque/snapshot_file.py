@@ -222,7 +222,10 @@ def _load(value: Any, kind: Any, where: str) -> Any:
     if kind is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise _wrong(where, _NAMES[float], value)
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:  # an integer of 400 digits
+            raise SnapshotFileError(where, "too large for a number") from None
     if kind is str:
         if not isinstance(value, str):
             raise _wrong(where, _NAMES[str], value)

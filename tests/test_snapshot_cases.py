@@ -180,6 +180,8 @@ def _set(data: dict, path: list, value) -> dict:
     (["snapshot", "clouds", 0, "health"], "fine", "snapshot.clouds[0].health", "expected one of ok, backoff"),
     (["snapshot", "clouds", 0, "queues"], "batch", "snapshot.clouds[0].queues", "expected a list"),
     (["snapshot", "torque_ok"], 1, "snapshot.torque_ok", "expected true or false, got 1"),
+    (["snapshot", "now"], 10**400, "snapshot.now", "too large for a number"),
+    (["snapshot", "memory"], [], "snapshot.memory", "expected an object, got a list"),
     (["policy", "name"], "Nope", "policy.name", "no policy named 'Nope'"),
     (["policy", "options", "walltime_aware"], 1, "policy.options.walltime_aware", "expected a bool"),
     (["policy", "options", "scale_in_margin_secs"], -1, "policy.options.scale_in_margin_secs", "below the minimum"),
@@ -336,6 +338,15 @@ def test_command_on_a_malformed_file(tmp_path):
     assert "Traceback" not in proc.stderr and proc.stdout == ""
     as_json = _evaluate(conf, "--snapshot", str(bad), "--json")
     assert as_json.returncode == 2 and json.loads(as_json.stdout)["executed"] is False
+
+
+def test_command_shows_a_hostile_field_name_escaped(tmp_path):
+    conf = _config(tmp_path, "name = OnDemand")
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(_set(_good(), ["snapshot", "\x1b[2J"], 1)))
+    proc = _evaluate(conf, "--snapshot", str(bad))
+    assert proc.returncode == 2
+    assert "snapshot.\\x1b[2J: unknown field of Snapshot" in proc.stderr and "\x1b" not in proc.stderr
 
 
 def test_snapshot_takes_no_live_options(tmp_path):

@@ -176,7 +176,8 @@ def _plan_saved(config, args) -> int:
     try:
         saved = read_saved(args.snapshot)
     except SnapshotFileError as exc:
-        print(f"phorque: saved snapshot: {exc}", file=sys.stderr)
+        # Field names come from the file: shown escaped, on one line.
+        print(f"phorque: saved snapshot: {printable(exc, 2000)}", file=sys.stderr)
         if args.json:
             print(json.dumps({"error": str(exc), "executed": False}))
         return EXIT_CONFIG
