@@ -327,6 +327,16 @@ def test_command_saves_again_what_it_planned(tmp_path):
     assert json.loads(out.read_text()) == json.loads(case.read_text())
 
 
+def test_command_that_cannot_save_says_so(tmp_path):
+    conf = _config(tmp_path, "name = CostAware\nprice_per_hour = 10")
+    target = tmp_path / "missing-dir" / "x.json"
+    proc = _evaluate(conf, "--snapshot", "tests/cases/cheapest_cloud.json", "--save-snapshot", str(target))
+    assert proc.returncode == 1
+    assert "would launch +1 on cheap" in proc.stdout  # the plan is still shown
+    assert f"cannot save the snapshot to {target}: No such file or directory" in proc.stderr
+    assert not target.parent.exists()
+
+
 def test_command_on_a_malformed_file(tmp_path):
     conf = _config(tmp_path, "name = OnDemand")
     bad = tmp_path / "bad.json"
