@@ -1,17 +1,26 @@
 """``phorque-evaluate``: one evaluation now.
 
 Exit status: 0 on success, 2 on a configuration error, 1 when the evaluation could not complete
-(Torque unreadable, state unusable, lock not obtained), also when the running daemon did it.
+(Torque unreadable, state unusable, lock not obtained), also when the running daemon did it, and
+when ``--save-snapshot`` could not write its file (the evaluation itself was done and printed).
+
+``--snapshot FILE`` plans with the configured policy on a saved snapshot
+(:mod:`phorque.snapshot_file`) and reads nothing else: exit 0 when the plan (actions and notes)
+is the one saved in the file, 1 when it differs, 2 when the file or the configuration cannot be
+used.
 """
 
 from __future__ import annotations
 
+import difflib
 import json
 import logging
 import subprocess
 import sys
+from typing import Any
 
 from phorque.cli.common import (
+    EXIT_CONFIG,
     EXIT_FAILED,
     EXIT_OK,
     base_parser,
@@ -23,6 +32,16 @@ from phorque.cli.common import (
 )
 from phorque.engine import Engine, Evaluation, evaluation_json
 from phorque.errors import PhorqueError
+from phorque.policy import make_policy
+from phorque.policy.base import Policy
+from phorque.snapshot_file import (
+    SnapshotFileError,
+    document,
+    plan_rows,
+    policy_section,
+    read_saved,
+    write_saved,
+)
 
 log = logging.getLogger("phorque.evaluate")
 
@@ -36,6 +55,13 @@ def build_parser():
                         help="ask for an evaluation and return at once")
     parser.add_argument("--local", action="store_true",
                         help="evaluate in this process even when a daemon runs (still under the lock)")
+    parser.add_argument("--save-snapshot", metavar="FILE",
+                        help="write the snapshot this evaluation decided on, the policy and its plan "
+                             "to FILE (evaluates in this process, as --local does)")
+    parser.add_argument("--snapshot", metavar="FILE",
+                        help="plan with the configured policy on the snapshot saved in FILE: reads no "
+                             "Torque and no cloud, changes nothing; exit 1 when the plan differs "
+                             "from the one saved")
     return parser
 
 
@@ -84,13 +110,21 @@ def render(ev: Evaluation, data: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.snapshot is not None and (args.asynchronous or args.local):
+        parser.error("--snapshot evaluates nothing live: it takes no --async or --local")
+    if args.save_snapshot is not None and args.asynchronous:
+        parser.error("--save-snapshot waits for its evaluation: it takes no --async")
     config = load_or_exit(args.config)
     setup_logging(args.debug, "", config_secrets(config))
     safe_stdout()
     if not args.debug:
         logging.getLogger("phorque.executor").setLevel(logging.WARNING)
-    if not args.dry_run and not args.local:
+    if args.snapshot is not None:
+        return _plan_saved(config, args)
+    # The daemon's evaluation is not this process's to save: --save-snapshot evaluates here.
+    if not args.dry_run and not args.local and args.save_snapshot is None:
         answer = _through_daemon(config, wait=not args.asynchronous)
         if answer == "done":
             return _print_daemon_result(config, args.json)
@@ -108,8 +142,9 @@ def main(argv: list[str] | None = None) -> int:
             _in_background(args)
             print("no daemon answered: evaluating in the background")
             return EXIT_OK
+    engine = Engine(config)
     try:
-        ev = Engine(config).evaluate(dry_run=args.dry_run)
+        ev = engine.evaluate(dry_run=args.dry_run)
     except PhorqueError as exc:
         log.error("evaluation failed: %s", exc)
         if args.json:
@@ -117,7 +152,80 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_FAILED
     data = evaluation_json(config, ev)
     print(json.dumps(data, sort_keys=True) if args.json else render(ev, data))
+    if args.save_snapshot is not None:
+        how = "--dry-run" if args.dry_run else "(executed)"
+        return _save(args.save_snapshot, ev.snapshot, engine.policy, ev.plan,
+                     f"phorque-evaluate {how} at {data['time']} with {config.path}")
     return EXIT_OK
+
+
+def _save(path: str, snapshot, policy: Policy, plan, description: str) -> int:
+    try:
+        write_saved(path, document(snapshot, policy, plan, description))
+    except (OSError, ValueError, TypeError) as exc:
+        # The evaluation was done (and printed); only the file is missing.
+        log.error("cannot save the snapshot to %s: %s", path, getattr(exc, "strerror", None) or exc)
+        return EXIT_FAILED
+    log.info("snapshot, policy and plan saved to %s", path)
+    return EXIT_OK
+
+
+def _plan_saved(config, args) -> int:
+    """``--snapshot FILE``: the configured policy on the file's snapshot, compared with the plan
+    saved there. Reads no Torque, no cloud and no state; takes no lock."""
+    try:
+        saved = read_saved(args.snapshot)
+    except SnapshotFileError as exc:
+        # Field names come from the file: shown escaped, on one line.
+        print(f"phorque: saved snapshot: {printable(exc, 2000)}", file=sys.stderr)
+        if args.json:
+            print(json.dumps({"error": str(exc), "executed": False}))
+        return EXIT_CONFIG
+    policy = make_policy(config)
+    plan = policy.plan(saved.snapshot)
+    ev = Evaluation(saved.snapshot.now, saved.snapshot, plan, executed=False)
+    data = evaluation_json(config, ev)
+    rows, notes = plan_rows(plan), list(plan.notes)
+    configured = policy_section(policy)
+    same_plan = rows == saved.plan and notes == saved.notes
+    data["snapshot"] = {"file": args.snapshot, "same_plan": same_plan,
+                        "same_policy": configured == saved.policy, "policy": configured,
+                        "saved_policy": saved.policy, "saved_actions": saved.plan,
+                        "saved_notes": saved.notes}
+    if args.json:
+        print(json.dumps(data, sort_keys=True))
+    else:
+        print(render(ev, data))
+        print("\n".join(_compared(args.snapshot, configured, saved.policy, same_plan,
+                                   saved.plan + [{"note": n} for n in saved.notes],
+                                   rows + [{"note": n} for n in notes])))
+    code = EXIT_OK
+    if args.save_snapshot is not None:
+        code = _save(args.save_snapshot, saved.snapshot, policy, plan, saved.description)
+    return code if same_plan else EXIT_FAILED
+
+
+def _compared(path: str, configured: dict[str, Any], saved_policy: dict[str, Any], same_plan: bool,
+              saved: list[dict[str, Any]], now: list[dict[str, Any]]) -> list[str]:
+    """What ``--snapshot`` says after the plan: the policy that made the saved plan when it is
+    not the configured one, and whether (and how) the plan differs from the saved one."""
+    lines = []
+    where = printable(path, 200)
+    if configured != saved_policy:
+        changes = [f"{key} {json.dumps(configured.get(key))} (saved: {json.dumps(saved_policy.get(key))})"
+                   for key in configured if configured.get(key) != saved_policy.get(key)]
+        lines.append(f"  snapshot {where}: the saved plan was made by policy "
+                     f"{printable(saved_policy['name'], 60)}; planned here with "
+                     f"{printable(configured['name'], 60)}: {printable('; '.join(changes), 600)}")
+    if same_plan:
+        lines.append(f"  snapshot {where}: the plan is the one saved")
+        return lines
+    lines.append(f"  snapshot {where}: the plan differs from the one saved:")
+    diff = difflib.unified_diff([json.dumps(r, sort_keys=True) for r in saved],
+                                [json.dumps(r, sort_keys=True) for r in now],
+                                "saved", "now", lineterm="", n=1)
+    lines += [f"    {printable(line, 600)}" for line in diff]
+    return lines
 
 
 def _print_daemon_result(config, as_json: bool) -> int:
