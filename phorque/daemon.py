@@ -29,7 +29,7 @@ from phorque.events import EventType, emit
 from phorque.forgotten import check_nothing_forgotten
 from phorque.model import in_queues, summarize
 from phorque.nudge import NudgeListener
-from phorque.plan import Kind
+from phorque.plan import Kind, Status
 from phorque.policy.why import WhyKind, explain
 from phorque.private import private_dir
 from phorque.ratelimit import EvaluationBucket
@@ -315,7 +315,7 @@ class Daemon:
 
     def _finish(self, ev: Evaluation, n: int, why: str, started: float) -> Evaluation:
         took = self.clock.monotonic() - started
-        done = sum(1 for o in ev.outcomes if o.status == "done")
+        done = sum(1 for o in ev.outcomes if o.status == Status.DONE)
         queue = summarize(in_queues(ev.snapshot.jobs, self.config.phorque.queues), ())
         emit(log, EventType.EVALUATION, "evaluation #%d (%s): %d action(s), %d done, %.2f s", n, why,
              len(ev.outcomes), done, took, number=n, trigger=why, actions=len(ev.outcomes), done=done,
@@ -348,7 +348,7 @@ class Daemon:
 
     def _reactions(self, ev: Evaluation) -> None:
         """Time, for each job an executed launch was for, from its queue time to the launch."""
-        if not any(o.status == "done" and o.action.kind == Kind.LAUNCH for o in ev.outcomes):
+        if not any(o.status == Status.DONE and o.action.kind == Kind.LAUNCH for o in ev.outcomes):
             return
         assert self.metrics is not None
         try:

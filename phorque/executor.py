@@ -34,7 +34,7 @@ from phorque.crashpoints import crashpoint
 from phorque.errors import CloudError, PhorqueError, TorqueError
 from phorque.events import EventType, emit
 from phorque.model import NOTE_MARK, Node, Snapshot, Stage
-from phorque.plan import Action, Kind, Plan
+from phorque.plan import Action, Kind, Plan, Status
 from phorque.policy.view import drain_note, is_drain_note, join_note
 from phorque.ports import CloudGroup, TorqueAdmin
 from phorque.state import StateStore
@@ -48,7 +48,7 @@ REMOVE_WORKERS = 8
 @dataclass(frozen=True)
 class Outcome:
     action: Action
-    status: str  # "done", "skipped" or "failed"
+    status: Status
     detail: str = ""
 
     def as_dict(self) -> dict:
@@ -87,6 +87,10 @@ class Executor:
         self.counted: set[Action] = set()        # fault actions already reported
         self.raised: dict[Action, int] = {}      # launch -> instances it added to its group
         self.evacuated: set[str] = set()         # nodes of instances taken back, jobs requeued
+        self.handlers: dict[Kind, Callable[[Action], tuple[Status, str]]] = {
+            Kind.JOIN: self._join, Kind.UNDRAIN: self._undrain, Kind.DRAIN: self._drain,
+            Kind.TERMINATE: self._terminate, Kind.REMOVE: self._remove, Kind.REQUEUE: self._requeue,
+            Kind.CANCEL: self._cancel, Kind.LAUNCH: self._launch}
 
     def apply(self, plan: Plan, snapshot: Snapshot) -> list[Outcome]:
         self.snapshot = snapshot
@@ -99,9 +103,9 @@ class Executor:
             if action.kind == Kind.REMOVE:
                 continue
             outcomes.append(self._apply_one(action))
-            if outcomes[-1].status == "done" and action.kind in (Kind.JOIN, Kind.UNDRAIN):
+            if outcomes[-1].status == Status.DONE and action.kind in (Kind.JOIN, Kind.UNDRAIN):
                 kicked = True
-            if outcomes[-1].status == "failed" and action.kind == Kind.TERMINATE:
+            if outcomes[-1].status == Status.FAILED and action.kind == Kind.TERMINATE:
                 name = action.node or self.dns.get(action.instance or "")
                 if name:
                     self.kept.setdefault(name, "the termination of its instance failed; the node "
@@ -115,18 +119,17 @@ class Executor:
         return outcomes
 
     def _apply_one(self, action: Action) -> Outcome:
-        handler = getattr(self, f"_{action.kind.value}")
         try:
-            status, detail = handler(action)
+            status, detail = self.handlers[action.kind](action)
         except PhorqueError as exc:
-            status, detail = "failed", str(exc)
+            status, detail = Status.FAILED, str(exc)
             # Only the cloud's own failures count against it: a Torque read failing during a
             # termination is no reason to back off the cloud.
             if isinstance(exc, CloudError) and action.cloud and action not in self.counted:
                 self._report(action.cloud, str(exc))
         outcome = Outcome(action, status, detail)
-        level = logging.WARNING if status == "failed" else logging.INFO
-        added = self.raised.get(action) if status == "done" else None
+        level = logging.WARNING if status == Status.FAILED else logging.INFO
+        added = self.raised.get(action) if status == Status.DONE else None
         emit(log, EventType.of_action(action.kind.value), "%s -> %s%s", action, status, f" ({detail})" if detail else "",
              level=level, cloud=action.cloud, instance=action.instance, node=action.node,
              count=action.count, reason=action.reason, outcome=status, detail=detail or None,
@@ -207,7 +210,7 @@ class Executor:
         return None
 
     # -- actions ---------------------------------------------------------------------------
-    def _join(self, a: Action) -> tuple[str, str]:
+    def _join(self, a: Action) -> tuple[Status, str]:
         assert a.node and a.instance and a.cloud
         settings = self.settings.get(a.cloud)
         props = settings.node_properties if settings else ()
@@ -224,63 +227,63 @@ class Executor:
                                        gpus=gpus)
         crashpoint("join.created")
         self._report(a.cloud, None)
-        return "done", "" if created else "node already existed"
+        return Status.DONE, "" if created else "node already existed"
 
-    def _undrain(self, a: Action) -> tuple[str, str]:
+    def _undrain(self, a: Action) -> tuple[Status, str]:
         assert a.node
         fresh = self._fresh(a.node)
         if fresh is None:
-            return "skipped", f"Torque did not list node {a.node} when read again"
+            return Status.SKIPPED, f"Torque did not list node {a.node} when read again"
         if self._admin_held(fresh):
-            return "skipped", "set offline by an administrator; left alone"
+            return Status.SKIPPED, "set offline by an administrator; left alone"
         self.torque.clear_offline(a.node, join_note(a.cloud or "?", a.instance or "?"))
         crashpoint("undrain.cleared")
         self._stage(a, Stage.IDLE, drain_started=None)
-        return "done", ""
+        return Status.DONE, ""
 
-    def _drain(self, a: Action) -> tuple[str, str]:
+    def _drain(self, a: Action) -> tuple[Status, str]:
         assert a.node
         self._stage(a, Stage.DRAINING, drain_started=self.now)  # intent first: a restart resumes
         crashpoint("drain.recorded")
         why = self._secure(a.node, a.reason, a)
-        return ("skipped", why) if why else ("done", "")
+        return (Status.SKIPPED, why) if why else (Status.DONE, "")
 
-    def _terminate(self, a: Action) -> tuple[str, str]:
+    def _terminate(self, a: Action) -> tuple[Status, str]:
         assert a.cloud and a.instance
         name = a.node or self.dns.get(a.instance)
         if name:
             if a.node:
                 why = self._secure(name, a.reason, a)
                 if why:
-                    return "skipped", why
+                    return Status.SKIPPED, why
             elif self._fresh(name) is not None:
                 # Planned as an instance without a node; Torque lists one now (it joined since,
                 # or it was missing from one bad read): the next evaluation decides with it.
-                return "skipped", f"Torque lists node {name} now"
+                return Status.SKIPPED, f"Torque lists node {name} now"
         self._stage(a, Stage.TERMINATING)
         self._report_fault(a)
         crashpoint("terminate.before")
         self.providers[a.cloud].terminate(a.instance)
         crashpoint("terminate.after")
-        return "done", ""
+        return Status.DONE, ""
 
-    def _remove(self, a: Action) -> tuple[str, str]:
+    def _remove(self, a: Action) -> tuple[Status, str]:
         assert a.node
         if a.node in self.kept:
-            return "skipped", self.kept[a.node]
+            return Status.SKIPPED, self.kept[a.node]
         fresh = self._fresh(a.node)
         if fresh is None:
-            return "done", "already gone from Torque"
+            return Status.DONE, "already gone from Torque"
         if not fresh.is_idle and a.node not in self.evacuated:
-            return "skipped", "the node runs a job"
+            return Status.SKIPPED, "the node runs a job"
         if self._admin_held(fresh) and a.node not in self.evacuated:
-            return "skipped", "set offline by an administrator; left alone"
+            return Status.SKIPPED, "set offline by an administrator; left alone"
         crashpoint("remove.before")
         self.torque.delete_node(a.node)
         crashpoint("remove.after")
-        return "done", ""
+        return Status.DONE, ""
 
-    def _requeue(self, a: Action) -> tuple[str, str]:
+    def _requeue(self, a: Action) -> tuple[Status, str]:
         """The cloud took the instance back: no new job may land on its node, and every job
         there is requeued (``qrerun -f``) before the node is removed (deleting a node whose mom
         is gone purges its jobs). pbs_server refuses a job that is not rerunnable: its work is
@@ -324,7 +327,7 @@ class Executor:
              "node %s: %s", a.cloud, a.instance, a.node or "-", detail, level=logging.WARNING,
              cloud=a.cloud, instance=a.instance, node=a.node, requeued=requeued, lost=lost,
              first=a.fault)
-        return "done", detail
+        return Status.DONE, detail
 
     def _purge(self, job: str) -> str:
         """Purge a job that died with its instance and cannot be requeued; what became of it."""
@@ -334,23 +337,23 @@ class Executor:
             return f"not purged ({_refusal(exc)}): pbs_server ends it when the node is removed"
         return "purged (qdel -p)"
 
-    def _cancel(self, a: Action) -> tuple[str, str]:
+    def _cancel(self, a: Action) -> tuple[Status, str]:
         assert a.cloud and a.count
         self._report_fault(a)
         crashpoint("cancel.before")
         desired = self.providers[a.cloud].cancel_requests(a.count)
         self.state.save_capacity(a.cloud, desired, self.now)
         crashpoint("cancel.after")
-        return "done", f"desired capacity now {desired}"
+        return Status.DONE, f"desired capacity now {desired}"
 
-    def _launch(self, a: Action) -> tuple[str, str]:
+    def _launch(self, a: Action) -> tuple[Status, str]:
         assert a.cloud and a.count
         if a.cloud in self.failed_clouds:
-            return "skipped", f"cloud {a.cloud} failed during this evaluation (backed off)"
+            return Status.SKIPPED, f"cloud {a.cloud} failed during this evaluation (backed off)"
         cloud = self.snapshot.cloud(a.cloud)
         new = min(cloud.capacity + a.count, cloud.max_instances)
         if new <= cloud.desired:
-            return "skipped", "already at that capacity"
+            return Status.SKIPPED, "already at that capacity"
         # Recorded first: a reply lost after the change was made, or a crash, must not leave a
         # cloud that then cannot be read counted at its old capacity against the budget.
         self.state.save_capacity(a.cloud, new, self.now, raise_only=True)
@@ -358,4 +361,4 @@ class Executor:
         self.providers[a.cloud].set_desired(new)
         crashpoint("launch.after")
         self.raised[a] = new - cloud.desired
-        return "done", f"desired capacity {cloud.desired} -> {new}"
+        return Status.DONE, f"desired capacity {cloud.desired} -> {new}"

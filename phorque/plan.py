@@ -25,6 +25,14 @@ class Kind(StrEnum):
     REQUEUE = "requeue"      # the cloud took the instance back: offline its node, requeue its jobs
 
 
+class Status(StrEnum):
+    """What became of one action when it was applied."""
+
+    DONE = "done"
+    SKIPPED = "skipped"  # a safety rule or a fresh read said no: nothing was changed
+    FAILED = "failed"    # the change was tried and Torque or the cloud refused it
+
+
 # Removals last: a real pbs_server takes at least 2 s over each `qmgr delete node` (it waits for
 # its other threads to let go of the node), and launches must not wait for that.
 # Requeues first: the jobs of a node whose instance is gone are lost work until requeued, and

@@ -22,7 +22,7 @@ from phorque.config import Config
 from phorque.engine import Engine, Evaluation
 from phorque.errors import PhorqueError, TransientError
 from phorque.model import Snapshot, Stage
-from phorque.plan import Kind, Plan
+from phorque.plan import Kind, Plan, Status
 from phorque.policy.base import Decision, Policy
 from phorque.policy.common import retire
 from phorque.policy.lifecycle import Lifecycle, lifecycle
@@ -115,7 +115,7 @@ def release(config: Config, say: Callable[[str], None] = print,
             say(f"releasing: evaluation failed, trying again: {exc}")
             time.sleep(poll_secs)
             continue
-        terminated += sum(1 for o in ev.outcomes if o.action.kind == Kind.TERMINATE and o.status == "done")
+        terminated += sum(1 for o in ev.outcomes if o.action.kind == Kind.TERMINATE and o.status == Status.DONE)
         counts = left(ev)
         if not any(counts.values()):
             say(f"released: no instance of Phorque's groups is left ({terminated} terminated now); "

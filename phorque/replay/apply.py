@@ -18,11 +18,12 @@ took back, marks its node offline with Phorque's note and requeues every job on 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from phorque.executor import interrupted_note
 from phorque.model import Snapshot, Stage
-from phorque.plan import Action, Plan
+from phorque.plan import Action, Kind, Plan, Status
 from phorque.policy.view import drain_note, join_note
 
 if TYPE_CHECKING:
@@ -45,6 +46,10 @@ class SimExecutor:
         self.failed_clouds: set[str] = set()
         self.counted: set[Action] = set()
         self.outcomes: Counter[tuple[str, str]] = Counter()
+        self.handlers: dict[Kind, Callable[[Action], Status]] = {
+            Kind.JOIN: self._join, Kind.UNDRAIN: self._undrain, Kind.DRAIN: self._drain,
+            Kind.TERMINATE: self._terminate, Kind.REMOVE: self._remove, Kind.REQUEUE: self._requeue,
+            Kind.CANCEL: self._cancel, Kind.LAUNCH: self._launch}
 
     def apply(self, plan: Plan, snapshot: Snapshot) -> bool:
         """Apply the plan; True if anything changed."""
@@ -52,11 +57,11 @@ class SimExecutor:
         changed = False
         for action in plan.ordered():
             try:
-                status = getattr(self, f"_{action.kind.value}")(action)
+                status = self.handlers[action.kind](action)
             except ActionFailed:
-                status = "failed"
-            self.outcomes[(action.kind.value, status)] += 1
-            changed = changed or status == "done"
+                status = Status.FAILED
+            self.outcomes[(action.kind.value, status.value)] += 1
+            changed = changed or status == Status.DONE
         return changed
 
     # -- helpers -----------------------------------------------------------------------------------
@@ -101,56 +106,56 @@ class SimExecutor:
         return True
 
     # -- actions -----------------------------------------------------------------------------------
-    def _join(self, a: Action) -> str:
+    def _join(self, a: Action) -> Status:
         assert a.node and a.instance and a.cloud
         if a.node not in self.world.cluster.nodes:
             self.world.add_cloud_node(a.node, a.np or 1, join_note(a.cloud, a.instance), a.cloud, a.instance)
         self._stage(a, Stage.BOOTING, node=a.node)
         self.world.cloud_result(a.cloud, None)
-        return "done"
+        return Status.DONE
 
-    def _undrain(self, a: Action) -> str:
+    def _undrain(self, a: Action) -> Status:
         assert a.node
         self.world.set_offline(self._node(a.node), False, join_note(a.cloud or "?", a.instance or "?"))
         self._stage(a, Stage.IDLE, drain_started=None)
-        return "done"
+        return Status.DONE
 
-    def _drain(self, a: Action) -> str:
+    def _drain(self, a: Action) -> Status:
         assert a.node
         self._stage(a, Stage.DRAINING, drain_started=self.now)
-        return "done" if self._secure(a.node, a.reason, a) else "skipped"
+        return Status.DONE if self._secure(a.node, a.reason, a) else Status.SKIPPED
 
-    def _terminate(self, a: Action) -> str:
+    def _terminate(self, a: Action) -> Status:
         assert a.cloud and a.instance
         name = a.node or self._dns(a.instance)
         if name:
             if a.node:
                 if not self._secure(name, a.reason, a):
-                    return "skipped"
+                    return Status.SKIPPED
             else:
                 fresh = self.world.cluster.nodes.get(name)
                 if fresh is not None and not fresh.idle:
-                    return "skipped"
+                    return Status.SKIPPED
         self._stage(a, Stage.TERMINATING)
         self._report_fault(a)
         if not self.world.terminate(a.cloud, a.instance):
             raise ActionFailed(a.instance)
         self.terminated.add(a.cloud)
-        return "done"
+        return Status.DONE
 
-    def _remove(self, a: Action) -> str:
+    def _remove(self, a: Action) -> Status:
         assert a.node
         if a.node in self.kept:
-            return "skipped"
+            return Status.SKIPPED
         fresh = self.world.cluster.nodes.get(a.node)
         if fresh is None:
-            return "done"
+            return Status.DONE
         if not fresh.idle:
-            return "skipped"
+            return Status.SKIPPED
         self.world.remove_node(a.node)
-        return "done"
+        return Status.DONE
 
-    def _cancel(self, a: Action) -> str:
+    def _cancel(self, a: Action) -> Status:
         assert a.cloud and a.count
         self._report_fault(a)
         cloud = self.world.clouds[a.cloud]
@@ -158,24 +163,24 @@ class SimExecutor:
         cloud.cancel_requests(a.count)
         if cloud.desired != before:
             self.world.cloud_changed(cloud)
-        return "done"
+        return Status.DONE
 
-    def _launch(self, a: Action) -> str:
+    def _launch(self, a: Action) -> Status:
         assert a.cloud and a.count
         if a.cloud in self.failed_clouds:
-            return "skipped"
+            return Status.SKIPPED
         seen = self.snapshot.cloud(a.cloud)
         new = min(seen.capacity + a.count, seen.max_instances)
         if new <= seen.desired:
-            return "skipped"
+            return Status.SKIPPED
         if a.cloud in self.terminated:
             # The executor sizes the group from the snapshot, which still counts the instance
             # this plan terminated: the group ends one instance above what the policy meant.
             self.world.counters["launch after terminate on the same cloud"] += 1
         self.world.set_desired(a.cloud, new)
-        return "done"
+        return Status.DONE
 
-    def _requeue(self, a: Action) -> str:
+    def _requeue(self, a: Action) -> Status:
         assert a.cloud and a.instance
         self._report_fault(a)  # backed off first: nothing is launched there meanwhile
         requeued: list[str] = []
@@ -193,4 +198,4 @@ class SimExecutor:
                 record.handled_at = self.now
         if requeued or lost:
             self.world.requeued = True
-        return "done"
+        return Status.DONE

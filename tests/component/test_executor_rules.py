@@ -377,3 +377,12 @@ def test_a_requeue_that_fails_keeps_the_node_so_its_jobs_are_not_purged(bed):
     assert "could not requeue 1.server" in run.detail(Kind.REMOVE)
     assert bed.torque.jobs_by_id["1.server"].state == "R" and name in bed.torque.nodes_by_name
     assert is_drain_note(bed.torque.nodes_by_name[name].note) is False
+
+
+def test_every_kind_of_action_has_a_handler_in_the_executor_and_in_the_replays(bed):
+    from phorque.replay.apply import SimExecutor
+
+    assert bed.config is not None
+    executor = Executor(bed.torque, bed.clouds, {}, bed.state, bed.clock(), lambda c, e: None)
+    assert set(executor.handlers) == set(Kind)
+    assert set(SimExecutor(world=None, now=0.0).handlers) == set(Kind)
