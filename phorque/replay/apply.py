@@ -132,10 +132,10 @@ class SimExecutor:
             if a.node:
                 if not self._secure(name, a.reason, a):
                     return Status.SKIPPED
-            else:
-                fresh = self.world.cluster.nodes.get(name)
-                if fresh is not None and not fresh.idle:
-                    return Status.SKIPPED
+            elif name in self.world.cluster.nodes:
+                # As the executor does: planned as an instance without a node, and Torque lists
+                # one now; the next evaluation decides with it.
+                return Status.SKIPPED
         self._stage(a, Stage.TERMINATING)
         self._report_fault(a)
         if not self.world.terminate(a.cloud, a.instance):
