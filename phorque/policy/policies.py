@@ -9,6 +9,8 @@ node only through drain -> re-read -> terminate -> remove.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from dataclasses import dataclass
 from operator import attrgetter
 from typing import Any
 
@@ -40,6 +42,40 @@ def _idle_for(view: View, cn: CloudNode) -> float:
     return 0.0 if since is None else max(0.0, view.now - since)
 
 
+@dataclass
+class CloudLooks:
+    """What OnDemandPlusPlus remembers of one cloud between evaluations (kept in the state as
+    ``memory["odpp"][cloud]``, a plain dict of these fields)."""
+
+    #: Looks in a row that found requested instances still missing and no more of them valid.
+    stalls: int = 0
+    #: Marked failed (its requests were cancelled), and since when.
+    failed: bool = False
+    failed_at: float | None = None
+    #: Valid instances at the last look, and the time of that look.
+    valid: int | None = None
+    checked: float | None = None
+
+    @classmethod
+    def from_memory(cls, entry: Mapping[str, Any]) -> CloudLooks:
+        """From the state's dict; a field missing or unreadable takes its default."""
+        def number(key: str) -> float | None:
+            value = entry.get(key)
+            return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+        valid = number("valid")
+        return cls(stalls=int(number("stalls") or 0), failed=entry.get("failed") is True,
+                   failed_at=number("failed_at"), valid=None if valid is None else int(valid),
+                   checked=number("checked"))
+
+    def as_memory(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"stalls": self.stalls, "failed": self.failed, "valid": self.valid,
+                               "checked": self.checked}
+        if self.failed_at is not None:
+            out["failed_at"] = self.failed_at
+        return out
+
+
 class OnDemandPlusPlus(Policy):
     """The original Phorque policy, with its known defects fixed.
 
@@ -59,29 +95,29 @@ class OnDemandPlusPlus(Policy):
     def decide(self, view: View, life: Lifecycle) -> Decision:
         d = Decision()
         now = view.now
-        memory: dict[str, dict[str, Any]] = {
-            name: dict(entry) for name, entry in view.snapshot.memory.get("odpp", {}).items()}
+        memory: dict[str, CloudLooks] = {
+            name: CloudLooks.from_memory(entry)
+            for name, entry in view.snapshot.memory.get("odpp", {}).items() if isinstance(entry, Mapping)}
         jobs = runnable(view, d.notes)
         fit = Fit(view)
         queued = sum(j.cores for j in jobs)
         pending = view.pending_cores
 
         for cloud in view.known_clouds:
-            m = memory.setdefault(cloud.name, {"stalls": 0, "failed": False, "valid": None,
-                                               "checked": None})
+            m = memory.setdefault(cloud.name, CloudLooks())
             judged = self.options["stall_limit"] * self.loop_sleep_secs
-            if m["failed"] and cloud.usable and now - float(m.get("failed_at") or 0.0) >= judged:
-                m["failed"] = False
+            if m.failed and cloud.usable and now - (m.failed_at or 0.0) >= judged:
+                m.failed = False
             valid = len(cloud.valid_instances)
             if cloud.desired <= valid:
-                m.update(stalls=0, valid=valid, checked=now)
+                m.stalls, m.valid, m.checked = 0, valid, now
                 continue
-            if m["checked"] is not None and now - m["checked"] < self.loop_sleep_secs:
+            if m.checked is not None and now - m.checked < self.loop_sleep_secs:
                 continue  # one look per loop, as the original counted
-            m["stalls"] = m["stalls"] + 1 if m["valid"] == valid else 0
-            m.update(valid=valid, checked=now)
-            if m["stalls"] >= self.options["stall_limit"]:
-                m.update(failed=True, stalls=0, failed_at=now)
+            m.stalls = m.stalls + 1 if m.valid == valid else 0
+            m.valid, m.checked = valid, now
+            if m.stalls >= self.options["stall_limit"]:
+                m.failed, m.stalls, m.failed_at = True, 0, now
                 d.actions.append(p.cancel(cloud.name, cloud.desired - valid, cloud.desired,
                                           f"no progress for {self.options['stall_limit']} looks: cloud "
                                           "marked failed, its requests cancelled", fault=True))
@@ -90,15 +126,16 @@ class OnDemandPlusPlus(Policy):
             # While instances launched for queued jobs still boot, the idle nodes are part of
             # what those jobs wait for: releasing them would only launch them again.
             self._scale_in(view, life, d, memory)
-        d.memory["odpp"] = memory
+        d.memory["odpp"] = {name: looks.as_memory() for name, looks in memory.items()}
         return d
 
-    def _launch(self, view: View, d: Decision, memory: dict, jobs: list, fit: Fit) -> int:
+    def _launch(self, view: View, d: Decision, memory: dict[str, CloudLooks], jobs: list[Job],
+                fit: Fit) -> int:
         """The original's launch on the cheapest cloud that can take more, counting only the
         queued jobs that cloud can run against the capacity of use to them; returns the cores
         still to launch for (0 when covered)."""
         candidates = [c for c in launch_clouds(view)
-                      if not memory[c.name]["failed"] and len(c.valid_instances) < c.max_instances
+                      if not memory[c.name].failed and len(c.valid_instances) < c.max_instances
                       and c.capacity < c.max_instances]
         to_launch = 0
         for cloud in candidates:
@@ -127,7 +164,7 @@ class OnDemandPlusPlus(Policy):
             d.notes.append(f"{left} queued cores wait: no cloud can take more instances")
         return max(0, left)
 
-    def _scale_in(self, view: View, life: Lifecycle, d: Decision, memory: dict) -> None:
+    def _scale_in(self, view: View, life: Lifecycle, d: Decision, memory: dict[str, CloudLooks]) -> None:
         window = 3 * self.loop_sleep_secs
         for cn in idle_nodes(view, life) + draining_nodes(view, life):
             assert cn.node is not None
@@ -137,7 +174,7 @@ class OnDemandPlusPlus(Policy):
             left = cn.charge_left(view.now)
             if cn.cloud.charge_time_secs <= 0 or left <= window:
                 d.actions.extend(retire(cn, f"idle, {left:.0f} s before its next charge"))
-                memory[cn.cloud.name]["failed"] = False
+                memory[cn.cloud.name].failed = False
             else:
                 d.wake(view.now + left - window)
 

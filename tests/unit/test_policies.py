@@ -7,7 +7,14 @@ import pytest
 from phorque.model import Health, InstanceState
 from phorque.plan import Kind
 from phorque.policy import policy_class
-from phorque.policy.policies import CostAware, LaunchMax, LocalOnly, OnDemand, OnDemandPlusPlus
+from phorque.policy.policies import (
+    CloudLooks,
+    CostAware,
+    LaunchMax,
+    LocalOnly,
+    OnDemand,
+    OnDemandPlusPlus,
+)
 from tests.builders import NOW, cloud, cloud_node, inst, job, node, owned, snapshot
 
 
@@ -278,3 +285,23 @@ def test_costaware_budget_holds_when_one_job_spans_clouds():
     snap = snapshot(jobs=[job("1.s", nodes=((3, 8),)), job("2.s", nodes=((1, 8),))], clouds=clouds)
     # 3 nodes would cost 1 + 1 + 2 = 4 > 3.5: the first job cannot start; the second fits for 1.
     assert launches(CostAware(price_per_hour=3.5).plan(snap)) == {"cheap": 1}
+
+
+def test_odpp_memory_reads_what_the_state_kept_and_survives_a_damaged_entry():
+    kept = {"stalls": 2, "failed": True, "failed_at": 100.0, "valid": 1, "checked": 90.0}
+    looks = CloudLooks.from_memory(kept)
+    assert looks == CloudLooks(stalls=2, failed=True, failed_at=100.0, valid=1, checked=90.0)
+    assert looks.as_memory() == kept
+    assert CloudLooks().as_memory() == {"stalls": 0, "failed": False, "valid": None, "checked": None}
+    # Hand-edited or damaged: unreadable fields take their defaults, nothing raises.
+    assert CloudLooks.from_memory({"stalls": "x", "failed": "yes", "valid": True, "checked": None}) \
+        == CloudLooks()
+
+
+def test_odpp_memory_of_a_cloud_marked_failed_keeps_it_out_of_the_launch():
+    snap = snapshot(jobs=[job("1", cores=8)], clouds=[cloud("hotel", price=0.0), cloud("sierra", price=0.1)],
+                    memory={"odpp": {"hotel": {"stalls": 0, "failed": True, "failed_at": NOW - 10,
+                                               "valid": 0, "checked": NOW - 10}}})
+    plan = OnDemandPlusPlus(price_per_hour=10).plan(snap)
+    assert [(a.kind, a.cloud) for a in plan.actions] == [(Kind.LAUNCH, "sierra")]
+    assert plan.memory["odpp"]["hotel"]["failed"] is True
