@@ -44,6 +44,21 @@ log = logging.getLogger("phorque.executor")
 #: At most this many `qmgr delete node` at once.
 REMOVE_WORKERS = 8
 
+# Why an action was skipped or a node kept: an outcome's detail, the same words wherever the
+# same rule says no (the log, phorque-status and the tests look for them).
+ADMIN_HELD = "set offline by an administrator; left alone"
+ADMIN_CHANGED = "an administrator changed its note or offline; left alone"
+PICKED_UP_A_JOB = "a job started on it; put back in service"
+TERMINATE_FAILED = "the termination of its instance failed; the node stays until the instance is gone"
+AT_CAPACITY = "already at that capacity"
+RUNS_A_JOB = "the node runs a job"
+ALREADY_GONE = "already gone from Torque"
+
+
+def not_listed(name: str) -> str:
+    """A fresh read did not show the node: it cannot vouch that the node is empty."""
+    return f"Torque did not list node {name} when read again; not terminated"
+
 
 @dataclass(frozen=True)
 class Outcome:
@@ -108,8 +123,7 @@ class Executor:
             if outcomes[-1].status == Status.FAILED and action.kind == Kind.TERMINATE:
                 name = action.node or self.dns.get(action.instance or "")
                 if name:
-                    self.kept.setdefault(name, "the termination of its instance failed; the node "
-                                               "stays until the instance is gone")
+                    self.kept.setdefault(name, TERMINATE_FAILED)
         outcomes.extend(self._remove_all(removals))
         if kicked:
             try:
@@ -181,27 +195,27 @@ class Executor:
             return self.kept[name]
         before = self._fresh(name)
         if before is None:
-            self.kept[name] = f"Torque did not list node {name} when read again; not terminated"
+            self.kept[name] = not_listed(name)
             return self.kept[name]
         if self._admin_held(before):
             # Offlined by an administrator since the snapshot: their note stays, and so does
             # the node.
-            self.kept[name] = "set offline by an administrator; left alone"
+            self.kept[name] = ADMIN_HELD
             return self.kept[name]
         self.torque.offline(name, drain_note(reason))
         crashpoint("drain.offline")
         fresh = self._fresh(name)
         if fresh is None:
             # Just marked offline, yet not listed: this read cannot tell an empty node.
-            self.kept[name] = f"Torque did not list node {name} when read again; not terminated"
+            self.kept[name] = not_listed(name)
             return self.kept[name]
         if not (fresh.is_offline and is_drain_note(fresh.note)):
             # Someone wrote their own note (or cleared the offline) between Phorque's read and
             # its write: that is an administrator's decision, and it wins.
-            self.kept[name] = "an administrator changed its note or offline; left alone"
+            self.kept[name] = ADMIN_CHANGED
             return self.kept[name]
         if not fresh.is_idle:
-            self.kept[name] = "a job started on it; put back in service"
+            self.kept[name] = PICKED_UP_A_JOB
             note = join_note(action.cloud or "?", action.instance or "?")
             self.torque.clear_offline(name, note)
             self._stage(action, Stage.BUSY, drain_started=None)
@@ -235,7 +249,7 @@ class Executor:
         if fresh is None:
             return Status.SKIPPED, f"Torque did not list node {a.node} when read again"
         if self._admin_held(fresh):
-            return Status.SKIPPED, "set offline by an administrator; left alone"
+            return Status.SKIPPED, ADMIN_HELD
         self.torque.clear_offline(a.node, join_note(a.cloud or "?", a.instance or "?"))
         crashpoint("undrain.cleared")
         self._stage(a, Stage.IDLE, drain_started=None)
@@ -273,11 +287,11 @@ class Executor:
             return Status.SKIPPED, self.kept[a.node]
         fresh = self._fresh(a.node)
         if fresh is None:
-            return Status.DONE, "already gone from Torque"
+            return Status.DONE, ALREADY_GONE
         if not fresh.is_idle and a.node not in self.evacuated:
-            return Status.SKIPPED, "the node runs a job"
+            return Status.SKIPPED, RUNS_A_JOB
         if self._admin_held(fresh) and a.node not in self.evacuated:
-            return Status.SKIPPED, "set offline by an administrator; left alone"
+            return Status.SKIPPED, ADMIN_HELD
         crashpoint("remove.before")
         self.torque.delete_node(a.node)
         crashpoint("remove.after")
@@ -353,7 +367,7 @@ class Executor:
         cloud = self.snapshot.cloud(a.cloud)
         new = min(cloud.capacity + a.count, cloud.max_instances)
         if new <= cloud.desired:
-            return Status.SKIPPED, "already at that capacity"
+            return Status.SKIPPED, AT_CAPACITY
         # Recorded first: a reply lost after the change was made, or a crash, must not leave a
         # cloud that then cannot be read counted at its old capacity against the budget.
         self.state.save_capacity(a.cloud, new, self.now, raise_only=True)

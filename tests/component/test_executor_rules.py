@@ -13,7 +13,14 @@ from dataclasses import dataclass
 import pytest
 
 from phorque.errors import CloudError, CommandError
-from phorque.executor import Executor, Outcome
+from phorque.executor import (
+    ADMIN_CHANGED,
+    AT_CAPACITY,
+    PICKED_UP_A_JOB,
+    TERMINATE_FAILED,
+    Executor,
+    Outcome,
+)
 from phorque.model import OFFLINE, Owned, Stage
 from phorque.plan import Action, Kind, Plan
 from phorque.policy.view import drain_note, is_drain_note, join_note
@@ -168,7 +175,7 @@ def test_a_node_that_picked_up_a_job_is_put_back_in_service_with_phorques_join_n
     assert not node.is_offline and node.note == join_note(CLOUD, iid)
     assert node.jobs == ("7.server",)
     assert bed.state.get(iid).stage == Stage.BUSY
-    assert run.detail(Kind.TERMINATE) == "a job started on it; put back in service"
+    assert run.detail(Kind.TERMINATE) == PICKED_UP_A_JOB
     assert bed.clouds[CLOUD].called("terminate") == []
 
 
@@ -188,7 +195,7 @@ def test_an_administrators_note_written_between_read_and_write_wins(bed):
     run = apply(bed, *scale_in(iid, name))
 
     assert bed.torque.nodes_by_name[name].note == "memory errors: keep offline"
-    assert run.detail(Kind.TERMINATE) == "an administrator changed its note or offline; left alone"
+    assert run.detail(Kind.TERMINATE) == ADMIN_CHANGED
     assert bed.torque.called("clear_offline") == []
 
 
@@ -200,7 +207,7 @@ def test_a_failed_terminate_keeps_its_node_and_backs_the_cloud_off(bed):
     # plan still runs (the second instance goes: a terminate is no launch).
     assert run.status(Kind.TERMINATE) == ["failed", "done"]
     assert first[1] in bed.torque.nodes_by_name and second[1] not in bed.torque.nodes_by_name
-    assert "termination of its instance failed" in run.detail(Kind.REMOVE)
+    assert run.detail(Kind.REMOVE) == TERMINATE_FAILED
     assert CLOUD in run.executor.failed_clouds
 
 
@@ -276,7 +283,7 @@ def test_a_launch_records_the_capacity_before_it_asks_and_never_lowers_it(bed):
     assert run.status(Kind.LAUNCH) == ["done"]
     assert cloud.desired == 4, "capped at max_instances"
     run = apply(bed, Action(Kind.LAUNCH, "queued", cloud=CLOUD, count=1, current=4))
-    assert run.status(Kind.LAUNCH) == ["skipped"] and run.detail(Kind.LAUNCH) == "already at that capacity"
+    assert run.status(Kind.LAUNCH) == ["skipped"] and run.detail(Kind.LAUNCH) == AT_CAPACITY
 
 
 # -- joining, undraining, removing -------------------------------------------------------------
