@@ -29,8 +29,13 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from phorque.torque.accounting import AccountingParser, format_line, format_text, parse_line
-from phorque.torque.tailer import AccountingTailer
+from phorque.adapters.torque.accounting import (
+    AccountingParser,
+    format_line,
+    format_text,
+    parse_line,
+)
+from phorque.adapters.torque.tailer import AccountingTailer
 
 SERVER = "torque01.hpc.example.org"
 QUEUES = ("batch", "short", "long", "gpu", "route")

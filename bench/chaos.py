@@ -40,12 +40,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the test kit: moto in a process, daemon processes, the audit
 
-from phorque.crashpoints import POINTS  # noqa: E402
-from phorque.model import Stage  # noqa: E402
-from phorque.sandbox import faults as torque_faults  # noqa: E402
-from phorque.sandbox import server  # noqa: E402
-from phorque.servers import faults as fault_proxy  # noqa: E402
+from phorque.act.crashpoints import POINTS  # noqa: E402
+from phorque.core.model import Stage  # noqa: E402
+from phorque_testbed.sandbox import faults as torque_faults  # noqa: E402
+from phorque_testbed.sandbox import server  # noqa: E402
 from tests.integration.crashkit import DaemonProcess, MotoProcess, World, free_port  # noqa: E402
+from tests.servers import faults as fault_proxy  # noqa: E402
 
 REGION = "eu-west-1"
 CHARGE_SECS = 30        # the cheap cloud bills per 30 s (real time); the dear one per second

@@ -31,11 +31,9 @@ sys.path.insert(0, str(ROOT))  # the test kits: the same clouds, sampler and dae
 import boto3  # noqa: E402
 from moto.server import ThreadedMotoServer  # noqa: E402
 
-from phorque.sandbox import cli as sandbox_cli  # noqa: E402
-from phorque.sandbox import cluster, hosts, server  # noqa: E402
-from phorque.sandbox import faults as sandbox_faults  # noqa: E402
-from phorque.servers import phantom as phantom_server  # noqa: E402
-from phorque.servers.phantom_model import Timing  # noqa: E402
+from phorque_testbed.sandbox import cli as sandbox_cli  # noqa: E402
+from phorque_testbed.sandbox import cluster, hosts, server  # noqa: E402
+from phorque_testbed.sandbox import faults as sandbox_faults  # noqa: E402
 from tests.cloud.cloudkit import PHANTOM_ID, PHANTOM_SECRET  # noqa: E402
 from tests.integration.faultkit import (  # noqa: E402
     Cloud,
@@ -47,6 +45,8 @@ from tests.integration.faultkit import (  # noqa: E402
     start_proxy,
 )
 from tests.sandboxkit import Sandbox  # noqa: E402
+from tests.servers import phantom as phantom_server  # noqa: E402
+from tests.servers.phantom_model import Timing  # noqa: E402
 
 BUDGET = 1.6
 

@@ -13,7 +13,7 @@ Phorque's streaming and repairs).
 
 A second table times the daemon's two kinds of evaluation under CostAware, side by side:
   first full  the start: the whole `qstat` and `pbsnodes` answers parsed into an empty live
-              view (phorque.clusterview) and the policy run;
+              view (phorque.act.clusterview) and the policy run;
   reconcile   the next reconciliation: the same 30 s later, compared with what the view held;
   triggered   what one new `qsub` costs: its Q record, the view's refresh (the new job's
               `qstat -f -x -t ID` answer parsed; no node changed) and the policy run.
@@ -32,11 +32,11 @@ import re
 import time
 import xml.etree.ElementTree as ET
 
-from phorque.clusterview import ClusterView
-from phorque.model import CloudState
-from phorque.model import Snapshot as Snap
+from phorque.act.clusterview import ClusterView
+from phorque.adapters.torque.xmlparse import JobMemo, parse_jobs, parse_nodes
+from phorque.core.model import CloudState
+from phorque.core.model import Snapshot as Snap
 from phorque.policy.policies import CostAware, OnDemand, OnDemandPlusPlus
-from phorque.torque.xmlparse import JobMemo, parse_jobs, parse_nodes
 
 SERVER = "master.example.org"
 

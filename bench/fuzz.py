@@ -43,11 +43,16 @@ import logging  # noqa: E402
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from phorque.config import load_config  # noqa: E402
-from phorque.errors import ConfigError  # noqa: E402
-from phorque.torque.accounting import AccountingFormatError, AccountingParser, parse_line  # noqa: E402
-from phorque.torque.tailer import AccountingTailer  # noqa: E402
-from phorque.torque.xmlparse import XMLFormatError, jobs_from_bytes, nodes_from_bytes, parse_jobs  # noqa: E402
+from phorque.adapters.config import load_config  # noqa: E402
+from phorque.adapters.torque.accounting import AccountingFormatError, AccountingParser, parse_line  # noqa: E402
+from phorque.adapters.torque.tailer import AccountingTailer  # noqa: E402
+from phorque.adapters.torque.xmlparse import (  # noqa: E402
+    XMLFormatError,
+    jobs_from_bytes,
+    nodes_from_bytes,
+    parse_jobs,
+)
+from phorque.core.errors import ConfigError  # noqa: E402
 from tests.hostile import strategies as hs  # noqa: E402
 from tests.hostile.huge import peak_rss_mib  # noqa: E402
 

@@ -16,12 +16,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from phorque import executor as executor_module  # noqa: E402
-from phorque.executor import Executor  # noqa: E402
-from phorque.model import Snapshot  # noqa: E402
-from phorque.plan import Action, Kind, Plan  # noqa: E402
-from phorque.state import StateStore  # noqa: E402
-from phorque.torque.commands import Torque  # noqa: E402
+from phorque.act import executor as executor_module  # noqa: E402
+from phorque.act.executor import Executor  # noqa: E402
+from phorque.adapters.state import StateStore  # noqa: E402
+from phorque.adapters.torque.commands import Torque  # noqa: E402
+from phorque.core.model import Snapshot  # noqa: E402
+from phorque.core.plan import Action, Kind, Plan  # noqa: E402
 from torquebed.cluster import Cluster  # noqa: E402
 
 

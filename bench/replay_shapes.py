@@ -37,8 +37,8 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from phorque.model import Chunk, CloudState, Job, Snapshot
-from phorque.plan import Plan
+from phorque.core.model import Chunk, CloudState, Job, Snapshot
+from phorque.core.plan import Plan
 from phorque.policy.base import Decision, Policy
 from phorque.policy.lifecycle import Lifecycle
 from phorque.policy.view import View

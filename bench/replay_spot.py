@@ -28,7 +28,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from phorque.model import CloudState
+from phorque.core.model import CloudState
 from phorque.replay import ReplaySettings
 from phorque.replay.report import duration
 from phorque.replay.sim import Simulation

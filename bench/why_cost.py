@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from phorque.model import Job, Node
+from phorque.core.model import Job, Node
 from phorque.policy.policies import CostAware
 from phorque.policy.why import WhyKind, explain
 from tests import builders as b

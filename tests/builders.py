@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from phorque.model import (
+from phorque.core.model import (
     Chunk,
     CloudState,
     Health,

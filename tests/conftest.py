@@ -12,12 +12,12 @@ import pytest
 from botocore.config import Config
 from moto.server import ThreadedMotoServer
 
-from phorque.sandbox import cluster, hosts, server
-from phorque.servers import faults as fault_proxy
-from phorque.servers import phantom as phantom_server
-from phorque.servers.phantom_model import Timing
+from phorque_testbed.sandbox import cluster, hosts, server
 from tests.cloud.cloudkit import PHANTOM_ID, PHANTOM_SECRET, http
 from tests.sandboxkit import Sandbox
+from tests.servers import faults as fault_proxy
+from tests.servers import phantom as phantom_server
+from tests.servers.phantom_model import Timing
 
 
 def _real_torque_found() -> str | None:

@@ -1,4 +1,4 @@
-"""In-memory implementations of the ports (:mod:`phorque.ports`) for component tests.
+"""In-memory implementations of the ports (:mod:`phorque.core.ports`) for component tests.
 
 :class:`MemoryTorque` is a pbs_server's node and job tables; :class:`MemoryCloud` is one
 auto-scaling group whose members boot after a delay on a :class:`FakeClock`. Both record every
@@ -16,9 +16,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from phorque.clock import Clock
-from phorque.errors import CloudError, CommandError, PhorqueError
-from phorque.model import (
+from phorque.core.errors import CloudError, CommandError, PhorqueError
+from phorque.core.model import (
     FREE,
     OFFLINE,
     QUEUED,
@@ -29,7 +28,8 @@ from phorque.model import (
     LaunchFailure,
     Node,
 )
-from phorque.ports import GroupView
+from phorque.core.ports import GroupView
+from phorque.runtime.clock import Clock
 
 START = 1_700_000_000.0
 
@@ -93,7 +93,7 @@ class _Scripted:
 
 @dataclass
 class MemoryTorque(_Scripted):
-    """pbs_server's nodes and jobs in memory (the :class:`~phorque.ports.TorqueAdmin` port)."""
+    """pbs_server's nodes and jobs in memory (the :class:`~phorque.core.ports.TorqueAdmin` port)."""
 
     #: The state a node created by ``add_node`` is in (a real server says ``down`` until the
     #: node's mom reports; ``free`` stands for a mom that is already up).
@@ -254,7 +254,7 @@ class _Member:
 
 @dataclass
 class MemoryCloud(_Scripted):
-    """One auto-scaling group in memory (the :class:`~phorque.ports.CloudGroup` port).
+    """One auto-scaling group in memory (the :class:`~phorque.core.ports.CloudGroup` port).
 
     Raising desired capacity adds members at once, ``pending``; each is ``running`` with its DNS
     name ``boot_secs`` after launch on ``clock``. ``launching=False`` stands for a cloud that

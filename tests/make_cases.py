@@ -15,11 +15,11 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from phorque.model import Chunk, Health, Job, Stage
+from phorque.adapters.snapshot_file import document, write_saved
+from phorque.core.model import Chunk, Health, Job, Stage
 from phorque.policy.base import Policy
 from phorque.policy.policies import CostAware, OnDemand, OnDemandPlusPlus
 from phorque.policy.view import drain_note
-from phorque.snapshot_file import document, write_saved
 from tests.builders import NOW, cloud, cloud_node, inst, job, node, owned, snapshot
 
 CASES_DIR = Path(__file__).parent / "cases"

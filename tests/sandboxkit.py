@@ -7,8 +7,8 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
-from phorque.sandbox import server
-from phorque.sandbox.layout import Layout
+from phorque_testbed.sandbox import server
+from phorque_testbed.sandbox.layout import Layout
 from tests import waiting
 
 COMMAND_TIMEOUT = 30.0

@@ -8,11 +8,11 @@ import sys
 from collections.abc import Iterable
 
 from phorque import __version__
-from phorque.config import DEFAULT_CONFIG, Config, config_path_from, load_config
-from phorque.errors import ConfigError
-from phorque.events import FIELDS_ATTR, JsonFormatter
-from phorque.private import private_file
-from phorque.redact import all_forms
+from phorque.act.events import FIELDS_ATTR, JsonFormatter
+from phorque.adapters.config import DEFAULT_CONFIG, Config, config_path_from, load_config
+from phorque.adapters.private import private_file
+from phorque.adapters.redact import all_forms
+from phorque.core.errors import ConfigError
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -85,7 +85,7 @@ def config_secrets(config: Config) -> list[str]:
 def setup_logging(debug: bool, log_file: str = "", secrets: Iterable[str] = (),
                   log_format: str = "text") -> None:
     """Log to standard error (or ``log_file``), with credentials redacted: text lines, or one
-    JSON object per line (``log_format = json``, :mod:`phorque.events`)."""
+    JSON object per line (``log_format = json``, :mod:`phorque.act.events`)."""
     root = logging.getLogger()
     for handler in list(root.handlers):
         root.removeHandler(handler)

@@ -7,6 +7,8 @@ import os
 import signal
 import sys
 
+from phorque.adapters.config import Config, config_path_from
+from phorque.adapters.torque.commands import Torque
 from phorque.cli.common import (
     EXIT_CONFIG,
     EXIT_FAILED,
@@ -16,9 +18,7 @@ from phorque.cli.common import (
     load_or_exit,
     setup_logging,
 )
-from phorque.config import Config, config_path_from
-from phorque.errors import ConfigError, PhorqueError
-from phorque.torque.commands import Torque
+from phorque.core.errors import ConfigError, PhorqueError
 
 #: The Torque commands Phorque runs.
 TORQUE_COMMANDS = ("qstat", "pbsnodes", "qmgr")
@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"phorque: configuration error: {error}", file=sys.stderr)
         return EXIT_CONFIG
     # Imported here so that --check-config works even where watchdog is broken.
-    from phorque.daemon import Daemon
+    from phorque.runtime.daemon import Daemon
 
     if args.release:
         return _release(config)
@@ -97,8 +97,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _release(config: Config) -> int:
-    from phorque.daemon import running_daemon
-    from phorque.release import release
+    from phorque.act.release import release
+    from phorque.runtime.daemon import running_daemon
 
     pid = running_daemon(config)
     if pid is not None:

@@ -5,7 +5,7 @@ Exit status: 0 on success, 2 on a configuration error, 1 when the evaluation cou
 when ``--save-snapshot`` could not write its file (the evaluation itself was done and printed).
 
 ``--snapshot FILE`` plans with the configured policy on a saved snapshot
-(:mod:`phorque.snapshot_file`) and reads nothing else: exit 0 when the plan (actions and notes)
+(:mod:`phorque.adapters.snapshot_file`) and reads nothing else: exit 0 when the plan (actions and notes)
 is the one saved in the file, 1 when it differs, 2 when the file or the configuration cannot be
 used.
 """
@@ -19,6 +19,15 @@ import subprocess
 import sys
 from typing import Any
 
+from phorque.act.engine import Engine, Evaluation, evaluation_json
+from phorque.adapters.snapshot_file import (
+    SnapshotFileError,
+    document,
+    plan_rows,
+    policy_section,
+    read_saved,
+    write_saved,
+)
 from phorque.cli.common import (
     EXIT_CONFIG,
     EXIT_FAILED,
@@ -30,18 +39,9 @@ from phorque.cli.common import (
     safe_stdout,
     setup_logging,
 )
-from phorque.engine import Engine, Evaluation, evaluation_json
-from phorque.errors import PhorqueError
+from phorque.core.errors import PhorqueError
 from phorque.policy import make_policy
 from phorque.policy.base import Policy
-from phorque.snapshot_file import (
-    SnapshotFileError,
-    document,
-    plan_rows,
-    policy_section,
-    read_saved,
-    write_saved,
-)
 
 log = logging.getLogger("phorque.evaluate")
 
@@ -67,8 +67,8 @@ def build_parser():
 
 def _through_daemon(config, wait: bool) -> str | None:
     """Nudge a running daemon instead of racing it: "done", "ack", or None (no daemon)."""
-    from phorque.daemon import running_daemon
-    from phorque.nudge import ask_daemon
+    from phorque.runtime.daemon import running_daemon
+    from phorque.runtime.nudge import ask_daemon
 
     address = config.phorque.trigger
     pid = running_daemon(config)
@@ -229,7 +229,7 @@ def _compared(path: str, configured: dict[str, Any], saved_policy: dict[str, Any
 
 
 def _print_daemon_result(config, as_json: bool) -> int:
-    from phorque.state import StateStore
+    from phorque.adapters.state import StateStore
 
     try:
         result = StateStore(config.phorque.state_path).daemon().get("last_result")

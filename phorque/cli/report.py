@@ -2,7 +2,7 @@
 
 It reads Phorque's state database (each instance's node, launch and end), each cloud's ``price``
 and ``charge_time_secs`` from the configuration, and Torque's accounting log (each job's
-``exec_host``, ``start`` and ``end``); the arithmetic is :mod:`phorque.report`'s.
+``exec_host``, ``start`` and ``end``); the arithmetic is :mod:`phorque.cli.costs`'s.
 """
 
 from __future__ import annotations
@@ -19,6 +19,9 @@ from datetime import datetime, timedelta
 from fractions import Fraction
 from typing import Any
 
+from phorque.adapters.config import Config
+from phorque.adapters.state import StateStore
+from phorque.adapters.torque.accounting import AccountingParser, Record
 from phorque.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
@@ -29,9 +32,7 @@ from phorque.cli.common import (
     safe_stdout,
     setup_logging,
 )
-from phorque.config import Config
-from phorque.errors import PhorqueError
-from phorque.report import (
+from phorque.cli.costs import (
     BY,
     Attribution,
     Day,
@@ -48,8 +49,7 @@ from phorque.report import (
     parse_when,
     runs_from_records,
 )
-from phorque.state import StateStore
-from phorque.torque.accounting import AccountingParser, Record
+from phorque.core.errors import PhorqueError
 
 log = logging.getLogger("phorque.report")
 

@@ -10,6 +10,11 @@ import time
 from dataclasses import asdict
 from typing import Any
 
+from phorque.act.engine import Engine
+from phorque.adapters.cloud.status import describe_clouds, render_clouds, stored_health
+from phorque.adapters.config import Config
+from phorque.adapters.state import StateStore
+from phorque.adapters.torque.commands import Torque
 from phorque.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
@@ -20,17 +25,12 @@ from phorque.cli.common import (
     safe_stdout,
     setup_logging,
 )
-from phorque.cloud.status import describe_clouds, render_clouds, stored_health
-from phorque.config import Config
-from phorque.daemon import daemon_status
-from phorque.engine import Engine
-from phorque.errors import PhorqueError, TransientError
-from phorque.model import MOM_LIST_NOT_SENT, Job, Node, Snapshot, in_queues, summarize
+from phorque.core.errors import PhorqueError, TransientError
+from phorque.core.model import MOM_LIST_NOT_SENT, Job, Node, Snapshot, in_queues, summarize
 from phorque.policy.common import Limits, never_reason
 from phorque.policy.view import View, is_drain_note
 from phorque.policy.why import Why, explain
-from phorque.state import StateStore
-from phorque.torque.commands import Torque
+from phorque.runtime.daemon import daemon_status
 
 log = logging.getLogger("phorque.status")
 

@@ -11,9 +11,9 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from phorque.model import Snapshot
-from phorque.options import Option
-from phorque.plan import Action, Kind, Plan
+from phorque.core.model import Snapshot
+from phorque.core.options import Option
+from phorque.core.plan import Action, Kind, Plan
 from phorque.policy.lifecycle import Lifecycle, boot_poll_secs, lifecycle
 from phorque.policy.view import View, ViewMemo
 

@@ -7,8 +7,8 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from phorque import plan as p
-from phorque.model import DOWN, FREE, SPOT_PROPERTY, CloudState, Job, asks_spot, spot_job
+from phorque.core import plan as p
+from phorque.core.model import DOWN, FREE, SPOT_PROPERTY, CloudState, Job, asks_spot, spot_job
 from phorque.policy.base import NOTE_LIMIT
 from phorque.policy.lifecycle import Lifecycle
 from phorque.policy.packing import Key, holds, offer_key

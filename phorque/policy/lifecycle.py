@@ -22,8 +22,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from phorque import plan as p
-from phorque.model import CloudState, Health, InstanceState, Stage
+from phorque.core import plan as p
+from phorque.core.model import CloudState, Health, InstanceState, Stage
 from phorque.policy.view import CloudNode, View, is_drain_note
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from phorque.model import Chunk
+from phorque.core.model import Chunk
 
 #: Memory of a node that does not say (a static node whose mom reports no ``physmem``, a cloud
 #: without ``instance_memory_mb``): not checked.

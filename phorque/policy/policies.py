@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from operator import attrgetter
 from typing import Any
 
-from phorque import plan as p
-from phorque.model import CloudState, Job, Node, asks_spot
-from phorque.options import bool_option, int_option
+from phorque.core import plan as p
+from phorque.core.model import CloudState, Job, Node, asks_spot
+from phorque.core.options import bool_option, int_option
 from phorque.policy.base import Decision, Policy
 from phorque.policy.common import (
     Fit,

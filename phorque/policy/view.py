@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from operator import attrgetter, is_
 
-from phorque.model import (
+from phorque.core.model import (
     EXITING,
     NOTE_MARK,
     QUEUED,

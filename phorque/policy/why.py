@@ -15,8 +15,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
-from phorque.model import CloudState, Health, Job, Snapshot
-from phorque.plan import Kind, Plan
+from phorque.core.model import CloudState, Health, Job, Snapshot
+from phorque.core.plan import Kind, Plan
 from phorque.policy.common import Limits, cloud_key, never_reason, runs_on
 from phorque.policy.packing import BinPool, Opener
 from phorque.policy.view import View

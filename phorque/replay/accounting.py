@@ -5,7 +5,7 @@
   Torque 6 ``-L`` requests; 1 when neither is given), from the E record (else the S record);
   each part of the shape carries the memory, GPUs and node properties its nodes need, from
   ``Resource_List.mem``/``pmem``/``vmem``/``pvmem``/``nodes``/``gres`` and the ``-L`` request
-  (:func:`phorque.resources.job_chunks`);
+  (:func:`phorque.adapters.torque.resources.job_chunks`);
 * run time: the E record's ``end`` - ``start`` (the last start, after a rerun);
 * walltime: ``Resource_List.walltime``; the original wait (start - submit) is kept for comparison.
 
@@ -25,9 +25,9 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
+from phorque.adapters.torque.resources import job_chunks
 from phorque.replay.hosts import some, split_hosts
 from phorque.replay.trace import Trace, TraceJob, Window
-from phorque.resources import job_chunks
 
 
 @dataclass
@@ -79,7 +79,7 @@ def read_accounting(paths: Iterable[str | os.PathLike[str]], window: Window | No
     hosts of ``exec_host`` less the former cloud nodes: those matching none of the ``static``
     patterns when given, else those named as cloud instances. Raises ValueError when ``static``
     matches no host."""
-    from phorque.torque.accounting import AccountingParser
+    from phorque.adapters.torque.accounting import AccountingParser
 
     paths = list(paths)
     files = accounting_files(paths)

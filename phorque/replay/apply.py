@@ -1,6 +1,6 @@
 """Applying a plan to the simulated cluster and clouds, with the executor's semantics.
 
-Mirrors :class:`phorque.executor.Executor` action for action: the plan's actions in
+Mirrors :class:`phorque.act.executor.Executor` action for action: the plan's actions in
 ``plan.ordered()``; a launch raises desired capacity to ``min(capacity + count, max_instances)``
 from the snapshot's view of the group; a drain marks the node offline with Phorque's note and
 re-reads it (in the simulator nothing moves in between, so an idle node stays idle); terminate
@@ -21,9 +21,9 @@ from collections import Counter
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from phorque.executor import interrupted_note
-from phorque.model import Snapshot, Stage
-from phorque.plan import Action, Kind, Plan, Status
+from phorque.act.executor import interrupted_note
+from phorque.core.model import Snapshot, Stage
+from phorque.core.plan import Action, Kind, Plan, Status
 from phorque.policy.view import drain_note, join_note
 
 if TYPE_CHECKING:

@@ -16,9 +16,9 @@ from dataclasses import replace
 from typing import TextIO
 
 from phorque import __version__
+from phorque.adapters.config import PhorqueSettings
 from phorque.cli.common import EXIT_CONFIG, EXIT_OK, load_or_exit
-from phorque.config import PhorqueSettings
-from phorque.options import OptionValueError, budget_option
+from phorque.core.options import OptionValueError, budget_option
 from phorque.policy import registry
 from phorque.replay.accounting import read_accounting
 from phorque.replay.hosts import describe_set_aside, parse_static

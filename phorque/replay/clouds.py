@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 
-from phorque.model import CloudState, Instance, InstanceState
+from phorque.core.model import CloudState, Instance, InstanceState
 
 
 def paid_secs(elapsed: float, charge: int) -> float:

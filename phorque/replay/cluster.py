@@ -8,14 +8,14 @@ SWF job, take cores anywhere, several per node. Only usable nodes (not offline, 
 jobs.
 
 A node also has memory (MiB; 0: unknown, never a limit), GPUs and properties. A part that asks
-for memory, GPUs or properties (:class:`~phorque.model.Chunk`: per node of the part, per core of
+for memory, GPUs or properties (:class:`~phorque.core.model.Chunk`: per node of the part, per core of
 a spread part) goes only where each node has that much memory and that many GPUs free and every
 property asked; what a job takes is given back when it ends. A job that asks for none of these
 is placed by cores alone, as before, and so is one that asks only for memory while no usable
 node has a known memory (nothing could refuse it).
 
 Everything is incremental: the free-core and free-GPU totals, the ordered list of nodes with free
-cores and the :class:`~phorque.model.Node` values handed to snapshots are updated as jobs start
+cores and the :class:`~phorque.core.model.Node` values handed to snapshots are updated as jobs start
 and end. An allocation is a list of ``(node, cores, memory MiB, GPUs)``.
 """
 
@@ -24,7 +24,7 @@ from __future__ import annotations
 from bisect import bisect_left, insort
 from collections.abc import Iterable
 
-from phorque.model import DOWN, FREE, JOB_EXCLUSIVE, OFFLINE, Chunk, CloudState, Node
+from phorque.core.model import DOWN, FREE, JOB_EXCLUSIVE, OFFLINE, Chunk, CloudState, Node
 
 _FREE = frozenset({FREE})
 _FULL = frozenset({JOB_EXCLUSIVE})

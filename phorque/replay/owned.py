@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import fields
 from typing import Any
 
-from phorque.model import Owned, Stage
+from phorque.core.model import Owned, Stage
 
 
 class OwnedBook:

@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from phorque.model import CloudState
+from phorque.core.model import CloudState
 
 #: How a job without a queue is shown (SWF queue number -1).
 NO_QUEUE = "(none)"

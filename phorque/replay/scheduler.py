@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 from bisect import bisect_left, insort
 
-from phorque.model import Chunk
+from phorque.core.model import Chunk
 from phorque.replay.cluster import Cluster, Share, asks_of, plain_chunks
 
 DISCIPLINES = ("fifo", "strict", "easy")

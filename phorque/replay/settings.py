@@ -14,8 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from phorque.config import Config
-from phorque.model import CloudState
+from phorque.adapters.config import Config
+from phorque.core.model import CloudState
 from phorque.policy import policy_class
 from phorque.policy.base import Policy
 from phorque.replay.scheduler import DISCIPLINES

@@ -5,7 +5,7 @@ ending, an instance finishing its boot, a pbs_mom reporting) change the simulate
 order; after the events of an instant the scheduler starts what it can. The policy is evaluated
 as the daemon evaluates it:
 
-* ``events`` mode (the daemon's loop, :mod:`phorque.daemon`): a submit, a job end and a finished
+* ``events`` mode (the daemon's loop, :mod:`phorque.runtime.daemon`): a submit, a job end and a finished
   boot each ask for an evaluation ``event_delay_secs`` later (events inside that window share
   it); the latest plan's ``wake_at`` asks for one then (each plan replaces the previous wake-up,
   which is never less than a second ahead); and the periodic reconciliation runs every
@@ -29,8 +29,8 @@ as running until Phorque requeues them; the interruption is an event for the dae
 watch). The plan's REQUEUE puts the rerunnable ones back in the queue (they keep their submit
 time, so their wait runs to their next start) and loses the others.
 
-Each evaluation builds a :class:`~phorque.model.Snapshot` exactly as the engine does (clouds,
-nodes, jobs, lifecycle records brought up to date by :func:`phorque.observe.observe`, and the
+Each evaluation builds a :class:`~phorque.core.model.Snapshot` exactly as the engine does (clouds,
+nodes, jobs, lifecycle records brought up to date by :func:`phorque.core.observe.observe`, and the
 previous plan's memory), runs the real policy, and applies its plan with the executor's semantics
 (:mod:`phorque.replay.apply`).
 """
@@ -44,7 +44,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-from phorque.model import QUEUED, RUNNING, Chunk, Job
+from phorque.core.model import QUEUED, RUNNING, Chunk, Job
 from phorque.policy.base import Policy
 from phorque.replay.apply import SimExecutor
 from phorque.replay.clouds import SimInstance

@@ -26,7 +26,7 @@ import math
 import os
 from collections import Counter
 
-from phorque.model import Chunk
+from phorque.core.model import Chunk
 from phorque.replay.trace import Trace, TraceJob, Window
 
 FIELDS = 18

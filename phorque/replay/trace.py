@@ -12,7 +12,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
-from phorque.model import Chunk
+from phorque.core.model import Chunk
 
 DAY = 86400.0
 

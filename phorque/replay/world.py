@@ -6,7 +6,7 @@ also note what the next observation must look at and when a scheduling cycle is 
 simulator reads it as the engine reads Torque, the clouds and the state store.
 
 It also keeps what the engine keeps beside them: each cloud's health record (a fault the
-executor reports backs the cloud off, :mod:`phorque.cloud.backoff`), and for an instance the cloud
+executor reports backs the cloud off, :mod:`phorque.adapters.cloud.backoff`), and for an instance the cloud
 took back, the Torque node it had, while Torque lists it (the engine's ``gone_nodes``).
 """
 
@@ -19,9 +19,14 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from phorque.cloud.backoff import CloudHealthRecord, health_at, record_failure, record_success
-from phorque.model import CloudState, Job, Owned, Snapshot
-from phorque.observe import observe
+from phorque.adapters.cloud.backoff import (
+    CloudHealthRecord,
+    health_at,
+    record_failure,
+    record_success,
+)
+from phorque.core.model import CloudState, Job, Owned, Snapshot
+from phorque.core.observe import observe
 from phorque.replay.clouds import Interruption, SimCloud, SimInstance
 from phorque.replay.cluster import Cluster, SimNode
 from phorque.replay.metrics import Tally

@@ -7,8 +7,8 @@ import urllib.request
 from dataclasses import replace
 from typing import Any
 
-from phorque.config import CloudSettings
-from phorque.options import Secret
+from phorque.adapters.config import CloudSettings
+from phorque.core.options import Secret
 from tests import waiting
 
 AWS_ID, AWS_SECRET = "AKIAPHORQUETESTKEY01", "aws-secret-Zq8vL2xW9pRt4"

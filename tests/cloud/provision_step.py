@@ -16,7 +16,7 @@ import os
 import sys
 import time
 
-from phorque.cloud import cloud_lock, make_provider
+from phorque.adapters.cloud import cloud_lock, make_provider
 from tests.cloud.cloudkit import aws_settings
 
 PLANNING_SECS = 0.1  # the time a real evaluation spends between reading and acting

@@ -9,10 +9,10 @@ from datetime import UTC, datetime
 import boto3
 import pytest
 
-from phorque.cloud import make_provider
-from phorque.cloud.aws import AwsProvider
-from phorque.errors import CloudError
-from phorque.model import InstanceState
+from phorque.adapters.cloud import make_provider
+from phorque.adapters.cloud.aws import AwsProvider
+from phorque.core.errors import CloudError
+from phorque.core.model import InstanceState
 from tests.cloud.cloudkit import AWS_ID, AWS_SECRET, aws_settings, set_faults
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from phorque.cloud.backoff import (
+from phorque.adapters.cloud.backoff import (
     FAILED_AFTER,
     MAX_BACKOFF_SECS,
     CloudHealthRecord,
@@ -14,7 +14,7 @@ from phorque.cloud.backoff import (
     record_failure,
     record_success,
 )
-from phorque.model import Health
+from phorque.core.model import Health
 
 
 def test_first_failures_back_off_60_then_120_seconds() -> None:

@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from phorque.cloud import make_provider
+from phorque.adapters.cloud import make_provider
 from tests.cloud.cloudkit import aws_settings
 
 PROCESSES = 20

@@ -8,9 +8,9 @@ import time
 
 import pytest
 
-from phorque.cloud import make_provider
-from phorque.errors import CloudError, CloudUnreachable
-from phorque.model import InstanceState
+from phorque.adapters.cloud import make_provider
+from phorque.core.errors import CloudError, CloudUnreachable
+from phorque.core.model import InstanceState
 from tests.cloud.cloudkit import aws_settings, fault_counts, set_faults
 
 

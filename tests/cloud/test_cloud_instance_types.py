@@ -15,8 +15,8 @@ from typing import Any
 
 import boto3
 
-from phorque.cloud import make_provider
-from phorque.cloud.aws import launch_failure
+from phorque.adapters.cloud import make_provider
+from phorque.adapters.cloud.aws import launch_failure
 from tests.cloud.cloudkit import aws_settings, fault_counts, set_faults
 
 TYPES = ("c6i.4xlarge", "c6a.4xlarge", "m6i.4xlarge")

@@ -11,11 +11,11 @@ import time
 import filelock
 import pytest
 
-from phorque.cloud.lock import cloud_lock
+from phorque.adapters.cloud.lock import cloud_lock
 
 HOLDER = """
 import sys, time
-from phorque.cloud.lock import cloud_lock
+from phorque.adapters.cloud.lock import cloud_lock
 with cloud_lock(sys.argv[1]):
     print("held", flush=True)
     time.sleep(float(sys.argv[2]))

@@ -6,10 +6,10 @@ import time
 
 import pytest
 
-from phorque.cloud import make_provider
-from phorque.cloud.phantom import PhantomProvider
-from phorque.errors import CloudError, CloudUnreachable
-from phorque.model import InstanceState as S
+from phorque.adapters.cloud import make_provider
+from phorque.adapters.cloud.phantom import PhantomProvider
+from phorque.core.errors import CloudError, CloudUnreachable
+from phorque.core.model import InstanceState as S
 from tests.cloud.cloudkit import fault_counts, phantom_settings, set_faults, wait_for
 
 

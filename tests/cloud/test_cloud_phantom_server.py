@@ -25,11 +25,11 @@ from botocore.config import Config
 from botocore.credentials import Credentials
 from botocore.parsers import ResponseParserError
 
-from phorque.cloud import make_provider
-from phorque.cloud.phantom import phantom_tags
-from phorque.cloud.phantom_repair import repair_phantom_reply
-from phorque.errors import CloudError
-from phorque.options import Secret
+from phorque.adapters.cloud import make_provider
+from phorque.adapters.cloud.phantom import phantom_tags
+from phorque.adapters.cloud.phantom_repair import repair_phantom_reply
+from phorque.core.errors import CloudError
+from phorque.core.options import Secret
 from tests.cloud.cloudkit import PHANTOM_ID, PHANTOM_SECRET, phantom_settings, set_faults, wait_for
 
 
@@ -247,7 +247,7 @@ def stop_process(proc: subprocess.Popen) -> int:
 
 
 def test_phantom_server_runs_as_its_own_process() -> None:
-    proc, ports = start_process(["phorque.servers.phantom", "--port", "0", "--access-id", PHANTOM_ID,
+    proc, ports = start_process(["tests.servers.phantom", "--port", "0", "--access-id", PHANTOM_ID,
                                  "--secret-key", PHANTOM_SECRET, "--requested-secs", "0.1",
                                  "--pending-secs", "0.1"])
     try:
@@ -266,7 +266,7 @@ def test_phantom_server_runs_as_its_own_process() -> None:
 def test_fault_proxy_runs_as_its_own_process(moto: str) -> None:
     from tests.cloud.cloudkit import aws_settings, fault_counts
 
-    proc, info = start_process(["phorque.servers.faults", "--upstream", moto, "--port", "0"])
+    proc, info = start_process(["tests.servers.faults", "--upstream", moto, "--port", "0"])
     try:
         provider = make_provider(aws_settings(info["url"], max_attempts=1))
         provider.ensure_setup()

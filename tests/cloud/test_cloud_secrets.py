@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from phorque.cloud import make_provider
-from phorque.errors import CloudError
-from phorque.options import Secret
+from phorque.adapters.cloud import make_provider
+from phorque.core.errors import CloudError
+from phorque.core.options import Secret
 from tests.cloud.cloudkit import PHANTOM_SECRET, aws_settings, phantom_settings, set_faults
 
 LEAKY_ID = "AKIDLEAKCHECK98765"
@@ -59,11 +59,11 @@ def test_no_credential_in_phorque_logs_or_errors(phantom, proxy, caplog) -> None
 SCRIPT = """
 import logging, sys
 from phorque.cli.common import setup_logging
-from phorque.cloud import make_provider
-from phorque.errors import CloudError
+from phorque.adapters.cloud import make_provider
+from phorque.core.errors import CloudError
 sys.path.insert(0, sys.argv[3])
 from tests.cloud.cloudkit import phantom_settings
-from phorque.options import Secret
+from phorque.core.options import Secret
 setup_logging(True, sys.argv[1], [sys.argv[2]])
 server = type("S", (), {"autoscale": type("A", (), {"url": sys.argv[4]}), "ec2": type("E", (), {"url": sys.argv[5]})})
 provider = make_provider(phantom_settings(server, access_id=Secret(sys.argv[2]), max_attempts=1))

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from phorque.cloud.states import (
+from phorque.adapters.cloud.states import (
     aws_lifecycle_state,
     clean_dns,
     ec2_state,
@@ -16,7 +16,7 @@ from phorque.cloud.states import (
     pick_dns,
     worse,
 )
-from phorque.model import InstanceState as S
+from phorque.core.model import InstanceState as S
 
 
 @pytest.mark.parametrize("lifecycle, health, expected", [

@@ -11,11 +11,11 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from phorque.cloud import make_provider
-from phorque.cloud.backoff import CloudHealthRecord, record_failure
-from phorque.cloud.status import describe_clouds
-from phorque.config import load_config
-from phorque.state import StateStore
+from phorque.adapters.cloud import make_provider
+from phorque.adapters.cloud.backoff import CloudHealthRecord, record_failure
+from phorque.adapters.cloud.status import describe_clouds
+from phorque.adapters.config import load_config
+from phorque.adapters.state import StateStore
 from tests.cloud.cloudkit import (
     AWS_ID,
     AWS_SECRET,

@@ -15,12 +15,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from phorque.cloud import make_provider
-from phorque.errors import CloudUnreachable
-from phorque.servers import phantom as phantom_server
-from phorque.servers.httpserve import tls_context
+from phorque.adapters.cloud import make_provider
+from phorque.core.errors import CloudUnreachable
 from tests.cloud.cloudkit import PHANTOM_ID, PHANTOM_SECRET, phantom_settings
 from tests.conftest import FAST
+from tests.servers import phantom as phantom_server
+from tests.servers.httpserve import tls_context
 
 
 def self_signed(directory: Path) -> tuple[Path, Path]:

@@ -7,10 +7,10 @@ import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from phorque.config import Config, load_config
-from phorque.engine import Engine
-from phorque.model import CloudState, Snapshot
-from phorque.state import StateStore
+from phorque.act.engine import Engine
+from phorque.adapters.config import Config, load_config
+from phorque.adapters.state import StateStore
+from phorque.core.model import CloudState, Snapshot
 from tests.fakes import FakeClock, MemoryCloud, MemoryTorque
 
 

@@ -16,7 +16,7 @@ import threading
 
 import pytest
 
-from phorque.daemon import RETRY_FIRST_SECS, Daemon
+from phorque.runtime.daemon import RETRY_FIRST_SECS, Daemon
 from tests.component.bed import Bed
 from tests.waiting import wait_for
 

@@ -7,9 +7,9 @@ import threading
 import time
 from types import SimpleNamespace
 
-from phorque.config import load_config
-from phorque.daemon import Daemon
-from phorque.ratelimit import EvaluationBucket
+from phorque.adapters.config import load_config
+from phorque.runtime.daemon import Daemon
+from phorque.runtime.ratelimit import EvaluationBucket
 from tests.integration.kit import conf_text
 
 

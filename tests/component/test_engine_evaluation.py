@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from phorque.errors import CloudError, TransientError
-from phorque.model import Stage
-from phorque.plan import Kind
+from phorque.core.errors import CloudError, TransientError
+from phorque.core.model import Stage
+from phorque.core.plan import Kind
 from tests.component.bed import Bed
 
 HOUR = 3600

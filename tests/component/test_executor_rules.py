@@ -12,8 +12,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from phorque.errors import CloudError, CommandError
-from phorque.executor import (
+from phorque.act.executor import (
     ADMIN_CHANGED,
     AT_CAPACITY,
     PICKED_UP_A_JOB,
@@ -21,8 +20,9 @@ from phorque.executor import (
     Executor,
     Outcome,
 )
-from phorque.model import OFFLINE, Owned, Stage
-from phorque.plan import Action, Kind, Plan
+from phorque.core.errors import CloudError, CommandError
+from phorque.core.model import OFFLINE, Owned, Stage
+from phorque.core.plan import Action, Kind, Plan
 from phorque.policy.view import drain_note, is_drain_note, join_note
 from tests.component.bed import Bed
 

@@ -7,10 +7,10 @@ import inspect
 
 import pytest
 
-from phorque.cloud.aws import AwsProvider
-from phorque.cloud.phantom import PhantomProvider
-from phorque.ports import CloudGroup, TorqueAdmin, TorqueReader
-from phorque.torque.commands import Torque
+from phorque.adapters.cloud.aws import AwsProvider
+from phorque.adapters.cloud.phantom import PhantomProvider
+from phorque.adapters.torque.commands import Torque
+from phorque.core.ports import CloudGroup, TorqueAdmin, TorqueReader
 from tests.fakes import MemoryCloud, MemoryTorque
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 import time
 
-from phorque.torque.accounting import format_line
-from phorque.triggers import Trigger
-from phorque.watcher import TorqueWatcher
+from phorque.adapters.torque.accounting import format_line
+from phorque.runtime.triggers import Trigger
+from phorque.runtime.watcher import TorqueWatcher
 from tests.waiting import wait_for
 
 

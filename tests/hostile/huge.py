@@ -100,7 +100,7 @@ def fake_qstat(root: Path, source: Path) -> Path:
 
 
 def _read_parse_file(path: str) -> dict:
-    from phorque.torque.accounting import AccountingParser
+    from phorque.adapters.torque.accounting import AccountingParser
 
     parser = AccountingParser(log_limit=0)
     records = sum(1 for _ in parser.parse_file(path))
@@ -108,8 +108,8 @@ def _read_parse_file(path: str) -> dict:
 
 
 def _read_tailer(path: str) -> dict:
-    from phorque.torque.accounting import AccountingParser
-    from phorque.torque.tailer import AccountingTailer
+    from phorque.adapters.torque.accounting import AccountingParser
+    from phorque.adapters.torque.tailer import AccountingTailer
 
     tailer = AccountingTailer(os.path.dirname(path), from_start=True, parser=AccountingParser(log_limit=0))
     records = 0
@@ -119,7 +119,7 @@ def _read_tailer(path: str) -> dict:
 
 
 def _read_qstat(root: str) -> dict:
-    from phorque.torque.commands import Torque
+    from phorque.adapters.torque.commands import Torque
 
     jobs = Torque(root, timeout=3600).jobs()  # kept, as a snapshot keeps them
     return {"jobs": len(jobs), "queued": sum(1 for j in jobs if j.is_queued)}
@@ -149,8 +149,8 @@ def measure(kind: str, path: str) -> dict:
     import logging
 
     logging.disable(logging.WARNING)  # the figures, not one warning per skipped line
-    import phorque.torque.commands  # noqa: F401  (imports are not part of the reading)
-    import phorque.torque.tailer  # noqa: F401
+    import phorque.adapters.torque.commands  # noqa: F401  (imports are not part of the reading)
+    import phorque.adapters.torque.tailer  # noqa: F401
 
     before = peak_rss_mib()
     started = time.perf_counter()

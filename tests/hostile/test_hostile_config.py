@@ -9,9 +9,9 @@ import threading
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from phorque.config import LONGEST_SECS, load_config
-from phorque.errors import ConfigError
-from phorque.triggers import Trigger
+from phorque.adapters.config import LONGEST_SECS, load_config
+from phorque.core.errors import ConfigError
+from phorque.runtime.triggers import Trigger
 from tests.hostile.bounds import assert_bounded, measured
 from tests.hostile.strategies import (
     ACCESS_ID,

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from phorque.torque.commands import Torque, UnsafeName
+from phorque.adapters.torque.commands import Torque, UnsafeName
 from tests.cloud.cloudkit import PHANTOM_ID, PHANTOM_SECRET
 from tests.fake_torque import FakeTorque
 from tests.integration.kit import conf_text, wait_until

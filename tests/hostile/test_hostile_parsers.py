@@ -11,11 +11,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from phorque.cloud.phantom_repair import repair_phantom_reply
-from phorque.model import Job, Node
-from phorque.torque.accounting import AccountingFormatError, AccountingParser, parse_line
-from phorque.torque.tailer import AccountingTailer
-from phorque.torque.xmlparse import (
+from phorque.adapters.cloud.phantom_repair import repair_phantom_reply
+from phorque.adapters.torque.accounting import AccountingFormatError, AccountingParser, parse_line
+from phorque.adapters.torque.tailer import AccountingTailer
+from phorque.adapters.torque.xmlparse import (
     XMLFormatError,
     jobs_from_bytes,
     nodes_from_bytes,
@@ -23,6 +22,7 @@ from phorque.torque.xmlparse import (
     parse_node_jobs,
     parse_nodes,
 )
+from phorque.core.model import Job, Node
 from tests.hostile.bounds import assert_bounded, measured
 from tests.hostile.strategies import (
     accounting_files,

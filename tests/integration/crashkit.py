@@ -21,10 +21,10 @@ from pathlib import Path
 import boto3
 from botocore.config import Config as BotoConfig
 
-from phorque.model import Node, Owned, Stage
-from phorque.sandbox import cluster, server
-from phorque.state import StateStore
-from phorque.torque.commands import Torque
+from phorque.adapters.state import StateStore
+from phorque.adapters.torque.commands import Torque
+from phorque.core.model import Node, Owned, Stage
+from phorque_testbed.sandbox import cluster, server
 from tests.integration.kit import conf_text
 from tests.sandboxkit import Sandbox
 

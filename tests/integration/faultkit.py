@@ -81,7 +81,7 @@ def conf_text(tmp_path: Path, sandbox, clouds: list[Cloud], *, policy: str = "Co
 
 def start_proxy(moto_url: str):
     """A fault proxy of its own in front of moto (faults on one cloud only); stop() it."""
-    from phorque.servers import faults as fault_proxy
+    from tests.servers import faults as fault_proxy
 
     running, _app = fault_proxy.start(moto_url)
     return running

@@ -6,7 +6,7 @@ import socket
 from collections.abc import Callable
 from pathlib import Path
 
-from phorque.config import Config, load_config
+from phorque.adapters.config import Config, load_config
 from tests import waiting
 
 

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import boto3
 
-from phorque import plan as p
-from phorque.config import load_config
-from phorque.engine import Engine
-from phorque.model import LaunchFailure
-from phorque.plan import Kind
+from phorque.act.engine import Engine
+from phorque.adapters.config import load_config
+from phorque.core import plan as p
+from phorque.core.model import LaunchFailure
+from phorque.core.plan import Kind
 from phorque.policy.policies import CostAware
 from tests import builders as b
 from tests.integration.faultkit import Cloud, conf_text, set_faults

@@ -12,7 +12,7 @@ import time
 
 import boto3
 
-from phorque.sandbox import cli as sandbox_cli
+from phorque_testbed.sandbox import cli as sandbox_cli
 from tests.cloud.cloudkit import fault_counts
 from tests.integration.faultkit import (
     Cloud,
@@ -165,8 +165,8 @@ def test_a_cloud_that_cannot_be_read_still_counts_against_the_budget(make_sandbo
 
 def test_a_scale_in_does_not_clear_the_backoff_of_its_cloud(make_sandbox, moto, proxies, tmp_path):
     """Terminating an idle instance proves nothing about launches: the backoff stays."""
-    from phorque.config import load_config
-    from phorque.engine import Engine
+    from phorque.act.engine import Engine
+    from phorque.adapters.config import load_config
 
     sandbox = make_sandbox(nodes=0, np=4, boot_delay=0.5)
     cheap = proxies()
@@ -197,9 +197,9 @@ def test_a_cloud_unreadable_right_after_a_launch_counts_what_was_asked_of_it(mak
     restarted one and every ``phorque-evaluate`` count it while the cloud cannot be read, not
     the capacity last read before the launch (the cloud_faults benchmark caught 1.68/h spent
     against a 1.6/h budget that way)."""
-    from phorque.config import load_config
-    from phorque.engine import Engine
-    from phorque.plan import Kind
+    from phorque.act.engine import Engine
+    from phorque.adapters.config import load_config
+    from phorque.core.plan import Kind
 
     sandbox = make_sandbox(nodes=0, np=4, boot_delay=600)  # nodes stay down: the jobs stay queued
     cheap = proxies()

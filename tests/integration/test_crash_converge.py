@@ -20,12 +20,12 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from phorque.crashpoints import ENV, POINTS
-from phorque.model import Stage
-from phorque.servers import faults as fault_proxy
+from phorque.act.crashpoints import ENV, POINTS
+from phorque.core.model import Stage
 from tests.cloud.cloudkit import set_faults
 from tests.integration.crashkit import REGIONS, Audit, MotoProcess, World, daemon_env
 from tests.integration.kit import exit_statuses, wait_until
+from tests.servers import faults as fault_proxy
 
 #: Seconds a scenario may take to converge once restarted: a deadline for a hang, generous
 #: enough for a machine loaded by other work (nine worlds run side by side here).
@@ -319,7 +319,7 @@ def test_daemon_killed_at_a_crash_point_converges(case, crash_results):
 
 
 def test_a_crash_point_kills_on_the_chosen_pass_and_a_wrong_name_is_reported():
-    code = ("from phorque.crashpoints import crashpoint\n"
+    code = ("from phorque.act.crashpoints import crashpoint\n"
             "crashpoint('launch.before'); print('first', flush=True)\n"
             "crashpoint('launch.after'); crashpoint('launch.before'); print('second', flush=True)\n")
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import boto3
 import pytest
 
-from phorque.config import load_config
-from phorque.state import StateStore
+from phorque.adapters.config import load_config
+from phorque.adapters.state import StateStore
 from tests.integration.kit import conf_text, wait_until
 
 HOOK = Path(__file__).resolve().parents[2] / "hooks" / "submit_filter"

@@ -9,7 +9,7 @@ import sys
 
 
 def test_demo_runs_to_the_end_and_cleans_up():
-    proc = subprocess.run([sys.executable, "-m", "phorque.demo", "--charge", "20", "--boot", "2",
+    proc = subprocess.run([sys.executable, "-m", "phorque_testbed.demo", "--charge", "20", "--boot", "2",
                            "--speed", "4", "--timeout", "150"],
                           capture_output=True, text=True, timeout=300)
     out = proc.stdout

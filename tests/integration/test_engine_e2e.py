@@ -15,10 +15,10 @@ import time
 
 import boto3
 
-from phorque.config import load_config
-from phorque.engine import Engine
-from phorque.model import Stage
-from phorque.plan import Kind, Plan
+from phorque.act.engine import Engine
+from phorque.adapters.config import load_config
+from phorque.core.model import Stage
+from phorque.core.plan import Kind, Plan
 from phorque.policy.common import retire
 from phorque.policy.view import View
 from tests.integration.kit import conf_text, e2e_config, exit_statuses, wait_until
@@ -95,8 +95,8 @@ def test_executor_never_terminates_a_node_that_runs_a_job(make_sandbox, moto, tm
     (busy,) = [cn for cn in View(snapshot).cloud_nodes if cn.node is not None]
     assert busy.busy
     # A plan no policy would make: retire the busy node. The executor must refuse.
-    from phorque.cloud.lock import cloud_lock
-    from phorque.executor import Executor
+    from phorque.act.executor import Executor
+    from phorque.adapters.cloud.lock import cloud_lock
 
     with cloud_lock(config.phorque.lock_path):
         outcomes = Executor(engine.torque, engine.providers, {c.name: c for c in config.clouds},

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import time
 
-from phorque.engine import Engine
-from phorque.plan import Kind
-from phorque.torque.commands import Torque
+from phorque.act.engine import Engine
+from phorque.adapters.torque.commands import Torque
+from phorque.core.plan import Kind
 from tests.cloud.cloudkit import set_faults
 from tests.integration.kit import e2e_config
 

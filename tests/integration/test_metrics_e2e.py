@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from phorque.events import EventType
+from phorque.act.events import EventType
 from tests.integration.kit import conf_text, dead_cloud, free_tcp_port, wait_until
 from tests.integration.test_daemon_e2e import desired, start_daemon  # noqa: F401 (a fixture)
 

@@ -12,7 +12,7 @@ import subprocess
 import sys
 from datetime import date, timedelta
 
-from phorque.state import StateStore
+from phorque.adapters.state import StateStore
 from tests.integration.kit import conf_text, wait_until
 from tests.integration.test_daemon_e2e import start_daemon  # noqa: F401 (a fixture)
 

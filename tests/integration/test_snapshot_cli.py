@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from phorque.snapshot_file import read_saved
+from phorque.adapters.snapshot_file import read_saved
 from tests.unit.test_snapshot_cases import _good, _set
 
 ROOT = Path(__file__).resolve().parents[2]

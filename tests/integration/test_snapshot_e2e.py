@@ -8,8 +8,8 @@ import os
 import subprocess
 import sys
 
-from phorque.config import load_config
-from phorque.snapshot_file import read_saved
+from phorque.adapters.config import load_config
+from phorque.adapters.snapshot_file import read_saved
 from tests.integration.kit import conf_text
 
 

@@ -13,7 +13,7 @@ import json
 import subprocess
 import sys
 
-from phorque.state import StateStore
+from phorque.adapters.state import StateStore
 from tests import spotkit
 from tests.integration.faultkit import Cloud, conf_text
 from tests.integration.kit import exit_statuses, wait_until
@@ -91,10 +91,10 @@ def test_a_reclaimed_spot_instance_requeues_its_jobs_and_they_finish_on_demand(
 
 
 def test_the_spot_watch_fires_when_an_instance_is_taken_back_or_leaves_its_group(moto, tmp_path):
-    from phorque.cloud.factory import make_provider
-    from phorque.config import load_config
-    from phorque.spotwatch import SpotWatch
-    from phorque.triggers import Trigger
+    from phorque.adapters.cloud.factory import make_provider
+    from phorque.adapters.config import load_config
+    from phorque.runtime.spotwatch import SpotWatch
+    from phorque.runtime.triggers import Trigger
 
     path = tmp_path / "phorque.conf"
     path.write_text("[Policy]\nname = CostAware\n" + Cloud("spot", "moto", moto, SPOT, price=0.03,

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from phorque.errors import CommandError, TorqueError
-from phorque.torque.commands import Torque, UnsafeName, phorque_note
-from phorque.torque.xmlparse import XMLFormatError
+from phorque.adapters.torque.commands import Torque, UnsafeName, phorque_note
+from phorque.adapters.torque.xmlparse import XMLFormatError
+from phorque.core.errors import CommandError, TorqueError
 from tests.fake_torque import FakeTorque
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "torque"

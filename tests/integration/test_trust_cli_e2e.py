@@ -12,7 +12,7 @@ import json
 import subprocess
 import sys
 
-from phorque.engine import Engine
+from phorque.act.engine import Engine
 from tests.integration.kit import conf_text, e2e_config, exit_statuses, wait_until
 from tests.integration.test_daemon_e2e import free_udp_port
 from tests.integration.test_engine_e2e import live_instances
@@ -156,7 +156,7 @@ def test_a_flood_of_nudges_costs_a_bounded_number_of_evaluations(make_sandbox, m
     import socket
     import time
 
-    from phorque.daemon import MIN_EVALUATION_INTERVAL_SECS, RATE_BURST
+    from phorque.runtime.daemon import MIN_EVALUATION_INTERVAL_SECS, RATE_BURST
 
     sandbox = make_sandbox(nodes=1, np=2)
     port = free_udp_port()

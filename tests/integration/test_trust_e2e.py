@@ -12,11 +12,11 @@ import re
 import stat
 import time
 
-from phorque.cloud.lock import cloud_lock
-from phorque.engine import Engine
-from phorque.executor import Executor
-from phorque.model import Stage
-from phorque.plan import Kind, Plan
+from phorque.act.engine import Engine
+from phorque.act.executor import Executor
+from phorque.adapters.cloud.lock import cloud_lock
+from phorque.core.model import Stage
+from phorque.core.plan import Kind, Plan
 from phorque.policy.common import retire
 from phorque.policy.view import View
 from tests.integration.faultkit import set_faults

@@ -8,7 +8,7 @@ import sys
 
 import boto3
 
-from phorque.state import StateStore
+from phorque.adapters.state import StateStore
 from tests.integration.kit import conf_text, dead_cloud, free_tcp_port
 
 

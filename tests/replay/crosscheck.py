@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from phorque.model import CloudState
+from phorque.core.model import CloudState
 from phorque.replay import ReplaySettings, Simulation
 from phorque.replay.metrics import ReplayResult
 from phorque.replay.swf import read_swf

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from phorque.model import CloudState
+from phorque.core.model import CloudState
 
 HEADER = "; Version: 2.2\n; UnixStartTime: 1000000000\n; MaxProcs: {procs}\n"
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from phorque.model import Chunk
+from phorque.adapters.torque.accounting import format_line, format_text
+from phorque.core.model import Chunk
 from phorque.replay import ReplaySettings
 from phorque.replay.accounting import read_accounting
 from phorque.replay.sim import Simulation
 from phorque.replay.trace import Window
-from phorque.torque.accounting import format_line, format_text
 
 T0 = 1_700_000_000  # 2023-11-14
 

@@ -7,10 +7,10 @@ import json
 
 import pytest
 
+from phorque.adapters.torque.accounting import format_line
 from phorque.replay.accounting import read_accounting
 from phorque.replay.cli import main
 from phorque.replay.hosts import cloud_name, split_hosts
-from phorque.torque.accounting import format_line
 from tests.replay.test_replay_accounting import T0, full
 
 PRIVATE = "ip-10-0-0-5.ec2.internal"

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from phorque.model import CloudState
+from phorque.core.model import CloudState
 from phorque.replay import ReplaySettings, replay
 from phorque.replay.swf import read_swf
 from tests.replay.swfdata import one_cloud, write_swf

@@ -14,7 +14,7 @@ from dataclasses import replace
 
 import pytest
 
-from phorque.model import CloudState
+from phorque.core.model import CloudState
 from tests.replay import crosscheck as x
 from tests.replay import reference_sim as ref
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from phorque.model import CloudState
+from phorque.core.model import CloudState
 from phorque.replay import ReplaySettings
 from phorque.replay.sim import Simulation
 from phorque.replay.swf import read_swf

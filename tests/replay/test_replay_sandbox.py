@@ -17,7 +17,7 @@ import pytest
 from phorque.replay import ReplaySettings
 from phorque.replay.accounting import read_accounting
 from phorque.replay.sim import Simulation
-from phorque.sandbox import cluster, server
+from phorque_testbed.sandbox import cluster, server
 
 WORKLOAD = [  # (qsub resource request, sandbox run time in seconds)
     ("nodes=1:ppn=4", 3),

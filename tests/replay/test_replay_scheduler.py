@@ -62,7 +62,7 @@ def test_job_longer_than_its_walltime_is_killed_at_it(tmp_path):
 
 
 def test_nodes_ppn_parts_need_distinct_nodes():
-    from phorque.model import Chunk
+    from phorque.core.model import Chunk
     from phorque.replay.cluster import Cluster
 
     cluster = Cluster()

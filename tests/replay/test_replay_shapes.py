@@ -9,8 +9,8 @@ from dataclasses import replace
 
 import pytest
 
-from phorque.config import load_config
-from phorque.model import Chunk, CloudState
+from phorque.adapters.config import load_config
+from phorque.core.model import Chunk, CloudState
 from phorque.replay import ReplaySettings
 from phorque.replay.cli import main
 from phorque.replay.cluster import HARD, MEMORY, PLAIN, Cluster, Possible, asks_of

@@ -16,7 +16,7 @@ from dataclasses import replace
 
 import pytest
 
-from phorque.model import CloudState
+from phorque.core.model import CloudState
 from phorque.replay import ReplaySettings
 from phorque.replay.sim import Simulation
 from phorque.replay.spot import rerunnable

@@ -1,13 +1,13 @@
 """Phorque's Torque adapter reads and changes a sandbox cluster through the same code path it
-uses for a real pbs_server (phorque.torque.commands.Torque with cluster_directory=DIR)."""
+uses for a real pbs_server (phorque.adapters.torque.commands.Torque with cluster_directory=DIR)."""
 
 from __future__ import annotations
 
 import pytest
 
-from phorque.errors import CommandError
-from phorque.model import Chunk
-from phorque.torque.commands import Torque, phorque_note
+from phorque.adapters.torque.commands import Torque, phorque_note
+from phorque.core.errors import CommandError
+from phorque.core.model import Chunk
 
 
 @pytest.fixture

@@ -6,12 +6,12 @@ import os
 import subprocess
 import sys
 
-from phorque.sandbox.cloud import moms_up
-from phorque.sandbox.layout import COMMANDS
+from phorque_testbed.sandbox.cloud import moms_up
+from phorque_testbed.sandbox.layout import COMMANDS
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "phorque.sandbox.cli", *args],
+    return subprocess.run([sys.executable, "-m", "phorque_testbed.sandbox.cli", *args],
                           capture_output=True, text=True, timeout=60)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from concurrent.futures import ThreadPoolExecutor
 
-from phorque.torque import xmlparse
+from phorque.adapters.torque import xmlparse
 
 SUBMISSIONS = 160
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from phorque.resources import count_slots
-from phorque.sandbox import render
-from phorque.torque import xmlparse
+from phorque.adapters.torque import xmlparse
+from phorque.adapters.torque.resources import count_slots
+from phorque_testbed.sandbox import render
 
 # -- real samples ---------------------------------------------------------------------------
 # A real Torque 6.1.3 (tests/fixtures/real-torque/qstat_f_x_t.out): element order of a running

@@ -8,7 +8,7 @@ import sys
 import time
 import xml.etree.ElementTree as ET
 
-from phorque.torque import xmlparse
+from phorque.adapters.torque import xmlparse
 
 
 def node_state(sb, name: str) -> str:
@@ -22,7 +22,7 @@ def job_state(sb, job: str) -> str:
 
 
 def sandbox_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "phorque.sandbox.cli", *args],
+    return subprocess.run([sys.executable, "-m", "phorque_testbed.sandbox.cli", *args],
                           capture_output=True, text=True, timeout=30)
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from phorque.torque.accounting import AccountingParser, parse_line
-from phorque.torque.tailer import AccountingTailer
+from phorque.adapters.torque.accounting import AccountingParser, parse_line
+from phorque.adapters.torque.tailer import AccountingTailer
 
 
 def test_parser_reads_every_record_the_sandbox_writes(make_sandbox):

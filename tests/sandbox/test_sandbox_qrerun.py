@@ -41,7 +41,7 @@ def test_qrerun_needs_f_when_the_jobs_mom_is_down(sandbox):
     _running(sandbox, job)
     (host,) = {t.split("=", 1)[1].split("/")[0] for t in sandbox.records("S", job)[0][3].split()
                if t.startswith("exec_host=")}
-    stopped = subprocess.run([sys.executable, "-m", "phorque.sandbox.cli", "mom", str(sandbox.root),
+    stopped = subprocess.run([sys.executable, "-m", "phorque_testbed.sandbox.cli", "mom", str(sandbox.root),
                               host, "down"], capture_output=True, text=True, timeout=60)
     assert stopped.returncode == 0, stopped.stderr
     refused = sandbox.run("qrerun", job, check=False)

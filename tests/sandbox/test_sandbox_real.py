@@ -6,7 +6,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from phorque.torque import xmlparse
+from phorque.adapters.torque import xmlparse
 
 REAL = Path(__file__).resolve().parent.parent / "fixtures" / "real-torque"
 
@@ -182,8 +182,8 @@ def test_queued_jobs_are_saved_again_at_every_scheduling_cycle(make_sandbox):
 
 def test_a_new_job_file_is_created_empty_then_written_through_jc(make_sandbox, tmp_path):
     # watch the jobs folder with inotify-free polling is racy; read pbs_server's steps instead
-    from phorque.sandbox import jobfiles
-    from phorque.sandbox.layout import Layout
+    from phorque_testbed.sandbox import jobfiles
+    from phorque_testbed.sandbox.layout import Layout
 
     layout = Layout(str(tmp_path / "files"))
     Path(layout.jobs).mkdir(parents=True)

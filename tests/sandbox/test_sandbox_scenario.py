@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-from phorque.resources import count_slots
-from phorque.sandbox.jobattrs import hashname
-from phorque.sandbox.placement import parse_exec_host
-from phorque.torque import xmlparse
+from phorque.adapters.torque import xmlparse
+from phorque.adapters.torque.resources import count_slots
+from phorque_testbed.sandbox.jobattrs import hashname
+from phorque_testbed.sandbox.placement import parse_exec_host
 
 NOT_RUNNING = "Not Running: Not enough of the right type of nodes are available"
 UNKNOWN_NODE_ATTRIBUTE = "Not Running - PBS Error: Unknown node-attribute "

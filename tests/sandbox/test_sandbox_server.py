@@ -8,14 +8,14 @@ import time
 
 import pytest
 
-from phorque.errors import CommandError
-from phorque.sandbox import server
-from phorque.torque.commands import Torque
-from phorque.torque.xmlparse import XMLFormatError
+from phorque.adapters.torque.commands import Torque
+from phorque.adapters.torque.xmlparse import XMLFormatError
+from phorque.core.errors import CommandError
+from phorque_testbed.sandbox import server
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "phorque.sandbox.cli", *args],
+    return subprocess.run([sys.executable, "-m", "phorque_testbed.sandbox.cli", *args],
                           capture_output=True, text=True, timeout=60)
 
 

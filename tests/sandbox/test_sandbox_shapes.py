@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from phorque.sandbox import server
-from phorque.sandbox.layout import Layout
-from phorque.sandbox.placement import (
+from phorque.adapters.torque import xmlparse
+from phorque_testbed.sandbox import server
+from phorque_testbed.sandbox.layout import Layout
+from phorque_testbed.sandbox.placement import (
     BadNodeSpec,
     FreeNode,
     Placement,
@@ -23,8 +24,7 @@ from phorque.sandbox.placement import (
     parse_parts,
     place,
 )
-from phorque.sandbox.request import client_resources, resource_list, size_value
-from phorque.torque import xmlparse
+from phorque_testbed.sandbox.request import client_resources, resource_list, size_value
 from tests.sandboxkit import Sandbox
 
 NOT_RUNNING = "Not Running: Not enough of the right type of nodes are available"
@@ -223,7 +223,7 @@ def test_gpu_job_is_refused_when_no_node_up_has_gpus(make_sandbox):
 
 def test_cli_gives_static_nodes_gpus_and_memory(tmp_path: Path):
     root = tmp_path / "c"
-    made = subprocess.run([sys.executable, "-m", "phorque.sandbox.cli", "init", str(root),
+    made = subprocess.run([sys.executable, "-m", "phorque_testbed.sandbox.cli", "init", str(root),
                            "--nodes", "2", "--np", "8", "--gpus", "2", "--mem-mb", "65536",
                            "--properties", "ib", "--server", "srv.test"],
                           capture_output=True, text=True, timeout=60)

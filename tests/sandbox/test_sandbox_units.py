@@ -6,10 +6,10 @@ import re
 
 import pytest
 
-from phorque.resources import count_slots
-from phorque.sandbox import acct, render
-from phorque.sandbox.nodeadmin import nodes_file_text
-from phorque.sandbox.placement import (
+from phorque.adapters.torque.resources import count_slots
+from phorque_testbed.sandbox import acct, render
+from phorque_testbed.sandbox.nodeadmin import nodes_file_text
+from phorque_testbed.sandbox.placement import (
     FreeNode,
     exec_host,
     node_jobs,
@@ -18,8 +18,8 @@ from phorque.sandbox.placement import (
     place,
     slot_ranges,
 )
-from phorque.sandbox.qmgrparse import QmgrSyntaxError, parse
-from phorque.sandbox.request import (
+from phorque_testbed.sandbox.qmgrparse import QmgrSyntaxError, parse
+from phorque_testbed.sandbox.request import (
     RequestError,
     array_indices,
     decode_resources,

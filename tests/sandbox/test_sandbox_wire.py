@@ -5,9 +5,9 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from phorque.sandbox.dispatch import encode_answer
-from phorque.sandbox.invocation import decode_request
-from phorque.sandbox.wire import decode_answer, encode_request, reads_stdin
+from phorque_testbed.sandbox.dispatch import encode_answer
+from phorque_testbed.sandbox.invocation import decode_request
+from phorque_testbed.sandbox.wire import decode_answer, encode_request, reads_stdin
 
 
 def test_request_round_trip():
@@ -46,6 +46,6 @@ def test_a_command_imports_almost_nothing(sandbox):
     assert result.returncode == 0 and result.stdout == ""  # no jobs yet
     modules = {line.split("|")[-1].strip() for line in result.stderr.splitlines()
                if line.startswith("import time:")}
-    assert "phorque.sandbox.wire" in modules and "_socket" in modules
-    assert not modules & {"sqlite3", "socket", "boto3", "botocore", "phorque.model",
-                          "phorque.resources", "phorque.sandbox.engine", "json", "re", "typing"}
+    assert "phorque_testbed.sandbox.wire" in modules and "_socket" in modules
+    assert not modules & {"sqlite3", "socket", "boto3", "botocore", "phorque.core.model",
+                          "phorque.adapters.torque.resources", "phorque_testbed.sandbox.engine", "json", "re", "typing"}

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from phorque.errors import CommandError
-from phorque.model import MOM_LIST_NOT_SENT, OFFLINE
-from phorque.torque.commands import NodeNotReady, Torque
+from phorque.adapters.torque.commands import NodeNotReady, Torque
+from phorque.core.errors import CommandError
+from phorque.core.model import MOM_LIST_NOT_SENT, OFFLINE
 from tests import waiting
 
 

@@ -8,8 +8,8 @@ import subprocess
 import sys
 import xml.etree.ElementTree as ET
 
-from phorque.cloud import make_provider
-from phorque.config import load_config
+from phorque.adapters.cloud import make_provider
+from phorque.adapters.config import load_config
 from tests import waiting
 from tests.integration.kit import conf_text
 

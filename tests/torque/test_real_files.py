@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import os
 
-from phorque.torque.tailer import AccountingTailer
-from phorque.triggers import Trigger
-from phorque.watcher import TorqueWatcher
+from phorque.adapters.torque.tailer import AccountingTailer
+from phorque.runtime.triggers import Trigger
+from phorque.runtime.watcher import TorqueWatcher
 from tests import waiting
 
 

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import time
 
-from phorque.clusterview import ClusterView
-from phorque.model import COMPLETED, QUEUED
-from phorque.torque.commands import Torque
-from phorque.triggers import Trigger
-from phorque.watcher import TorqueWatcher
+from phorque.act.clusterview import ClusterView
+from phorque.adapters.torque.commands import Torque
+from phorque.core.model import COMPLETED, QUEUED
+from phorque.runtime.triggers import Trigger
+from phorque.runtime.watcher import TorqueWatcher
 from tests import waiting
 
 

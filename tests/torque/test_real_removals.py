@@ -3,11 +3,11 @@ launches of the same evaluation, and several go at once."""
 
 from __future__ import annotations
 
-from phorque.config import load_config
-from phorque.engine import Engine
-from phorque.executor import Executor
-from phorque.plan import Action, Kind, Plan
-from phorque.state import StateStore
+from phorque.act.engine import Engine
+from phorque.act.executor import Executor
+from phorque.adapters.config import load_config
+from phorque.adapters.state import StateStore
+from phorque.core.plan import Action, Kind, Plan
 from tests.integration.kit import conf_text
 
 NODES = [f"gone{n}.example" for n in range(4)]

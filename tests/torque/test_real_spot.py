@@ -5,7 +5,7 @@ on an on-demand instance's mom while the spot section is backed off."""
 
 from __future__ import annotations
 
-from phorque.state import StateStore
+from phorque.adapters.state import StateStore
 from tests import spotkit, waiting
 from tests.integration.faultkit import Cloud, start_daemon
 from tests.integration.kit import conf_text

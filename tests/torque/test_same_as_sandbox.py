@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from phorque.model import Job, Node
-from phorque.torque.commands import Torque
+from phorque.adapters.torque.commands import Torque
+from phorque.core.model import Job, Node
 from tests import waiting
 
 # Job kinds submitted on both, as (name, qsub arguments). Two 2-core blockers come first so that

@@ -13,10 +13,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from phorque.errors import TorqueError
-from phorque.model import Chunk
-from phorque.resources import Asks, count_slots
-from phorque.torque.accounting import (
+from phorque.adapters.torque.accounting import (
     KNOWN_KEYS,
     RECORD_TYPES,
     AccountingFormatError,
@@ -28,6 +25,9 @@ from phorque.torque.accounting import (
     reset_time_cache,
     tokenize,
 )
+from phorque.adapters.torque.resources import Asks, count_slots
+from phorque.core.errors import TorqueError
+from phorque.core.model import Chunk
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "accounting"
 REFERENCE = json.loads((FIXTURES / "reference-lines.json").read_text())["lines"]

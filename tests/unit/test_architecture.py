@@ -18,7 +18,7 @@ PACKAGE = Path(phorque.__file__).resolve().parent
 
 #: The pure core: the model, plans, the policies, what the ports speak of. It runs the same in
 #: the daemon, the dry run, the sandbox and the replay.
-CORE = ("phorque.model", "phorque.plan", "phorque.observe", "phorque.options", "phorque.ports",
+CORE = ("phorque.core.model", "phorque.core.plan", "phorque.core.observe", "phorque.core.options", "phorque.core.ports",
         "phorque.policy")
 #: Standard modules the core must not import: the clock, randomness, logging, processes,
 #: files and the network, the database.
@@ -129,7 +129,7 @@ def in_core(name: str) -> bool:
 
 def test_the_package_has_no_import_circle():
     edges = graph(PACKAGE, "phorque")
-    assert edges["phorque.engine"] >= {"phorque.executor", "phorque.ports", "phorque.state"}, \
+    assert edges["phorque.act.engine"] >= {"phorque.act.executor", "phorque.core.ports", "phorque.adapters.state"}, \
         "the walk misses imports"
     assert circles(edges) == []
 

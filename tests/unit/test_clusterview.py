@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from phorque.clusterview import ClusterView, job_id_of_file
-from phorque.model import COMPLETED, QUEUED, RUNNING, Job, Node
+from phorque.act.clusterview import ClusterView, job_id_of_file
+from phorque.core.model import COMPLETED, QUEUED, RUNNING, Job, Node
 
 SERVER = "srv"
 

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from phorque.config import load_config
-from phorque.errors import ConfigError
+from phorque.adapters.config import load_config
+from phorque.core.errors import ConfigError
 
 SEED = """
 [Phorque]

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from phorque.config import load_config
-from phorque.errors import ConfigError
+from phorque.adapters.config import load_config
+from phorque.core.errors import ConfigError
 
 BASE = """
 [Policy]

@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 
+from phorque.act.engine import Engine
+from phorque.act.events import EventType, JsonFormatter, emit
+from phorque.adapters.config import load_config
 from phorque.cli.common import setup_logging
-from phorque.config import load_config
-from phorque.engine import Engine
-from phorque.errors import ConfigError
-from phorque.events import EventType, JsonFormatter, emit
-from phorque.metrics import Metrics, node_state, reason_label, trigger_label
-from phorque.model import Health, Stage
+from phorque.core.errors import ConfigError
+from phorque.core.model import Health, Stage
 from phorque.policy import make_policy
+from phorque.runtime.metrics import Metrics, node_state, reason_label, trigger_label
 from tests import builders as b
 
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -274,7 +274,7 @@ def test_counters_follow_the_events():
 
 def load_config_free():
     """A configuration object without a file: only what ``observe`` reads."""
-    from phorque.config import Config, PhorqueSettings, PolicySettings
+    from phorque.adapters.config import Config, PhorqueSettings, PolicySettings
 
     return Config(path="-", phorque=PhorqueSettings(), policy=PolicySettings(name="CostAware"), clouds=())
 
@@ -333,7 +333,7 @@ def test_the_dashboard_uses_only_metrics_that_exist():
 
 
 def test_every_action_kind_has_its_event():
-    from phorque.plan import Kind
+    from phorque.core.plan import Kind
 
     for kind in Kind:
         event = EventType.of_action(kind.value)

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from phorque.cloud.backoff import CloudHealthRecord, health_at, record_failure
-from phorque.config import load_config
-from phorque.model import Health, InstanceState, Stage
-from phorque.observe import observe
-from phorque.plan import Kind
+from phorque.adapters.cloud.backoff import CloudHealthRecord, health_at, record_failure
+from phorque.adapters.config import load_config
+from phorque.core.model import Health, InstanceState, Stage
+from phorque.core.observe import observe
+from phorque.core.plan import Kind
 from phorque.policy.lifecycle import BOOT_POLL_MAX, BOOT_POLL_MIN
 from phorque.policy.policies import CostAware, OnDemandPlusPlus
 from phorque.policy.view import View

@@ -7,7 +7,7 @@ import io
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from phorque.torque.lines import LineReader
+from phorque.adapters.torque.lines import LineReader
 
 
 def read_all(data: bytes, *, block_size: int, max_line: int, final: bool):

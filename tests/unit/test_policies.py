@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from phorque.model import Health, InstanceState
-from phorque.plan import Kind
+from phorque.core.model import Health, InstanceState
+from phorque.core.plan import Kind
 from phorque.policy import policy_class
 from phorque.policy.policies import (
     CloudLooks,

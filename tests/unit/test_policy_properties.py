@@ -10,8 +10,8 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from phorque.model import Health, InstanceState, Node
-from phorque.plan import Kind
+from phorque.core.model import Health, InstanceState, Node
+from phorque.core.plan import Kind
 from phorque.policy.policies import POLICIES
 from phorque.policy.view import View, drain_note, join_note
 from tests.builders import NOW, cloud, inst, job, node, owned, snapshot

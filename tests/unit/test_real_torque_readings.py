@@ -11,15 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from phorque.errors import CommandError
-from phorque.model import JOB_EXCLUSIVE, Chunk, Job
-from phorque.plan import Kind
+from phorque.adapters.torque.accounting import AccountingParser
+from phorque.adapters.torque.commands import NodeNotReady, Torque
+from phorque.adapters.torque.resources import Asks
+from phorque.adapters.torque.xmlparse import jobs_from_bytes, nodes_from_bytes
+from phorque.core.errors import CommandError
+from phorque.core.model import JOB_EXCLUSIVE, Chunk, Job
+from phorque.core.plan import Kind
 from phorque.policy.policies import CostAware, OnDemand, OnDemandPlusPlus
 from phorque.policy.view import View
-from phorque.resources import Asks
-from phorque.torque.accounting import AccountingParser
-from phorque.torque.commands import NodeNotReady, Torque
-from phorque.torque.xmlparse import jobs_from_bytes, nodes_from_bytes
 from tests.builders import cloud, cloud_node, inst, job, node, owned, snapshot
 
 REAL = Path(__file__).parents[1] / "fixtures" / "real-torque"

@@ -7,8 +7,8 @@ from fractions import Fraction
 
 import pytest
 
-from phorque.model import Owned, Stage
-from phorque.report import (
+from phorque.adapters.state import StateStore
+from phorque.cli.costs import (
     Paid,
     ReportError,
     Run,
@@ -20,7 +20,7 @@ from phorque.report import (
     lines,
     slots_by_host,
 )
-from phorque.state import StateStore
+from phorque.core.model import Owned, Stage
 
 T0 = 1_800_000_000.0
 HOURLY = {"hotel": Tariff(price=3.6, charge_time_secs=100)}  # 0.001 per second, 100 s periods

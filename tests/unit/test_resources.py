@@ -6,8 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from phorque.model import Chunk
-from phorque.resources import (
+from phorque.adapters.torque.resources import (
     WORD_BYTES,
     Asks,
     count_gpus,
@@ -24,6 +23,7 @@ from phorque.resources import (
     request2_cores,
     size_mb,
 )
+from phorque.core.model import Chunk
 
 MIB = 1 << 20
 

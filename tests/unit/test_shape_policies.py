@@ -9,8 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from phorque.model import Chunk, Job
-from phorque.plan import Kind
+from phorque.core.model import Chunk, Job
+from phorque.core.plan import Kind
 from phorque.policy.common import Fit, cloud_key, runs_on
 from phorque.policy.packing import BinPool, Opener
 from phorque.policy.policies import CostAware, OnDemand, OnDemandPlusPlus

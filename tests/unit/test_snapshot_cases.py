@@ -13,7 +13,19 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from phorque.model import (
+from phorque.adapters.snapshot_file import (
+    SnapshotFileError,
+    document,
+    from_dict,
+    parse_document,
+    plan_rows,
+    policy_from_section,
+    policy_section,
+    read_saved,
+    to_dict,
+    write_saved,
+)
+from phorque.core.model import (
     Chunk,
     CloudState,
     Health,
@@ -26,20 +38,8 @@ from phorque.model import (
     Snapshot,
     Stage,
 )
-from phorque.plan import Kind
+from phorque.core.plan import Kind
 from phorque.policy.policies import CostAware, OnDemand
-from phorque.snapshot_file import (
-    SnapshotFileError,
-    document,
-    from_dict,
-    parse_document,
-    plan_rows,
-    policy_from_section,
-    policy_section,
-    read_saved,
-    to_dict,
-    write_saved,
-)
 from tests.builders import cloud, job, snapshot
 from tests.hostile.strategies import hostile_piece
 

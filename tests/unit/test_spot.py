@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from phorque.cloud.aws import _policy_matches, interruption, mixed_instances_policy
-from phorque.config import load_config
-from phorque.errors import ConfigError
-from phorque.model import Chunk, Health, InstanceState, Job
-from phorque.plan import Kind
+from phorque.adapters.cloud.aws import _policy_matches, interruption, mixed_instances_policy
+from phorque.adapters.config import load_config
+from phorque.core.errors import ConfigError
+from phorque.core.model import Chunk, Health, InstanceState, Job
+from phorque.core.plan import Kind
 from phorque.policy.policies import CostAware, OnDemand, OnDemandPlusPlus
 from phorque.policy.why import explain
 from tests.builders import NOW, cloud, inst, node, owned, snapshot
@@ -229,8 +229,8 @@ def test_ec2s_state_reason_says_whether_the_spot_market_took_it(reason, expected
 
 
 def test_a_spot_instance_that_left_its_group_unasked_is_taken_back_with_its_node():
-    from phorque.engine import VANISHED, with_vanished_spot
-    from phorque.model import Stage
+    from phorque.act.engine import VANISHED, with_vanished_spot
+    from phorque.core.model import Stage
 
     was = owned("i-9", "spot", "n9.example", stage=Stage.BUSY)
     clouds = (spot_cloud(), od_cloud())

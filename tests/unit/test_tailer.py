@@ -13,8 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from phorque.torque.accounting import AccountingParser
-from phorque.torque.tailer import AccountingTailer, PositionFile, TailPosition
+from phorque.adapters.torque.accounting import AccountingParser
+from phorque.adapters.torque.tailer import AccountingTailer, PositionFile, TailPosition
 
 
 def line(n: int, rtype: str = "Q", day: str = "11/25/2026") -> str:

@@ -6,8 +6,8 @@ import socket
 import threading
 import time
 
-from phorque.nudge import NudgeListener, ask_daemon, send
-from phorque.triggers import Trigger
+from phorque.runtime.nudge import NudgeListener, ask_daemon, send
+from phorque.runtime.triggers import Trigger
 
 
 def test_a_burst_becomes_one_wake_up():

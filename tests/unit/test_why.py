@@ -7,8 +7,8 @@ import dataclasses
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from phorque.model import Chunk, Health, InstanceState
-from phorque.plan import Plan, launch
+from phorque.core.model import Chunk, Health, InstanceState
+from phorque.core.plan import Plan, launch
 from phorque.policy.policies import CostAware
 from phorque.policy.why import WhyKind, explain
 from tests import builders as b

@@ -9,8 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from phorque.model import Chunk, Job, Node
-from phorque.torque.xmlparse import (
+from phorque.adapters.torque.xmlparse import (
     JobMemo,
     XMLFormatError,
     jobs_from_bytes,
@@ -20,6 +19,7 @@ from phorque.torque.xmlparse import (
     parse_state,
     status_value,
 )
+from phorque.core.model import Chunk, Job, Node
 from tests.pipes import Trickle
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "torque"
@@ -88,7 +88,7 @@ def test_truncated_or_invalid_output_is_an_error_not_a_partial_answer(data):
 
 def test_split_entity_across_read_chunks():
     # An entity cut by the streaming reader must be kept whole.
-    from phorque.torque import xmlparse
+    from phorque.adapters.torque import xmlparse
 
     filler = "x" * (xmlparse.CHUNK - len("<Data><Job><Job_Id>1.s</Job_Id><Job_Name>") - 2)
     text = f"<Data><Job><Job_Id>1.s</Job_Id><Job_Name>{filler}&amp;tail</Job_Name></Job></Data>"

@@ -1,0 +1,1 @@
+"""The act half: one evaluation (read, decide, apply) and the records of what Phorque owns."""

@@ -1,0 +1,1 @@
+"""The pure core: the model, plans, option checks and the ports. No I/O, no clock."""
