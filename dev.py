@@ -134,7 +134,7 @@ def run_tests(rest: list[str], env: dict[str, str]) -> int:
     rc = ensure_test_packages()
     if rc:
         return rc
-    rc = _run([str(BIN / "ruff"), "check", "phorque", "tests", "bench", "hooks", "dev.py", "torquebed"],
+    rc = _run([str(BIN / "ruff"), "check", "phorque", "phorque_testbed", "tests", "bench", "hooks", "dev.py", "torquebed"],
               env=env)
     if rc:
         return rc

@@ -557,7 +557,7 @@ def load_config(path: str | os.PathLike[str] | None = None,
     except ValueError as exc:
         raise ConfigError(path, "Phorque", "trigger_address", str(exc)) from None
     try:
-        phorque.runtime.metrics  # noqa: B018  (validates the address)
+        phorque.metrics  # noqa: B018  (validates the address)
     except ValueError as exc:
         raise ConfigError(path, "Phorque", "metrics_address", str(exc)) from None
 

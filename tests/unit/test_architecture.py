@@ -16,10 +16,9 @@ import phorque
 
 PACKAGE = Path(phorque.__file__).resolve().parent
 
-#: The pure core: the model, plans, the policies, what the ports speak of. It runs the same in
-#: the daemon, the dry run, the sandbox and the replay.
-CORE = ("phorque.core.model", "phorque.core.plan", "phorque.core.observe", "phorque.core.options", "phorque.core.ports",
-        "phorque.policy")
+#: The pure core (the model, plans, option checks, errors, the ports) and the policies. They run
+#: the same in the daemon, the dry run, the sandbox and the replay.
+CORE = ("phorque.core", "phorque.policy")
 #: Standard modules the core must not import: the clock, randomness, logging, processes,
 #: files and the network, the database.
 FORBIDDEN = {"time", "datetime", "random", "logging", "subprocess", "os", "shutil", "pathlib",
@@ -160,3 +159,37 @@ def test_a_circle_through_a_lazy_or_type_only_import_is_found(tmp_path):
     for name, text in files.items():
         (root / name).write_text(textwrap.dedent(text))
     assert circles(graph(root, "pkg")) == [["pkg.a", "pkg.b", "pkg.sub.c"]]
+
+
+#: Which rooms each room may import (ARCHITECTURE.md draws them). The package itself holds only
+#: its version.
+ROOMS = {
+    "core": set(),
+    "policy": {"core"},
+    "adapters": {"core", "policy"},
+    "act": {"core", "policy", "adapters"},
+    "runtime": {"core", "policy", "adapters", "act"},
+    "cli": {"core", "policy", "adapters", "act", "runtime"},
+    "replay": {"core", "policy", "adapters", "act", "cli"},
+}
+
+
+def room(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else ""
+
+
+def test_each_room_imports_only_the_rooms_below_it():
+    edges = graph(PACKAGE, "phorque")
+    rooms = {room(m) for m in edges} - {""}
+    assert rooms == set(ROOMS), "a module lies outside the rooms"
+    wrong = sorted((m, t) for m, targets in edges.items() for t in targets
+                   if room(m) and room(t) and room(t) != room(m) and room(t) not in ROOMS[room(m)])
+    assert wrong == []
+
+
+def test_the_product_imports_neither_the_test_bed_nor_the_tests():
+    every = imports(PACKAGE, "phorque")
+    wrong = sorted((m, n) for m, names in every.items() for n in names
+                   if n.split(".")[0] in ("phorque_testbed", "tests"))
+    assert wrong == []
