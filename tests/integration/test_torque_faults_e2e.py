@@ -184,7 +184,7 @@ def test_accounting_file_rotated_truncated_and_deleted_under_the_tailer(make_san
         return path
 
     def read_once(job: str) -> None:
-        wait_until(lambda: daemon.lines("phorque.runtime.watcher: accounting Q", job), 10, f"the Q record of {job}")
+        wait_until(lambda: daemon.lines("phorque.watcher: accounting Q", job), 10, f"the Q record of {job}")
 
     jobs = [sandbox.qsub("-l", "nodes=1:ppn=1", runtime=1)]
     read_once(jobs[-1])
@@ -195,7 +195,7 @@ def test_accounting_file_rotated_truncated_and_deleted_under_the_tailer(make_san
     }
     for what, change in steps.items():
         # (The sandbox's own records are in the files changed here: the daemon's log tells.)
-        wait_until(lambda: daemon.lines("phorque.runtime.watcher: accounting E", jobs[-1]), 20,
+        wait_until(lambda: daemon.lines("phorque.watcher: accounting E", jobs[-1]), 20,
                    "the last job to end")
         evaluations = len(daemon.lines("evaluation #", "accounting Q"))
         change(current())
@@ -205,11 +205,11 @@ def test_accounting_file_rotated_truncated_and_deleted_under_the_tailer(make_san
                    10, f"an evaluation for the record after the file was {what}")
     warnings = daemon.text()
     assert "was replaced" in warnings and "was truncated" in warnings
-    wait_until(lambda: len(daemon.lines("phorque.runtime.watcher: accounting E")) == len(jobs), 10,
+    wait_until(lambda: len(daemon.lines("phorque.watcher: accounting E")) == len(jobs), 10,
                "every E record")
     # Every record once: one Q, S and E per job, whatever happened to the file.
     for kind in "QSE":
-        seen = [line.rsplit(" ", 1)[-1] for line in daemon.lines(f"phorque.runtime.watcher: accounting {kind} ")]
+        seen = [line.rsplit(" ", 1)[-1] for line in daemon.lines(f"phorque.watcher: accounting {kind} ")]
         assert sorted(seen) == sorted(jobs), (kind, seen)
     # The saved position is at the end of the file pbs_server writes now.
     position = json.loads((tmp_path / "state" / "accounting.pos").read_text())
