@@ -216,9 +216,10 @@ class _Tiers:
             return Why(job.id, WhyKind.WAITING, "waiting for cores of the cluster's own nodes: no "
                        "cloud runs it (its queue or shape)")
         blocks = [(c, self._block(c)) for c in able]
-        if all(block is not None for _, block in blocks):
-            first_cloud, (kind, _text) = blocks[0]  # type: ignore[misc]
-            text = "; ".join(t for _, (_, t) in blocks)  # type: ignore[misc]
+        held = [(c, block) for c, block in blocks if block is not None]
+        if len(held) == len(blocks):
+            first_cloud, (kind, _text) = held[0]
+            text = "; ".join(t for _, (_, t) in held)
             return Why(job.id, kind, f"held back: {text}", cloud=first_cloud.name)
         open_cloud = next(c for c, block in blocks if block is None)
         ends = [j.started_at + j.walltime_secs for j in self.view.running

@@ -19,6 +19,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -148,7 +149,7 @@ class ReplayResult:
     clouds: dict[str, dict[str, float]] = field(default_factory=dict)
     counters: dict[str, int] = field(default_factory=dict)
     actions: dict[str, int] = field(default_factory=dict)
-    series: tuple[list[float], list[float], list[float]] = ((), (), ())  # type: ignore[assignment]
+    series: tuple[Sequence[float], Sequence[float], Sequence[float]] = ((), (), ())
     #: A spot cloud was replayed: the figures below are reported.
     spot: bool = False
     interruptions: int = 0
