@@ -3,7 +3,8 @@
 
     python3 dev.py test [PYTEST-ARGS...]   create .venv, install Phorque with its test
                                            extras (and Debian's prometheus server, with apt,
-                                           when missing), lint with ruff, run pytest
+                                           when missing), lint with ruff, check types with
+                                           mypy, run pytest
     python3 dev.py test --busy [ARGS...]   the same with two CPU-bound processes running beside
                                            the suite (stopped when it ends): the suite must pass
                                            on a loaded machine
@@ -136,6 +137,11 @@ def run_tests(rest: list[str], env: dict[str, str]) -> int:
         return rc
     rc = _run([str(BIN / "ruff"), "check", "phorque", "phorque_testbed", "tests", "bench", "hooks", "dev.py", "torquebed"],
               env=env)
+    if rc:
+        return rc
+    # The package's types (pyproject.toml says what: the pure core strictly, the rest by
+    # mypy's defaults); an error fails the run as a lint error does.
+    rc = _run([str(BIN / "python"), "-m", "mypy", "--config-file", str(ROOT / "pyproject.toml")], env=env)
     if rc:
         return rc
     busy_wanted = "--busy" in rest

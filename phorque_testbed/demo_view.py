@@ -13,7 +13,7 @@ from pathlib import Path
 
 import boto3
 
-from phorque.adapters.torque.accounting import AccountingParser
+from phorque.adapters.torque.accounting import AccountingParser, Record
 from phorque.adapters.torque.commands import Torque
 from phorque.core.errors import PhorqueError
 
@@ -77,9 +77,9 @@ class Observer:
                     self.evaluations += 1
         return found
 
-    def accounting(self) -> list:
+    def accounting(self) -> list[Record]:
         parser = AccountingParser()
-        records = []
+        records: list[Record] = []
         folder = self.cluster / "server_priv" / "accounting"
         for name in sorted(os.listdir(folder)):
             records.extend(parser.parse_file(folder / name))

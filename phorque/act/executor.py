@@ -308,7 +308,7 @@ class Executor:
         lost: dict[str, str] = {}
         failed: dict[str, str] = {}
         fresh = self._fresh(a.node) if a.node else None
-        if fresh is not None:
+        if fresh is not None and a.node:
             if not self._admin_held(fresh):
                 self.torque.offline(a.node, interrupted_note(a.reason))
             for job in fresh.jobs:

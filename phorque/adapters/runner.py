@@ -15,7 +15,7 @@ import tempfile
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import IO, TypeVar
+from typing import IO, Generic, Literal, TypeVar, cast, overload
 
 from phorque.core.errors import CommandError
 
@@ -28,10 +28,13 @@ STDERR_LIMIT = 64 * 1024
 
 
 @dataclass(frozen=True)
-class Result:
+class Result(Generic[T]):
+    """A finished command. ``stdout`` is its output as read (bytes for :meth:`Runner.run`,
+    what the consumer returned for :meth:`Runner.stream` with ``keep``)."""
+
     argv: tuple[str, ...]
     returncode: int
-    stdout: bytes
+    stdout: T
     stderr: str
 
 
@@ -59,7 +62,7 @@ class Runner:
         self.env = env
 
     def run(self, argv: Sequence[str], *, input: bytes | None = None, timeout: float | None = None,
-            check: bool = True) -> Result:
+            check: bool = True) -> Result[bytes]:
         """Run ``argv`` to completion and return its output.
 
         With ``check`` (the default) a non-zero exit raises CommandError; a timeout or a
@@ -68,9 +71,19 @@ class Runner:
         return self.stream(argv, lambda out: out.read(), input=input, timeout=timeout, check=check,
                            keep=True)
 
+    @overload
+    def stream(self, argv: Sequence[str], consume: Callable[[IO[bytes]], T], *,
+               input: bytes | None = ..., timeout: float | None = ..., check: bool = ...,
+               keep: Literal[False] = ...) -> T: ...
+
+    @overload
+    def stream(self, argv: Sequence[str], consume: Callable[[IO[bytes]], T], *,
+               input: bytes | None = ..., timeout: float | None = ..., check: bool = ...,
+               keep: Literal[True]) -> Result[T]: ...
+
     def stream(self, argv: Sequence[str], consume: Callable[[IO[bytes]], T], *,
                input: bytes | None = None, timeout: float | None = None, check: bool = True,
-               keep: bool = False):
+               keep: bool = False) -> T | Result[T]:
         """Run ``argv`` and hand its standard output, as it arrives, to ``consume``.
 
         Returns what ``consume`` returns (wrapped in a Result when ``keep``). Memory stays
@@ -127,9 +140,11 @@ class Runner:
         if failure is not None:
             raise failure
         log.debug("ran %s: exit %d", argv, returncode)
+        # consume returned (a failure was raised above), so outcome holds its value.
+        value = cast(T, outcome)
         if keep:
-            return Result(tuple(argv), returncode, outcome, stderr)
-        return outcome
+            return Result(tuple(argv), returncode, value, stderr)
+        return value
 
 
 def _feed(proc: subprocess.Popen[bytes], data: bytes) -> None:

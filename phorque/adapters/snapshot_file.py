@@ -176,7 +176,8 @@ def _shown(value: object) -> str:
 
 
 def _wrong(where: str, wanted: str, value: object) -> SnapshotFileError:
-    got = {list: "a list", dict: "an object"}.get(type(value))
+    containers: dict[type, str] = {list: "a list", dict: "an object"}
+    got = containers.get(type(value))
     return SnapshotFileError(where, f"expected {wanted}, got {got or _shown(value)}")
 
 

@@ -87,9 +87,9 @@ def setup_logging(debug: bool, log_file: str = "", secrets: Iterable[str] = (),
     """Log to standard error (or ``log_file``), with credentials redacted: text lines, or one
     JSON object per line (``log_format = json``, :mod:`phorque.act.events`)."""
     root = logging.getLogger()
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
-        handler.close()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+        old.close()
     handler: logging.Handler
     if log_file:
         private_file(log_file)  # created owner-only; an existing file keeps its mode

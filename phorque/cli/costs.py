@@ -352,6 +352,7 @@ def lines(att: Attribution, by: str) -> list[Line]:
         raise ReportError(f"--by must be one of {', '.join(BY)}, not {by!r}")
     found: dict[tuple[str, str | None, str | None], Line] = {}
     for s in att.slices:
+        ident: tuple[str, str | None, str | None]
         if s.run is None:
             ident = ("idle", s.day if by == "day" else None, s.cloud)
         else:

@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
 
@@ -102,7 +103,7 @@ def read_cluster(config: Config, torque: Torque) -> tuple[Snapshot, dict[str, Wh
     return ev.snapshot, whys
 
 
-def cannot_run(config: Config, jobs: list[Job], nodes: list[Node]) -> dict[str, str]:
+def cannot_run(config: Config, jobs: Sequence[Job], nodes: Sequence[Node]) -> dict[str, str]:
     """Queued jobs no node or instance can ever hold, or that pbs_server refuses to start, with
     the reason the policies give (Phorque's nodes count as the nodes they are)."""
     clouds = tuple(c.state() for c in config.clouds)
@@ -167,7 +168,7 @@ def next_charge(record: dict[str, Any], period: int, now: float) -> float | None
 
 
 def collect(config: Config) -> dict[str, Any]:
-    out = {"config": config.path, "policy": config.policy.name, "cluster": cluster_status(config),
+    out: dict[str, Any] = {"config": config.path, "policy": config.policy.name, "cluster": cluster_status(config),
            "clouds": describe_clouds(config, stored_health(config)),
            "daemon": daemon_status(config), "phorque": phorque_status(config)}
     out["phorque"]["admin_held"] = admin_held(out)

@@ -2,7 +2,37 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any, Protocol
+
 from phorque.policy.base import Policy
+
+
+# What make_policy reads of a configuration (phorque.adapters.config.Config has it): described
+# here, so that the core does not import the adapter that reads the file.
+class _PolicyValues(Protocol):
+    @property
+    def name(self) -> str: ...
+    @property
+    def price_per_hour(self) -> float | None: ...
+    @property
+    def multiplier(self) -> int: ...
+    @property
+    def options(self) -> Mapping[str, Any]: ...
+
+
+class _DaemonValues(Protocol):
+    @property
+    def queues(self) -> frozenset[str] | None: ...
+    @property
+    def loop_sleep_secs(self) -> int: ...
+
+
+class PolicyConfig(Protocol):
+    @property
+    def policy(self) -> _PolicyValues: ...
+    @property
+    def phorque(self) -> _DaemonValues: ...
 
 
 def registry() -> dict[str, type[Policy]]:
@@ -20,7 +50,7 @@ def policy_class(name: str) -> type[Policy]:
     return found[name]
 
 
-def make_policy(config) -> Policy:
+def make_policy(config: PolicyConfig) -> Policy:
     """The policy a configuration names, with its options."""
     cls = policy_class(config.policy.name)
     return cls(price_per_hour=config.policy.price_per_hour, multiplier=config.policy.multiplier,

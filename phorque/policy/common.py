@@ -8,7 +8,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from phorque.core import plan as p
-from phorque.core.model import DOWN, FREE, SPOT_PROPERTY, CloudState, Job, asks_spot, spot_job
+from phorque.core.model import (
+    DOWN,
+    FREE,
+    SPOT_PROPERTY,
+    Chunk,
+    CloudState,
+    Job,
+    Node,
+    asks_spot,
+    spot_job,
+)
 from phorque.policy.base import NOTE_LIMIT
 from phorque.policy.lifecycle import Lifecycle
 from phorque.policy.packing import Key, holds, offer_key
@@ -28,7 +38,8 @@ def retire(cn: CloudNode, reason: str) -> list[p.Action]:
 def idle_nodes(view: View, life: Lifecycle) -> list[CloudNode]:
     """Phorque's joined nodes that are up, idle, not draining and not an administrator's."""
     return [cn for cn in view.cloud_nodes
-            if cn.idle_up and cn.instance.id not in life.handled and cn.node.name not in life.handled]
+            if cn.idle_up and cn.node is not None  # (idle_up: it has one)
+            and cn.instance.id not in life.handled and cn.node.name not in life.handled]
 
 
 def draining_nodes(view: View, life: Lifecycle) -> list[CloudNode]:
@@ -80,7 +91,7 @@ class Limits:
     widest: int   # cores of the largest node or instance
     nodes: int
     cores: int
-    static: tuple = ()                  # the static nodes
+    static: tuple[Node, ...] = ()       # the static nodes
     clouds: tuple[CloudState, ...] = ()
 
     @classmethod
@@ -114,7 +125,7 @@ def cloud_key(cloud: CloudState) -> Key:
                      cloud.node_properties)
 
 
-def _key_order(key: Key) -> tuple:
+def _key_order(key: Key) -> tuple[int, int, int, list[str]]:
     return (key[0], key[1], key[2], sorted(key[3]))
 
 
@@ -178,12 +189,12 @@ def _what(offers: list[Offer]) -> str:
     return "node or instance" if len(kinds) == 2 else ("node" if True in kinds else "instance")
 
 
-def _part_needs(chunk) -> tuple[int, int, int, frozenset[str]]:
+def _part_needs(chunk: Chunk) -> tuple[int, int, int, frozenset[str]]:
     cores = 1 if chunk.spread else chunk.ppn
     return cores, chunk.mem_mb, chunk.gpus, frozenset(chunk.properties)
 
 
-def runs_on(shape: tuple, key: Key, *, cores: bool = True) -> bool:
+def runs_on(shape: tuple[Chunk, ...], key: Key, *, cores: bool = True) -> bool:
     """Can one node or instance of shape ``key`` hold each part of a job of ``shape``? With
     ``cores=False`` only memory, GPUs and properties are compared (the core-counting policies
     count cores their own way)."""
@@ -208,7 +219,7 @@ def runnable(view: View, d_notes: list[str]) -> list[Job]:
     limits = Limits.of(view)
     out, never = [], 0
     # What never_reason reads of a job; jobs alike are judged once.
-    judged: dict[tuple, str | None] = {}
+    judged: dict[tuple[int, int, str, bool | None], str | None] = {}
     for job in queued:
         # The same request is one tuple (jobs_request's cache); the jobs outlive this loop.
         alike = (id(job.chunks), job.cores, job.queue, job.rerunnable)
@@ -228,6 +239,9 @@ def runnable(view: View, d_notes: list[str]) -> list[Job]:
 
 
 _FREE_ONLY = frozenset({FREE})
+#: A cloud and a kind of job, for Fit.cloud_runs: the identities of the cloud and of the job's
+#: chunks, its cores, queue and rerunnable flag.
+_KindKey = tuple[int, int, int, str, bool | None]
 
 
 @dataclass
@@ -239,7 +253,8 @@ class Fit:
     #: cloud_runs per cloud and kind of job: what it reads of a job is its request (chunks or
     #: cores), queue and rerunnable flag, and queued jobs are many of few kinds. Keyed by
     #: identity; each entry keeps its cloud and chunks alive, so no identity is reused meanwhile.
-    _runs: dict[tuple, tuple[CloudState, tuple, bool]] = field(default_factory=dict, repr=False)
+    _runs: dict[_KindKey, tuple[CloudState, tuple[Chunk, ...], bool]] = field(default_factory=dict,
+                                                                             repr=False)
 
     def cloud_runs(self, cloud: CloudState, job: Job) -> bool:
         key = (id(cloud), id(job.chunks), job.cores, job.queue, job.rerunnable)

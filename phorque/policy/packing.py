@@ -14,7 +14,9 @@ policy counts instances to launch. One job may take new bins from several clouds
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from phorque.core.model import Chunk
 
@@ -27,8 +29,12 @@ Key = tuple[int, int, int, frozenset[str]]
 
 _NO_PROPS: frozenset[str] = frozenset()
 
+#: What is left of a bin a placement took: [cores, memory, GPUs, properties], changed in place
+#: while the job's parts are placed (a list, not a Key, so that it can be).
+_Left = list[Any]
 
-def offer_key(cores: int, mem_mb: int = 0, gpus: int = 0, properties=()) -> Key:
+
+def offer_key(cores: int, mem_mb: int = 0, gpus: int = 0, properties: Iterable[str] = ()) -> Key:
     """The shape a node or an instance offers; ``mem_mb`` 0 means not known (not checked)."""
     props = properties if isinstance(properties, frozenset) else frozenset(properties)
     return (cores, mem_mb if mem_mb > 0 else UNLIMITED, gpus, props or _NO_PROPS)
@@ -107,9 +113,9 @@ class BinPool:
     #: while the pool and its openers are as they were (a queue of 100,000 jobs of a few
     #: shapes behind a full cluster costs one trial per shape, not one per job).
     version: int = 0
-    _failed: dict[tuple, int] = field(default_factory=dict, repr=False)
+    _failed: dict[tuple[object, ...], int] = field(default_factory=dict, repr=False)
 
-    def add(self, free: int, mem: int = UNLIMITED, gpus: int = 0, properties=()) -> None:
+    def add(self, free: int, mem: int = UNLIMITED, gpus: int = 0, properties: Iterable[str] = ()) -> None:
         """A node with ``free`` free cores, ``mem`` MiB of free memory (UNLIMITED when not
         known), ``gpus`` free GPUs and these properties."""
         if free > 0:
@@ -130,7 +136,8 @@ class BinPool:
             self.total += key[0]
             self.version += 1
 
-    def add_named(self, name: str, free: int, mem: int = UNLIMITED, gpus: int = 0, properties=()) -> None:
+    def add_named(self, name: str, free: int, mem: int = UNLIMITED, gpus: int = 0,
+                  properties: Iterable[str] = ()) -> None:
         if free > 0:
             self.named.append(NamedBin(name, free, mem, gpus,
                                        frozenset(properties) if properties else _NO_PROPS))
@@ -177,11 +184,11 @@ class _Trial:
         self.money = money
         self.cost = 0.0
         # [the key taken from the anonymous counts (None for a new bin), what is left of it]
-        self.taken: list[tuple[Key | None, list]] = []
+        self.taken: list[tuple[Key | None, _Left]] = []
         self.named: list[tuple[NamedBin, int, int, int, bool]] = []
         self.opened: dict[Opener, int] = {}
 
-    def _take_key(self, key: Key, left: list) -> None:
+    def _take_key(self, key: Key, left: _Left) -> None:
         counts = self.pool.counts
         counts[key] -= 1
         if not counts[key]:

@@ -403,7 +403,7 @@ class CostAware(Policy):
                     d.wake(view.now + grace - idle_for)
         return out
 
-    def _pool(self, view: View, life: Lifecycle, clouds: list, expendable: list[CloudNode],
+    def _pool(self, view: View, life: Lifecycle, clouds: list[CloudState], expendable: list[CloudNode],
               draining: list[CloudNode]) -> BinPool:
         """Capacity queued jobs can use without a launch."""
         pool = BinPool()
@@ -413,7 +413,7 @@ class CostAware(Policy):
             horizon = min(c.boot_secs for c in clouds)
             now = view.now
             for job in view.running:
-                left = job.remaining_secs
+                left: float | None = job.remaining_secs
                 if left is None and job.walltime_secs is not None and job.started_at is not None:
                     left = job.walltime_secs - (now - job.started_at)
                 if left is None or left > horizon:
@@ -456,7 +456,7 @@ class _Serving:
     def __init__(self, clouds: list[CloudState], openers: tuple[Opener, ...]):
         self._pairs = list(zip(clouds, openers, strict=True))
         self._spot = any(c.spot for c in clouds)
-        self._by_kind: dict[tuple, tuple[Opener, ...]] = {}
+        self._by_kind: dict[tuple[str | bool, ...], tuple[Opener, ...]] = {}
 
     def openers(self, job: Job) -> tuple[Opener, ...]:
         kind = (job.queue, job.rerunnable is True, asks_spot(job)) if self._spot else (job.queue,)

@@ -12,9 +12,11 @@ offline by an administrator and is left alone, whatever stage the state store re
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from operator import attrgetter, is_
+from typing import Any, Generic, TypeVar, cast, overload
 
 from phorque.core.model import (
     EXITING,
@@ -34,21 +36,29 @@ from phorque.core.model import (
 )
 from phorque.policy.packing import UNLIMITED
 
+_T = TypeVar("_T")
 
-class cached_property:  # noqa: N801 (named as the functools one it replaces)
+
+class cached_property(Generic[_T]):  # noqa: N801 (named as the functools one it replaces)
     """``functools.cached_property`` without its lock (Python 3.11 takes one at every first
     read): a View is read by one thread, and the replay builds one per evaluation, hundreds of
     thousands of times. The value is computed at the first read and kept in the instance."""
 
-    def __init__(self, func):
+    def __init__(self, func: Callable[[Any], _T]):
         self.func = func
         self.name = func.__name__
         self.__doc__ = func.__doc__
 
-    def __set_name__(self, owner, name: str) -> None:
+    def __set_name__(self, owner: type, name: str) -> None:
         self.name = name
 
-    def __get__(self, obj, cls=None):
+    @overload
+    def __get__(self, obj: None, cls: type | None = None) -> cached_property[_T]: ...
+
+    @overload
+    def __get__(self, obj: object, cls: type | None = None) -> _T: ...
+
+    def __get__(self, obj: object | None, cls: type | None = None) -> _T | cached_property[_T]:
         if obj is None:
             return self
         value = obj.__dict__[self.name] = self.func(obj)
@@ -97,9 +107,9 @@ class CloudNode:
     def __post_init__(self) -> None:
         node, inst, owned = self.node, self.instance, self.owned
         offline = node is not None and node.is_offline
-        object.__setattr__(self, "draining", offline and is_drain_note(node.note))
+        object.__setattr__(self, "draining", node is not None and offline and is_drain_note(node.note))
         up = node is not None and not node.is_down
-        object.__setattr__(self, "idle_up", up and node.is_idle and not offline)
+        object.__setattr__(self, "idle_up", node is not None and up and node.is_idle and not offline)
         object.__setattr__(self, "settled", (
             node is not None and bool(inst.id) and not offline and inst.state != InstanceState.FAILED
             and (owned is None or owned.stage != Stage.TERMINATING) and (up or not node.is_idle)))
@@ -162,6 +172,8 @@ class ViewMemo:
 
 
 _MISSING = object()
+#: The structural fact "cloud_nodes": each live instance's node name, and the values built.
+_CloudNodesFact = tuple[list[str | None], tuple[CloudNode, ...]]
 _RUNNING = (RUNNING, EXITING)
 _NAME = attrgetter("name")
 
@@ -248,7 +260,7 @@ class View:
             memo.facts = {}
         return memo.facts
 
-    def _structural(self, name: str, derive):
+    def _structural(self, name: str, derive: Callable[[], _T]) -> _T:
         """``derive()``, or what it gave for a snapshot of the same structure."""
         facts = self._facts
         if facts is None:
@@ -256,18 +268,18 @@ class View:
         value = facts.get(name, _MISSING)
         if value is _MISSING:
             value = facts[name] = derive()
-        return value
+        return cast(_T, value)  # each name is kept by one derive, of one type
 
     @cached_property
     def cloud_nodes(self) -> tuple[CloudNode, ...]:
         """Every live instance of Phorque's groups, joined with its Torque node if any."""
         facts = self._facts
         known = facts.get("cloud_nodes") if facts is not None else None
-        if known is not None:
+        if known is not None and facts is not None:
             # The same instances and records: only their nodes may be other values now.
-            names, before = known
+            names, before = cast(_CloudNodesFact, known)  # as stored below
             nodes = self.nodes_by_name
-            out = None
+            out: list[CloudNode] | None = None
             for k, name in enumerate(names):
                 node = nodes.get(name) if name else None
                 cn = before[k]

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
-from phorque.core.model import CloudState, Health, Job, Snapshot
+from phorque.core.model import Chunk, CloudState, Health, Job, Snapshot
 from phorque.core.plan import Kind, Plan
 from phorque.policy.common import Limits, cloud_key, never_reason, runs_on
 from phorque.policy.packing import BinPool, Opener
@@ -138,9 +138,9 @@ class _Tiers:
             for cn in starting:
                 name = f"instance {cn.instance.id}"
                 pool.add_named(name, *key)
-                launched = cn.instance.launch_time or (cn.owned.launch_time if cn.owned else None)
+                launched_at = cn.instance.launch_time or (cn.owned.launch_time if cn.owned else None)
                 self.ready[name] = (cn.instance.id, WhyKind.BOOTING,
-                                    None if launched is None else launched + cloud.boot_secs)
+                                    None if launched_at is None else launched_at + cloud.boot_secs)
             valid = sum(1 for i in cloud.instances if i.state.is_valid)
             for n in range(max(0, cloud.capacity - valid)):
                 name = f"requested {cloud.name} {n}"
@@ -159,7 +159,7 @@ class _Tiers:
                                                   gpus=cloud.instance_gpus,
                                                   properties=cloud.node_properties)
         self.extra_spend = sum(c.price * launched.get(c.name, 0) for c in view.snapshot.clouds)
-        self._held_memo: dict[tuple, Why] = {}
+        self._held_memo: dict[tuple[str, tuple[Chunk, ...], bool | None], Why] = {}
 
     def place(self, job: Job) -> Why:
         shape = job.shape
@@ -216,9 +216,10 @@ class _Tiers:
             return Why(job.id, WhyKind.WAITING, "waiting for cores of the cluster's own nodes: no "
                        "cloud runs it (its queue or shape)")
         blocks = [(c, self._block(c)) for c in able]
-        if all(block is not None for _, block in blocks):
-            first_cloud, (kind, _text) = blocks[0]  # type: ignore[misc]
-            text = "; ".join(t for _, (_, t) in blocks)  # type: ignore[misc]
+        held = [(c, block) for c, block in blocks if block is not None]
+        if len(held) == len(blocks):
+            first_cloud, (kind, _text) = held[0]
+            text = "; ".join(t for _, (_, t) in held)
             return Why(job.id, kind, f"held back: {text}", cloud=first_cloud.name)
         open_cloud = next(c for c, block in blocks if block is None)
         ends = [j.started_at + j.walltime_secs for j in self.view.running

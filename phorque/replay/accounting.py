@@ -24,17 +24,21 @@ import os
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from phorque.adapters.torque.resources import job_chunks
 from phorque.replay.hosts import some, split_hosts
 from phorque.replay.trace import Trace, TraceJob, Window
 
+if TYPE_CHECKING:  # imported where it is used, when a log is read
+    from phorque.adapters.torque.accounting import Record
+
 
 @dataclass
 class _Seen:
     queued: float | None = None
-    started: object | None = None   # the last S record
-    ended: object | None = None     # the E record
+    started: Record | None = None   # the last S record
+    ended: Record | None = None     # the E record
     deleted: bool = False
 
 
@@ -43,7 +47,7 @@ def accounting_files(paths: Iterable[str | os.PathLike[str]]) -> list[str]:
     (Torque names them YYYYMMDD, so name order is time order). Raises OSError for a path that
     does not exist."""
     out: list[str] = []
-    for path in map(os.fspath, paths):
+    for path in (os.fspath(p) for p in paths):
         if os.path.isdir(path):
             out.extend(os.path.join(path, name) for name in sorted(os.listdir(path))
                        if os.path.isfile(os.path.join(path, name)) and not name.startswith("."))

@@ -19,6 +19,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -66,6 +67,7 @@ class Tally:
         self._bin = self._last = start
 
     def started(self, job: SimJob) -> None:
+        assert job.start is not None  # set by the scheduler before it reports the start
         wait = job.start - job.submit
         bsld = max(1.0, (wait + job.run) / max(job.run, BSLD_TAU))
         if job.wait_slot is None:
@@ -80,7 +82,9 @@ class Tally:
         self.bsld_sum += bsld
 
     def ended(self, job: SimJob, until: float | None = None) -> None:
-        run = (job.end if until is None else until) - job.start
+        end = job.end if until is None else until
+        assert job.start is not None and end is not None  # a job ends after it started
+        run = end - job.start
         for node, cores, _mem, _gpus in job.alloc:
             if node.cloud:
                 self.cloud_core_secs += cores * run
@@ -145,7 +149,7 @@ class ReplayResult:
     clouds: dict[str, dict[str, float]] = field(default_factory=dict)
     counters: dict[str, int] = field(default_factory=dict)
     actions: dict[str, int] = field(default_factory=dict)
-    series: tuple[list[float], list[float], list[float]] = ((), (), ())  # type: ignore[assignment]
+    series: tuple[Sequence[float], Sequence[float], Sequence[float]] = ((), (), ())
     #: A spot cloud was replayed: the figures below are reported.
     spot: bool = False
     interruptions: int = 0

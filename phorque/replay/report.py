@@ -127,7 +127,7 @@ def json_report(trace: Trace, results: Sequence[ReplayResult], settings: ReplayS
                 local: tuple[int, int]) -> dict[str, Any]:
     """``{"trace", "jobs", "results": [...]}`` plus the set-up that produced them."""
     nodes, np = local
-    out = {
+    out: dict[str, Any] = {
         "trace": trace.name,
         "jobs": len(trace.jobs),
         "skipped": dict(sorted(trace.problems.items())),

@@ -48,7 +48,7 @@ class SimJob:
         self.walltime = walltime
         # Torque kills a job at its walltime.
         self.killed = walltime is not None and run > walltime
-        self.run = float(walltime) if self.killed else run
+        self.run = float(walltime) if self.killed and walltime is not None else run
         self.queue = queue
         self.start: float | None = None
         self.end: float | None = None

@@ -322,7 +322,7 @@ class Simulation:
         node = self.cluster.nodes.get(name)
         if node is None or not node.down:
             return
-        inst = self.clouds[node.cloud].live.get(node.instance) if node.cloud else None
+        inst = self.clouds[node.cloud].live.get(node.instance) if node.cloud and node.instance else None
         if inst is None:
             return  # its instance is gone: the node stays down
         self.cluster.set_down(node, False)

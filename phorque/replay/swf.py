@@ -79,7 +79,8 @@ def read_swf(path: str | os.PathLike[str], window: Window | None = None,
     problems: Counter[str] = Counter()
     jobs: list[TraceJob] = []
     origin = 0.0
-    begin = end = None
+    begin: float | None = None
+    end = math.inf  # set with begin, from the window, before either is read
     last = None
     made_up = 0
     with_memory = 0

@@ -146,7 +146,7 @@ class World:
     def terminate(self, cloud_name: str, instance_id: str) -> bool:
         cloud = self.clouds.get(cloud_name)
         inst = cloud.stop(instance_id, self.now) if cloud is not None else None
-        if inst is None:
+        if cloud is None or inst is None:
             return False
         self.touched.add(instance_id)
         node = self.cluster.nodes.get(inst.dns) if inst.dns else None

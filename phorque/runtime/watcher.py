@@ -32,6 +32,7 @@ from watchdog.events import (
     FileSystemEventHandler,
 )
 from watchdog.observers import Observer
+from watchdog.observers.api import BaseObserver
 
 from phorque.act.clusterview import ClusterView
 from phorque.adapters.torque.accounting import AccountingParser
@@ -79,7 +80,7 @@ class TorqueWatcher(FileSystemEventHandler):
         self.parser = AccountingParser()
         self._lock = threading.Lock()
         self._tailer: AccountingTailer | None = None
-        self._observer: Observer | None = None
+        self._observer: BaseObserver | None = None  # Observer is the platform's subclass
         self._watched: set[str] = set()
         self._job_files: dict[str, set[str]] = {}  # job file stem -> suffixes present
         self.records_seen = 0

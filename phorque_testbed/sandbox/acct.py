@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Mapping
 
 from phorque_testbed.sandbox.layout import Layout
 from phorque_testbed.sandbox.request import decode_resources, hms
+from phorque_testbed.sandbox.rows import Record
 
 QUEUE = "Q"
 START = "S"
@@ -58,7 +58,7 @@ def append(layout: Layout, records: list[tuple[float, str, str, str]]) -> None:
             os.close(fd)
 
 
-def job_text(job: Mapping) -> str:
+def job_text(job: Record) -> str:
     """``acct_job``: the common part of S and E records."""
     parts = [f"user={job['euser']}", f"group={job['egroup']}"]
     if job["account"]:
@@ -79,7 +79,7 @@ def job_text(job: Mapping) -> str:
     return " ".join(parts) + " "
 
 
-def start_text(job: Mapping) -> str:
+def start_text(job: Record) -> str:
     return job_text(job)
 
 
@@ -96,7 +96,7 @@ def used(cores: int, walltime: float) -> list[tuple[str, str]]:
     ]
 
 
-def end_text(job: Mapping) -> str:
+def end_text(job: Record) -> str:
     """``account_jobend``: the S text plus session, slots, end, exit status and usage."""
     text = job_text(job)
     text += f"session={job['session']} "

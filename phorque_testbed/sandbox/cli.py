@@ -155,9 +155,9 @@ def status_text(layout: Layout) -> str:
         engine = Engine(session)
         now = engine.advance(time.time()) if up else time.time()
         s = session.settings()
-        nodes = session.db.execute("SELECT * FROM nodes ORDER BY seq").fetchall()
-        used = dict(session.db.execute("SELECT node, COUNT(*) FROM alloc GROUP BY node").fetchall())
-        jobs = session.db.execute("SELECT * FROM jobs ORDER BY seq, idx").fetchall()
+        nodes = engine.db.execute("SELECT * FROM nodes ORDER BY seq").fetchall()
+        used = dict(engine.db.execute("SELECT node, COUNT(*) FROM alloc GROUP BY node").fetchall())
+        jobs = engine.db.execute("SELECT * FROM jobs ORDER BY seq, idx").fetchall()
         templates = {r["seq"]: engine.template_state(r) for r in jobs if r["kind"] == "template"}
     boot = (f"cloud-linked to {s['cloud_endpoint']} ({s['boot_delay']} s after launch)"
             if s["boot_mode"] == "cloud" else f"after {s['boot_delay']} s")
@@ -252,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
         with Session(layout) as session:
             engine = Engine(session)
             now = engine.advance(time.time()) if server_running(layout) else time.time()
-            if session.db.execute("SELECT 1 FROM nodes WHERE name = ?", (args.node,)).fetchone() is None:
+            if engine.db.execute("SELECT 1 FROM nodes WHERE name = ?", (args.node,)).fetchone() is None:
                 print(f"phorque-sandbox: no node {args.node}", file=sys.stderr)
                 return EXIT_FAILED
             engine.mom_state(args.node, args.state == "up", now)

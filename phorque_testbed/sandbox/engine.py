@@ -24,6 +24,7 @@ from sqlite3 import Row
 from phorque_testbed.sandbox import acct, jobfiles, scheduler
 from phorque_testbed.sandbox.jobattrs import array_summary_state, job_attributes, ran_until
 from phorque_testbed.sandbox.placement import Placement, exec_gpus, exec_host
+from phorque_testbed.sandbox.rows import Record
 from phorque_testbed.sandbox.store import Session
 
 SIGTERM_EXIT = 271  # 256 + SIGTERM: a running job deleted with qdel
@@ -90,7 +91,7 @@ class Engine:
         row = dict(job)
         self.session.on_commit(lambda: jobfiles.save(self.layout, row, image, new))
 
-    def template_state(self, template: Mapping) -> str:
+    def template_state(self, template: Record) -> str:
         states = [r[0] for r in self.db.execute(
             "SELECT state FROM jobs WHERE seq = ? AND kind = 'sub'", (template["seq"],))]
         return array_summary_state(states) if states else template["state"]

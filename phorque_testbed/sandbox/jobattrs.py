@@ -16,21 +16,20 @@ Each attribute is ``(name, resource, value)``; ``resource`` is None for plain at
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 from phorque_testbed.sandbox.acct import used
 from phorque_testbed.sandbox.request import decode_resources, hms
+from phorque_testbed.sandbox.rows import Record
 
 Attr = tuple[str, "str | None", str]
 
-def elapsed(job: Mapping, now: float) -> float:
+def elapsed(job: Record, now: float) -> float:
     """Sandbox seconds a running job has run (real time times the speed it started with)."""
     if job["start"] is None or job["state"] != "R":
         return float(job["used_walltime"] or 0)
     return max(0.0, (now - job["start"]) * (job["speed"] or 1.0))
 
 
-def ran_until(job: Mapping, now: float) -> float:
+def ran_until(job: Record, now: float) -> float:
     """Sandbox seconds of work a running job has done: its elapsed time, but no more than its
     run lasts (the process may have ended while the mom's obit is still on its way)."""
     ran = job["ran"] if job["ran"] is not None else job["walltime"]
@@ -55,7 +54,7 @@ def hashname(job_id: str) -> str:
 SUBSTATES = {"Q": 10, "H": 20, "W": 30, "R": 42, "E": 50, "C": 59}
 
 
-def sampled_usage(job: Mapping, now: float, status_every: float | None) -> float | None:
+def sampled_usage(job: Record, now: float, status_every: float | None) -> float | None:
     """Sandbox seconds of run time pbs_server knows of: what the last mom status said (one every
     ``status_every`` real seconds since the start), the final figure once the job is over, or
     None before the first status (``resources_used`` is absent then)."""
@@ -73,7 +72,7 @@ def sampled_usage(job: Mapping, now: float, status_every: float | None) -> float
     return min(since * (job["speed"] or 1.0), ran)
 
 
-def job_attributes(job: Mapping, now: float, server: str, state: str | None = None,
+def job_attributes(job: Record, now: float, server: str, state: str | None = None,
                    status_every: float | None = None) -> list[Attr]:
     """The attributes of one job (or of an array template, with its summarised ``state``).
 

@@ -19,11 +19,12 @@ truncated to 61 characters, as a real 6.1.3 names them (``jobs_dir.txt`` of the 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 from phorque_testbed.sandbox.jobattrs import hashname
 from phorque_testbed.sandbox.layout import Layout
 from phorque_testbed.sandbox.render import grouped
+from phorque_testbed.sandbox.rows import Record
 
 STATE_NUMBERS = {"T": 0, "Q": 1, "H": 2, "W": 3, "R": 4, "E": 5, "C": 6}
 SUBSTATE_NUMBERS = {"T": 0, "Q": 10, "H": 20, "W": 30, "R": 42, "E": 50, "C": 59}
@@ -45,7 +46,7 @@ def _escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def job_xml(job: Mapping, state: str, attrs: Sequence[tuple[str, str | None, str]]) -> str:
+def job_xml(job: Record, state: str, attrs: Sequence[tuple[str, str | None, str]]) -> str:
     """The job image, in saveJobToXML's layout (libxml2, two-space indent)."""
     start = int(job["start"] or 0)
     lines = [
@@ -74,17 +75,17 @@ def job_xml(job: Mapping, state: str, attrs: Sequence[tuple[str, str | None, str
     return "\n".join(lines)
 
 
-def _suffix(job: Mapping) -> str:
+def _suffix(job: Record) -> str:
     return ".TA" if job["kind"] == "template" else ".JB"
 
 
-def create_empty(layout: Layout, job: Mapping) -> None:
+def create_empty(layout: Layout, job: Record) -> None:
     """req_quejob's first step: the job's file, empty, before its script and its first save."""
     target = os.path.join(layout.jobs, base_name(job["id"]) + _suffix(job))
     os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
 
 
-def save(layout: Layout, job: Mapping, image: str, new: bool = False) -> None:
+def save(layout: Layout, job: Record, image: str, new: bool = False) -> None:
     """Write a job's image through ``.JC`` as job_save does (``new``: create it empty first)."""
     base = os.path.join(layout.jobs, base_name(job["id"]))
     target = base + _suffix(job)
@@ -128,7 +129,7 @@ def write_array(layout: Layout, job_id: str, count: int, slot_limit: int | None,
     os.replace(path + ".tmp", path)
 
 
-def purge(layout: Layout, job: Mapping) -> None:
+def purge(layout: Layout, job: Record) -> None:
     """Remove a job's files (``svr_job_purge``): its script unless it is a sub-job, then its
     image (and an array's ``.AR``)."""
     base = os.path.join(layout.jobs, base_name(job["id"]))

@@ -9,6 +9,7 @@ its check that the node list could hold the job (``Job exceeds queue resource li
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from sqlite3 import Row
 
 from phorque_testbed.sandbox.engine import Engine, TorqueError
@@ -45,7 +46,7 @@ def defaults(queue: Row) -> list[tuple[str, str]]:
     return decode_resources(queue["defaults"])
 
 
-def create(engine: Engine, name: str, attributes: list[tuple[str, str, str]] = ()) -> None:
+def create(engine: Engine, name: str, attributes: Sequence[tuple[str, str, str]] = ()) -> None:
     if get(engine, name) is not None:
         raise TorqueError(PBSE_QUEEXIST, "Queue already exists")
     seq = engine.db.execute("SELECT COALESCE(MAX(seq), -1) + 1 FROM queues").fetchone()[0]
@@ -69,7 +70,7 @@ def _flag(value: str) -> int:
     raise TorqueError(PBSE_BADATVAL, "Illegal attribute or resource value")
 
 
-def set_attributes(engine: Engine, name: str, attributes: list[tuple[str, str, str]]) -> None:
+def set_attributes(engine: Engine, name: str, attributes: Sequence[tuple[str, str, str]]) -> None:
     queue = require(engine, name)
     resources = dict(defaults(queue))
     for attr, _op, value in attributes:

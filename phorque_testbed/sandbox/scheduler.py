@@ -186,6 +186,7 @@ def _run_queue(engine: Server, when: float) -> None:
                 blocked = blocked or strict
                 continue
             if alloc.gpus:  # set_nodes sets gpu_flags only for a job given GPUs
+                assert parts is not None  # alloc was placed from them
                 flags = gpu_flags(parts)
         engine.start(job, alloc, when, flags)
         for node in nodes:

@@ -79,7 +79,7 @@ def encode_request(command: str, cwd: str, argv: list[str], env: dict[str, str],
 
 
 def _read_all(sock: _socket.socket) -> bytes:
-    chunks = []
+    chunks: list[bytes] = []
     while True:
         data = sock.recv(65536)
         if not data:

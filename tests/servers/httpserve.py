@@ -95,6 +95,8 @@ class _Handler(BaseHTTPRequestHandler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    #: An AF_INET socket's name: the host is a str (socketserver's types also allow bytes).
+    server_address: tuple[str, int]
 
     def __init__(self, address: tuple[str, int], app: WSGIApp):
         self.app = app

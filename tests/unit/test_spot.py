@@ -216,6 +216,13 @@ def test_the_spot_groups_mixed_instances_policy():
     assert not _policy_matches(on_demand, "lt", ("c6i.large",), spot=True)
 
 
+def test_a_spot_policy_without_a_price_cap_does_not_match_a_capped_one():
+    # The answer is a bool, not a falsy string left over from the price comparison.
+    group = {"MixedInstancesPolicy": mixed_instances_policy("lt", ("c6i.large",), spot=True)}
+    assert _policy_matches(group, "lt", ("c6i.large",), spot=True) is True
+    assert _policy_matches(group, "lt", ("c6i.large",), spot=True, max_price=0.05) is False
+
+
 @pytest.mark.parametrize(("reason", "expected"), [
     ({"Code": "Server.SpotInstanceTermination", "Message": "Server.SpotInstanceTermination: Spot instance termination"},
      "Server.SpotInstanceTermination: Spot instance termination"),

@@ -117,7 +117,7 @@ def _policy_matches(group: Mapping[str, Any], template: str, types: tuple[str, .
     wanted = "" if max_price is None else f"{max_price:g}"
     return (on_demand == 0 and int(dist.get("OnDemandBaseCapacity") or 0) == 0
             and dist.get("SpotAllocationStrategy") == SPOT_STRATEGY
-            and (price == wanted or (price and wanted and float(price) == float(wanted))))
+            and (price == wanted or (bool(price and wanted) and float(price) == float(wanted))))
 
 
 def launch_failure(activities: list[Mapping[str, Any]]) -> LaunchFailure | None:

@@ -16,6 +16,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from functools import partial
 from itertools import chain
 from os import PathLike
 from typing import Any, NamedTuple, TypeVar
@@ -63,23 +64,10 @@ def _int(value: str | None) -> int | None:
     return int(value) if digits.isdigit() else None
 
 
-def _text_field(key: str) -> property:
-    def get(self: Record) -> str | None:
-        return fields_of(self.text).get(key)
-    return property(get, doc=f"``{key}`` or None.")
-
-
-def _time_field(key: str) -> property:
-    def get(self: Record) -> float | None:
-        value = _int(fields_of(self.text).get(key))
-        return None if value is None else float(value)
-    return property(get, doc=f"``{key}`` in epoch seconds, or None when absent or unreadable.")
-
-
-def _duration_field(key: str) -> property:
-    def get(self: Record) -> int | None:
-        return duration_or_none(fields_of(self.text).get(key))
-    return property(get, doc=f"``{key}`` in seconds, or None when absent or unreadable.")
+def _epoch(value: str | None) -> float | None:
+    """A time field in epoch seconds, or None when absent or unreadable."""
+    number = _int(value)
+    return None if number is None else float(number)
 
 
 class Record(NamedTuple):
@@ -104,20 +92,75 @@ class Record(NamedTuple):
         """One value of :attr:`fields`."""
         return fields_of(self.text).get(key, default)
 
-    queue = _text_field("queue")
-    user = _text_field("user")
-    group = _text_field("group")
-    jobname = _text_field("jobname")
-    owner = _text_field("owner")
-    exec_host = _text_field("exec_host")
-    requestor = _text_field("requestor")
-    ctime = _time_field("ctime")
-    qtime = _time_field("qtime")
-    etime = _time_field("etime")
-    start = _time_field("start")
-    end = _time_field("end")
-    walltime_secs = _duration_field("Resource_List.walltime")
-    used_walltime_secs = _duration_field("resources_used.walltime")
+    @property
+    def queue(self) -> str | None:
+        """``queue`` or None."""
+        return fields_of(self.text).get("queue")
+
+    @property
+    def user(self) -> str | None:
+        """``user`` or None."""
+        return fields_of(self.text).get("user")
+
+    @property
+    def group(self) -> str | None:
+        """``group`` or None."""
+        return fields_of(self.text).get("group")
+
+    @property
+    def jobname(self) -> str | None:
+        """``jobname`` or None."""
+        return fields_of(self.text).get("jobname")
+
+    @property
+    def owner(self) -> str | None:
+        """``owner`` or None."""
+        return fields_of(self.text).get("owner")
+
+    @property
+    def exec_host(self) -> str | None:
+        """``exec_host`` or None."""
+        return fields_of(self.text).get("exec_host")
+
+    @property
+    def requestor(self) -> str | None:
+        """``requestor`` or None."""
+        return fields_of(self.text).get("requestor")
+
+    @property
+    def ctime(self) -> float | None:
+        """``ctime`` in epoch seconds, or None when absent or unreadable."""
+        return _epoch(fields_of(self.text).get("ctime"))
+
+    @property
+    def qtime(self) -> float | None:
+        """``qtime`` in epoch seconds, or None when absent or unreadable."""
+        return _epoch(fields_of(self.text).get("qtime"))
+
+    @property
+    def etime(self) -> float | None:
+        """``etime`` in epoch seconds, or None when absent or unreadable."""
+        return _epoch(fields_of(self.text).get("etime"))
+
+    @property
+    def start(self) -> float | None:
+        """``start`` in epoch seconds, or None when absent or unreadable."""
+        return _epoch(fields_of(self.text).get("start"))
+
+    @property
+    def end(self) -> float | None:
+        """``end`` in epoch seconds, or None when absent or unreadable."""
+        return _epoch(fields_of(self.text).get("end"))
+
+    @property
+    def walltime_secs(self) -> int | None:
+        """``Resource_List.walltime`` in seconds, or None when absent or unreadable."""
+        return duration_or_none(fields_of(self.text).get("Resource_List.walltime"))
+
+    @property
+    def used_walltime_secs(self) -> int | None:
+        """``resources_used.walltime`` in seconds, or None when absent or unreadable."""
+        return duration_or_none(fields_of(self.text).get("resources_used.walltime"))
 
     @property
     def exit_status(self) -> int | None:
@@ -329,7 +372,7 @@ class AccountingParser:
             try:
                 out.append(_parse(line))
             except AccountingFormatError as exc:
-                self.reject(str(exc), line, None if locate is None else lambda i=i: locate(i))
+                self.reject(str(exc), line, None if locate is None else partial(locate, i))
                 continue
             added += 1
         self.parsed += added
@@ -356,6 +399,9 @@ class AccountingParser:
             for block in reader.blocks(final=True):
                 out: list[Record] = []
                 first = lineno + 1
-                self.feed_lines(block.lines, out, locate=lambda i, first=first: f"{name}:{first + i}")
+
+                def locate(i: int, first: int = first) -> str:
+                    return f"{name}:{first + i}"
+                self.feed_lines(block.lines, out, locate=locate)
                 lineno += len(block.lines)
                 yield out

@@ -35,10 +35,10 @@ import re
 import stat
 import tempfile
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, cast
 
 from phorque.adapters.torque.accounting import AccountingParser, Record
-from phorque.adapters.torque.lines import MAX_LINE, LineReader
+from phorque.adapters.torque.lines import MAX_LINE, Block, LineReader
 
 log = logging.getLogger("phorque.torque.tailer")
 
@@ -99,7 +99,8 @@ class TailPosition:
         for name, value in (("inode", inode), ("offset", offset)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"bad {name} in position: {value!r}")
-        return cls(file, inode, offset)
+        # Both checked in the loop above, which the type checker does not follow.
+        return cls(file, cast(int, inode), cast(int, offset))
 
 
 class PositionFile:
@@ -331,8 +332,10 @@ class AccountingTailer:
         reader = LineReader(stream, self._pos.offset, skipping=self._skipping, on_overlong=overlong)
         for block in reader.blocks():
             room = None if limit is None else limit - len(out)
-            used = parser.feed_lines(block.lines, out, room,
-                                     lambda i, b=block: f"{path}@{b.offset_after(i)}")
+
+            def locate(i: int, b: Block = block) -> str:
+                return f"{path}@{b.offset_after(i)}"
+            used = parser.feed_lines(block.lines, out, room, locate)
             if used < len(block.lines) or (limit is not None and len(out) >= limit):
                 self._pos = TailPosition(name, inode, block.offset_after(used))
                 self._skipping = False

@@ -146,7 +146,9 @@ def _element_texts(stream: IO[bytes], tag: str, what: str, documents: bool) -> I
                 started, pos = True, match.end()
             spans: list[tuple[int, int]] = []  # complete elements, parsed together below
             while not finished:
-                pos = _SPACE.match(buf, pos).end()
+                space = _SPACE.match(buf, pos)
+                assert space is not None  # \s* matches, if only the empty string
+                pos = space.end()
                 if buf.startswith("</Data>", pos):
                     finished, pos = True, pos + len("</Data>")
                     break
@@ -446,7 +448,8 @@ def parse_jobs(stream: IO[bytes], what: str = "qstat", documents: bool = False,
         for elem in iter_elements(stream, "Job", what, documents):
             yield job_from_element(elem)
         return
-    kept, seen = memo.kept, {}
+    kept = memo.kept
+    seen: dict[bytes, Job] = {}
     for texts in _element_texts(stream, "Job", what, documents):
         keys = [memo.key(text) for text in texts]
         new = {key: text for key, text in zip(keys, texts, strict=True) if key not in kept and key not in seen}

@@ -14,6 +14,7 @@ the command still exits 0, as the real one does. A node created a moment ago
 from __future__ import annotations
 
 import time
+from sqlite3 import Row
 
 from phorque_testbed.sandbox import nodeadmin, render
 from phorque_testbed.sandbox.engine import Engine, TorqueError
@@ -57,7 +58,7 @@ def _status(engine: Engine, now: float, names: list[str] | None):
     rows = db.execute("SELECT * FROM nodes ORDER BY seq").fetchall()
     if names is not None:
         by_name = {r["name"]: r for r in rows}
-        picked = []
+        picked: list[Row] = []
         for name in names:
             if name not in by_name:
                 return picked, name

@@ -156,6 +156,12 @@ def execute(engine: Engine, directive: Directive, requestor: str, now: float) ->
     name = directive.name
     try:
         if directive.object == "node":
+            if name is None:
+                # The parser refuses create and delete without a name; set, print and list look
+                # the node up and find none; the other commands are invalid for a node.
+                if directive.command in ("set", "print", "list"):
+                    raise TorqueError(nodeadmin.PBSE_UNKNODE, nodeadmin.UNKNOWN_NODE)
+                raise TorqueError(15004, "Invalid request")
             if directive.command == "create":
                 np, gpus, props, note = _node_values(directive.attributes)
                 nodeadmin.create_node(engine, name, np or 1, props, now, note or "",

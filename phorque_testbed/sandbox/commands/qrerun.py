@@ -48,7 +48,9 @@ def work(layout: Layout, request: Request) -> Reply:
                     text += f" MSG=job {target} not rerunnable"
                 err.append(f"qrerun: {text} {target}\n")
                 continue
-            engine.requeue(engine.job(target), now)
+            job = engine.job(target)
+            assert job is not None  # _refusal found it
+            engine.requeue(job, now)
         engine.schedule(now)
     return Reply("", "".join(err), code)
 
