@@ -154,6 +154,7 @@ class ClusterView:
         self.named_jobs = named_jobs
         self._lock = threading.Lock()
         self._pending = _Pending()
+        # Keyed by the ids the accounting log and the job files give (plain text).
         self._jobs: dict[str, Job] = {}
         self._nodes: dict[str, Node] = {}
         #: When each running job's remaining walltime was read, to serve it as of ``now``.
@@ -244,8 +245,8 @@ class ClusterView:
         # What was pending is in this read; what arrives while it runs stays for the next refresh.
         taken = self._take()
         try:
-            jobs = {j.id: j for j in torque.jobs() if j.state != COMPLETED}
-            nodes = {n.name: n for n in torque.nodes()}
+            jobs: dict[str, Job] = {j.id: j for j in torque.jobs() if j.state != COMPLETED}
+            nodes: dict[str, Node] = {n.name: n for n in torque.nodes()}
         except Exception:
             self._put_back(taken)
             raise
@@ -295,7 +296,7 @@ class ClusterView:
                 reread.append(job_id)
         try:
             if len(reread) > self.named_jobs:
-                fresh = {j.id: j for j in torque.jobs() if j.state != COMPLETED}
+                fresh: dict[str, Job] = {j.id: j for j in torque.jobs() if j.state != COMPLETED}
                 for job in jobs.values():
                     touched_nodes.update(job.exec_hosts)
                 for job in fresh.values():

@@ -231,7 +231,7 @@ class Engine:
         # longer lists one, the record lets go of the name (a node made later with that name is
         # someone else's); a name missing from a bad read is only ever given up, never claimed.
         listed = {n.name for n in nodes}
-        recorded = {o.node for o in merged.values() if o.node and not o.stage.is_live}
+        recorded: set[str] = {o.node for o in merged.values() if o.node and not o.stage.is_live}
         recorded |= self.state.recorded_nodes()
         if save and recorded - listed:
             gone = sorted(recorded - listed)

@@ -34,7 +34,7 @@ from phorque.act.events import EventType, emit
 from phorque.adapters.config import CloudSettings
 from phorque.adapters.state import StateStore
 from phorque.core.errors import CloudError, PhorqueError, TorqueError
-from phorque.core.model import NOTE_MARK, Node, Snapshot, Stage
+from phorque.core.model import NOTE_MARK, JobId, Node, NodeName, Snapshot, Stage
 from phorque.core.plan import Action, Kind, Plan, Status
 from phorque.core.ports import CloudGroup, TorqueAdmin
 from phorque.policy.view import drain_note, is_drain_note, join_note
@@ -121,7 +121,7 @@ class Executor:
             if outcomes[-1].status == Status.DONE and action.kind in (Kind.JOIN, Kind.UNDRAIN):
                 kicked = True
             if outcomes[-1].status == Status.FAILED and action.kind == Kind.TERMINATE:
-                name = action.node or self.dns.get(action.instance or "")
+                name = action.node or (self.dns.get(action.instance) if action.instance else None)
                 if name:
                     self.kept.setdefault(name, TERMINATE_FAILED)
         outcomes.extend(self._remove_all(removals))
@@ -177,7 +177,7 @@ class Executor:
         if action.instance and action.cloud:
             self.state.set_stage(action.instance, action.cloud, stage, self.now, **changes)
 
-    def _fresh(self, name: str) -> Node | None:
+    def _fresh(self, name: NodeName) -> Node | None:
         return self.torque.node(name)
 
     @staticmethod
@@ -186,7 +186,7 @@ class Executor:
         just created is offline by Torque itself (``MOM-list-not-sent``), not held."""
         return node.is_offline and not node.is_new and not is_drain_note(node.note)
 
-    def _secure(self, name: str, reason: str, action: Action) -> str | None:
+    def _secure(self, name: NodeName, reason: str, action: Action) -> str | None:
         """Offline the node with Phorque's note and read it again: None if it is empty, else
         why it must not be terminated."""
         if name in self.secured:
@@ -343,7 +343,7 @@ class Executor:
              first=a.fault)
         return Status.DONE, detail
 
-    def _purge(self, job: str) -> str:
+    def _purge(self, job: JobId) -> str:
         """Purge a job that died with its instance and cannot be requeued; what became of it."""
         try:
             self.torque.purge(job)

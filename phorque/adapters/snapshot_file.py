@@ -113,7 +113,15 @@ def _written_fields(cls: type) -> list:
     return [f for f in fields(cls) if f.init]
 
 
+def _plain(kind: Any) -> Any:
+    """The type a NewType stands for (an id is written and read as its text)."""
+    while isinstance(kind, typing.NewType):
+        kind = kind.__supertype__
+    return kind
+
+
 def _dump(value: Any, kind: Any, where: str) -> Any:
+    kind = _plain(kind)
     origin = typing.get_origin(kind)
     if kind is Any:
         return _json_value(value, where)
@@ -182,6 +190,7 @@ def _wrong(where: str, wanted: str, value: object) -> SnapshotFileError:
 
 
 def _load(value: Any, kind: Any, where: str) -> Any:
+    kind = _plain(kind)
     origin = typing.get_origin(kind)
     if kind is Any:
         return _json_value(value, where)

@@ -21,7 +21,7 @@ from typing import Any
 
 from phorque.adapters.private import private_dir, private_file
 from phorque.core.errors import StateError
-from phorque.core.model import Owned, Stage
+from phorque.core.model import InstanceId, Owned, Stage
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS instances (
@@ -218,7 +218,7 @@ class StateStore:
             out.append(entry)
         return out
 
-    def set_stage(self, instance_id: str, cloud: str, stage: Stage, now: float, **changes: Any) -> Owned:
+    def set_stage(self, instance_id: InstanceId, cloud: str, stage: Stage, now: float, **changes: Any) -> Owned:
         """Move one instance to ``stage`` (creating its record if needed) and return it."""
         rec = self.get(instance_id) or Owned(instance_id=instance_id, cloud=cloud, stage=stage,
                                              first_seen=now)

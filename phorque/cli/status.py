@@ -109,7 +109,7 @@ def cannot_run(config: Config, jobs: Sequence[Job], nodes: Sequence[Node]) -> di
     clouds = tuple(c.state() for c in config.clouds)
     view = View(Snapshot(now=time.time(), jobs=tuple(jobs), nodes=tuple(nodes), clouds=clouds))
     limits = Limits.of(view)
-    out = {j.id: f"the scheduler cannot start it (pbs_server: {j.refused_by_server})" for j in view.refused}
+    out: dict[str, str] = {j.id: f"the scheduler cannot start it (pbs_server: {j.refused_by_server})" for j in view.refused}
     for job in view.queued:
         why = never_reason(job, limits)
         if why:

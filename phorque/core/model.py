@@ -90,7 +90,7 @@ class Chunk:
 class Job:
     """A Torque job as Phorque needs it."""
 
-    id: str
+    id: JobId
     state: str
     queue: str = ""
     cores: int = 1
@@ -99,7 +99,7 @@ class Job:
     remaining_secs: int | None = None
     name: str = ""
     owner: str = ""
-    exec_hosts: tuple[str, ...] = ()
+    exec_hosts: tuple[NodeName, ...] = ()
     queued_at: float | None = None
     started_at: float | None = None
     gpus: int = 0
@@ -166,10 +166,10 @@ _NO_FREE_CORES = _UNUSABLE | {JOB_EXCLUSIVE, BUSY}
 class Node:
     """A Torque node (``pbsnodes -x``). ``state`` is the set of state words."""
 
-    name: str
+    name: NodeName
     np: int
     state: frozenset[str] = frozenset({FREE})
-    jobs: tuple[str, ...] = ()
+    jobs: tuple[JobId, ...] = ()
     used_slots: int = 0
     properties: tuple[str, ...] = ()
     note: str = ""
@@ -234,10 +234,10 @@ _VALID_STATES = (InstanceState.REQUESTED, InstanceState.PENDING, InstanceState.R
 class Instance:
     """An instance of a Phorque group, as the auto-scaling service and EC2 describe it."""
 
-    id: str
+    id: InstanceId
     state: InstanceState
     lifecycle: str = ""
-    dns: str | None = None
+    dns: NodeName | None = None
     private_dns: str | None = None
     launch_time: float | None = None
     #: The cloud's word that it took this instance back (a spot interruption: EC2's state
@@ -245,7 +245,7 @@ class Instance:
     interruption: str = ""
 
     @property
-    def node_name(self) -> str | None:
+    def node_name(self) -> NodeName | None:
         """The Torque node name this instance gets: a real DNS name, never ``[unknown]``."""
         return self.dns
 
@@ -392,10 +392,10 @@ class Owned:
     node list; before it first came up, when Phorque first tried to join it (its boot clock).
     """
 
-    instance_id: str
+    instance_id: InstanceId
     cloud: str
     stage: Stage
-    node: str | None = None
+    node: NodeName | None = None
     first_seen: float | None = None
     launch_time: float | None = None
     joined_at: float | None = None

@@ -13,6 +13,8 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import Any
 
+from phorque.core.model import InstanceId, NodeName
+
 
 class Kind(StrEnum):
     LAUNCH = "launch"        # raise a group's desired capacity by ``count``
@@ -49,8 +51,8 @@ class Action:
     reason: str
     cloud: str | None = None
     count: int | None = None
-    instance: str | None = None
-    node: str | None = None
+    instance: InstanceId | None = None
+    node: NodeName | None = None
     np: int | None = None
     current: int | None = None
     #: The action answers a fault of its cloud (an instance that never joined, a stalled
@@ -89,31 +91,31 @@ def cancel(cloud: str, count: int, current: int, reason: str, fault: bool = Fals
     return Action(Kind.CANCEL, reason, cloud=cloud, count=count, current=current, fault=fault)
 
 
-def join(cloud: str, instance: str, node: str, np: int, reason: str) -> Action:
+def join(cloud: str, instance: InstanceId, node: NodeName, np: int, reason: str) -> Action:
     return Action(Kind.JOIN, reason, cloud=cloud, instance=instance, node=node, np=np)
 
 
-def undrain(node: str, reason: str, cloud: str | None = None, instance: str | None = None) -> Action:
+def undrain(node: NodeName, reason: str, cloud: str | None = None, instance: InstanceId | None = None) -> Action:
     return Action(Kind.UNDRAIN, reason, cloud=cloud, instance=instance, node=node)
 
 
-def drain(node: str, reason: str, cloud: str | None = None, instance: str | None = None) -> Action:
+def drain(node: NodeName, reason: str, cloud: str | None = None, instance: InstanceId | None = None) -> Action:
     return Action(Kind.DRAIN, reason, cloud=cloud, instance=instance, node=node)
 
 
-def terminate(cloud: str, instance: str, reason: str, node: str | None = None,
+def terminate(cloud: str, instance: InstanceId, reason: str, node: NodeName | None = None,
               fault: bool = False) -> Action:
     return Action(Kind.TERMINATE, reason, cloud=cloud, instance=instance, node=node, fault=fault)
 
 
-def requeue(cloud: str, instance: str, reason: str, node: str | None = None,
+def requeue(cloud: str, instance: InstanceId, reason: str, node: NodeName | None = None,
             fault: bool = True) -> Action:
     """The cloud took ``instance`` back: mark its node offline, requeue the node's rerunnable
     jobs (``qrerun -f``), record the interruption; ``fault`` backs the cloud off."""
     return Action(Kind.REQUEUE, reason, cloud=cloud, instance=instance, node=node, fault=fault)
 
 
-def remove(node: str, reason: str, cloud: str | None = None, instance: str | None = None) -> Action:
+def remove(node: NodeName, reason: str, cloud: str | None = None, instance: InstanceId | None = None) -> Action:
     return Action(Kind.REMOVE, reason, cloud=cloud, instance=instance, node=node)
 
 

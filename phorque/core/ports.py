@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from phorque.core.model import Instance, Job, LaunchFailure, Node
+from phorque.core.model import Instance, InstanceId, Job, JobId, LaunchFailure, Node, NodeName
 
 
 class TorqueReader(Protocol):
@@ -48,39 +48,39 @@ class TorqueReader(Protocol):
 class TorqueAdmin(TorqueReader, Protocol):
     """Reading and administering Torque: what the engine and the executor need."""
 
-    def node(self, name: str) -> Node | None:
+    def node(self, name: NodeName) -> Node | None:
         """One node, read again now; None only when Torque says it does not know it. An
         answer that does not list it raises TorqueError (it cannot vouch for the node)."""
         ...
 
-    def add_node(self, name: str, np: int, properties: Sequence[str] = (), note: str = "",
+    def add_node(self, name: NodeName, np: int, properties: Sequence[str] = (), note: str = "",
                  gpus: int = 0) -> bool:
         """Create a node with ``np`` cores, ``gpus`` GPUs and these properties, and set its
         note when Torque takes one yet. False when it already existed (not an error)."""
         ...
 
-    def delete_node(self, name: str) -> bool:
+    def delete_node(self, name: NodeName) -> bool:
         """Delete a node. False when Torque did not know it (not an error)."""
         ...
 
-    def offline(self, name: str, note: str) -> None:
+    def offline(self, name: NodeName, note: str) -> None:
         """Mark a node offline with this note: its jobs go on, no new job starts there."""
         ...
 
-    def clear_offline(self, name: str, note: str = "") -> None:
+    def clear_offline(self, name: NodeName, note: str = "") -> None:
         """Clear a node's offline mark and set its note."""
         ...
 
-    def set_note(self, name: str, note: str) -> None:
+    def set_note(self, name: NodeName, note: str) -> None:
         """Set a node's note."""
         ...
 
-    def rerun(self, job_id: str) -> None:
+    def rerun(self, job_id: JobId) -> None:
         """Requeue a running job without its mom's word (its node may be gone). Raises
         TorqueError when pbs_server refuses (``not rerunnable``, ``unknown job``)."""
         ...
 
-    def purge(self, job_id: str) -> None:
+    def purge(self, job_id: JobId) -> None:
         """Purge a job without its mom's word."""
         ...
 
@@ -135,7 +135,7 @@ class CloudGroup(Protocol):
         instance is never cancelled this way); return the new desired capacity."""
         ...
 
-    def terminate(self, instance_id: str) -> None:
+    def terminate(self, instance_id: InstanceId) -> None:
         """Terminate one member and lower desired capacity by one, so that nothing replaces it.
         Refuses (CloudError ``NotAMember``) an instance of another group; after an error the
         group is read again, and a member found gone or going counts as terminated."""

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from phorque.core import plan as p
-from phorque.core.model import CloudState, Health, InstanceState, Stage
+from phorque.core.model import CloudState, Health, InstanceState, NodeName, Stage
 from phorque.policy.view import CloudNode, View, is_drain_note
 
 
@@ -81,7 +81,7 @@ def _instance_rules(view: View, life: Lifecycle, cn: CloudNode) -> None:
         age = cn.age(now)
         joinable = inst.state == InstanceState.RUNNING and bool(inst.node_name)
         if joinable and (tried is None or now - tried <= cloud.boot_timeout_secs):
-            life.add(p.join(cloud.name, inst.id, inst.node_name or "", cloud.instance_cores,
+            life.add(p.join(cloud.name, inst.id, inst.node_name or NodeName(""), cloud.instance_cores,
                             f"instance running with DNS name {inst.node_name}"))
         elif age > cloud.boot_timeout_secs:
             _give_up(life, cn, f"did not join Torque within boot_timeout_secs={cloud.boot_timeout_secs} "

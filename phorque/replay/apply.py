@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from phorque.act.executor import interrupted_note
-from phorque.core.model import Snapshot, Stage
+from phorque.core.model import JobId, Snapshot, Stage
 from phorque.core.plan import Action, Kind, Plan, Status
 from phorque.policy.view import drain_note, join_note
 
@@ -183,8 +183,8 @@ class SimExecutor:
     def _requeue(self, a: Action) -> Status:
         assert a.cloud and a.instance
         self._report_fault(a)  # backed off first: nothing is launched there meanwhile
-        requeued: list[str] = []
-        lost: list[str] = []
+        requeued: list[JobId] = []
+        lost: list[JobId] = []
         node = self.world.cluster.nodes.get(a.node) if a.node else None
         if node is not None:
             self.world.set_offline(node, True, interrupted_note(a.reason))

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 
-from phorque.core.model import CloudState, Instance, InstanceState
+from phorque.core.model import CloudState, Instance, InstanceId, InstanceState, NodeName
 
 
 def paid_secs(elapsed: float, charge: int) -> float:
@@ -46,14 +46,14 @@ class Interruption:
 class SimInstance:
     __slots__ = ("id", "cloud", "launch", "boot_at", "dns", "state", "node", "interruption", "_model")
 
-    def __init__(self, instance_id: str, cloud: str, launch: float, boot_at: float):
+    def __init__(self, instance_id: InstanceId, cloud: str, launch: float, boot_at: float):
         self.id = instance_id
         self.cloud = cloud
         self.launch = launch
         self.boot_at = boot_at
-        self.dns: str | None = None
+        self.dns: NodeName | None = None
         self.state = InstanceState.PENDING
-        self.node: str | None = None
+        self.node: NodeName | None = None
         self.interruption = ""
         self._model: Instance | None = None
 
@@ -104,7 +104,7 @@ class SimCloud:
         while len(self.live) < desired:
             self.launched += 1
             self.launch_times.append(now)
-            inst = SimInstance(f"i-{self.name}-{self.launched:06d}", self.name, now, now + self.boot_secs)
+            inst = SimInstance(InstanceId(f"i-{self.name}-{self.launched:06d}"), self.name, now, now + self.boot_secs)
             self.live[inst.id] = inst
             new.append(inst)
         self._changed()
@@ -118,7 +118,7 @@ class SimCloud:
 
     def boot(self, inst: SimInstance) -> None:
         inst.state = InstanceState.RUNNING
-        inst.dns = f"{self.name}-{inst.id.rsplit('-', 1)[1]}.replay"
+        inst.dns = NodeName(f"{self.name}-{inst.id.rsplit('-', 1)[1]}.replay")
         inst._model = None
         self._changed()
 

@@ -24,7 +24,18 @@ from __future__ import annotations
 from bisect import bisect_left, insort
 from collections.abc import Iterable
 
-from phorque.core.model import DOWN, FREE, JOB_EXCLUSIVE, OFFLINE, Chunk, CloudState, Node
+from phorque.core.model import (
+    DOWN,
+    FREE,
+    JOB_EXCLUSIVE,
+    OFFLINE,
+    Chunk,
+    CloudState,
+    InstanceId,
+    JobId,
+    Node,
+    NodeName,
+)
 
 _FREE = frozenset({FREE})
 _FULL = frozenset({JOB_EXCLUSIVE})
@@ -64,13 +75,13 @@ class SimNode:
     __slots__ = ("name", "np", "used", "jobs", "offline", "down", "note", "cloud", "instance",
                  "order", "mem", "gpus", "properties", "used_mem", "used_gpus", "_model")
 
-    def __init__(self, name: str, np: int, order: int, note: str = "", cloud: str | None = None,
-                 instance: str | None = None, down: bool = False, mem: int = 0, gpus: int = 0,
+    def __init__(self, name: NodeName, np: int, order: int, note: str = "", cloud: str | None = None,
+                 instance: InstanceId | None = None, down: bool = False, mem: int = 0, gpus: int = 0,
                  properties: tuple[str, ...] = ()):
         self.name = name
         self.np = np
         self.used = 0
-        self.jobs: dict[str, int] = {}
+        self.jobs: dict[JobId, int] = {}
         self.offline = False
         self.down = down
         self.note = note
@@ -154,8 +165,8 @@ class Cluster:
         self._empty_memo: dict[tuple[Chunk, ...], bool] = {}
 
     # -- nodes -----------------------------------------------------------------------------------
-    def add(self, name: str, np: int, note: str = "", cloud: str | None = None,
-            instance: str | None = None, down: bool = False, mem: int = 0, gpus: int = 0,
+    def add(self, name: NodeName, np: int, note: str = "", cloud: str | None = None,
+            instance: InstanceId | None = None, down: bool = False, mem: int = 0, gpus: int = 0,
             properties: tuple[str, ...] = ()) -> SimNode:
         node = SimNode(name, np, self._next, note, cloud, instance, down, mem, gpus, properties)
         self._next += 1
@@ -354,7 +365,7 @@ class Cluster:
                 return None
         return taken
 
-    def take(self, job_id: str, alloc: Iterable[Share]) -> None:
+    def take(self, job_id: JobId, alloc: Iterable[Share]) -> None:
         """Start a job on what :meth:`place` found."""
         for node, cores, mem, gpus in alloc:
             node.used += cores
@@ -368,7 +379,7 @@ class Cluster:
                 self._drop_order(node.order)
             self._touch(node)
 
-    def release(self, job_id: str, alloc: Iterable[Share]) -> None:
+    def release(self, job_id: JobId, alloc: Iterable[Share]) -> None:
         """A job ended: give back what it held (on nodes still in the cluster)."""
         for node, cores, mem, gpus in alloc:
             if node.jobs.pop(job_id, None) is None:
@@ -425,7 +436,7 @@ class Possible:
         for c in clouds:
             key = (c.instance_cores, c.instance_memory_mb, c.instance_gpus, c.node_properties)
             kinds[key] = kinds.get(key, 0) + c.max_instances
-        self.kinds = [(SimNode("", np, 0, mem=mem, gpus=gpus, properties=props), count)
+        self.kinds = [(SimNode(NodeName(""), np, 0, mem=mem, gpus=gpus, properties=props), count)
                       for (np, mem, gpus, props), count in kinds.items() if count > 0]
 
     def never(self, cores: int, chunks: tuple[Chunk, ...], asks: int = PLAIN) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import fields
 from typing import Any
 
-from phorque.core.model import Owned, Stage
+from phorque.core.model import InstanceId, Owned, Stage
 
 
 class OwnedBook:
@@ -24,7 +24,7 @@ class OwnedBook:
         if records:
             self.version += 1
 
-    def set_stage(self, instance_id: str, cloud: str, stage: Stage, now: float, **changes: Any) -> None:
+    def set_stage(self, instance_id: InstanceId, cloud: str, stage: Stage, now: float, **changes: Any) -> None:
         rec = self.records.get(instance_id) or Owned(instance_id=instance_id, cloud=cloud, stage=stage,
                                                      first_seen=now)
         self.save([_changed(rec, stage=stage, **changes)], now)

@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 from bisect import bisect_left, insort
 
-from phorque.core.model import Chunk
+from phorque.core.model import Chunk, JobId
 from phorque.replay.cluster import Cluster, Share, asks_of, plain_chunks
 
 DISCIPLINES = ("fifo", "strict", "easy")
@@ -36,7 +36,7 @@ class SimJob:
                  "start", "end", "alloc", "seq", "reserve_end", "asks", "plain", "rerunnable",
                  "end_at", "wait_slot", "bsld")
 
-    def __init__(self, job_id: str, submit: float, cores: int, chunks: tuple[Chunk, ...],
+    def __init__(self, job_id: JobId, submit: float, cores: int, chunks: tuple[Chunk, ...],
                  walltime: int | None, run: float, queue: str, seq: int, rerunnable: bool = True):
         self.id = job_id
         self.submit = submit

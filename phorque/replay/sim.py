@@ -44,7 +44,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-from phorque.core.model import QUEUED, RUNNING, Chunk, Job
+from phorque.core.model import QUEUED, RUNNING, Chunk, Job, JobId
 from phorque.policy.base import Policy
 from phorque.replay.apply import SimExecutor
 from phorque.replay.clouds import SimInstance
@@ -186,7 +186,7 @@ class Simulation:
     def _submit(self, seq: int) -> None:
         tj = self.trace.jobs[seq]
         settings = self.settings
-        job = SimJob(tj.id, self.now, tj.cores, tj.chunks, tj.walltime_secs, tj.run_secs, tj.queue, seq,
+        job = SimJob(JobId(tj.id), self.now, tj.cores, tj.chunks, tj.walltime_secs, tj.run_secs, tj.queue, seq,
                      rerunnable(settings.seed, tj.id, settings.rerunnable_fraction))
         model = Job(id=job.id, state=QUEUED, queue=job.queue, cores=job.cores, chunks=job.chunks,
                     walltime_secs=job.walltime, queued_at=job.submit, gpus=job_gpus(job.chunks),
@@ -276,7 +276,7 @@ class Simulation:
         job.end_at = None
         self.stalled[job.id] = job
 
-    def requeue_node(self, name: str) -> tuple[list[str], list[str]]:
+    def requeue_node(self, name: str) -> tuple[list[JobId], list[JobId]]:
         """``qrerun -f`` of every job on node ``name``: a rerunnable job goes back to the queue
         with its submit time; pbs_server refuses the others, and they are lost with the node."""
         node = self.cluster.nodes.get(name)

@@ -25,7 +25,7 @@ from phorque.adapters.cloud.backoff import (
     record_failure,
     record_success,
 )
-from phorque.core.model import CloudState, Job, Owned, Snapshot
+from phorque.core.model import CloudState, InstanceId, Job, JobId, NodeName, Owned, Snapshot
 from phorque.core.observe import observe
 from phorque.replay.clouds import Interruption, SimCloud, SimInstance
 from phorque.replay.cluster import Cluster, SimNode
@@ -35,7 +35,7 @@ from phorque.replay.settings import ReplaySettings
 from phorque.replay.spot import INTERRUPTION, interruption_delay
 
 #: ``requeue(node) -> (requeued job ids, lost job ids)``: ``qrerun -f`` of every job on a node.
-Requeue = Callable[[str], tuple[list[str], list[str]]]
+Requeue = Callable[[str], tuple[list[JobId], list[JobId]]]
 
 # Event kinds, in the order they are handled at one instant; evaluations come last.
 END, BOOT, MOM, EVAL = 0, 1, 2, 9
@@ -53,7 +53,7 @@ class World:
         self.cluster = Cluster()
         width = len(str(local_nodes))
         for k in range(local_nodes):
-            self.cluster.add(f"node{k + 1:0{width}d}", local_np, mem=settings.local_mem_mb,
+            self.cluster.add(NodeName(f"node{k + 1:0{width}d}"), local_np, mem=settings.local_mem_mb,
                              gpus=settings.local_gpus, properties=settings.local_properties)
         self.clouds = {c.name: SimCloud(c) for c in settings.clouds}
         self.owned = OwnedBook()
@@ -161,7 +161,7 @@ class World:
         self.live = live
         self.tally.instances(live, self.rate)
 
-    def add_cloud_node(self, name: str, np: int, note: str, cloud: str, instance: str) -> None:
+    def add_cloud_node(self, name: NodeName, np: int, note: str, cloud: str, instance: InstanceId) -> None:
         """A joined instance becomes a node with its cloud's memory, GPUs and properties, as
         ``qmgr create node`` makes it (and as its pbs_mom reports its memory)."""
         delay = self.settings.mom_delay_secs

@@ -28,7 +28,7 @@ from phorque.adapters.config import Config, load_config
 from phorque.adapters.private import private_dir
 from phorque.adapters.state import StateStore
 from phorque.core.errors import ConfigError, PhorqueError, TransientError
-from phorque.core.model import in_queues, summarize
+from phorque.core.model import Job, in_queues, summarize
 from phorque.core.plan import Kind, Status
 from phorque.policy.why import WhyKind, explain
 from phorque.runtime.clock import SYSTEM, Clock
@@ -357,7 +357,7 @@ class Daemon:
         except Exception:  # a metric never stops the daemon
             log.exception("cannot tell which jobs this evaluation launched for")
             return
-        queued = {j.id: j for j in ev.snapshot.jobs if j.is_queued}
+        queued: dict[str, Job] = {j.id: j for j in ev.snapshot.jobs if j.is_queued}
         for job_id, why in whys.items():
             if why.kind == WhyKind.LAUNCHING and job_id in queued:
                 self.metrics.reacted(job_id, queued[job_id].queued_at, ev.time)

@@ -19,6 +19,7 @@ from phorque.adapters.cloud.factory import make_provider
 from phorque.adapters.cloud.provider import CloudProvider
 from phorque.adapters.config import CloudSettings
 from phorque.core.errors import CloudError
+from phorque.core.model import InstanceId
 from phorque.runtime.triggers import Trigger
 
 log = logging.getLogger("phorque.spotwatch")
@@ -35,8 +36,8 @@ class SpotWatch:
         self.providers = {c.name: make(c) for c in clouds if c.spot}
         self.trigger = trigger
         self.every_secs = every_secs
-        self._live: dict[str, set[str]] = {}
-        self._taken: dict[str, set[str]] = {}
+        self._live: dict[str, set[InstanceId]] = {}
+        self._taken: dict[str, set[InstanceId]] = {}
         self._failing: set[str] = set()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None

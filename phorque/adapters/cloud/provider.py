@@ -18,7 +18,7 @@ from phorque.adapters.cloud import clients
 from phorque.adapters.cloud.states import clean_dns, ec2_state, epoch, pick_dns, worse
 from phorque.adapters.config import CloudSettings
 from phorque.core.errors import CloudError
-from phorque.core.model import Instance, InstanceState, LaunchFailure
+from phorque.core.model import Instance, InstanceId, InstanceState, LaunchFailure
 from phorque.core.ports import GroupView
 
 log = logging.getLogger("phorque.cloud.provider")
@@ -170,7 +170,7 @@ class CloudProvider:
         return group
 
     def _instance(self, member: Mapping[str, Any], ec2: Mapping[str, Any] | None) -> Instance:
-        iid = member.get("InstanceId") or ""
+        iid = InstanceId(member.get("InstanceId") or "")
         state = self._member_state(member)
         public = private = launch = None
         if iid and ec2 is None and self.missing_in_ec2_is_gone:

@@ -42,7 +42,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 
-from phorque.core.model import InstanceState
+from phorque.core.model import InstanceState, NodeName
 
 _RANK = {
     InstanceState.RUNNING: 0,
@@ -141,12 +141,13 @@ def clean_dns(name: str | None) -> str | None:
     return value
 
 
-def pick_dns(public: str | None, private: str | None, prefer: str = "public") -> str | None:
+def pick_dns(public: str | None, private: str | None, prefer: str = "public") -> NodeName | None:
     """The node name: the preferred DNS name (``public``/``private``), else the other one."""
     first, second = (clean_dns(public), clean_dns(private))
     if prefer == "private":
         first, second = second, first
-    return first or second
+    name = first or second
+    return NodeName(name) if name else None
 
 
 def epoch(value: datetime | str | None) -> float | None:

@@ -25,7 +25,7 @@ from phorque.adapters.torque.resources import (
     size_mb,
 )
 from phorque.core.errors import TorqueError
-from phorque.core.model import FREE, Job, Node
+from phorque.core.model import FREE, Job, JobId, Node, NodeName
 
 # A reference is at most 10 characters ("&#1114111;", "&#x10FFFF;"), so a piece of the stream
 # that ends within 12 characters of a "&" can hold it back whole (_sanitized_chunks); anything
@@ -280,13 +280,13 @@ def _rerunnable(value: str | None) -> bool | None:
     return True if lowered == "true" else False if lowered == "false" else None
 
 
-def exec_hosts(value: str | None) -> tuple[str, ...]:
+def exec_hosts(value: str | None) -> tuple[NodeName, ...]:
     """Distinct hosts of an ``exec_host`` value, in order."""
     if not value:
         return ()
-    hosts: list[str] = []
+    hosts: list[NodeName] = []
     for entry in value.split("+"):
-        host = entry.strip().partition("/")[0]
+        host = NodeName(entry.strip().partition("/")[0])
         if host and host not in hosts:
             hosts.append(host)
     return tuple(hosts)
@@ -311,7 +311,7 @@ def job_from_element(elem: ET.Element) -> Job:
     if walltime_elem is not None:
         remaining = _int(_text(walltime_elem, "Remaining"))
     return Job(
-        id=job_id,
+        id=JobId(job_id),
         state=(text("job_state") or "?")[:1],
         queue=text("queue") or "",
         cores=request.cores,
@@ -409,10 +409,10 @@ def node_from_element(elem: ET.Element) -> Node:
     slots = max(slots, _int(_text(elem, "dedicated_cores")) or 0, _int(_text(elem, "dedicated_threads")) or 0)
     props = _text(elem, "properties") or ""
     return Node(
-        name=name,
+        name=NodeName(name),
         np=_int(_text(elem, "np")) or 1,
         state=parse_state(_text(elem, "state")),
-        jobs=jobs,
+        jobs=tuple(JobId(j) for j in jobs),
         used_slots=slots,
         properties=tuple(p.strip() for p in props.split(",") if p.strip()),
         note=_text(elem, "note") or "",
