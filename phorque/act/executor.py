@@ -102,10 +102,6 @@ class Executor:
         self.counted: set[Action] = set()        # fault actions already reported
         self.raised: dict[Action, int] = {}      # launch -> instances it added to its group
         self.evacuated: set[str] = set()         # nodes of instances taken back, jobs requeued
-        self.handlers: dict[Kind, Callable[[Action], tuple[Status, str]]] = {
-            Kind.JOIN: self._join, Kind.UNDRAIN: self._undrain, Kind.DRAIN: self._drain,
-            Kind.TERMINATE: self._terminate, Kind.REMOVE: self._remove, Kind.REQUEUE: self._requeue,
-            Kind.CANCEL: self._cancel, Kind.LAUNCH: self._launch}
 
     def apply(self, plan: Plan, snapshot: Snapshot) -> list[Outcome]:
         self.snapshot = snapshot
@@ -134,7 +130,7 @@ class Executor:
 
     def _apply_one(self, action: Action) -> Outcome:
         try:
-            status, detail = self.handlers[action.kind](action)
+            status, detail = HANDLERS[action.kind](self, action)
         except PhorqueError as exc:
             status, detail = Status.FAILED, str(exc)
             # Only the cloud's own failures count against it: a Torque read failing during a
@@ -376,3 +372,10 @@ class Executor:
         crashpoint("launch.after")
         self.raised[a] = new - cloud.desired
         return Status.DONE, f"desired capacity {cloud.desired} -> {new}"
+
+
+#: What applies each kind of action.
+HANDLERS: dict[Kind, Callable[[Executor, Action], tuple[Status, str]]] = {
+    Kind.JOIN: Executor._join, Kind.UNDRAIN: Executor._undrain, Kind.DRAIN: Executor._drain,
+    Kind.TERMINATE: Executor._terminate, Kind.REMOVE: Executor._remove, Kind.REQUEUE: Executor._requeue,
+    Kind.CANCEL: Executor._cancel, Kind.LAUNCH: Executor._launch}

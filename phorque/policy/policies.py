@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
 from operator import attrgetter
-from typing import Any
+from typing import Any, NotRequired, TypedDict, cast
 
 from phorque.core import plan as p
 from phorque.core.model import CloudState, Job, Node, asks_spot
@@ -42,38 +41,48 @@ def _idle_for(view: View, cn: CloudNode) -> float:
     return 0.0 if since is None else max(0.0, view.now - since)
 
 
-@dataclass
-class CloudLooks:
-    """What OnDemandPlusPlus remembers of one cloud between evaluations (kept in the state as
-    ``memory["odpp"][cloud]``, a plain dict of these fields)."""
+class CloudLooks(TypedDict):
+    """What OnDemandPlusPlus remembers of one cloud between evaluations, as the state keeps it
+    (``memory["odpp"][cloud]``)."""
 
     #: Looks in a row that found requested instances still missing and no more of them valid.
-    stalls: int = 0
+    stalls: int
     #: Marked failed (its requests were cancelled), and since when.
-    failed: bool = False
-    failed_at: float | None = None
+    failed: bool
+    failed_at: NotRequired[float]
     #: Valid instances at the last look, and the time of that look.
-    valid: int | None = None
-    checked: float | None = None
+    valid: int | None
+    checked: float | None
 
-    @classmethod
-    def from_memory(cls, entry: Mapping[str, Any]) -> CloudLooks:
-        """From the state's dict; a field missing or unreadable takes its default."""
-        def number(key: str) -> float | None:
-            value = entry.get(key)
-            return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
-        valid = number("valid")
-        return cls(stalls=int(number("stalls") or 0), failed=entry.get("failed") is True,
-                   failed_at=number("failed_at"), valid=None if valid is None else int(valid),
-                   checked=number("checked"))
+# Written out: with postponed annotations, TypedDict cannot tell NotRequired keys at run time.
+_LOOKS_KEYS = frozenset({"stalls", "failed", "valid", "checked"})
+_LOOKS_ALL_KEYS = _LOOKS_KEYS | {"failed_at"}
 
-    def as_memory(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"stalls": self.stalls, "failed": self.failed, "valid": self.valid,
-                               "checked": self.checked}
-        if self.failed_at is not None:
-            out["failed_at"] = self.failed_at
-        return out
+
+def no_looks() -> CloudLooks:
+    return {"stalls": 0, "failed": False, "valid": None, "checked": None}
+
+
+def cloud_looks(entry: Mapping[str, Any]) -> CloudLooks:
+    """A copy of what the state kept for one cloud. Every evaluation reads it, so what Phorque
+    wrote is copied as it is; anything else (a hand-edited state) is read field by field, a
+    field missing or unreadable taking its default."""
+    keys = entry.keys()
+    if keys == _LOOKS_KEYS or keys == _LOOKS_ALL_KEYS:
+        return cast(CloudLooks, dict(entry))
+    looks = no_looks()
+    if type(entry.get("stalls")) is int:
+        looks["stalls"] = entry["stalls"]
+    looks["failed"] = entry.get("failed") is True
+    valid, checked, failed_at = entry.get("valid"), entry.get("checked"), entry.get("failed_at")
+    if type(valid) is int:
+        looks["valid"] = valid
+    if isinstance(checked, int | float) and not isinstance(checked, bool):
+        looks["checked"] = float(checked)
+    if isinstance(failed_at, int | float) and not isinstance(failed_at, bool):
+        looks["failed_at"] = float(failed_at)
+    return looks
 
 
 class OnDemandPlusPlus(Policy):
@@ -96,7 +105,7 @@ class OnDemandPlusPlus(Policy):
         d = Decision()
         now = view.now
         memory: dict[str, CloudLooks] = {
-            name: CloudLooks.from_memory(entry)
+            name: cloud_looks(entry)
             for name, entry in view.snapshot.memory.get("odpp", {}).items() if isinstance(entry, Mapping)}
         jobs = runnable(view, d.notes)
         fit = Fit(view)
@@ -104,20 +113,21 @@ class OnDemandPlusPlus(Policy):
         pending = view.pending_cores
 
         for cloud in view.known_clouds:
-            m = memory.setdefault(cloud.name, CloudLooks())
+            m = memory.setdefault(cloud.name, no_looks())
             judged = self.options["stall_limit"] * self.loop_sleep_secs
-            if m.failed and cloud.usable and now - (m.failed_at or 0.0) >= judged:
-                m.failed = False
+            if m["failed"] and cloud.usable and now - m.get("failed_at", 0.0) >= judged:
+                m["failed"] = False
             valid = len(cloud.valid_instances)
             if cloud.desired <= valid:
-                m.stalls, m.valid, m.checked = 0, valid, now
+                m["stalls"], m["valid"], m["checked"] = 0, valid, now
                 continue
-            if m.checked is not None and now - m.checked < self.loop_sleep_secs:
+            checked = m["checked"]
+            if checked is not None and now - checked < self.loop_sleep_secs:
                 continue  # one look per loop, as the original counted
-            m.stalls = m.stalls + 1 if m.valid == valid else 0
-            m.valid, m.checked = valid, now
-            if m.stalls >= self.options["stall_limit"]:
-                m.failed, m.stalls, m.failed_at = True, 0, now
+            m["stalls"] = m["stalls"] + 1 if m["valid"] == valid else 0
+            m["valid"], m["checked"] = valid, now
+            if m["stalls"] >= self.options["stall_limit"]:
+                m["failed"], m["stalls"], m["failed_at"] = True, 0, now
                 d.actions.append(p.cancel(cloud.name, cloud.desired - valid, cloud.desired,
                                           f"no progress for {self.options['stall_limit']} looks: cloud "
                                           "marked failed, its requests cancelled", fault=True))
@@ -126,7 +136,7 @@ class OnDemandPlusPlus(Policy):
             # While instances launched for queued jobs still boot, the idle nodes are part of
             # what those jobs wait for: releasing them would only launch them again.
             self._scale_in(view, life, d, memory)
-        d.memory["odpp"] = {name: looks.as_memory() for name, looks in memory.items()}
+        d.memory["odpp"] = memory
         return d
 
     def _launch(self, view: View, d: Decision, memory: dict[str, CloudLooks], jobs: list[Job],
@@ -135,7 +145,7 @@ class OnDemandPlusPlus(Policy):
         queued jobs that cloud can run against the capacity of use to them; returns the cores
         still to launch for (0 when covered)."""
         candidates = [c for c in launch_clouds(view)
-                      if not memory[c.name].failed and len(c.valid_instances) < c.max_instances
+                      if not memory[c.name]["failed"] and len(c.valid_instances) < c.max_instances
                       and c.capacity < c.max_instances]
         to_launch = 0
         for cloud in candidates:
@@ -174,7 +184,7 @@ class OnDemandPlusPlus(Policy):
             left = cn.charge_left(view.now)
             if cn.cloud.charge_time_secs <= 0 or left <= window:
                 d.actions.extend(retire(cn, f"idle, {left:.0f} s before its next charge"))
-                memory[cn.cloud.name].failed = False
+                memory[cn.cloud.name]["failed"] = False
             else:
                 d.wake(view.now + left - window)
 

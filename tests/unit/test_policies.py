@@ -8,12 +8,13 @@ from phorque.core.model import Health, InstanceState
 from phorque.core.plan import Kind
 from phorque.policy import policy_class
 from phorque.policy.policies import (
-    CloudLooks,
     CostAware,
     LaunchMax,
     LocalOnly,
     OnDemand,
     OnDemandPlusPlus,
+    cloud_looks,
+    no_looks,
 )
 from tests.builders import NOW, cloud, cloud_node, inst, job, node, owned, snapshot
 
@@ -289,13 +290,13 @@ def test_costaware_budget_holds_when_one_job_spans_clouds():
 
 def test_odpp_memory_reads_what_the_state_kept_and_survives_a_damaged_entry():
     kept = {"stalls": 2, "failed": True, "failed_at": 100.0, "valid": 1, "checked": 90.0}
-    looks = CloudLooks.from_memory(kept)
-    assert looks == CloudLooks(stalls=2, failed=True, failed_at=100.0, valid=1, checked=90.0)
-    assert looks.as_memory() == kept
-    assert CloudLooks().as_memory() == {"stalls": 0, "failed": False, "valid": None, "checked": None}
+    looks = cloud_looks(kept)
+    assert looks == kept and looks is not kept
+    assert no_looks() == {"stalls": 0, "failed": False, "valid": None, "checked": None}
     # Hand-edited or damaged: unreadable fields take their defaults, nothing raises.
-    assert CloudLooks.from_memory({"stalls": "x", "failed": "yes", "valid": True, "checked": None}) \
-        == CloudLooks()
+    assert cloud_looks({"stalls": "x", "failed": "yes", "valid": True}) == no_looks()
+    assert cloud_looks({"stalls": 1, "checked": 5, "junk": []}) == {
+        "stalls": 1, "failed": False, "valid": None, "checked": 5.0}
 
 
 def test_odpp_memory_of_a_cloud_marked_failed_keeps_it_out_of_the_launch():
@@ -305,3 +306,9 @@ def test_odpp_memory_of_a_cloud_marked_failed_keeps_it_out_of_the_launch():
     plan = OnDemandPlusPlus(price_per_hour=10).plan(snap)
     assert [(a.kind, a.cloud) for a in plan.actions] == [(Kind.LAUNCH, "sierra")]
     assert plan.memory["odpp"]["hotel"]["failed"] is True
+
+
+def test_odpp_memory_keys_are_the_typed_dicts():
+    from phorque.policy.policies import _LOOKS_ALL_KEYS, CloudLooks
+
+    assert _LOOKS_ALL_KEYS == set(CloudLooks.__annotations__)
