@@ -12,6 +12,7 @@ administrator made them.
 from __future__ import annotations
 
 import os
+import tempfile
 
 PRIVATE_DIR = 0o700
 PRIVATE_FILE = 0o600
@@ -44,3 +45,28 @@ def _mkdir(path: str, mode: int) -> None:
 def private_file(path: str | os.PathLike[str]) -> None:
     """Create the file ``path`` empty and owner-only (0600) unless it exists. Raises OSError."""
     os.close(os.open(path, os.O_CREAT | os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC, PRIVATE_FILE))
+
+
+def replace_atomically(path: str, text: str, prefix: str) -> None:
+    """Write ``text`` to ``path`` so that a reader, or a crash, sees the old file or the new one,
+    never half of one: a temporary file (mode 0600) beside it, fsynced, renamed over it, and the
+    directory fsynced so that the rename survives a power cut. Raises OSError."""
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as stream:
+            stream.write(text)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    dir_fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)

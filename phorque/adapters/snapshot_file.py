@@ -47,8 +47,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 import types
 import typing
 from collections.abc import Mapping
@@ -57,6 +55,7 @@ from enum import Enum
 from functools import cache
 from typing import Any
 
+from phorque.adapters.private import replace_atomically
 from phorque.core.errors import PhorqueError
 from phorque.core.model import Snapshot
 from phorque.core.options import OptionValueError
@@ -425,18 +424,4 @@ def write_saved(path: str, data: dict[str, Any]) -> None:
     """Write a file's object atomically: a temporary file beside ``path``, then a rename (a reader
     sees the old file or the new one, never half of one). Raises OSError."""
     # ASCII: a lone surrogate in a name (Torque sends any bytes) is written as an escape too.
-    text = json.dumps(data, indent=1, allow_nan=False) + "\n"
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".snapshot-", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    replace_atomically(path, json.dumps(data, indent=1, allow_nan=False) + "\n", ".snapshot-")

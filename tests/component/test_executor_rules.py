@@ -7,6 +7,7 @@ the outcome of every action, whether the instance still runs, and what the node 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -52,6 +53,15 @@ def joined(bed: Bed, count: int = 1) -> list[tuple[str, str]]:
     cloud.calls.clear()
     bed.torque.calls.clear()
     return out
+
+
+def booted(bed: Bed) -> tuple[str, str]:
+    """One instance of hotel booted and not yet a node: (id, its DNS name)."""
+    cloud = bed.clouds[CLOUD]
+    cloud.set_desired(1)
+    bed.clock.advance(cloud.boot_secs)
+    (iid,) = cloud.live()
+    return iid, cloud.dns_of(iid)
 
 
 @dataclass
@@ -102,8 +112,8 @@ def _admin_offline_before(bed: Bed, name: str) -> None:
 
 def _admin_note_during(bed: Bed, name: str) -> None:
     def admin_writes(node: str, note: str) -> None:
-        bed.torque.nodes_by_name[node] = bed.torque.nodes_by_name[node].__class__(
-            name=node, np=4, state=frozenset({OFFLINE}), note="memory errors: keep offline")
+        bed.torque.nodes_by_name[node] = dataclasses.replace(
+            bed.torque.nodes_by_name[node], state=frozenset({OFFLINE}), note="memory errors: keep offline")
     bed.torque.after("offline", admin_writes)
 
 
@@ -290,11 +300,7 @@ def test_a_launch_records_the_capacity_before_it_asks_and_never_lowers_it(bed):
 
 
 def test_a_join_records_the_intent_first_creates_the_node_and_asks_for_a_cycle(bed):
-    cloud = bed.clouds[CLOUD]
-    cloud.set_desired(1)
-    bed.clock.advance(cloud.boot_secs)
-    (iid,) = cloud.live()
-    name = cloud.dns_of(iid)
+    iid, name = booted(bed)
     seen_at_create: list[Stage | None] = []
     bed.torque.after("add_node", lambda node, np: seen_at_create.append(
         rec.stage if (rec := bed.state.get(iid)) else None))
@@ -308,11 +314,7 @@ def test_a_join_records_the_intent_first_creates_the_node_and_asks_for_a_cycle(b
 
 
 def test_a_failed_join_asks_for_no_cycle_and_keeps_its_first_try(bed):
-    cloud = bed.clouds[CLOUD]
-    cloud.set_desired(1)
-    bed.clock.advance(cloud.boot_secs)
-    (iid,) = cloud.live()
-    name = cloud.dns_of(iid)
+    iid, name = booted(bed)
     first_try = bed.clock()
     bed.torque.fail("add_node")
     run = apply(bed, Action(Kind.JOIN, "booted", cloud=CLOUD, instance=iid, node=name, np=4))

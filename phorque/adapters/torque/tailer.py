@@ -33,10 +33,10 @@ import logging
 import os
 import re
 import stat
-import tempfile
 from dataclasses import asdict, dataclass
 from typing import Any, cast
 
+from phorque.adapters.private import replace_atomically
 from phorque.adapters.torque.accounting import AccountingParser, Record
 from phorque.adapters.torque.lines import MAX_LINE, Block, LineReader
 
@@ -123,26 +123,7 @@ class PositionFile:
 
     def save(self, position: TailPosition) -> None:
         """Write a temporary file (mode 0600), fsync it and rename it over the old one."""
-        directory = os.path.dirname(os.path.abspath(self.path))
-        fd, tmp = tempfile.mkstemp(prefix=".position-", dir=directory)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as stream:
-                json.dump(position.to_dict(), stream)
-                stream.flush()
-                os.fsync(stream.fileno())
-            os.chmod(tmp, 0o600)
-            os.replace(tmp, self.path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
-        dir_fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        replace_atomically(self.path, json.dumps(position.to_dict()), ".position-")
 
 
 class AccountingTailer:
