@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import threading
 
 ENV = "PHORQUE_CRASHPOINT"
 
@@ -57,6 +58,8 @@ def _parse(spec: str | None) -> tuple[str, int] | None:
 
 _armed = _parse(os.environ.get(ENV))
 _passes = 0
+# Removals run in parallel threads: each pass is counted once, and only the N-th one kills.
+_count_lock = threading.Lock()
 
 
 def crashpoint(name: str) -> None:
@@ -64,8 +67,10 @@ def crashpoint(name: str) -> None:
     global _passes
     if _armed is None or _armed[0] != name:
         return
-    _passes += 1
-    if _passes < _armed[1]:
+    with _count_lock:
+        _passes += 1
+        this_pass = _passes
+    if this_pass != _armed[1]:
         return
-    print(f"phorque: crash point {name} (pass {_passes}): SIGKILL", file=sys.stderr, flush=True)
+    print(f"phorque: crash point {name} (pass {this_pass}): SIGKILL", file=sys.stderr, flush=True)
     os.kill(os.getpid(), signal.SIGKILL)

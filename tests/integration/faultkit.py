@@ -147,9 +147,12 @@ def start_daemon(tmp_path: Path, text: str, name: str = "daemon", debug: bool = 
 
 @dataclass
 class Sample:
+    """What the groups held at one moment between ``began`` and ``at`` (a read takes time)."""
+
     at: float
     clouds: dict[str, tuple[int, int]]  # name -> (desired, live instances)
     spend: float
+    began: float = 0.0
 
 
 @dataclass
@@ -181,6 +184,7 @@ class Sampler:
         self._thread.join(timeout=10)
 
     def read(self) -> Sample:
+        began = time.time()
         out: dict[str, tuple[int, int]] = {}
         moto = [c for c in self.clouds if c.kind == "moto"]
         if moto:
@@ -206,7 +210,7 @@ class Sampler:
                 out[cloud.name] = (desired, live)
         prices = {c.name: c.price for c in self.clouds}
         spend = sum(max(d, n) * prices[name] for name, (d, n) in out.items())
-        return Sample(time.time(), out, round(spend, 6))
+        return Sample(time.time(), out, round(spend, 6), began)
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -228,6 +232,17 @@ class Sampler:
 
     def first_used(self, cloud: str) -> float | None:
         return next((s.at for s in self.samples if max(s.clouds.get(cloud, (0, 0))) > 0), None)
+
+    def used_for(self, cloud: str) -> tuple[float, float]:
+        """The shortest and the longest the first use of ``cloud`` (capacity above 0, back to 0)
+        can have lasted, given when the samples were taken: a sampler slowed by a busy machine
+        widens the bracket, never moves it off the truth."""
+        used = [max(s.clouds.get(cloud, (0, 0))) > 0 for s in self.samples]
+        first = used.index(True)
+        last = first + used[first:].index(False) - 1  # the last sample still using it
+        end = self.samples[last + 1].at
+        start_earliest = self.samples[first - 1].began if first > 0 else float("-inf")
+        return self.samples[last].began - self.samples[first].at, end - start_earliest
 
     def check_limits(self, budget: float) -> None:
         """No cloud above its max_instances, no moment above the budget."""

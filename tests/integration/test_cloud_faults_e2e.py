@@ -66,9 +66,10 @@ def test_launch_faults_back_off_each_cloud_and_the_next_one_is_used(make_sandbox
     assert fault_counts(throttled)["SetDesiredCapacity"] == 2
     # The stuck instances were given up on (terminated) after their boot timeout, not before,
     # counted as one failure of their cloud, and the next cloud took their jobs at once.
-    stuck_from = sampler.first_used("stuck")
-    stuck_to = next(s.at for s in sampler.samples if s.at > stuck_from and max(s.clouds["stuck"]) == 0)
-    assert 4.5 <= stuck_to - stuck_from < 9, (stuck_from, stuck_to)  # sampled 0.1 s apart
+    # Their age counts from the cloud's LaunchTime, which has whole seconds: up to 1 s early.
+    # And well before the 30 s reconciliation: the policy's wake-up at the timeout gave up.
+    shortest, longest = sampler.used_for("stuck")
+    assert longest >= 5 - 1 and shortest < 30, (shortest, longest)
     assert len(daemon.lines("terminate", "on stuck", "did not join", "-> done")) == 2
     assert len(daemon.lines("cloud stuck: failure 1 recorded")) == 1
     assert len(daemon.lines("cloud stuck: failed again while backed off")) == 1
