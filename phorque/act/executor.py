@@ -32,11 +32,10 @@ from dataclasses import dataclass
 from phorque.act.crashpoints import crashpoint
 from phorque.act.events import EventType, emit
 from phorque.adapters.config import CloudSettings
-from phorque.adapters.state import StateStore
 from phorque.core.errors import CloudError, PhorqueError, TorqueError
 from phorque.core.model import NOTE_MARK, JobId, Node, NodeName, Snapshot, Stage
 from phorque.core.plan import Action, Kind, Plan, Status
-from phorque.core.ports import CloudGroup, TorqueAdmin
+from phorque.core.ports import CloudGroup, LifecycleRecords, TorqueAdmin
 from phorque.policy.view import drain_note, is_drain_note, join_note
 
 log = logging.getLogger("phorque.executor")
@@ -86,11 +85,17 @@ def _refusal(exc: TorqueError) -> str:
 
 
 class Executor:
-    """Applies one plan. ``providers`` maps cloud names to their groups."""
+    """Applies one plan. ``providers`` maps cloud names to their groups; ``state`` keeps the
+    instances' records. The daemon gives it the command-line Torque, the boto3 groups and the
+    state store; the replay gives it its simulated cluster, groups and records, so that both
+    apply plans by the same rules. ``remove_workers`` bounds the node deletions run side by
+    side (1: one after the other, in the plan's order)."""
 
     def __init__(self, torque: TorqueAdmin, providers: Mapping[str, CloudGroup], settings: Mapping[str, CloudSettings],
-                 state: StateStore, now: float, on_cloud_result: Callable[[str, str | None], None]):
+                 state: LifecycleRecords, now: float, on_cloud_result: Callable[[str, str | None], None],
+                 remove_workers: int = REMOVE_WORKERS):
         self.torque = torque
+        self.remove_workers = remove_workers
         self.providers = providers
         self.settings = settings
         self.state = state
@@ -105,7 +110,7 @@ class Executor:
 
     def apply(self, plan: Plan, snapshot: Snapshot) -> list[Outcome]:
         self.snapshot = snapshot
-        self.dns = {i.id: i.node_name for c in snapshot.clouds for i in c.instances if i.id}
+        self._dns: dict[str, NodeName | None] | None = None
         outcomes: list[Outcome] = []
         kicked = False
         ordered = plan.ordered()
@@ -139,6 +144,8 @@ class Executor:
                 self._report(action.cloud, str(exc))
         outcome = Outcome(action, status, detail)
         level = logging.WARNING if status == Status.FAILED else logging.INFO
+        if not log.isEnabledFor(level):
+            return outcome  # a replay applies hundreds of thousands of plans unlogged
         added = self.raised.get(action) if status == Status.DONE else None
         emit(log, EventType.of_action(action.kind.value), "%s -> %s%s", action, status, f" ({detail})" if detail else "",
              level=level, cloud=action.cloud, instance=action.instance, node=action.node,
@@ -149,13 +156,21 @@ class Executor:
     def _remove_all(self, removals: list[Action]) -> list[Outcome]:
         """Remove nodes side by side: each `qmgr delete node` holds for 2 s or more on a real
         pbs_server, and the server serves them in parallel threads."""
-        if len(removals) <= 1:
+        if len(removals) <= 1 or self.remove_workers <= 1:
             return [self._apply_one(a) for a in removals]
-        with ThreadPoolExecutor(max_workers=min(len(removals), REMOVE_WORKERS),
+        with ThreadPoolExecutor(max_workers=min(len(removals), self.remove_workers),
                                 thread_name_prefix="remove") as pool:
             return list(pool.map(self._apply_one, removals))
 
     # -- helpers ---------------------------------------------------------------------------
+    @property
+    def dns(self) -> dict[str, NodeName | None]:
+        """Each instance's node name in the snapshot (built when first needed: most plans
+        name their nodes)."""
+        if self._dns is None:
+            self._dns = {i.id: i.node_name for c in self.snapshot.clouds for i in c.instances if i.id}
+        return self._dns
+
     def _report(self, cloud: str, error: str | None) -> None:
         if error is not None:
             self.failed_clouds.add(cloud)

@@ -17,9 +17,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
-from phorque.core.model import Instance, InstanceId, Job, JobId, LaunchFailure, Node, NodeName
+from phorque.core.model import (
+    Instance,
+    InstanceId,
+    Job,
+    JobId,
+    LaunchFailure,
+    Node,
+    NodeName,
+    Owned,
+    Stage,
+)
 
 
 class TorqueReader(Protocol):
@@ -139,4 +149,27 @@ class CloudGroup(Protocol):
         """Terminate one member and lower desired capacity by one, so that nothing replaces it.
         Refuses (CloudError ``NotAMember``) an instance of another group; after an error the
         group is read again, and a member found gone or going counts as terminated."""
+        ...
+
+
+class LifecycleRecords(Protocol):
+    """What the executor keeps of each instance it acts on (the state store for a site, the
+    replay's records in a replay). Every method returns once the record is kept."""
+
+    def get(self, instance_id: str) -> Owned | None:
+        """The instance's record, if there is one."""
+        ...
+
+    def set_stage(self, instance_id: InstanceId, cloud: str, stage: Stage, now: float, **changes: Any) -> Owned:
+        """Move an instance's record to ``stage`` (creating it), with these other fields."""
+        ...
+
+    def save_capacity(self, cloud: str, capacity: int, now: float, *, raise_only: bool = False) -> None:
+        """What a cloud's group is believed to pay for, for when it cannot be read;
+        ``raise_only`` keeps a higher belief."""
+        ...
+
+    def record_interruption(self, now: float, cloud: str, instance_id: str, node: str | None,
+                            requeued: list[str], lost: dict[str, str]) -> None:
+        """An instance the cloud took back: the jobs requeued, and those lost (job -> why)."""
         ...

@@ -24,10 +24,12 @@ class OwnedBook:
         if records:
             self.version += 1
 
-    def set_stage(self, instance_id: InstanceId, cloud: str, stage: Stage, now: float, **changes: Any) -> None:
+    def set_stage(self, instance_id: InstanceId, cloud: str, stage: Stage, now: float, **changes: Any) -> Owned:
         rec = self.records.get(instance_id) or Owned(instance_id=instance_id, cloud=cloud, stage=stage,
                                                      first_seen=now)
-        self.save([_changed(rec, stage=stage, **changes)], now)
+        rec = _changed(rec, stage=stage, **changes)
+        self.save([rec], now)
+        return rec
 
 
 _OWNED_FIELDS = tuple(f.name for f in fields(Owned))

@@ -31,8 +31,9 @@ time, so their wait runs to their next start) and loses the others.
 
 Each evaluation builds a :class:`~phorque.core.model.Snapshot` exactly as the engine does (clouds,
 nodes, jobs, lifecycle records brought up to date by :func:`phorque.core.observe.observe`, and the
-previous plan's memory), runs the real policy, and applies its plan with the executor's semantics
-(:mod:`phorque.replay.apply`).
+previous plan's memory), runs the real policy, and applies its plan with the daemon's own
+executor (:class:`phorque.act.executor.Executor`) on the simulated Torque, groups and records
+(:mod:`phorque.replay.ports`).
 """
 
 from __future__ import annotations
@@ -44,12 +45,15 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+from phorque.act.executor import Executor
+from phorque.core.errors import TorqueError
 from phorque.core.model import QUEUED, RUNNING, Chunk, Job, JobId
+from phorque.core.plan import Status
 from phorque.policy.base import Policy
-from phorque.replay.apply import SimExecutor
 from phorque.replay.clouds import SimInstance
 from phorque.replay.cluster import Possible
 from phorque.replay.metrics import ReplayResult, Tally, percentile
+from phorque.replay.ports import SimGroup, SimRecords, SimTorque
 from phorque.replay.scheduler import Scheduler, SimJob
 from phorque.replay.settings import ReplaySettings
 from phorque.replay.spot import rerunnable
@@ -103,7 +107,11 @@ class Simulation:
         # Jobs whose spot node was taken back, until Phorque requeues them; jobs it lost.
         self.stalled: dict[str, SimJob] = {}
         self.lost: list[SimJob] = []
-        self.world.requeue = self.requeue_node
+        self._requeued = False
+        # The daemon's executor applies the plans, on the simulated Torque, groups and records.
+        self._torque = SimTorque(self.world, self)
+        self._groups = {name: SimGroup(self.world, cloud) for name, cloud in self.clouds.items()}
+        self._records = SimRecords(self.world)
         # Evaluation bookkeeping.
         self.dirty = False
         self.last_eval = trace.start
@@ -250,8 +258,7 @@ class Simulation:
         cloud = self.clouds[inst.cloud]
         if inst.id not in cloud.live:
             return  # terminated before it booted
-        cloud.boot(inst)
-        self.world.touched.add(inst.id)
+        self.world.boot(inst)
         self._event()
 
     def _interrupt(self, inst: SimInstance) -> None:
@@ -276,47 +283,62 @@ class Simulation:
         job.end_at = None
         self.stalled[job.id] = job
 
-    def requeue_node(self, name: str) -> tuple[list[JobId], list[JobId]]:
-        """``qrerun -f`` of every job on node ``name``: a rerunnable job goes back to the queue
-        with its submit time; pbs_server refuses the others, and they are lost with the node."""
-        node = self.cluster.nodes.get(name)
-        if node is None:
-            return [], []
-        requeued, lost = [], []
-        now = self.now
-        for job_id in list(node.jobs):
-            job = self.running.get(job_id)
-            if job is not None:
-                self._stall(job)
-            job = self.stalled.pop(job_id, None)
-            if job is None:
-                continue
-            self.cluster.release(job.id, job.alloc)
-            self.scheduler.ended(job)
-            del self._running[job.id]
-            for share in job.alloc:
-                if share[0].instance:
-                    self.world.touched.add(share[0].instance)
-            if job.rerunnable:
-                job.start = None
-                job.alloc = []
-                self.scheduler.requeue(job)
-                self._queued[job.id] = Job(id=job.id, state=QUEUED, queue=job.queue, cores=job.cores,
-                                           chunks=job.chunks, walltime_secs=job.walltime,
-                                           queued_at=job.submit, gpus=job_gpus(job.chunks), rerunnable=True)
-                requeued.append(job.id)
-                self.tally.requeued += 1
-            else:
-                job.end = now
-                self.lost.append(job)
-                lost.append(job.id)
-                self.tally.lost_jobs += 1
-        if requeued:
-            # Back in submit order, as the queue lists them.
-            self._queued = dict(sorted(self._queued.items(), key=lambda item: item[1].queued_at or 0.0))
+    # -- jobs as Torque is asked to change them (replay.ports.JobControl) --------------------------
+    def listed_jobs(self) -> tuple[Job, ...]:
+        return self._jobs()
+
+    def _stopped(self, job_id: JobId) -> SimJob:
+        """A job on a node whose instance is gone; TorqueError if pbs_server would not know it."""
+        job = self.stalled.get(job_id) or self.running.get(job_id)
+        if job is None:
+            raise TorqueError(f"qrerun: Unknown Job Id {job_id}")
+        return job
+
+    def _take_off(self, job: SimJob) -> None:
+        """The job leaves its nodes, its work lost (``qrerun -f`` and ``qdel -p`` both)."""
+        if job.id in self.running:
+            self._stall(job)
+        del self.stalled[job.id]
+        self.cluster.release(job.id, job.alloc)
+        self.scheduler.ended(job)
+        del self._running[job.id]
+        for share in job.alloc:
+            if share[0].instance:
+                self.world.touched.add(share[0].instance)
         self._jobs_cache = None
         self.world.sched_due = True
-        return requeued, lost
+
+    def rerun_job(self, job_id: JobId) -> bool:
+        """``qrerun -f``: a rerunnable job goes back to the queue with its submit time; pbs_server
+        refuses the others (False, nothing changed)."""
+        job = self._stopped(job_id)
+        if not job.rerunnable:
+            return False
+        self._take_off(job)
+        job.start = None
+        job.alloc = []
+        self.scheduler.requeue(job)
+        self._queued[job.id] = Job(id=job.id, state=QUEUED, queue=job.queue, cores=job.cores,
+                                   chunks=job.chunks, walltime_secs=job.walltime,
+                                   queued_at=job.submit, gpus=job_gpus(job.chunks), rerunnable=True)
+        self._requeued = True
+        self.tally.requeued += 1
+        return True
+
+    def purge_job(self, job_id: JobId) -> None:
+        """``qdel -p`` of a job that died with its instance: its work is lost."""
+        job = self._stopped(job_id)
+        self._take_off(job)
+        job.end = self.now
+        self.lost.append(job)
+        self.tally.lost_jobs += 1
+
+    def _after_requeues(self) -> None:
+        if self._requeued:
+            # Back in submit order, as the queue lists them.
+            self._requeued = False
+            self._queued = dict(sorted(self._queued.items(), key=lambda item: item[1].queued_at or 0.0))
+            self._jobs_cache = None
 
     def _mom(self, name: str) -> None:
         node = self.cluster.nodes.get(name)
@@ -352,9 +374,15 @@ class Simulation:
         plan = self.policy.plan(snap)
         changed = False
         if plan.actions:
-            executor = SimExecutor(self.world, now)
-            changed = executor.apply(plan, snap)
-            self.outcomes.update(executor.outcomes)
+            for group in self._groups.values():
+                group.terminated = False
+            executor = Executor(self._torque, self._groups, {}, self._records, now, self.world.cloud_result,
+                                remove_workers=1)
+            outcomes = executor.apply(plan, snap)
+            for outcome in outcomes:
+                self.outcomes[(outcome.action.kind.value, outcome.status.value)] += 1
+            changed = any(o.status == Status.DONE for o in outcomes)
+            self._after_requeues()
             if self.world.interrupted:
                 self.world.forget_handled()
             if self.world.requeued:

@@ -1,7 +1,7 @@
 """The simulated world a plan acts on and a snapshot is read from: the cluster's nodes, the
 clouds' groups, and the state store's lifecycle records.
 
-The executor's actions (:mod:`phorque.replay.apply`) change it through the methods below, which
+The executor's actions (through :mod:`phorque.replay.ports`) change it with the methods below, which
 also note what the next observation must look at and when a scheduling cycle is due; the
 simulator reads it as the engine reads Torque, the clouds and the state store.
 
@@ -25,7 +25,7 @@ from phorque.adapters.cloud.backoff import (
     record_failure,
     record_success,
 )
-from phorque.core.model import CloudState, InstanceId, Job, JobId, NodeName, Owned, Snapshot
+from phorque.core.model import CloudState, InstanceId, Job, NodeName, Owned, Snapshot
 from phorque.core.observe import observe
 from phorque.replay.clouds import Interruption, SimCloud, SimInstance
 from phorque.replay.cluster import Cluster, SimNode
@@ -33,9 +33,6 @@ from phorque.replay.metrics import Tally
 from phorque.replay.owned import OwnedBook
 from phorque.replay.settings import ReplaySettings
 from phorque.replay.spot import INTERRUPTION, interruption_delay
-
-#: ``requeue(node) -> (requeued job ids, lost job ids)``: ``qrerun -f`` of every job on a node.
-Requeue = Callable[[str], tuple[list[JobId], list[JobId]]]
 
 # Event kinds, in the order they are handled at one instant; evaluations come last.
 END, BOOT, MOM, EVAL = 0, 1, 2, 9
@@ -77,10 +74,10 @@ class World:
         #: Taken-back instance -> its Torque node, while the node is listed.
         self.gone_nodes: dict[str, str] = {}
         self.interrupted: dict[str, Interruption] = {}
-        #: Set by the simulator: requeue the jobs of a node.
-        self.requeue: Requeue | None = None
         #: Jobs were requeued by the plan being applied (the daemon would see them change).
         self.requeued = False
+        #: Each booted instance by its DNS name, the name its Torque node takes.
+        self.booted: dict[NodeName, SimInstance] = {}
 
     # -- changes (the executor's, and the simulator's) -------------------------------------------------
     def set_desired(self, cloud_name: str, desired: int) -> None:
@@ -96,6 +93,13 @@ class World:
                     self._interrupt_seq += 1
                     heapq.heappush(self.interrupts, (at, self._interrupt_seq, inst))
         self.cloud_changed(cloud)
+
+    def boot(self, inst: SimInstance) -> None:
+        """The instance has booted: it is running, with its DNS name."""
+        self.clouds[inst.cloud].boot(inst)
+        if inst.dns:
+            self.booted[inst.dns] = inst
+        self.touched.add(inst.id)
 
     def next_interruption(self) -> float:
         """When the next spot interruption comes (``inf``: none), entries of instances that
@@ -149,6 +153,8 @@ class World:
         if cloud is None or inst is None:
             return False
         self.touched.add(instance_id)
+        if inst.dns:
+            self.booted.pop(inst.dns, None)
         node = self.cluster.nodes.get(inst.dns) if inst.dns else None
         if node is not None and not node.down:
             self.cluster.set_down(node, True)  # its pbs_mom is gone with it

@@ -9,8 +9,10 @@ import pytest
 
 from phorque.adapters.cloud.aws import AwsProvider
 from phorque.adapters.cloud.phantom import PhantomProvider
+from phorque.adapters.state import StateStore
 from phorque.adapters.torque.commands import Torque
-from phorque.core.ports import CloudGroup, TorqueAdmin, TorqueReader
+from phorque.core.ports import CloudGroup, LifecycleRecords, TorqueAdmin, TorqueReader
+from phorque.replay.ports import SimGroup, SimRecords, SimTorque
 from tests.fakes import MemoryCloud, MemoryTorque
 
 
@@ -30,8 +32,9 @@ def parameters(sig: inspect.Signature) -> list[tuple[str, object]]:
 
 
 @pytest.mark.parametrize(("port", "implementation"), [
-    (TorqueAdmin, Torque), (TorqueAdmin, MemoryTorque),
-    (CloudGroup, AwsProvider), (CloudGroup, PhantomProvider), (CloudGroup, MemoryCloud),
+    (TorqueAdmin, Torque), (TorqueAdmin, MemoryTorque), (TorqueAdmin, SimTorque),
+    (CloudGroup, AwsProvider), (CloudGroup, PhantomProvider), (CloudGroup, MemoryCloud), (CloudGroup, SimGroup),
+    (LifecycleRecords, StateStore), (LifecycleRecords, SimRecords),
 ])
 def test_an_implementation_has_every_method_of_its_port_with_the_same_parameters(port, implementation):
     methods = port_methods(port)
