@@ -107,7 +107,6 @@ class Simulation:
         # Jobs whose spot node was taken back, until Phorque requeues them; jobs it lost.
         self.stalled: dict[str, SimJob] = {}
         self.lost: list[SimJob] = []
-        self._requeued = False
         # The daemon's executor applies the plans, on the simulated Torque, groups and records.
         self._torque = SimTorque(self.world, self)
         self._groups = {name: SimGroup(self.world, cloud) for name, cloud in self.clouds.items()}
@@ -321,7 +320,6 @@ class Simulation:
         self._queued[job.id] = Job(id=job.id, state=QUEUED, queue=job.queue, cores=job.cores,
                                    chunks=job.chunks, walltime_secs=job.walltime,
                                    queued_at=job.submit, gpus=job_gpus(job.chunks), rerunnable=True)
-        self._requeued = True
         self.tally.requeued += 1
         return True
 
@@ -332,13 +330,6 @@ class Simulation:
         job.end = self.now
         self.lost.append(job)
         self.tally.lost_jobs += 1
-
-    def _after_requeues(self) -> None:
-        if self._requeued:
-            # Back in submit order, as the queue lists them.
-            self._requeued = False
-            self._queued = dict(sorted(self._queued.items(), key=lambda item: item[1].queued_at or 0.0))
-            self._jobs_cache = None
 
     def _mom(self, name: str) -> None:
         node = self.cluster.nodes.get(name)
@@ -382,11 +373,13 @@ class Simulation:
             for outcome in outcomes:
                 self.outcomes[(outcome.action.kind.value, outcome.status.value)] += 1
             changed = any(o.status == Status.DONE for o in outcomes)
-            self._after_requeues()
             if self.world.interrupted:
                 self.world.forget_handled()
-            if self.world.requeued:
+            if self.world.requeued:  # jobs were requeued or purged (SimTorque)
                 self.world.requeued = False
+                # Back in submit order, as the queue lists them.
+                self._queued = dict(sorted(self._queued.items(), key=lambda item: item[1].queued_at or 0.0))
+                self._jobs_cache = None
                 self._event()  # the requeued jobs changed in the jobs directory
         self.memory = plan.memory
         self.evaluations += 1
