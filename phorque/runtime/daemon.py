@@ -30,10 +30,10 @@ from phorque.adapters.state import StateStore
 from phorque.core.errors import ConfigError, PhorqueError, TransientError
 from phorque.core.model import Job, in_queues, summarize
 from phorque.core.plan import Kind, Status
+from phorque.core.ratelimit import EvaluationBucket
 from phorque.policy.why import WhyKind, explain
 from phorque.runtime.clock import SYSTEM, Clock
 from phorque.runtime.nudge import NudgeListener
-from phorque.runtime.ratelimit import EvaluationBucket
 from phorque.runtime.spotwatch import SpotWatch
 from phorque.runtime.triggers import Fired, Trigger
 from phorque.runtime.watcher import TorqueWatcher, is_file_event
@@ -45,7 +45,7 @@ log = logging.getLogger("phorque.daemon")
 
 #: The first retry of a skipped evaluation; each further skip doubles it, up to loop_sleep_secs.
 RETRY_FIRST_SECS = 5.0
-#: The rate limit of evaluations that file events and nudges ask for (phorque.runtime.ratelimit): one per
+#: The rate limit of evaluations that file events and nudges ask for (phorque.core.ratelimit): one per
 #: this many seconds in a flood, gathered into one evaluation (and its cloud calls) however fast
 #: the flood comes; up to RATE_BURST back to back after a quiet moment, so that a job submitted
 #: just after another is not delayed. Two a second: a site whose every job launches an instance

@@ -8,8 +8,8 @@ import time
 from types import SimpleNamespace
 
 from phorque.adapters.config import load_config
+from phorque.core.ratelimit import EvaluationBucket
 from phorque.runtime.daemon import Daemon
-from phorque.runtime.ratelimit import EvaluationBucket
 from tests.integration.kit import conf_text
 
 

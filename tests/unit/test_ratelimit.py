@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from phorque.runtime.ratelimit import EvaluationBucket
+from phorque.core.ratelimit import EvaluationBucket
 
 
 def test_a_quiet_bucket_lets_a_burst_through_at_once():
