@@ -36,8 +36,9 @@ class EvaluationBucket:
         self.tokens = max(0.0, self.tokens - 1.0)
 
     def not_before(self, now: float) -> float:
-        """The earliest moment a triggered evaluation may start."""
-        self._refill(now)
-        if self.tokens >= 1.0:
+        """The earliest moment at or after ``now`` a triggered evaluation may start. It changes
+        nothing: asked at any moment, it names the same one."""
+        tokens = min(float(self.burst), self.tokens + max(0.0, now - self.updated) / self.interval)
+        if tokens >= 1.0:
             return now
-        return now + (1.0 - self.tokens) * self.interval
+        return now + (1.0 - tokens) * self.interval

@@ -3,7 +3,8 @@
 Triggers are Torque's files (:mod:`phorque.runtime.watcher`), nudges from ``phorque-evaluate`` and the
 submit filter (:mod:`phorque.runtime.nudge`), the policy's own wake-up time (an idle instance reaching
 its drain moment), a retry after a skipped evaluation (5 s, doubling up to ``loop_sleep_secs``)
-and a full reconciliation every ``loop_sleep_secs``. SIGTERM and SIGINT stop
+and a full reconciliation every ``loop_sleep_secs``; when each is due is
+:class:`phorque.core.schedule.Schedule`'s to say, which the replay follows too. SIGTERM and SIGINT stop
 the loop after the current step; SIGHUP reloads the configuration (a broken file is reported and
 the running configuration kept).
 """
@@ -12,7 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import signal
 import time
@@ -30,7 +30,7 @@ from phorque.adapters.state import StateStore
 from phorque.core.errors import ConfigError, PhorqueError, TransientError
 from phorque.core.model import Job, in_queues, summarize
 from phorque.core.plan import Kind, Status
-from phorque.core.ratelimit import EvaluationBucket
+from phorque.core.schedule import MIN_EVALUATION_INTERVAL_SECS, RATE_BURST, Schedule
 from phorque.policy.why import WhyKind, explain
 from phorque.runtime.clock import SYSTEM, Clock
 from phorque.runtime.nudge import NudgeListener
@@ -43,21 +43,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("phorque.daemon")
 
-#: The first retry of a skipped evaluation; each further skip doubles it, up to loop_sleep_secs.
-RETRY_FIRST_SECS = 5.0
-#: The rate limit of evaluations that file events and nudges ask for (phorque.core.ratelimit): one per
-#: this many seconds in a flood, gathered into one evaluation (and its cloud calls) however fast
-#: the flood comes; up to RATE_BURST back to back after a quiet moment, so that a job submitted
-#: just after another is not delayed. Two a second: a site whose every job launches an instance
-#: and starts on it a moment later asks for more than one a second, and at one the submits
-#: waited for the bucket (a reaction's p99 of 1.1 s against 0.4 s).
-MIN_EVALUATION_INTERVAL_SECS = 0.5
-RATE_BURST = 3
 #: Triggers gathered into one evaluation from which the rate limit is logged.
 RATE_LOG_THRESHOLD = 20
-#: How soon nodes that still listed an ended job are read again (pbs_server frees a job's slots
-#: a moment after it writes the job's end record).
-SETTLE_SECS = 2.0
 #: Triggers that may find nothing changed in Torque, and then cost no evaluation: file events,
 #: and the submit filter's nudge (sent before its job exists; the job's Q record follows).
 SKIPPABLE = frozenset({"submit filter"})
@@ -85,14 +72,6 @@ def running_daemon(config: Config) -> int | None:
 
 class AlreadyRunning(PhorqueError):
     pass
-
-
-def settling(wake_at: float | None, ev: Evaluation, now: float) -> float | None:
-    """The wake-up, brought forward to SETTLE_SECS from now when nodes still listed an ended
-    job (a real pbs_server frees the slots a moment after writing the E record)."""
-    if not ev.unsettled:
-        return wake_at
-    return min(wake_at if wake_at is not None else math.inf, now + SETTLE_SECS)
 
 
 class Daemon:
@@ -388,25 +367,20 @@ class Daemon:
                  evaluations=self.evaluations)
 
     def _loop(self, config_path: str) -> None:
-        next_sweep = self.clock.monotonic()  # the first evaluation is a full reconciliation
-        wake_at: float | None = None   # wall-clock time the policy asked to look again
+        p = self.config.phorque
+        schedule = Schedule.starting(self.clock.monotonic(), p.loop_sleep_secs, p.event_delay_secs)
         fired = Fired()
-        first = True
         reloaded = False
-        retry = 0.0                    # seconds before retrying a skipped evaluation
-        bucket = EvaluationBucket(MIN_EVALUATION_INTERVAL_SECS, RATE_BURST)
-        settled = 0.0                  # monotonic time the last triggered evaluation ended
         while not self.stopping:
             if self.reload_requested:
                 self._reload(config_path)
                 reloaded = True
-            sweep = self.clock.monotonic() >= next_sweep
-            wake_due = wake_at is not None and self.clock.time() >= wake_at
-            if fired or sweep or wake_due:
-                if sweep and self.watcher is not None:
+                schedule.loop_secs = float(self.config.phorque.loop_sleep_secs)
+                schedule.event_delay_secs = float(self.config.phorque.event_delay_secs)
+            due = schedule.due(self.clock.monotonic(), self.clock.time(), bool(fired))
+            if due is not None:
+                if due.sweep and self.watcher is not None:
                     self.watcher.ensure()
-                why = ("start" if first else "periodic reconciliation" if sweep
-                       else "retry" if retry else "policy wake-up")
                 if fired.total >= RATE_LOG_THRESHOLD:
                     log.info("rate limit: %d triggers gathered into one evaluation (at most one per "
                              "%.1f s)", fired.total, MIN_EVALUATION_INTERVAL_SECS)
@@ -414,60 +388,40 @@ class Daemon:
                 # retrying and when asked by hand: the live view is then (re)built, and what it
                 # got wrong is logged.
                 # phorque-evaluate is an administrator's "look now": at everything.
-                full = first or sweep or reloaded or retry > 0 or "phorque-evaluate" in fired.reasons
-                ev = self.evaluate(fired, why, full=full, may_skip=not wake_due)
-                if fired:
-                    # Triggers after this one are gathered for event_delay_secs. A look of the
-                    # daemon's own (a reconciliation, a wake-up to join a booting instance)
-                    # ends no quiet moment: the next submit is answered at once.
-                    settled = self.clock.monotonic()
+                full = due.full or reloaded or "phorque-evaluate" in fired.reasons
+                ev = self.evaluate(fired, due.look.value, full=full, may_skip=not due.wake)
                 if ev is not None and ev.unchanged:
-                    wake_at = settling(wake_at, ev, self.clock.time())
-                    fired = self._wait(next_sweep, wake_at, bucket, settled)
+                    schedule.found_unchanged(self.clock.monotonic(), self.clock.time(), bool(fired),
+                                             bool(ev.unsettled))
+                    fired = self._wait(schedule)
                     continue
-                if fired:
-                    # Only what file events and nudges ask for is rate-limited: a reconciliation
-                    # or a policy's wake-up must not make the next submit wait.
-                    bucket.take(self.clock.monotonic())
+                schedule.evaluated(self.clock.monotonic(), self.clock.time(), due, bool(fired),
+                                   completed=ev is not None,
+                                   wake_at=ev.plan.wake_at if ev is not None else None,
+                                   unsettled=ev is not None and bool(ev.unsettled))
                 self.last_ok = ev is not None
-                first = reloaded = False
+                reloaded = False
                 # "skipped" when it did not complete: phorque-evaluate must not report the
                 # previous result as this one's.
                 answer = "done" if ev is not None else "skipped"
                 for nonce, sender in fired.waiters:
                     if self.listener is not None:
                         self.listener.reply(sender, f"{answer} {nonce}")
-                if sweep:
-                    next_sweep = self.clock.monotonic() + self.config.phorque.loop_sleep_secs
-                if ev is not None:
-                    retry = 0.0
-                    wake_at = settling(ev.plan.wake_at, ev, self.clock.time())
-                else:
-                    # A skipped evaluation (Torque unreadable, the lock busy) is tried again soon,
-                    # backing off to loop_sleep_secs: the work that asked for it must not wait
-                    # for the next reconciliation, and a long outage must not make a busy loop.
-                    retry = min(max(2 * retry, RETRY_FIRST_SECS), self.config.phorque.loop_sleep_secs)
-                    wake_at = self.clock.time() + retry
-                    log.info("next try in %.0f s", retry)
-                if wake_at is not None:
-                    wake_at = max(wake_at, self.clock.time() + 1.0)  # never spin on a past moment
+                if ev is None:
+                    log.info("next try in %.0f s", schedule.retry_secs)
                 self._heartbeat()
             if self.once or self.stopping:
                 return
-            fired = self._wait(next_sweep, wake_at, bucket, settled)
+            fired = self._wait(schedule)
 
-    def _wait(self, next_sweep: float, wake_at: float | None, bucket: EvaluationBucket,
-              settled: float) -> Fired:
+    def _wait(self, schedule: Schedule) -> Fired:
         """Wait for the next trigger, the policy's wake-up or the reconciliation. The first
         trigger after a quiet moment is answered at once; triggers that come while an
         evaluation runs, or within event_delay_secs after an evaluation triggers asked for, are
         gathered until then (and the rate limit may hold a flood a little longer)."""
-        timeout = next_sweep - self.clock.monotonic()
-        if wake_at is not None:
-            timeout = min(timeout, wake_at - self.clock.time())
-        not_before = max(bucket.not_before(self.clock.monotonic()),
-                         settled + self.config.phorque.event_delay_secs)
-        fired = self.trigger.wait(max(0.0, timeout), not_before=not_before)
+        mono = self.clock.monotonic()
+        fired = self.trigger.wait(schedule.timeout(mono, self.clock.time()),
+                                  not_before=schedule.gather_until(mono))
         fired.reasons.pop("stop", None)
         fired.reasons.pop("reload", None)
         return fired

@@ -16,7 +16,8 @@ import threading
 
 import pytest
 
-from phorque.runtime.daemon import RETRY_FIRST_SECS, Daemon
+from phorque.core.schedule import RETRY_FIRST_SECS
+from phorque.runtime.daemon import Daemon
 from tests.component.bed import Bed
 from tests.waiting import wait_for
 

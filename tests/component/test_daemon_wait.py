@@ -9,6 +9,7 @@ from types import SimpleNamespace
 
 from phorque.adapters.config import load_config
 from phorque.core.ratelimit import EvaluationBucket
+from phorque.core.schedule import Schedule
 from phorque.runtime.daemon import Daemon
 from tests.integration.kit import conf_text
 
@@ -26,7 +27,9 @@ def wait_in_thread(d: Daemon, settled: float):
     box = {}
 
     def run():
-        box["fired"] = d._wait(time.monotonic() + 3600, None, EvaluationBucket(1.0, 3), settled)
+        schedule = Schedule(3600.0, d.config.phorque.event_delay_secs, next_sweep=time.monotonic() + 3600,
+                            settled=settled, bucket=EvaluationBucket(1.0, 3))
+        box["fired"] = d._wait(schedule)
         done.set()
 
     threading.Thread(target=run, daemon=True).start()

@@ -156,7 +156,7 @@ def test_a_flood_of_nudges_costs_a_bounded_number_of_evaluations(make_sandbox, m
     import socket
     import time
 
-    from phorque.runtime.daemon import MIN_EVALUATION_INTERVAL_SECS, RATE_BURST
+    from phorque.core.schedule import MIN_EVALUATION_INTERVAL_SECS, RATE_BURST
 
     sandbox = make_sandbox(nodes=1, np=2)
     port = free_udp_port()
