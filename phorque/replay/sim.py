@@ -5,11 +5,15 @@ ending, an instance finishing its boot, a pbs_mom reporting) change the simulate
 order; after the events of an instant the scheduler starts what it can. The policy is evaluated
 as the daemon evaluates it:
 
-* ``events`` mode (the daemon's loop, :mod:`phorque.runtime.daemon`): a submit, a job end and a finished
-  boot each ask for an evaluation ``event_delay_secs`` later (events inside that window share
-  it); the latest plan's ``wake_at`` asks for one then (each plan replaces the previous wake-up,
-  which is never less than a second ahead); and the periodic reconciliation runs every
-  ``loop_sleep_secs`` from the start;
+* ``events`` mode (the daemon's loop, :mod:`phorque.runtime.daemon`): a submit, a job end, a
+  finished boot and a spot interruption are triggers. When each evaluation comes is the
+  daemon's own schedule (:class:`phorque.core.schedule.Schedule`): the first trigger after a
+  quiet moment is answered at once; triggers within ``event_delay_secs`` after an evaluation
+  triggers asked for are gathered into the next one, and the rate limit (three back to back,
+  then one per 0.5 s) bounds a flood; the latest plan's ``wake_at`` asks for one then (each
+  plan replaces the previous wake-up, which is never less than a second ahead); and the
+  periodic reconciliation comes ``loop_sleep_secs`` after the previous one. An evaluation takes
+  no simulated time;
 * ``poll`` mode (the original): only the periodic evaluation, every ``loop_sleep_secs``.
 
 Both evaluate once when the replay starts (at the window's start), as the daemon does when it
@@ -49,6 +53,7 @@ from phorque.act.executor import Executor
 from phorque.core.errors import TorqueError
 from phorque.core.model import QUEUED, RUNNING, Chunk, Job, JobId
 from phorque.core.plan import Status
+from phorque.core.schedule import Schedule
 from phorque.policy.base import Policy
 from phorque.replay.clouds import SimInstance
 from phorque.replay.cluster import Possible
@@ -58,11 +63,9 @@ from phorque.replay.scheduler import Scheduler, SimJob
 from phorque.replay.settings import ReplaySettings
 from phorque.replay.spot import rerunnable
 from phorque.replay.trace import DAY, Trace
-from phorque.replay.world import BOOT, END, EVAL, World
+from phorque.replay.world import BOOT, END, World
 
 INF = math.inf
-#: A wake-up is at least this far ahead (the daemon's loop: "never spin on a past moment").
-WAKE_GUARD_SECS = 1.0
 
 #: ``progress(fraction of the trace submitted, simulated time, events handled)``
 Progress = Callable[[float, float, int], None]
@@ -111,22 +114,22 @@ class Simulation:
         self._torque = SimTorque(self.world, self)
         self._groups = {name: SimGroup(self.world, cloud) for name, cloud in self.clouds.items()}
         self._records = SimRecords(self.world)
-        # Evaluation bookkeeping.
-        self.dirty = False
-        self.last_eval = trace.start
-        # The daemon's periodic reconciliation: every loop_sleep_secs from its start.
-        self.tick_at: float | None = None if settings.skip_idle else trace.start + settings.loop_sleep_secs
-        self.eval_pending: float | None = None
-        #: The latest plan's wake-up (each plan replaces it, as in the daemon's loop).
-        self.wake_at: float | None = None
+        # When to evaluate: the daemon's own schedule. It starts with an evaluation (a full
+        # reconciliation, so nothing is "unchanged" yet); in poll mode a plan's wake-up only
+        # keeps the reconciliation after it from being skipped.
+        self.poll = settings.mode == "poll"
+        self.schedule = Schedule.starting(trace.start, settings.loop_sleep_secs, settings.event_delay_secs,
+                                          wake_ups=not self.poll)
+        #: Something changed since the last evaluation: the next reconciliation is not skipped.
+        self.dirty = True
+        #: When the first trigger since the last evaluation fired (the daemon's wait takes it).
+        self.trigger_at: float | None = None
         # What can never run: judged on the whole possible cluster (by cores as the policies'
         # limits count them, and by the shapes of the static nodes and the clouds' instances).
         self._possible = Possible(self.cluster.nodes.values(), (c.spec for c in self.clouds.values()))
         self._never_memo: dict[tuple, bool] = {}
         span = max(trace.end - trace.start, 3600.0)
         self.tally.curves(trace.start, span / max(1, settings.samples))
-        # The daemon evaluates when it starts, at the start of the window.
-        self._push(trace.start, EVAL, None)
 
     @property
     def now(self) -> float:
@@ -140,47 +143,38 @@ class Simulation:
     def _push(self, at: float, kind: int, item: Any) -> None:
         self._seq += 1
         heapq.heappush(self._heap, (at, kind, self._seq, item))
-        if kind != EVAL:
-            self._state_events += 1
-
-    def _next_tick(self, at: float) -> float:
-        """The first reconciliation at or after ``at`` that is later than the last evaluation."""
-        start, loop = self.trace.start, self.settings.loop_sleep_secs
-        tick = start + max(0, math.ceil((at - start) / loop - 1e-9)) * loop
-        while tick <= self.last_eval:
-            tick += loop
-        return tick
+        self._state_events += 1
 
     def mark_dirty(self) -> None:
         """Something changed: the next periodic reconciliation must not be skipped.
 
-        The daemon reconciles at every ``loop_sleep_secs``, so the next tick is due even when a
-        plan's wake-up (poll mode) already set ``tick_at`` further ahead: the earlier wins."""
+        The reconciliations skipped while nothing changed are counted as made at their times,
+        so the next one is the daemon's next one (even when a plan's wake-up, in poll mode, is
+        further ahead: the earlier wins)."""
         if not self.dirty:
             self.dirty = True
-            tick = self._next_tick(self.now)
-            if self.tick_at is None or tick < self.tick_at:
-                self.tick_at = tick
+            if self.settings.skip_idle:
+                self.schedule.skip_sweeps_until(self.now)
 
     def _event(self) -> None:
-        """A change the daemon is told about (accounting log, jobs directory, boot)."""
+        """A change the daemon is told about (accounting log, jobs directory, boot): a trigger."""
         self.mark_dirty()
-        if self.settings.mode == "events" and self.eval_pending is None:
-            self.eval_pending = self.now + self.settings.event_delay_secs
-            self._push(self.eval_pending, EVAL, None)
+        if not self.poll and self.trigger_at is None:
+            self.trigger_at = self.now
 
-    def _wake(self, at: float | None) -> None:
-        """A plan's ``wake_at``: in events mode it replaces the previous one, and is never less
-        than a second ahead (the daemon's guard against spinning); in poll mode the periodic
-        evaluation that follows it must not be skipped."""
-        if at is not None and at <= self.now:
-            self.counters["wake_at not after the evaluation"] += 1
-        if self.settings.mode == "events":
-            self.wake_at = None if at is None else max(at, self.now + WAKE_GUARD_SECS)
-        elif at is not None:
-            tick = self._next_tick(at)
-            if self.tick_at is None or tick < self.tick_at:
-                self.tick_at = tick
+    def _look_at(self) -> float:
+        """When the daemon's loop evaluates next (``inf``: not until something happens).
+
+        A reconciliation when nothing changed since the last evaluation is left out (the
+        policy would see the same snapshot with a later clock, and says through ``wake_at``
+        when the clock alone would change its mind)."""
+        s = self.schedule
+        sweeps = self.dirty or not self.settings.skip_idle
+        if not self.poll:
+            return s.look_at(self.now, self.trigger_at, sweeps)
+        if sweeps:
+            return s.next_sweep
+        return s.sweep_at_or_after(s.wake_at) if s.wake_at is not None else INF
 
     # -- jobs ----------------------------------------------------------------------------------------
     def _never_runs(self, job: SimJob) -> bool:
@@ -351,16 +345,14 @@ class Simulation:
 
     def evaluate(self) -> None:
         now = self.now
-        if self.tick_at is not None and self.tick_at <= now:
-            self.tick_at = None  # this evaluation is the reconciliation
-        self.last_eval = now
+        schedule = self.schedule
+        if not self.dirty and self.settings.skip_idle:
+            schedule.skip_sweeps_until(now)  # those left out while nothing changed
+        triggered = self.trigger_at is not None
+        due = schedule.due(now, now, triggered)
+        assert due is not None, "an evaluation when none is due"
+        self.trigger_at = None  # the daemon's wait takes every trigger so far
         self.dirty = False
-        if self.settings.skip_idle:
-            self.tick_at = None
-        elif self.tick_at is None:
-            self.tick_at = self._next_tick(now)
-        if self.eval_pending is not None and self.eval_pending <= now:
-            self.eval_pending = None
         snap = self.world.snapshot(self._jobs(), self.memory)
         plan = self.policy.plan(snap)
         changed = False
@@ -385,7 +377,9 @@ class Simulation:
         self.evaluations += 1
         if changed:
             self.mark_dirty()
-        self._wake(plan.wake_at)
+        if plan.wake_at is not None and plan.wake_at <= now:
+            self.counters["wake_at not after the evaluation"] += 1
+        schedule.evaluated(now, now, due, triggered, completed=True, wake_at=plan.wake_at)
 
     # -- the loop ------------------------------------------------------------------------------------
     def run(self) -> ReplayResult:
@@ -404,9 +398,7 @@ class Simulation:
         while True:
             t_submit = jobs[nxt].submit if nxt < total else INF
             t_heap = heap[0][0] if heap else INF
-            t_tick = self.tick_at if self.tick_at is not None else INF
-            t_wake = self.wake_at if self.wake_at is not None else INF
-            t = min(t_submit, t_heap, t_tick, t_wake)
+            t = min(t_submit, t_heap, self._look_at())
             if t == INF:
                 break  # nothing will ever happen again but interruptions of idle instances
             t_spot = self.world.next_interruption() if self.world.interrupts else INF
@@ -423,12 +415,8 @@ class Simulation:
                 self._submit(nxt)
                 nxt += 1
                 self.events += 1
-            evaluate = False
             while heap and heap[0][0] <= t:
                 _, kind, _, item = heapq.heappop(heap)
-                if kind == EVAL:
-                    evaluate = True
-                    continue
                 self._state_events -= 1
                 self.events += 1
                 if kind == END:
@@ -443,19 +431,14 @@ class Simulation:
                 self._interrupt(inst)
             if self.world.sched_due:
                 self._schedule()
-            if (self.tick_at is not None and self.tick_at <= t) or (
-                    self.wake_at is not None and self.wake_at <= t):
-                evaluate = True
-            if evaluate:
-                if self.eval_pending is not None and self.eval_pending <= t:
-                    self.eval_pending = None
+            if self._look_at() <= t:
                 self.evaluate()
                 if self.world.sched_due:
                     self._schedule()
             self.tally.advance(t, len(self._queued), self.world.live)
             if tail_end is None and nxt >= total and not self.running and not self.stalled and (
                     not self.scheduler.queue
-                    or (self._state_events == 0 and not self.dirty and self.eval_pending is None)):
+                    or (self._state_events == 0 and not self.dirty and self.trigger_at is None)):
                 # Every job that can start has ended: let the policy release its instances.
                 work_end = t
                 if self.world.live == 0:

@@ -34,8 +34,8 @@ from phorque.replay.owned import OwnedBook
 from phorque.replay.settings import ReplaySettings
 from phorque.replay.spot import INTERRUPTION, interruption_delay
 
-# Event kinds, in the order they are handled at one instant; evaluations come last.
-END, BOOT, MOM, EVAL = 0, 1, 2, 9
+# Event kinds, in the order they are handled at one instant (evaluations come after them all).
+END, BOOT, MOM = 0, 1, 2
 
 
 class World:

@@ -23,11 +23,15 @@ The model
   are skipped. A job wider than the static cores plus every cloud at ``max_instances`` is never
   scheduled (``never_run``); one that only this policy never gave room stays queued
   (``unstarted``). Both are left out of the mean wait.
-* **Evaluations** (the daemon in ``events`` mode): one at the start; a submit, a job end and a
-  finished boot ask for one ``event_delay`` later (events in that window share it); a plan's
-  wake-up (at least a second ahead; each plan replaces the previous one); and a reconciliation at
-  every ``loop`` seconds from the start, skipped when nothing changed since the previous
-  evaluation (changes: those events, jobs started, a plan that did something). A plan made from
+* **Evaluations** (the daemon in ``events`` mode): one at the start. A submit, a job end and a
+  finished boot are triggers: the first after a quiet moment is answered at once; one that comes
+  within ``event_delay`` after an evaluation that triggers asked for waits until then (those in
+  that window share it); and after three back to back, one each 0.5 s at most (a token bucket).
+  A plan's wake-up (at least a second ahead; each plan replaces the previous one); and a
+  reconciliation ``loop`` seconds after the previous one, skipped when nothing changed since the
+  previous evaluation (changes: those events, jobs started, a plan that did something), and then
+  counted as made at its time. A trigger heard before a wake-up or a reconciliation that waits
+  past it is answered with it, in one evaluation. A plan made from
   a look that shows instances not joined yet (those it joins now included), or that launches,
   looks again ``min(15, max(2, boot / 4))`` s later: nothing announces a finished boot.
 * **Instances**: asked for at ``t``, they boot at ``t + boot`` and join Torque at the first
@@ -142,6 +146,10 @@ class Setup:
     static_np: int
     clouds: tuple[Cloud, ...] = DEFAULT_CLOUDS
     event_delay: float = 0.2
+    #: The rate limit of triggered evaluations: ``burst`` back to back, then one per
+    #: ``rate_interval`` seconds.
+    burst: int = 3
+    rate_interval: float = 0.5
     loop: float = 120.0
     idle_secs: float = 60.0
     wake_guard: float = 1.0
@@ -216,11 +224,15 @@ class Reference:
         self.paid = [0.0] * len(setup.clouds)
         self.timeline: list[tuple[float, int, int, object]] = []   # (t, kind, seq, item)
         self._n = 0
-        self.eval_pending: float | None = None
         self.wake_at: float | None = None
-        self.tick_at: float | None = None
-        self.dirty = False
-        self.last_eval = workload.start
+        # The reconciliations: the first at the start, then every ``loop`` after the previous.
+        self.next_rec = workload.start
+        self.dirty = True           # the start's evaluation is never skipped
+        # Triggers: when the first one since the last evaluation came; the end of the window
+        # in which triggers wait for the next evaluation; the rate limit's tokens.
+        self.heard: float | None = None
+        self.quiet_at = -math.inf
+        self.tokens, self.tokens_at = float(setup.burst), workload.start
         self.sched_due = False
 
     # -- time --------------------------------------------------------------------------------------------
@@ -233,18 +245,33 @@ class Reference:
         if self.dirty:
             return
         self.dirty = True
-        loop, start = self.s.loop, self.w.start
-        tick = start + max(0, math.ceil((self.now - start) / loop - 1e-9)) * loop
-        while tick <= self.last_eval:
-            tick += loop
-        if self.tick_at is None or tick < self.tick_at:
-            self.tick_at = tick
+        self._skip_reconciliations()
+
+    def _skip_reconciliations(self) -> None:
+        """Those due while nothing changed are made at their times, and see nothing new."""
+        while self.next_rec < self.now:
+            self.next_rec += self.s.loop
 
     def _event(self) -> None:
-        """A submit, a job end or a boot: the daemon hears of it and evaluates soon after."""
+        """A submit, a job end or a boot: a trigger for the daemon."""
         self._changed()
-        if self.eval_pending is None:
-            self.eval_pending = self.now + self.s.event_delay
+        if self.heard is None:
+            self.heard = self.now
+
+    def _tokens(self, t: float) -> float:
+        return min(float(self.s.burst), self.tokens + max(0.0, t - self.tokens_at) / self.s.rate_interval)
+
+    def _next_evaluation(self) -> float:
+        """The reconciliation (unless nothing changed) or the wake-up; a trigger heard before
+        them is answered at once, unless it came within ``event_delay`` of an evaluation that
+        triggers asked for or the tokens ran out: then when those allow."""
+        due = min(self.next_rec if self.dirty else math.inf,
+                  self.wake_at if self.wake_at is not None else math.inf)
+        if self.heard is None or self.heard > due:
+            return due
+        at = max(self.heard, self.quiet_at)
+        short = 1.0 - self._tokens(at)
+        return at + short * self.s.rate_interval if short > 0 else at
 
     # -- the scheduler -----------------------------------------------------------------------------------
     def _schedule(self) -> None:
@@ -307,11 +334,12 @@ class Reference:
     # -- an evaluation -----------------------------------------------------------------------------------
     def _evaluate(self) -> None:
         now = self.now
-        self.last_eval = now
+        if not self.dirty:
+            self._skip_reconciliations()
+        reconciliation = now >= self.next_rec
+        triggered = self.heard is not None
+        self.heard = None
         self.dirty = False
-        self.tick_at = None
-        if self.eval_pending is not None and self.eval_pending <= now:
-            self.eval_pending = None
         joined = [i for k in self.live for i in k if i.node is not None]
         for inst in joined:       # what this look at Torque shows: which nodes are idle since when
             node = inst.node
@@ -376,21 +404,23 @@ class Reference:
         if acted:
             self._changed()
         self.wake_at = None if wake is None else max(wake, now + self.s.wake_guard)
+        if triggered:
+            self.quiet_at = now + self.s.event_delay
+            self.tokens, self.tokens_at = max(0.0, self._tokens(now) - 1.0), now
+        if reconciliation:
+            self.next_rec = now + self.s.loop
 
     # -- the run -------------------------------------------------------------------------------------------
     def run(self) -> Figures:
         wall = time.perf_counter()
         jobs, total, nxt = self.w.jobs, len(self.w.jobs), 0
-        self._at(self.w.start, EVAL, None)
         inf = math.inf
         work_end: float | None = None
         tail_end = inf
         while True:
             t = min(jobs[nxt].submit if nxt < total else inf,
                     self.timeline[0][0] if self.timeline else inf,
-                    self.eval_pending if self.eval_pending is not None else inf,
-                    self.tick_at if self.tick_at is not None else inf,
-                    self.wake_at if self.wake_at is not None else inf)
+                    self._next_evaluation())
             if t == inf:
                 break
             if work_end is not None and (t > tail_end or not any(self.live)):
@@ -405,7 +435,6 @@ class Reference:
                     self.queue.append(job)
                     self.sched_due = True
                 self._event()
-            evaluate = False
             while self.timeline and self.timeline[0][0] <= t:
                 _, kind, _, item = heapq.heappop(self.timeline)
                 if kind == END:
@@ -415,20 +444,14 @@ class Reference:
                     if inst in self.live[inst.cloud]:
                         inst.booted = True
                         self._event()
-                else:
-                    evaluate = True
             if self.sched_due:
                 self._schedule()
-            for due in (self.eval_pending, self.tick_at, self.wake_at):
-                if due is not None and due <= t:
-                    evaluate = True
-            if evaluate:
+            if self._next_evaluation() <= t:
                 self._evaluate()
                 if self.sched_due:
                     self._schedule()
             if work_end is None and nxt >= total and not self.running and (
-                    not self.queue or (self._no_state_events() and not self.dirty
-                                       and self.eval_pending is None)):
+                    not self.queue or (not self.timeline and not self.dirty and self.heard is None)):
                 work_end = t
                 if not any(self.live):
                     break
@@ -448,11 +471,9 @@ class Reference:
             launched=sum(self.launched), work_end=end, run_secs=time.perf_counter() - wall,
             by_cloud=by_cloud, starts=self.starts, instances=self.lives)
 
-    def _no_state_events(self) -> bool:
-        return all(kind == EVAL for _, kind, _, _ in self.timeline)
 
 
-END, BOOT, EVAL = 0, 1, 2
+END, BOOT = 0, 1
 
 
 def simulate(workload: Workload, setup: Setup, policy: str) -> Figures:
