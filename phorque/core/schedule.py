@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import NamedTuple
 
 from phorque.core.ratelimit import EvaluationBucket
 
@@ -55,9 +56,8 @@ class Look(StrEnum):
     TRIGGER = "trigger"
 
 
-@dataclass(frozen=True)
-class Due:
-    """An evaluation that is due now."""
+class Due(NamedTuple):
+    """An evaluation that is due now (a tuple: the replay makes one per evaluation)."""
 
     look: Look
     #: The periodic reconciliation's time came (the next is counted from this evaluation's end).
@@ -109,7 +109,7 @@ class Schedule:
             return None
         look = (Look.START if self.first else Look.SWEEP if sweep else Look.RETRY if self.retry_secs
                 else Look.WAKE if wake else Look.TRIGGER)
-        return Due(look, sweep, wake, full=self.first or sweep or self.retry_secs > 0)
+        return Due(look, sweep, wake, self.first or sweep or self.retry_secs > 0)
 
     def timeout(self, mono: float, wall: float) -> float:
         """Seconds until the reconciliation or the wake-up, whichever comes first (at least 0)."""
@@ -129,12 +129,15 @@ class Schedule:
         ``first_trigger``), at that trigger, or as soon as gathering allows (a wait that has
         taken a trigger gathers until then, whatever else comes due meanwhile). ``sweeps=False``
         leaves the reconciliation out (a simulation that knows it would change nothing)."""
-        deadline = math.inf if not sweeps else self.next_sweep
-        if self.wake_ups and self.wake_at is not None and self.wake_at < deadline:
-            deadline = self.wake_at
-        deadline = max(deadline, now)
+        deadline = self.next_sweep if sweeps else math.inf
+        wake = self.wake_at
+        if wake is not None and wake < deadline and self.wake_ups:
+            deadline = wake
+        if deadline < now:
+            deadline = now
         if first_trigger is not None and first_trigger <= deadline:
-            return max(first_trigger, self.gather_until(first_trigger))
+            until = self.gather_until(first_trigger)
+            return until if until > first_trigger else first_trigger
         return deadline
 
     def sweep_at_or_after(self, t: float) -> float:
@@ -178,7 +181,8 @@ class Schedule:
         else:
             self.retry_secs = min(max(2 * self.retry_secs, RETRY_FIRST_SECS), self.loop_secs)
             wake = wall + self.retry_secs
-        self.wake_at = None if wake is None else max(wake, wall + WAKE_GUARD_SECS)
+        guard = wall + WAKE_GUARD_SECS
+        self.wake_at = None if wake is None else wake if wake > guard else guard
 
     @staticmethod
     def _settling(wake_at: float | None, unsettled: bool, wall: float) -> float | None:

@@ -17,18 +17,24 @@ class OwnedBook:
 
     def save(self, records: list[Owned], now: float) -> None:
         for rec in records:
-            if rec.stage == Stage.GONE:
-                self.records.pop(rec.instance_id, None)  # the store never reads them back
-            else:
-                self.records[rec.instance_id] = _changed(rec, updated_at=now)
+            self._keep(_changed(rec, updated_at=now))
         if records:
             self.version += 1
 
+    def _keep(self, rec: Owned) -> None:
+        if rec.stage == Stage.GONE:
+            self.records.pop(rec.instance_id, None)  # the store never reads them back
+        else:
+            self.records[rec.instance_id] = rec
+
     def set_stage(self, instance_id: InstanceId, cloud: str, stage: Stage, now: float, **changes: Any) -> Owned:
+        """As the store's: the record with its new stage (one made if there was none), saved
+        with the time of the change."""
         rec = self.records.get(instance_id) or Owned(instance_id=instance_id, cloud=cloud, stage=stage,
                                                      first_seen=now)
-        rec = _changed(rec, stage=stage, **changes)
-        self.save([rec], now)
+        rec = _changed(rec, stage=stage, updated_at=now, **changes)
+        self._keep(rec)
+        self.version += 1
         return rec
 
 

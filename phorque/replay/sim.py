@@ -124,6 +124,8 @@ class Simulation:
         self.dirty = True
         #: When the first trigger since the last evaluation fired (the daemon's wait takes it).
         self.trigger_at: float | None = None
+        #: When the next evaluation is due, until the schedule, a trigger or a change moves it.
+        self._look: float | None = None
         # What can never run: judged on the whole possible cluster (by cores as the policies'
         # limits count them, and by the shapes of the static nodes and the clouds' instances).
         self._possible = Possible(self.cluster.nodes.values(), (c.spec for c in self.clouds.values()))
@@ -153,6 +155,7 @@ class Simulation:
         further ahead: the earlier wins)."""
         if not self.dirty:
             self.dirty = True
+            self._look = None
             if self.settings.skip_idle:
                 self.schedule.skip_sweeps_until(self.now)
 
@@ -161,6 +164,7 @@ class Simulation:
         self.mark_dirty()
         if not self.poll and self.trigger_at is None:
             self.trigger_at = self.now
+            self._look = None
 
     def _look_at(self) -> float:
         """When the daemon's loop evaluates next (``inf``: not until something happens).
@@ -168,6 +172,11 @@ class Simulation:
         A reconciliation when nothing changed since the last evaluation is left out (the
         policy would see the same snapshot with a later clock, and says through ``wake_at``
         when the clock alone would change its mind)."""
+        if self._look is None:
+            self._look = self._next_look()
+        return self._look
+
+    def _next_look(self) -> float:
         s = self.schedule
         sweeps = self.dirty or not self.settings.skip_idle
         if not self.poll:
@@ -380,6 +389,7 @@ class Simulation:
         if plan.wake_at is not None and plan.wake_at <= now:
             self.counters["wake_at not after the evaluation"] += 1
         schedule.evaluated(now, now, due, triggered, completed=True, wake_at=plan.wake_at)
+        self._look = None
 
     # -- the loop ------------------------------------------------------------------------------------
     def run(self) -> ReplayResult:
