@@ -5,8 +5,9 @@ ending, an instance finishing its boot, a pbs_mom reporting) change the simulate
 order; after the events of an instant the scheduler starts what it can. The policy is evaluated
 as the daemon evaluates it:
 
-* ``events`` mode (the daemon's loop, :mod:`phorque.runtime.daemon`): a submit, a job end, a
-  finished boot and a spot interruption are triggers. When each evaluation comes is the
+* ``events`` mode (the daemon's loop, :mod:`phorque.runtime.daemon`): a submit, a job end and
+  a spot interruption are triggers (a finished boot is none: the daemon has nothing that tells
+  it, and finds the instance at the lifecycle's next look while it boots). When each evaluation comes is the
   daemon's own schedule (:class:`phorque.core.schedule.Schedule`): the first trigger after a
   quiet moment is answered at once; triggers within ``event_delay_secs`` after an evaluation
   triggers asked for are gathered into the next one, and the rate limit (three back to back,
@@ -19,12 +20,13 @@ as the daemon evaluates it:
 Both evaluate once when the replay starts (at the window's start), as the daemon does when it
 starts.
 
-A periodic evaluation is skipped when nothing has changed since the previous evaluation: the
-policy would see the same snapshot with a later clock, and policies say through ``wake_at`` when
-the clock alone would change their mind. The one difference it makes: a skipped evaluation does
-not move the policy's relative wake-ups (such as the lifecycle's "look again in 15 s" while
-instances boot), so later wake-up evaluations may fall a few seconds apart. ``skip_idle=False``
-evaluates at every period instead; the tests check that the figures agree.
+A periodic evaluation is skipped when nothing has changed since the previous evaluation and no
+instance boots: the policy would see the same snapshot with a later clock, and policies say
+through ``wake_at`` when the clock alone would change their mind. While an instance boots (or a
+cloud node is down) none is skipped: the lifecycle's "look again in 15 s" counts from each
+evaluation, so each one moves the next look (:meth:`World.booting`). ``skip_idle=False``
+evaluates at every period instead; the tests check that every figure but the number of
+evaluations is the same.
 
 Spot clouds (``market = spot``) lose instances: at a time drawn from the seed
 (:mod:`phorque.replay.spot`) the cloud takes a running instance back. Its node goes down at once
@@ -160,7 +162,7 @@ class Simulation:
                 self.schedule.skip_sweeps_until(self.now)
 
     def _event(self) -> None:
-        """A change the daemon is told about (accounting log, jobs directory, boot): a trigger."""
+        """A change the daemon is told about (accounting log, jobs directory, spot watch): a trigger."""
         self.mark_dirty()
         if not self.poll and self.trigger_at is None:
             self.trigger_at = self.now
@@ -178,7 +180,7 @@ class Simulation:
 
     def _next_look(self) -> float:
         s = self.schedule
-        sweeps = self.dirty or not self.settings.skip_idle
+        sweeps = self.dirty or not self.settings.skip_idle or self.world.booting()
         if not self.poll:
             return s.look_at(self.now, self.trigger_at, sweeps)
         if sweeps:
@@ -261,7 +263,9 @@ class Simulation:
         if inst.id not in cloud.live:
             return  # terminated before it booted
         self.world.boot(inst)
-        self._event()
+        # No trigger: nothing Torque writes says that an instance booted, so the daemon finds
+        # it at its next look (the lifecycle looks again every few seconds while one boots).
+        self.mark_dirty()
 
     def _interrupt(self, inst: SimInstance) -> None:
         """The cloud takes a spot instance back: its node goes down and the jobs on it stop
@@ -341,7 +345,7 @@ class Simulation:
         inst = self.clouds[node.cloud].live.get(node.instance) if node.cloud and node.instance else None
         if inst is None:
             return  # its instance is gone: the node stays down
-        self.cluster.set_down(node, False)
+        self.world.set_down(node, False)
         self.world.touched.add(inst.id)
         self.world.sched_due = True
         self.mark_dirty()

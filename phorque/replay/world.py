@@ -78,6 +78,9 @@ class World:
         self.requeued = False
         #: Each booted instance by its DNS name, the name its Torque node takes.
         self.booted: dict[NodeName, SimInstance] = {}
+        #: Torque nodes of each cloud, and the cloud nodes that are down (see ``booting``).
+        self.cloud_nodes: Counter[str] = Counter()
+        self.down_cloud_nodes: set[str] = set()
 
     # -- changes (the executor's, and the simulator's) -------------------------------------------------
     def set_desired(self, cloud_name: str, desired: int) -> None:
@@ -121,7 +124,7 @@ class World:
         if node is not None:
             self.gone_nodes[inst.id] = node.name
             if not node.down:
-                self.cluster.set_down(node, True)
+                self.set_down(node, True)
         self.cloud_changed(cloud)
         return node
 
@@ -157,7 +160,7 @@ class World:
             self.booted.pop(inst.dns, None)
         node = self.cluster.nodes.get(inst.dns) if inst.dns else None
         if node is not None and not node.down:
-            self.cluster.set_down(node, True)  # its pbs_mom is gone with it
+            self.set_down(node, True)  # its pbs_mom is gone with it
         self.cloud_changed(cloud)
         return True
 
@@ -175,7 +178,9 @@ class World:
         self.cluster.add(name, np, note=note, cloud=cloud, instance=instance, down=delay > 0,
                          mem=spec.instance_memory_mb if spec else 0, gpus=spec.instance_gpus if spec else 0,
                          properties=spec.node_properties if spec else ())
+        self.cloud_nodes[cloud] += 1
         if delay > 0:
+            self.down_cloud_nodes.add(name)
             self._push(self.now + delay, MOM, name)
         self.touched.add(instance)
         self.sched_due = True
@@ -187,8 +192,30 @@ class World:
         if not offline:
             self.sched_due = True
 
+    def set_down(self, node: SimNode, down: bool) -> None:
+        """A node's pbs_mom reported (``down`` False) or is gone."""
+        self.cluster.set_down(node, down)
+        if node.cloud:
+            if down:
+                self.down_cloud_nodes.add(node.name)
+            else:
+                self.down_cloud_nodes.discard(node.name)
+
+    def booting(self) -> bool:
+        """Instances are asked for or booting that are no Torque nodes yet, or a cloud node is
+        down: the lifecycle then looks again every few seconds, counted from each evaluation
+        (:func:`phorque.policy.lifecycle.boot_poll_secs`), so every evaluation moves its next
+        look, and none may be skipped."""
+        if self.down_cloud_nodes:
+            return True
+        counts = self.cloud_nodes
+        return any(max(c.desired, len(c.live)) > counts[name] for name, c in self.clouds.items())
+
     def remove_node(self, name: str) -> None:
         node = self.cluster.nodes[name]
+        if node.cloud:
+            self.cloud_nodes[node.cloud] -= 1
+            self.down_cloud_nodes.discard(name)
         if node.instance:
             self.touched.add(node.instance)
             if self.gone_nodes.get(node.instance) == name:

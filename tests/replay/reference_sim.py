@@ -23,17 +23,17 @@ The model
   are skipped. A job wider than the static cores plus every cloud at ``max_instances`` is never
   scheduled (``never_run``); one that only this policy never gave room stays queued
   (``unstarted``). Both are left out of the mean wait.
-* **Evaluations** (the daemon in ``events`` mode): one at the start. A submit, a job end and a
-  finished boot are triggers: the first after a quiet moment is answered at once; one that comes
-  within ``event_delay`` after an evaluation that triggers asked for waits until then (those in
-  that window share it); and after three back to back, one each 0.5 s at most (a token bucket).
-  A plan's wake-up (at least a second ahead; each plan replaces the previous one); and a
-  reconciliation ``loop`` seconds after the previous one, skipped when nothing changed since the
-  previous evaluation (changes: those events, jobs started, a plan that did something), and then
-  counted as made at its time. A trigger heard before a wake-up or a reconciliation that waits
-  past it is answered with it, in one evaluation. A plan made from
-  a look that shows instances not joined yet (those it joins now included), or that launches,
-  looks again ``min(15, max(2, boot / 4))`` s later: nothing announces a finished boot.
+* **Evaluations** (the daemon in ``events`` mode): one at the start. A submit and a job end
+  are triggers (a finished boot is none, see below): the first after a quiet moment is answered
+  at once; one that comes within ``event_delay`` after an evaluation that triggers asked for
+  waits until then (those in that window share it); and after three back to back, one each
+  0.5 s at most (a token bucket). A plan's wake-up (at least a second ahead; each plan replaces
+  the previous one). A reconciliation ``loop`` seconds after the previous one, every one of them
+  as the daemon makes them (the replay skips those that would see nothing new, and this checks
+  that it may). A trigger heard before a wake-up or a reconciliation that waits past it is
+  answered with it, in one evaluation. A plan made from a look that shows instances not joined
+  yet (those it joins now included), or that launches, looks again ``min(15, max(2, boot / 4))``
+  s later: nothing announces a finished boot.
 * **Instances**: asked for at ``t``, they boot at ``t + boot`` and join Torque at the first
   evaluation at or after that (free at once: no mom delay). Each is billed from its request to
   its termination in whole started charge periods (``charge`` 0: per second); cost = billed
@@ -227,7 +227,7 @@ class Reference:
         self.wake_at: float | None = None
         # The reconciliations: the first at the start, then every ``loop`` after the previous.
         self.next_rec = workload.start
-        self.dirty = True           # the start's evaluation is never skipped
+        self.dirty = False
         # Triggers: when the first one since the last evaluation came; the end of the window
         # in which triggers wait for the next evaluation; the rate limit's tokens.
         self.heard: float | None = None
@@ -241,19 +241,11 @@ class Reference:
         heapq.heappush(self.timeline, (t, kind, self._n, item))
 
     def _changed(self) -> None:
-        """Something the next reconciliation must look at."""
-        if self.dirty:
-            return
+        """Something changed since the last evaluation (the end of the work waits for it)."""
         self.dirty = True
-        self._skip_reconciliations()
-
-    def _skip_reconciliations(self) -> None:
-        """Those due while nothing changed are made at their times, and see nothing new."""
-        while self.next_rec < self.now:
-            self.next_rec += self.s.loop
 
     def _event(self) -> None:
-        """A submit, a job end or a boot: a trigger for the daemon."""
+        """A submit or a job end: a trigger for the daemon."""
         self._changed()
         if self.heard is None:
             self.heard = self.now
@@ -262,10 +254,10 @@ class Reference:
         return min(float(self.s.burst), self.tokens + max(0.0, t - self.tokens_at) / self.s.rate_interval)
 
     def _next_evaluation(self) -> float:
-        """The reconciliation (unless nothing changed) or the wake-up; a trigger heard before
+        """The reconciliation or the wake-up; a trigger heard before
         them is answered at once, unless it came within ``event_delay`` of an evaluation that
         triggers asked for or the tokens ran out: then when those allow."""
-        due = min(self.next_rec if self.dirty else math.inf,
+        due = min(self.next_rec,
                   self.wake_at if self.wake_at is not None else math.inf)
         if self.heard is None or self.heard > due:
             return due
@@ -334,8 +326,6 @@ class Reference:
     # -- an evaluation -----------------------------------------------------------------------------------
     def _evaluate(self) -> None:
         now = self.now
-        if not self.dirty:
-            self._skip_reconciliations()
         reconciliation = now >= self.next_rec
         triggered = self.heard is not None
         self.heard = None
@@ -443,7 +433,7 @@ class Reference:
                     inst: Instance = item  # type: ignore[assignment]
                     if inst in self.live[inst.cloud]:
                         inst.booted = True
-                        self._event()
+                        self._changed()
             if self.sched_due:
                 self._schedule()
             if self._next_evaluation() <= t:

@@ -2,10 +2,11 @@
 
 The set-up: one static node with 1 core and one cloud (1.0 per hour, 4-core instances, at most 2,
 boot 100 s). One 4-core job arrives at t=0, when the replay starts, and runs 1000 s. The
-evaluation at the start sees it and launches one instance; it boots at 100, and the boot's
-evaluation, at once (the first trigger after a quiet moment), joins it and the job starts at once
-(1 core on the static node, 3 on the instance): wait 100 s. The job ends at 1100; the evaluation
-that its end triggers, at once too, sees the node idle.
+evaluation at the start sees it and launches one instance, and looks again every 15 s while it
+boots (a quarter of its boot time, at most 15 s: nothing tells the daemon that it booted). It
+boots at 100; the look at 105 joins it and the job starts at once (1 core on the static node, 3
+on the instance): wait 105 s. The job ends at 1105; the evaluation that its end triggers, at once
+(the first trigger after a quiet moment), sees the node idle.
 """
 
 from __future__ import annotations
@@ -18,12 +19,12 @@ from phorque.replay.swf import read_swf
 from tests.replay.swfdata import one_cloud, write_swf
 
 LAUNCH = 0.0
-WAIT = 100.0
+WAIT = 105.0
 # When each policy gives the instance back under per-second billing:
-#   OnDemandPlusPlus: as soon as it is idle (1100); OnDemand: after idle_secs=60 (1160);
-#   CostAware: after idle_secs = the cloud's boot_secs = 100 (1200).
-# LaunchMax keeps both instances; they are billed up to the end of the work (1100).
-PER_SECOND = {"OnDemandPlusPlus": 1100.0, "OnDemand": 1160.0, "CostAware": 1200.0}
+#   OnDemandPlusPlus: as soon as it is idle (1105); OnDemand: after idle_secs=60 (1165);
+#   CostAware: after idle_secs = the cloud's boot_secs = 100 (1205).
+# LaunchMax keeps both instances; they are billed up to the end of the work (1105).
+PER_SECOND = {"OnDemandPlusPlus": 1105.0, "OnDemand": 1165.0, "CostAware": 1205.0}
 
 
 @pytest.fixture
@@ -63,7 +64,7 @@ def test_longer_than_a_period_pays_two(tmp_path):
     assert r.cost == pytest.approx(2.0)
 
 
-@pytest.mark.parametrize("charge,cost", [(3600, 2.0), (0, 2 * (1100.0 - LAUNCH) / 3600)])
+@pytest.mark.parametrize("charge,cost", [(3600, 2.0), (0, 2 * (1105.0 - LAUNCH) / 3600)])
 def test_launch_max_pays_every_instance_for_the_whole_replay(one_job, charge, cost):
     r = replay(one_job, "LaunchMax", settings(charge=charge))
     assert r.peak_instances == 2 and r.launched == 2
@@ -127,7 +128,7 @@ def test_curves_are_time_weighted_means(one_job):
     r = replay(one_job, "OnDemand", settings(charge=0))
     times, queued, live = r.series
     spans = [b - a for a, b in zip(times, times[1:], strict=False)]
-    # The job is queued from 0 to 100 and the instance lives from 0 to 1160; the curves'
+    # The job is queued from 0 to 105 and the instance lives from 0 to 1165; the curves'
     # areas give those back (the last bin, after the instance is gone, is empty).
     assert sum(q * s for q, s in zip(queued, spans, strict=False)) == pytest.approx(WAIT)
     assert sum(n * s for n, s in zip(live, spans, strict=False)) == pytest.approx(PER_SECOND["OnDemand"], abs=2)

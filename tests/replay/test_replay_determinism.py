@@ -21,24 +21,19 @@ def lublin_days():
     return read_swf(LUBLIN, Window("10", 3))
 
 
-EXACT = ("jobs", "started", "unstarted", "never_run", "killed_at_walltime", "peak_instances", "truncated")
-CLOSE = ("mean_wait_secs", "p95_wait_secs", "mean_bounded_slowdown", "cost", "instance_hours",
-         "paid_utilization", "local_utilization")
-
-
 @pytest.mark.parametrize("charge", [3600, 0])
 def test_skipping_idle_periodic_evaluations_keeps_the_figures(lublin_days, charge):
-    # Exact, but for this: an evaluation that is skipped does not move the policy's relative
-    # wake-ups (the lifecycle's "look again in 15 s" while instances boot), so later wake-up
-    # evaluations can fall a few seconds apart between the two runs (figures within 1 %).
+    # Exact: a reconciliation is skipped only when it would see nothing new and no instance
+    # boots (the lifecycle's "look again in 15 s" while one boots counts from each evaluation,
+    # so there every evaluation moves the next look).
     base = ReplaySettings(local_nodes=8, local_np=8).with_charge(charge)
     for policy in POLICIES:
-        fast = replay(lublin_days, policy, base).as_dict()
-        full = replay(lublin_days, policy, ReplaySettings(**{**base.__dict__, "skip_idle": False})).as_dict()
-        assert full["evaluations"] > fast["evaluations"], policy
-        assert {k: fast[k] for k in EXACT} == {k: full[k] for k in EXACT}, policy
-        for key in CLOSE:
-            assert fast[key] == pytest.approx(full[key], rel=1e-2, abs=1e-3), (policy, key)
+        fast = replay(lublin_days, policy, base)
+        full = replay(lublin_days, policy, ReplaySettings(**{**base.__dict__, "skip_idle": False}))
+        assert full.evaluations > fast.evaluations, policy
+        a, b = fast.as_dict(), full.as_dict()
+        del a["evaluations"], b["evaluations"]
+        assert a == b, policy
 
 
 def test_same_input_same_figures(lublin_days):
