@@ -291,11 +291,18 @@ def _unmet(view: View, jobs: list[Job], extra: list[Node]) -> list[int]:
             want[2] += c.gpus * c.count
         want[3] = max(want[3], sum(c.count for c in job.shape if not c.spread))
     of_use = Fit.of_use(jobs)
+    # Capacity of use whose memory is not known covers any memory (as packing counts it): the
+    # memory asked for is then no shortfall, so nothing is launched or kept for it alone.
+    unknown_memory = False
 
     def take(key: Key, count: int = 1) -> None:
+        nonlocal unknown_memory
         if of_use(key):
             want[0] -= key[0] * count
-            want[1] -= key[1] * count if key[1] < UNLIMITED else 0
+            if key[1] < UNLIMITED:
+                want[1] -= key[1] * count
+            elif count > 0:
+                unknown_memory = True
             want[2] -= key[2] * count
             want[3] -= count
 
@@ -307,6 +314,8 @@ def _unmet(view: View, jobs: list[Job], extra: list[Node]) -> list[int]:
         take(view.free_shape(node, node.np))
     for cloud in view.known_clouds:
         take(cloud_key(cloud), view.pending_count(cloud))
+    if unknown_memory:
+        want[1] = min(want[1], 0)
     return want
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
-from phorque.core.model import Health, InstanceState
+from phorque.core.model import Chunk, Health, InstanceState
 from phorque.core.plan import Kind
 from phorque.policy import policy_class
 from phorque.policy.policies import (
@@ -159,6 +161,22 @@ def test_ondemand_keeps_idle_instance_the_queue_needs():
                     owned=[owned("i-a", node_name="a", idle_for=500)])
     plan = OnDemand(idle_secs=60).plan(snap)
     assert kinds(plan, Kind.DRAIN) == [] and launches(plan) == {}
+
+
+def test_ondemand_a_memory_ask_no_node_can_be_checked_against_is_no_shortfall():
+    # Neither the nodes nor the cloud say their memory (a node whose pbs_mom reports none, a
+    # replay without local memory): the ask limits nothing, as packing counts it, so idle
+    # instances keep counting their idle time and are released when the queue does not need
+    # them, and no note says a limit was reached.
+    asks_memory = replace(job("1.s", cores=2), chunks=(Chunk(1, 2, mem_mb=4000),))
+    insts = (inst("i-a", "a"), inst("i-b", "b"))
+    snap = snapshot(jobs=[asks_memory], nodes=(cloud_node("a"), cloud_node("b")),
+                    clouds=[cloud(instances=insts)],
+                    owned=[owned("i-a", node_name="a", idle_for=90), owned("i-b", node_name="b", idle_for=30)])
+    plan = OnDemand(idle_secs=60).plan(snap)
+    assert [a.node for a in kinds(plan, Kind.DRAIN)] == ["a"] and launches(plan) == {}
+    assert plan.wake_at == pytest.approx(NOW + 30)
+    assert not [n for n in plan.notes if "reached" in n], plan.notes
 
 
 # -- CostAware -------------------------------------------------------------------------------
