@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 
-@dataclass
+@dataclass(slots=True)
 class EvaluationBucket:
     interval: float = 1.0
     burst: int = 3

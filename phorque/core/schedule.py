@@ -73,7 +73,7 @@ def _bucket() -> EvaluationBucket:
     return EvaluationBucket(MIN_EVALUATION_INTERVAL_SECS, RATE_BURST)
 
 
-@dataclass
+@dataclass(slots=True)
 class Schedule:
     """What the loop has to remember between evaluations to know when the next is due."""
 

@@ -412,7 +412,10 @@ class Simulation:
         while True:
             t_submit = jobs[nxt].submit if nxt < total else INF
             t_heap = heap[0][0] if heap else INF
-            t = min(t_submit, t_heap, self._look_at())
+            look = self._look
+            if look is None:
+                look = self._look_at()
+            t = min(t_submit, t_heap, look)
             if t == INF:
                 break  # nothing will ever happen again but interruptions of idle instances
             t_spot = self.world.next_interruption() if self.world.interrupts else INF
@@ -445,7 +448,10 @@ class Simulation:
                 self._interrupt(inst)
             if self.world.sched_due:
                 self._schedule()
-            if self._look_at() <= t:
+            look = self._look
+            if look is None:
+                look = self._look_at()
+            if look <= t:
                 self.evaluate()
                 if self.world.sched_due:
                     self._schedule()

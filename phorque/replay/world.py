@@ -81,6 +81,7 @@ class World:
         #: Torque nodes of each cloud, and the cloud nodes that are down (see ``booting``).
         self.cloud_nodes: Counter[str] = Counter()
         self.down_cloud_nodes: set[str] = set()
+        self._booting: bool | None = None  # until a cloud or a cloud node changes
 
     # -- changes (the executor's, and the simulator's) -------------------------------------------------
     def set_desired(self, cloud_name: str, desired: int) -> None:
@@ -165,6 +166,7 @@ class World:
         return True
 
     def cloud_changed(self, cloud: SimCloud) -> None:
+        self._booting = None
         live = sum(len(c.live) for c in self.clouds.values())
         self.rate = sum(len(c.live) * c.spec.price for c in self.clouds.values())
         self.live = live
@@ -179,6 +181,7 @@ class World:
                          mem=spec.instance_memory_mb if spec else 0, gpus=spec.instance_gpus if spec else 0,
                          properties=spec.node_properties if spec else ())
         self.cloud_nodes[cloud] += 1
+        self._booting = None
         if delay > 0:
             self.down_cloud_nodes.add(name)
             self._push(self.now + delay, MOM, name)
@@ -195,6 +198,7 @@ class World:
     def set_down(self, node: SimNode, down: bool) -> None:
         """A node's pbs_mom reported (``down`` False) or is gone."""
         self.cluster.set_down(node, down)
+        self._booting = None
         if node.cloud:
             if down:
                 self.down_cloud_nodes.add(node.name)
@@ -206,16 +210,19 @@ class World:
         down: the lifecycle then looks again every few seconds, counted from each evaluation
         (:func:`phorque.policy.lifecycle.boot_poll_secs`), so every evaluation moves its next
         look, and none may be skipped."""
-        if self.down_cloud_nodes:
-            return True
-        counts = self.cloud_nodes
-        return any(max(c.desired, len(c.live)) > counts[name] for name, c in self.clouds.items())
+        booting = self._booting
+        if booting is None:
+            counts = self.cloud_nodes
+            booting = self._booting = bool(self.down_cloud_nodes) or any(
+                max(c.desired, len(c.live)) > counts[name] for name, c in self.clouds.items())
+        return booting
 
     def remove_node(self, name: str) -> None:
         node = self.cluster.nodes[name]
         if node.cloud:
             self.cloud_nodes[node.cloud] -= 1
             self.down_cloud_nodes.discard(name)
+            self._booting = None
         if node.instance:
             self.touched.add(node.instance)
             if self.gone_nodes.get(node.instance) == name:
