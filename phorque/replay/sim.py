@@ -7,11 +7,11 @@ as the daemon evaluates it:
 
 * ``events`` mode (the daemon's loop, :mod:`phorque.runtime.daemon`): a submit, a job end and
   a spot interruption are triggers (a finished boot is none: the daemon has nothing that tells
-  it, and finds the instance at the lifecycle's next look while it boots). When each evaluation comes is the
-  daemon's own schedule (:class:`phorque.core.schedule.Schedule`): the first trigger after a
-  quiet moment is answered at once; triggers within ``event_delay_secs`` after an evaluation
-  triggers asked for are gathered into the next one, and the rate limit (three back to back,
-  then one per 0.5 s) bounds a flood; the latest plan's ``wake_at`` asks for one then (each
+  it, and finds the instance at the lifecycle's next look while it boots). When each
+  evaluation comes is the daemon's own schedule (:class:`phorque.core.schedule.Schedule`):
+  the first trigger after a quiet moment is answered at once; triggers within
+  ``event_delay_secs`` after an evaluation triggers asked for are gathered into the next one,
+  and the rate limit (three back to back, then one per 0.5 s) bounds a flood; the latest plan's ``wake_at`` asks for one then (each
   plan replaces the previous wake-up, which is never less than a second ahead); and the
   periodic reconciliation comes ``loop_sleep_secs`` after the previous one. An evaluation takes
   no simulated time;
@@ -173,12 +173,16 @@ class Simulation:
 
         A reconciliation when nothing changed since the last evaluation is left out (the
         policy would see the same snapshot with a later clock, and says through ``wake_at``
-        when the clock alone would change its mind)."""
+        when the clock alone would change its mind). Kept until a trigger, a change or an
+        evaluation moves it."""
         if self._look is None:
             self._look = self._next_look()
         return self._look
 
     def _next_look(self) -> float:
+        """``_look_at`` worked out: the schedule's next look, reconciliations left out while
+        nothing changed and no instance boots; in poll mode, the reconciliation after the
+        plan's wake-up."""
         s = self.schedule
         sweeps = self.dirty or not self.settings.skip_idle or self.world.booting()
         if not self.poll:
