@@ -209,7 +209,9 @@ class World:
         """Instances are asked for or booting that are no Torque nodes yet, or a cloud node is
         down: the lifecycle then looks again every few seconds, counted from each evaluation
         (:func:`phorque.policy.lifecycle.boot_poll_secs`), so every evaluation moves its next
-        look, and none may be skipped."""
+        look, and none may be skipped. The node of an instance the cloud took back counts as
+        down until it is removed, where the lifecycle looks only at live instances: that keeps
+        a few reconciliations the daemon makes anyway, and changes no figure."""
         booting = self._booting
         if booting is None:
             counts = self.cloud_nodes
