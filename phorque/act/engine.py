@@ -8,7 +8,6 @@ any decision: a missing node in one bad read is not a vanished node.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import time
@@ -22,6 +21,7 @@ from phorque.act.crashpoints import crashpoint
 from phorque.act.events import EventType, emit
 from phorque.act.executor import Executor, Outcome
 from phorque.act.forgotten import check_nothing_forgotten
+from phorque.act.snapshot import with_vanished_spot
 from phorque.adapters.cloud.backoff import (
     CloudHealthRecord,
     health_at,
@@ -37,8 +37,6 @@ from phorque.core.errors import CloudError, PhorqueError, TorqueError, Transient
 from phorque.core.model import (
     CloudState,
     Health,
-    Instance,
-    InstanceState,
     Owned,
     Snapshot,
     Stage,
@@ -325,33 +323,6 @@ class Engine:
             emit(log, EventType.NOTE, "note: %s", note, policy=self.policy.name, note=note)
         return Evaluation(now, snap, plan, executed=True, outcomes=outcomes, full_read=read.full,
                           drift=read.drift, drift_total=read.drift_total, unsettled=read.unsettled)
-
-
-#: The interruption given to a spot instance that left its group without Phorque terminating it.
-VANISHED = "gone from its spot group without Phorque terminating it"
-
-
-def with_vanished_spot(clouds: tuple[CloudState, ...], previous: list[Owned],
-                       changed: list[Owned]) -> tuple[CloudState, ...]:
-    """The clouds, with each spot instance that Phorque owned live and that its group no longer
-    lists put back as gone and taken by the cloud: the group drops a reclaimed instance within
-    minutes, and its node's jobs must still be requeued."""
-    before = {o.instance_id: o for o in previous}
-    lost: dict[str, list[Instance]] = {}
-    for rec in changed:
-        old = before.get(rec.instance_id)
-        if rec.stage == Stage.GONE and old is not None and old.stage not in (Stage.TERMINATING, Stage.GONE):
-            lost.setdefault(rec.cloud, []).append(
-                Instance(id=rec.instance_id, state=InstanceState.GONE, interruption=VANISHED))
-    if not lost:
-        return clouds
-    out = []
-    for cloud in clouds:
-        listed = {i.id for i in cloud.instances}
-        extra = [i for i in lost.get(cloud.name, ()) if i.id not in listed]
-        out.append(dataclasses.replace(cloud, instances=cloud.instances + tuple(extra))
-                   if cloud.spot and extra and cloud.health != Health.UNREACHABLE else cloud)
-    return tuple(out)
 
 
 def evaluation_json(config: Config, ev: Evaluation) -> dict[str, Any]:

@@ -236,7 +236,7 @@ def test_ec2s_state_reason_says_whether_the_spot_market_took_it(reason, expected
 
 
 def test_a_spot_instance_that_left_its_group_unasked_is_taken_back_with_its_node():
-    from phorque.act.engine import VANISHED, with_vanished_spot
+    from phorque.act.snapshot import VANISHED, with_vanished_spot
     from phorque.core.model import Stage
 
     was = owned("i-9", "spot", "n9.example", stage=Stage.BUSY)
