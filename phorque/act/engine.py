@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -21,12 +21,13 @@ from phorque.act.crashpoints import crashpoint
 from phorque.act.events import EventType, emit
 from phorque.act.executor import Executor, Outcome
 from phorque.act.forgotten import check_nothing_forgotten
-from phorque.act.snapshot import with_vanished_spot
+from phorque.act.snapshot import Observation, build, observe_all
 from phorque.adapters.cloud.backoff import (
     CloudHealthRecord,
     health_at,
     record_failure,
     record_success,
+    with_health,
 )
 from phorque.adapters.cloud.factory import make_provider
 from phorque.adapters.cloud.lock import cloud_lock
@@ -167,10 +168,8 @@ class Engine:
                 # owns there) still costs money, so the budget is not spent twice.
                 out.append(settings.state(Health.UNREACHABLE, desired=known, error=str(exc)))
                 continue
-            cloud = settings.state(health_at(record, now), group.desired, group.instances,
-                               error=record.last_error if record.failures else "",
-                               backoff_until=record.backoff_until,
-                               launch_failure=group.launch_failure)
+            cloud = with_health(settings.state(desired=group.desired, instances=group.instances,
+                                               launch_failure=group.launch_failure), record, now)
             if record_errors and believed.get(settings.name) != cloud.capacity:
                 self.state.save_capacity(settings.name, cloud.capacity, now)
             out.append(cloud)
@@ -202,9 +201,8 @@ class Engine:
         read = torque if torque is not None else self.read_torque(now)
         jobs, nodes = read.jobs, read.nodes
         clouds = self.read_clouds(now, self._health_records(), record_errors=save)
-        previous = self.state.owned()
-        changed = observe(now, clouds, nodes, previous)
-        stale = {o.node for o in changed if o.node}
+        seen = observe_all(now, clouds, nodes, self.state)
+        stale = {o.node for o in seen.changed if o.node}
         if self.view is not None and not read.full and stale:
             # An instance changed (came up, went away, was taken back): its node is read again
             # now, as a full read would have, before anything is concluded about it.
@@ -214,37 +212,18 @@ class Engine:
             except TorqueError as exc:
                 raise TransientError(f"Torque could not be read, nothing decided: {exc}") from exc
             jobs, nodes = read.jobs, read.nodes
-            changed = observe(now, clouds, nodes, previous)
+            seen = Observation(seen.previous, observe(now, clouds, nodes, seen.previous))
         if save:
-            self._report_lost(previous, changed)
-        clouds = with_vanished_spot(clouds, previous, changed)
-        if save and changed:
-            self.state.save(changed, now)
+            self._report_lost(seen.previous, seen.changed)
+        if save and seen.changed:
+            self.state.save(seen.changed, now)
             crashpoint("observe.saved")
-            self._kick_scheduler_for_new_nodes(previous, changed)
-        merged = {o.instance_id: o for o in previous}
-        merged.update({o.instance_id: o for o in changed})
-        owned = tuple(o for o in merged.values() if o.stage.is_live)
-        # Nodes Phorque created whose instance is gone: still its own to remove. Once Torque no
-        # longer lists one, the record lets go of the name (a node made later with that name is
-        # someone else's); a name missing from a bad read is only ever given up, never claimed.
-        listed = {n.name for n in nodes}
-        recorded: set[str] = {o.node for o in merged.values() if o.node and not o.stage.is_live}
-        recorded |= self.state.recorded_nodes()
-        if save and recorded - listed:
-            gone = sorted(recorded - listed)
-            emit(log, EventType.NODES_FORGOTTEN, "node(s) %s of gone instances no longer listed by "
-                 "Torque: their names are released", ", ".join(gone), nodes=gone)
-            self.state.forget_nodes(gone)
-        gone_nodes = {iid: node for iid, node in self.state.gone_nodes().items() if node in listed}
-        gone_nodes.update({o.instance_id: o.node for o in merged.values()
-                           if o.node and not o.stage.is_live and o.node in listed})
-        return Snapshot(now=now, jobs=jobs, nodes=nodes, clouds=clouds, owned=owned,
-                        memory=self.state.memory(), recorded_nodes=frozenset(recorded & listed),
-                        gone_nodes=gone_nodes)
+            self._kick_scheduler_for_new_nodes(seen.previous, seen.changed)
+        return build(now, jobs, nodes, clouds, seen, self.state, self.state.memory(), save=save,
+                     forgotten=_report_forgotten)
 
     @staticmethod
-    def _report_lost(previous: list[Owned], changed: list[Owned]) -> None:
+    def _report_lost(previous: Sequence[Owned], changed: Sequence[Owned]) -> None:
         """Instances gone that Phorque did not terminate: taken back by the cloud (a spot
         reclaim, a failed host) or by someone else."""
         before = {o.instance_id: o for o in previous}
@@ -257,7 +236,7 @@ class Engine:
                      level=logging.WARNING, cloud=rec.cloud, instance=rec.instance_id,
                      node=old.node, stage=old.stage.value)
 
-    def _kick_scheduler_for_new_nodes(self, previous: list[Owned], changed: list[Owned]) -> None:
+    def _kick_scheduler_for_new_nodes(self, previous: Sequence[Owned], changed: Sequence[Owned]) -> None:
         """A node of Phorque's that has just come up gets no job until the scheduler runs a cycle,
         and nothing Torque writes tells pbs_sched that a node came up: its next cycle may be
         `scheduler_iteration` (600 s by default) away. Ask for one now."""
@@ -323,6 +302,11 @@ class Engine:
             emit(log, EventType.NOTE, "note: %s", note, policy=self.policy.name, note=note)
         return Evaluation(now, snap, plan, executed=True, outcomes=outcomes, full_read=read.full,
                           drift=read.drift, drift_total=read.drift_total, unsettled=read.unsettled)
+
+
+def _report_forgotten(names: list[str]) -> None:
+    emit(log, EventType.NODES_FORGOTTEN, "node(s) %s of gone instances no longer listed by Torque: "
+         "their names are released", ", ".join(names), nodes=names)
 
 
 def evaluation_json(config: Config, ev: Evaluation) -> dict[str, Any]:

@@ -14,7 +14,7 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, fields, replace
 from typing import Any
@@ -180,6 +180,17 @@ class StateStore:
                            (rec.instance_id, rec.cloud, rec.node,
                             rec.launch_time if rec.launch_time is not None else rec.first_seen,
                             now if rec.stage == Stage.GONE else None))
+
+    def ended(self, ids: Sequence[str]) -> set[str]:
+        """Of these instances, those whose record is gone."""
+        found: set[str] = set()
+        ids = list(ids)
+        for start in range(0, len(ids), 500):  # within sqlite's limit of bound parameters
+            chunk = ids[start:start + 500]
+            found.update(r["instance_id"] for r in self._query(
+                f"SELECT instance_id FROM instances WHERE stage = 'gone' AND instance_id IN "
+                f"({', '.join('?' * len(chunk))})", chunk))
+        return found
 
     def recorded_nodes(self) -> set[str]:
         """Node names of instances that are gone: nodes Phorque created and may still remove."""

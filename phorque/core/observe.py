@@ -8,7 +8,7 @@ a failed read.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Container, Iterable
 from dataclasses import replace
 
 from phorque.core.model import CloudState, Health, InstanceState, Node, Owned, Stage
@@ -41,13 +41,17 @@ def _observe_one(now: float, rec: Owned, state: InstanceState, node: Node | None
     idle_since = (rec.idle_since if rec.idle_since is not None else now) if idle else None
     stage = rec.stage
     if stage not in _HELD or not node.is_offline:
-        stage = Stage.IDLE if idle else Stage.BUSY
+        # A drain put back (its node is no longer offline). A failed instance is failed again:
+        # observing it once more must change nothing (the replay observes only what changed).
+        stage = Stage.FAILED if state == InstanceState.FAILED else Stage.IDLE if idle else Stage.BUSY
     return replace(rec, stage=stage, joined_at=joined_at, idle_since=idle_since, down_since=None)
 
 
 def observe(now: float, clouds: Iterable[CloudState], nodes: Iterable[Node],
-            previous: Iterable[Owned]) -> list[Owned]:
-    """Records that are new or changed after this observation."""
+            previous: Iterable[Owned], ended: Container[str] = ()) -> list[Owned]:
+    """Records that are new or changed after this observation. ``ended``: instances whose record
+    is already gone. A group lists a gone member a while longer (AWS shows a terminating one for
+    minutes): its record, and the node it still claims, are not made anew."""
     by_id = {rec.instance_id: rec for rec in previous}
     by_name = {n.name: n for n in nodes}
     changed: list[Owned] = []
@@ -61,8 +65,11 @@ def observe(now: float, clouds: Iterable[CloudState], nodes: Iterable[Node],
             if not inst.id:
                 continue
             seen.add(inst.id)
-            rec = by_id.get(inst.id) or Owned(instance_id=inst.id, cloud=cloud.name,
-                                              stage=Stage.REQUESTED, first_seen=now)
+            rec = by_id.get(inst.id)
+            if rec is None:
+                if inst.state == InstanceState.GONE and inst.id in ended:
+                    continue
+                rec = Owned(instance_id=inst.id, cloud=cloud.name, stage=Stage.REQUESTED, first_seen=now)
             if rec.launch_time is None and inst.launch_time is not None:
                 rec = replace(rec, launch_time=inst.launch_time)
             name = inst.node_name or rec.node

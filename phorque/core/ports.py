@@ -173,3 +173,30 @@ class LifecycleRecords(Protocol):
                             requeued: list[str], lost: dict[str, str]) -> None:
         """An instance the cloud took back: the jobs requeued, and those lost (job -> why)."""
         ...
+
+
+class InstanceBook(Protocol):
+    """The lifecycle records a snapshot is built from (the state store for a site, the replay's
+    records in a replay). Every method returns once the records are read or kept. The book's
+    owner saves what an observation changed; a gone record keeps its node until
+    ``forget_nodes``."""
+
+    def owned(self) -> Sequence[Owned]:
+        """The record of every instance that is not gone."""
+        ...
+
+    def ended(self, ids: Sequence[str]) -> set[str]:
+        """Of these instances, those whose record is gone."""
+        ...
+
+    def recorded_nodes(self) -> set[str]:
+        """Nodes of gone instances: nodes Phorque created and may still remove."""
+        ...
+
+    def gone_nodes(self) -> dict[str, str]:
+        """Instance id -> node of each gone instance that still claims its node."""
+        ...
+
+    def forget_nodes(self, names: Sequence[str]) -> None:
+        """Gone instances stop claiming these nodes (Torque no longer lists them)."""
+        ...

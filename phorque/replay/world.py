@@ -6,8 +6,9 @@ also note what the next observation must look at and when a scheduling cycle is 
 simulator reads it as the engine reads Torque, the clouds and the state store.
 
 It also keeps what the engine keeps beside them: each cloud's health record (a fault the
-executor reports backs the cloud off, :mod:`phorque.adapters.cloud.backoff`), and for an instance the cloud
-took back, the Torque node it had, while Torque lists it (the engine's ``gone_nodes``).
+executor reports backs the cloud off, :mod:`phorque.adapters.cloud.backoff`). Snapshots are built
+as the engine builds them (:mod:`phorque.act.snapshot`), from the world's clouds and nodes and
+the records of its book (:class:`~phorque.replay.owned.OwnedBook`).
 """
 
 from __future__ import annotations
@@ -16,17 +17,16 @@ import heapq
 import math
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import replace
 from typing import Any
 
+from phorque.act.snapshot import NOTHING, build, observe_all, observe_some
 from phorque.adapters.cloud.backoff import (
     CloudHealthRecord,
-    health_at,
     record_failure,
     record_success,
+    with_health,
 )
-from phorque.core.model import CloudState, InstanceId, Job, NodeName, Owned, Snapshot
-from phorque.core.observe import observe
+from phorque.core.model import CloudState, InstanceId, Job, Node, NodeName, Snapshot
 from phorque.replay.clouds import Interruption, SimCloud, SimInstance
 from phorque.replay.cluster import Cluster, SimNode
 from phorque.replay.metrics import Tally
@@ -54,7 +54,6 @@ class World:
                              gpus=settings.local_gpus, properties=settings.local_properties)
         self.clouds = {c.name: SimCloud(c) for c in settings.clouds}
         self.owned = OwnedBook()
-        self._owned_cache: tuple[int, tuple[Owned, ...]] = (-1, ())
         self.counters: Counter[str] = Counter()
         self.live = 0
         self.rate = 0.0
@@ -71,8 +70,6 @@ class World:
         #: its group first is dropped when it comes up.
         self.interrupts: list[tuple[float, int, SimInstance]] = []
         self._interrupt_seq = 0
-        #: Taken-back instance -> its Torque node, while the node is listed.
-        self.gone_nodes: dict[str, str] = {}
         self.interrupted: dict[str, Interruption] = {}
         #: Jobs were requeued by the plan being applied (the daemon would see them change).
         self.requeued = False
@@ -122,19 +119,24 @@ class World:
         self.interrupted[inst.id] = cloud.interruptions[-1]
         self.touched.add(inst.id)
         node = self.cluster.nodes.get(inst.dns) if inst.dns else None
-        if node is not None:
-            self.gone_nodes[inst.id] = node.name
-            if not node.down:
-                self.set_down(node, True)
+        if node is not None and not node.down:
+            self.set_down(node, True)
         self.cloud_changed(cloud)
         return node
+
+    @property
+    def gone_nodes(self) -> dict[str, str]:
+        """Gone instance -> the node it still claims (its record's, until Torque no longer lists
+        the node and a snapshot lets go of it)."""
+        return self.owned.gone
 
     def forget_handled(self) -> None:
         """Taken-back instances whose interruption Phorque has handled, and whose node is no
         longer listed, leave their group's listing (the group drops a reclaimed instance)."""
+        listed = self.cluster.nodes
         for cloud in self.clouds.values():
-            for inst_id in [i for i in cloud.gone if self.interrupted[i].handled_at is not None
-                            and i not in self.gone_nodes]:
+            for inst_id in [i for i, inst in cloud.gone.items() if self.interrupted[i].handled_at is not None
+                            and not (inst.dns and inst.dns in listed)]:
                 cloud.forget(inst_id)
 
     def cloud_result(self, cloud: str, error: str | None) -> None:
@@ -227,64 +229,36 @@ class World:
             self._booting = None
         if node.instance:
             self.touched.add(node.instance)
-            if self.gone_nodes.get(node.instance) == name:
-                del self.gone_nodes[node.instance]
         self.cluster.remove(name)
 
     # -- reading --------------------------------------------------------------------------------------
-    def _owned(self) -> tuple[Owned, ...]:
-        version, cached = self._owned_cache
-        if version != self.owned.version:
-            cached = tuple(o for o in self.owned.records.values() if o.stage.is_live)
-            self._owned_cache = (self.owned.version, cached)
-        return cached
-
     def snapshot(self, jobs: tuple[Job, ...], memory: Any) -> Snapshot:
-        """What the engine would read now, the lifecycle records brought up to date first."""
+        """What the engine would read now, built as the engine builds it
+        (:mod:`phorque.act.snapshot`): the lifecycle records are brought up to date first, by
+        observing only the instances touched since the last snapshot."""
         now = self.now
-        clouds = tuple(c.state() for c in self.clouds.values())
+        clouds = tuple([c.state() for c in self.clouds.values()])
         if self.health:
-            clouds = tuple(self._with_health(c, now) for c in clouds)
+            clouds = tuple([self._with_health(c, now) for c in clouds])
         nodes = self.cluster.models()
+        book = self.owned
         if self._observe_everything:
-            self.owned.save(observe(now, clouds, nodes, self.owned.records.values()), now)
+            seen = observe_all(now, clouds, nodes, book)
+            self.touched.clear()
         elif self.touched:
-            self.owned.save(self._observe_touched(clouds), now)
-        self.touched.clear()
-        if self.gone_nodes:
-            # Nodes of instances the cloud took back are still Phorque's to remove.
-            return Snapshot(now=now, jobs=jobs, nodes=nodes, clouds=clouds, owned=self._owned(),
-                            memory=memory, recorded_nodes=frozenset(self.gone_nodes.values()),
-                            gone_nodes=dict(self.gone_nodes))
-        return Snapshot(now=now, jobs=jobs, nodes=nodes, clouds=clouds, owned=self._owned(),
-                        memory=memory)
+            seen = observe_some(now, clouds, self._listed_nodes, book, book.records, self.touched)
+            self.touched.clear()
+        else:
+            seen = NOTHING
+        if seen.changed:
+            book.save(seen.changed, now)
+        return build(now, jobs, nodes, clouds, seen, book, memory, save=True, listed=self.cluster.nodes)
+
+    def _listed_nodes(self, names: set[str]) -> list[Node]:
+        cluster = self.cluster.nodes
+        return [cluster[n].model() for n in names if n in cluster]
 
     def _with_health(self, cloud: CloudState, now: float) -> CloudState:
         """The cloud with its health record, as the engine's ``read_clouds`` gives it."""
         record = self.health.get(cloud.name)
-        if record is None:
-            return cloud
-        return replace(cloud, health=health_at(record, now), backoff_until=record.backoff_until,
-                       error=record.last_error if record.failures else "")
-
-    def _observe_touched(self, clouds: tuple[CloudState, ...]) -> list[Owned]:
-        """observe() of the touched instances only.
-
-        observe() judges each instance on its own (its state, its node, its record) and reaches a
-        fixed point: observing an instance again when none of these changed returns nothing. So
-        observing only the instances whose cloud state, node or record changed since the last
-        observation (and the records of those that left their group) gives the same records as
-        observing everything, for a fraction of the work.
-        """
-        ids = self.touched
-        records = self.owned.records
-        # observe() reads a cloud's name, health and instances only: a bare CloudState of the
-        # touched instances (dataclasses.replace of every field costs more than the observation).
-        sub = tuple(CloudState(c.name, c.price, c.instance_cores, c.max_instances, health=c.health,
-                               instances=tuple(i for i in c.instances if i.id in ids)) for c in clouds)
-        previous = [records[i] for i in ids if i in records]
-        names = {i.dns for c in sub for i in c.instances if i.dns}
-        names.update(r.node for r in previous if r.node)
-        cluster = self.cluster.nodes
-        nodes = [cluster[n].model() for n in names if n in cluster]
-        return observe(self.now, sub, nodes, previous)
+        return cloud if record is None else with_health(cloud, record, now)

@@ -1,5 +1,6 @@
 """The adapters and the in-memory fakes implement the ports method for method, with the same
-parameters, so that a change to a port is made everywhere or fails here."""
+parameters (an implementation may add parameters of its own after them, with defaults), so
+that a change to a port is made everywhere or fails here."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from phorque.adapters.cloud.aws import AwsProvider
 from phorque.adapters.cloud.phantom import PhantomProvider
 from phorque.adapters.state import StateStore
 from phorque.adapters.torque.commands import Torque
-from phorque.core.ports import CloudGroup, LifecycleRecords, TorqueAdmin, TorqueReader
+from phorque.core.ports import CloudGroup, InstanceBook, LifecycleRecords, TorqueAdmin, TorqueReader
+from phorque.replay.owned import OwnedBook
 from phorque.replay.ports import SimGroup, SimRecords, SimTorque
 from tests.fakes import MemoryCloud, MemoryTorque
 
@@ -35,6 +37,7 @@ def parameters(sig: inspect.Signature) -> list[tuple[str, object]]:
     (TorqueAdmin, Torque), (TorqueAdmin, MemoryTorque), (TorqueAdmin, SimTorque),
     (CloudGroup, AwsProvider), (CloudGroup, PhantomProvider), (CloudGroup, MemoryCloud), (CloudGroup, SimGroup),
     (LifecycleRecords, StateStore), (LifecycleRecords, SimRecords),
+    (InstanceBook, StateStore), (InstanceBook, OwnedBook),
 ])
 def test_an_implementation_has_every_method_of_its_port_with_the_same_parameters(port, implementation):
     methods = port_methods(port)
@@ -42,8 +45,11 @@ def test_an_implementation_has_every_method_of_its_port_with_the_same_parameters
     for name, sig in methods.items():
         found = getattr(implementation, name, None)
         assert callable(found), f"{implementation.__name__} lacks {port.__name__}.{name}"
-        assert parameters(inspect.signature(found)) == parameters(sig), \
+        own, declared = parameters(inspect.signature(found)), parameters(sig)
+        assert own[:len(declared)] == declared, \
             f"{implementation.__name__}.{name} differs from {port.__name__}.{name}"
+        extra = [p for p, default in own[len(declared):] if default is inspect.Parameter.empty]
+        assert not extra, f"{implementation.__name__}.{name} needs parameters its port does not give: {extra}"
 
 
 def test_the_admin_port_reads_what_the_live_view_reads():

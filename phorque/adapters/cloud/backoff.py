@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from phorque.core.model import Health
+from phorque.core.model import CloudState, Health
 
 BASE_BACKOFF_SECS = 60.0
 MAX_BACKOFF_SECS = 1800.0
@@ -68,3 +68,10 @@ def health_at(rec: CloudHealthRecord, now: float) -> Health:
     if rec.backoff_until is None or now >= rec.backoff_until:
         return Health.OK
     return Health.FAILED if rec.failures >= FAILED_AFTER else Health.BACKOFF
+
+
+def with_health(cloud: CloudState, rec: CloudHealthRecord, now: float) -> CloudState:
+    """The cloud as its health record shows it at ``now``: its health, the end of its back-off,
+    and its last error while failures count (as the engine reads a cloud, and the replay)."""
+    return replace(cloud, health=health_at(rec, now), backoff_until=rec.backoff_until,
+                   error=rec.last_error if rec.failures else "")
