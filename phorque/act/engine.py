@@ -276,9 +276,8 @@ class Engine:
             # Never act under a configuration that forgets instances Phorque owns.
             check_nothing_forgotten(self.config, self.state)
             self._ensure_setup()
-            # A cloud that fails while the plan is applied is backed off; planning again at once
-            # sends its share to the next cloud instead of waiting for another trigger. Each
-            # further pass needs one more cloud to fall, so there are at most 1 + clouds passes.
+            # A cloud that fails while the plan is applied is backed off: plan again at once
+            # (Executor.fallen), at most 1 + clouds passes.
             for attempt in range(1 + len(self.config.clouds)):
                 now = self.clock()
                 snap = self.snapshot(now, save=True, torque=read if attempt == 0 else None)
@@ -293,7 +292,7 @@ class Engine:
                 self.state.save_memory(dict(plan.memory))
                 if done:
                     self.state.record_decisions(now, self.policy.name, [o.as_dict() for o in done])
-                fallen = sorted(c.name for c in snap.clouds if c.usable and c.name in executor.failed_clouds)
+                fallen = executor.fallen()
                 if not fallen:
                     break
                 log.warning("cloud(s) %s backed off during this evaluation: planning again, so "

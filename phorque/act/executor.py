@@ -162,6 +162,16 @@ class Executor:
                                 thread_name_prefix="remove") as pool:
             return list(pool.map(self._apply_one, removals))
 
+    def fallen(self) -> list[str]:
+        """The clouds usable in the snapshot that failed while the plan was applied (they are
+        backed off now): planning again at once sends their share to the next cloud, instead
+        of waiting for another trigger. Each further pass needs one more cloud to fall, so an
+        evaluation makes at most 1 + clouds passes."""
+        failed = self.failed_clouds
+        if not failed:
+            return []
+        return sorted(c.name for c in self.snapshot.clouds if c.usable and c.name in failed)
+
     # -- helpers ---------------------------------------------------------------------------
     @property
     def dns(self) -> dict[str, NodeName | None]:

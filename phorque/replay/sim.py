@@ -370,10 +370,15 @@ class Simulation:
         assert due is not None, "an evaluation when none is due"
         self.trigger_at = None  # the daemon's wait takes every trigger so far
         self.dirty = False
-        snap = self.world.snapshot(self._jobs(), self.memory)
-        plan = self.policy.plan(snap)
         changed = False
-        if plan.actions:
+        # As the engine: a cloud that fails while the plan is applied is backed off, and the
+        # policy plans again at once (Executor.fallen), at most 1 + clouds passes.
+        for _ in range(1 + len(self.clouds)):
+            snap = self.world.snapshot(self._jobs(), self.memory)
+            plan = self.policy.plan(snap)
+            self.memory = plan.memory
+            if not plan.actions:
+                break
             for group in self._groups.values():
                 group.terminated = False
             executor = Executor(self._torque, self._groups, {}, self._records, now, self.world.cloud_result,
@@ -381,7 +386,7 @@ class Simulation:
             outcomes = executor.apply(plan, snap)
             for outcome in outcomes:
                 self.outcomes[(outcome.action.kind.value, outcome.status.value)] += 1
-            changed = any(o.status == Status.DONE for o in outcomes)
+            changed = changed or any(o.status == Status.DONE for o in outcomes)
             if self.world.interrupted:
                 self.world.forget_handled()
             if self.world.requeued:  # jobs were requeued or purged (SimTorque)
@@ -390,7 +395,8 @@ class Simulation:
                 self._queued = dict(sorted(self._queued.items(), key=lambda item: item[1].queued_at or 0.0))
                 self._jobs_cache = None
                 self._event()  # the requeued jobs changed in the jobs directory
-        self.memory = plan.memory
+            if not executor.fallen():
+                break
         self.evaluations += 1
         if changed:
             self.mark_dirty()
