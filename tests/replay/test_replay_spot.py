@@ -194,3 +194,14 @@ def test_default_queue_sends_a_trace_without_queue_numbers_to_a_spot_section(tmp
     assert plain.jobs[0].queue == "" and named.jobs[0].queue == "1"
     assert run(plain).result.clouds["spot"]["launched"] == 0
     assert run(named).result.clouds["spot"]["launched"] == 1
+
+
+def test_the_spot_section_falling_during_a_plan_makes_the_policy_plan_again_at_once(trace):
+    # Handling an interruption backs the spot section off while the plan is applied; as the
+    # engine does, the policy plans again in the same evaluation, and the requeued work is
+    # launched on the on-demand cloud at that very moment, not at the next evaluation.
+    sim = run(trace, spot_interruptions_per_hour=HIGH)
+    spot, od = sim.clouds["spot"], sim.clouds["od"]
+    handled = {i.handled_at for i in spot.interruptions if i.requeued}
+    assert handled
+    assert handled & set(od.launch_times)
