@@ -3,8 +3,9 @@
     python3 dev.py bench replay_crosscheck [--window LABEL ...]
 
 Replays windows of three traces (KTH-SP2, days 0-45, on 64 local cores; HPC2N, days 588-595, on
-120; lublin_256, days 0-25, on 256) under LocalOnly, OnDemand (default clouds, billed per hour
-and per second) and LaunchMax (default clouds, and two small clouds of 2 instances each) with
+120; lublin_256, days 0-25, on 256) under LocalOnly, OnDemand and OnDemandPlusPlus (default
+clouds, billed per hour and per second) and LaunchMax (default clouds, and two small clouds of 2
+instances each) with
 :func:`phorque.replay.sim.Simulation`, and again with ``tests/replay/reference_sim.py``, a
 simulator written from the README's model that shares no code with the replay or the policies.
 Prints, per case, both mean waits, costs and instance-hours with their relative differences, the
@@ -33,6 +34,7 @@ def cases(labels: list[str] | None) -> list[x.Case]:
         if labels and not any(label.lower() in w.label.lower() for label in labels):
             continue
         out += [x.Case(w, ref.LOCAL_ONLY), x.Case(w, ref.ON_DEMAND), x.Case(w, ref.ON_DEMAND, x.PER_SECOND),
+                x.Case(w, ref.ODPP), x.Case(w, ref.ODPP, x.PER_SECOND),
                 x.Case(w, ref.LAUNCH_MAX), x.Case(w, ref.LAUNCH_MAX, x.SMALL)]
     return out
 

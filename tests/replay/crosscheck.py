@@ -77,12 +77,12 @@ class Case:
 
 
 def cases() -> list[Case]:
-    """What the test checks: every window under LocalOnly, OnDemand billed hourly and per
-    second, and LaunchMax on the small clouds."""
+    """What the test checks: every window under LocalOnly, OnDemand and OnDemandPlusPlus
+    billed hourly and per second, and LaunchMax on the small clouds."""
     out = []
     for w in WINDOWS:
         out += [Case(w, ref.LOCAL_ONLY), Case(w, ref.ON_DEMAND), Case(w, ref.ON_DEMAND, PER_SECOND),
-                Case(w, ref.LAUNCH_MAX, SMALL)]
+                Case(w, ref.ODPP), Case(w, ref.ODPP, PER_SECOND), Case(w, ref.LAUNCH_MAX, SMALL)]
     return out
 
 

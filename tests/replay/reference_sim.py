@@ -51,11 +51,19 @@ The model
     (terminated at once) while ``free - queued`` cores still covers its cores (longest idle
     first); a node idle for less asks to be looked at again when it reaches ``idle_secs``.
     A node's idleness starts at the first evaluation that sees it empty.
+  - ``OnDemandPlusPlus`` (the original's arithmetic): ``need`` = queued cores (of jobs that can
+    ever run) - every core of each node with a free core - cores of the instances not joined
+    yet. With ``need > 0`` it launches ``ceil(need / cores)`` instances on the cheapest cloud
+    below its ``max_instances`` (up to it; the next cloud only at a later evaluation). With
+    nothing queued, or nothing needed and no instance unjoined, each joined, empty node within
+    ``3 x loop`` of its next charge boundary (counted from its request) is released, and at
+    once with per-second billing; an empty node further from it asks to be looked at again
+    when it gets that close.
 
 Left out (the windows checked here do not need them): node shapes (memory, GPUs, properties,
 ``nodes=`` parts), accounting logs, budgets (``price_per_hour``), ``multiplier``, queues, the
 ``strict`` and ``easy`` schedulers, ``poll`` mode, mom delays, spot instances and interruptions,
-boot timeouts and cloud faults, every policy but the three above, and the figures other than the
+boot timeouts and cloud faults (OnDemandPlusPlus's stalled clouds), every policy but the four above, and the figures other than the
 waits, job counts, cost and instance-hours.
 """
 
@@ -68,8 +76,8 @@ import time
 from dataclasses import dataclass, field
 
 DAY = 86400.0
-LOCAL_ONLY, LAUNCH_MAX, ON_DEMAND = "LocalOnly", "LaunchMax", "OnDemand"
-POLICIES = (LOCAL_ONLY, LAUNCH_MAX, ON_DEMAND)
+LOCAL_ONLY, LAUNCH_MAX, ON_DEMAND, ODPP = "LocalOnly", "LaunchMax", "OnDemand", "OnDemandPlusPlus"
+POLICIES = (LOCAL_ONLY, LAUNCH_MAX, ON_DEMAND, ODPP)
 
 
 # -- the trace ---------------------------------------------------------------------------------------
@@ -373,6 +381,28 @@ class Reference:
                     if surplus >= inst.node.np:
                         surplus -= inst.node.np
                         retire.append(inst)
+        elif self.policy == ODPP:
+            # The original's arithmetic: a node with any free core counts all its cores.
+            queued = sum(j.cores for j in self.queue)
+            need = queued - sum(n.np for n in self.nodes if n.free) - unjoined_cores
+            if queued and need > 0:
+                for k, cloud in enumerate(self.s.clouds):
+                    room = cloud.max_instances - len(self.live[k])
+                    if room > 0:
+                        launches.append((k, min(math.ceil(need / cloud.cores), room)))
+                        break
+            if not queued or (need <= 0 and not unjoined_cores):
+                window = 3 * self.s.loop
+                for inst in joined:
+                    if inst.node.jobs:
+                        continue
+                    charge = self.s.clouds[inst.cloud].charge_secs
+                    left = charge - (now - inst.launch) % charge if charge > 0 else 0.0
+                    if left <= window:
+                        retire.append(inst)
+                    else:
+                        at = now + left - window
+                        wake = at if wake is None else min(wake, at)
         # Apply: joins, terminations, launches.
         for inst in to_join:
             inst.node = Node(self.s.clouds[inst.cloud].cores, self.s.clouds[inst.cloud].cores, inst)

@@ -2,7 +2,7 @@
 
 :mod:`tests.replay.reference_sim` shares no code with the replay or the policies; it implements
 the replay's documented model (FIFO over static and cloud nodes, boot and join, evaluations on
-events, hourly or per-second billing) for LocalOnly, OnDemand and LaunchMax. On windows of three
+events, hourly or per-second billing) for LocalOnly, OnDemand, OnDemandPlusPlus and LaunchMax. On windows of three
 real traces (:mod:`tests.replay.crosscheck`) the replay's figures must be within 1% of it, and
 the same jobs must have started. The last tests show that the 1% is tight enough: a replay given
 a boot time, a charge period or a scheduler other than the reference's fails the comparison.
@@ -65,7 +65,8 @@ def _clouds(**changes: int) -> tuple[CloudState, ...]:
     (_default(0), _clouds(charge_time_secs=3000), None, "cost"),      # another billing period
     (_default(0), _clouds(charge_time_secs=0), None, "cost"),         # per second, not per hour
     (_default(2, ref.LOCAL_ONLY), None, {"scheduler": "strict"}, "mean wait"),  # strict FIFO
-], ids=["boot-150s", "charge-3000s", "per-second", "strict-fifo"])
+    (_default(0, ref.ODPP), None, {"multiplier": 2}, "cost"),          # twice the instances asked for
+], ids=["boot-150s", "charge-3000s", "per-second", "strict-fifo", "odpp-multiplier-2"])
 def test_the_comparison_notices_a_wrong_model(case: x.Case, clouds: tuple[CloudState, ...] | None,
                                               changes: dict | None, wrong: str) -> None:
     row = x.compare(case, replay_clouds=clouds, replay_changes=changes)
