@@ -109,9 +109,8 @@ def parse(text: str) -> Directive:
             if text[i] != ",":
                 raise QmgrSyntaxError("qmgr: Syntax error")
             i = _skip(text, i + 1)
-    if command in ("create", "delete") and obj != "server" and name is None:
-        raise QmgrSyntaxError("qmgr: Syntax error - attribute required for operation"
-                              if command == "create" else "qmgr: Syntax error")
-    if command == "delete" and attributes:
+    # A node or queue directive without a name is no syntax error: qmgr looks for its active
+    # objects (commands/qmgr.py).
+    if command == "delete" and attributes and name is not None:
         raise QmgrSyntaxError("qmgr: Syntax error - operation does not allow attribute")
     return Directive(command, obj, name, attributes)

@@ -136,6 +136,15 @@ def test_error_messages_and_exit_statuses(make_sandbox):
     result = sb.run("qmgr", "-c", "create node node01 np=4")
     assert (result.returncode, result.stderr) == (
         2, "qmgr obj=node01 svr=default: Node name already exists\n")
+    # Naming no node or queue is no error: qmgr acts on its active ones, and -c has none
+    # (what Torque 6.1.3's qmgr answers, exit status 0 included).
+    for directive in ("print node", "list node", "set node np=3", "create node np=2", "delete node",
+                      "print queue", "delete queue"):
+        what = "Queues" if "queue" in directive else "Nodes"
+        result = sb.run("qmgr", "-c", directive)
+        assert (result.returncode, result.stdout, result.stderr) == (
+            0, "", f"No Active {what}, nothing done.\n"), directive
+    assert sb.run("qmgr", "-z", "-c", "print node").stderr == ""
     result = sb.run("qmgr", "-c", "frobnicate node x")
     assert result.returncode == 2 and result.stderr.startswith("qmgr: Illegal operation: frobnicate")
     job = sb.qsub(runtime=1)

@@ -156,7 +156,9 @@ def test_qmgr_directives():
                                                            [("scheduling", "=", "true")])
     assert parse("s n n1 properties += b").attributes == [("properties", "+=", "b")]
     assert parse("delete node n1").name == "n1"
-    for bad in ("frobnicate node n1", "create", "create widget x", "create node",
+    # Naming no node is no syntax error: qmgr then looks for its active nodes (it has none).
+    assert (parse("create node").name, parse("delete node np=2").name) == (None, None)
+    for bad in ("frobnicate node n1", "create", "create widget x",
                 "delete node n1 np=2", 'set node n1 note="open'):
         with pytest.raises(QmgrSyntaxError):
             parse(bad)

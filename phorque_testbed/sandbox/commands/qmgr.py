@@ -14,7 +14,9 @@ Supported directives (``-c DIRECTIVE``, or one per line on standard input):
 - ``print node NAME``, ``print server``, ``list node NAME``.
 
 Errors are printed as ``qmgr obj=NAME svr=default: MESSAGE`` and exit with status 2, as qmgr
-does for a failed ``-c`` directive.
+does for a failed ``-c`` directive. A node or queue directive that names none acts on qmgr's
+active nodes or queues, and a ``-c`` run has none: it says ``No Active Nodes, nothing done.``
+(or ``Queues``) on standard error and exits 0, as Torque 6.1.3's qmgr does.
 """
 
 from __future__ import annotations
@@ -37,6 +39,10 @@ PBSE_UNKNODEATR = 15065
 PBSE_BADNDATVAL = 15069
 TRUE_WORDS = ("true", "t", "1", "y", "yes")
 FALSE_WORDS = ("false", "f", "0", "n", "no")
+
+
+class NothingDone(Exception):
+    """The directive names no object and qmgr has none active: said, and not an error."""
 
 
 class Failed(Exception):
@@ -129,12 +135,9 @@ def _print_server(engine: Engine) -> str:
 
 
 def _queue(engine: Engine, directive: Directive) -> str:
-    """create/delete/set/unset/print/list queue NAME (all queues when a print names none)."""
+    """create/delete/set/unset/print/list queue NAME."""
     name, command = directive.name, directive.command
-    if command in ("print", "list") and name is None:
-        rows = engine.db.execute("SELECT * FROM queues ORDER BY seq").fetchall()
-        return "".join("\n".join(queues.print_queue(r)) + "\n" for r in rows)
-    if name is None:
+    if name is None:  # "active queue", which the sandbox does not keep
         raise TorqueError(15004, "Invalid request")
     if command == "create":
         queues.create(engine, name, directive.attributes)
@@ -152,15 +155,14 @@ def _queue(engine: Engine, directive: Directive) -> str:
 
 
 def execute(engine: Engine, directive: Directive, requestor: str, now: float) -> str:
-    """Carry out one directive; returns what qmgr prints. Raises Failed."""
+    """Carry out one directive; returns what qmgr prints. Raises Failed, or NothingDone."""
     name = directive.name
+    if name is None and directive.object in ("node", "queue") and directive.command != "active":
+        # qmgr acts on its active objects when none is named, and a -c run has none.
+        raise NothingDone(f"No Active {'Nodes' if directive.object == 'node' else 'Queues'}, nothing done.")
     try:
         if directive.object == "node":
-            if name is None:
-                # The parser refuses create and delete without a name; set, print and list look
-                # the node up and find none; the other commands are invalid for a node.
-                if directive.command in ("set", "print", "list"):
-                    raise TorqueError(nodeadmin.PBSE_UNKNODE, nodeadmin.UNKNOWN_NODE)
+            if name is None:  # "active node", which the sandbox does not keep
                 raise TorqueError(15004, "Invalid request")
             if directive.command == "create":
                 np, gpus, props, note = _node_values(directive.attributes)
@@ -242,6 +244,9 @@ def work(layout: Layout, request: Request) -> Reply:
                 continue
             try:
                 out.append(execute(engine, directive, requestor, now))
+            except NothingDone as exc:
+                if "z" not in flags:
+                    err.append(f"{exc}\n")
             except Failed as exc:
                 obj, message = exc.args
                 if "z" not in flags:
