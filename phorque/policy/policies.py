@@ -251,7 +251,6 @@ class OnDemand(Policy):
             if not any(v > 0 for v in unmet):
                 continue
             short = True
-            cores_left = unmet[0]
             for cloud in (c for c in clouds if c.name in names):
                 if not any(v > 0 for v in unmet):
                     break
@@ -262,8 +261,10 @@ class OnDemand(Policy):
                             view.affordable(cloud, self.price_per_hour, spent))
                 if count <= 0:
                     continue
-                d.actions.append(p.launch(cloud.name, count, cloud.capacity,
-                                          f"{cores_left} queued cores not covered by free or pending cores"))
+                # What is still uncovered when this cloud is asked (after the cheaper ones).
+                why = (f"{unmet[0]} queued cores not covered by free or pending cores" if unmet[0] > 0
+                       else "queued jobs' memory, GPUs or nodes not covered by free or pending capacity")
+                d.actions.append(p.launch(cloud.name, count, cloud.capacity, why))
                 room[cloud.name] -= count
                 spent += count * cloud.price
                 unmet = [unmet[0] - count * cloud.instance_cores,

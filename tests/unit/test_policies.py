@@ -143,7 +143,12 @@ def test_ondemand_launches_with_overflow_to_the_next_cloud():
     clouds = [cloud("cheap", price=0.1, cores=4, max_instances=2), cloud("dear", price=0.5, cores=4)]
     snap = snapshot(jobs=[job("1.s", cores=30)], nodes=(node("s1", 2),), clouds=clouds)
     # 30 - 2 free = 28 cores -> 7 instances: 2 on cheap (its max), 5 on dear
-    assert launches(OnDemand().plan(snap)) == {"cheap": 2, "dear": 5}
+    plan = OnDemand().plan(snap)
+    assert launches(plan) == {"cheap": 2, "dear": 5}
+    # Each launch says what was still uncovered when its cloud was asked.
+    assert [a.reason for a in plan.actions if a.kind == Kind.LAUNCH] == [
+        "28 queued cores not covered by free or pending cores",
+        "20 queued cores not covered by free or pending cores"]
 
 
 def test_ondemand_releases_idle_instances_after_idle_secs():
