@@ -19,11 +19,14 @@ A file is one JSON object (format 1)::
       },
       "snapshot": {...},                  # below
       "plan": [{"action": "launch", "cloud": "hotel", "count": 1, "reason": "..."}, ...],
-      "notes": ["..."]
+      "notes": ["..."],
+      "wake_at": 1700000300.0             # optional: when the plan asked to look again (null: never)
     }
 
 ``plan`` holds the plan's actions as :meth:`phorque.core.plan.Action.as_dict` gives them, in
-:meth:`phorque.core.plan.Plan.ordered` order; ``notes`` the plan's notes in order. ``options`` holds
+:meth:`phorque.core.plan.Plan.ordered` order; ``notes`` the plan's notes in order; ``wake_at`` the
+plan's wake-up, in epoch seconds (a file without it, saved before it was written, is compared on
+its actions and notes only). ``options`` holds
 every option of the policy (the configured value, else its default).
 
 ``snapshot`` holds the fields of :class:`phorque.core.model.Snapshot` by name, and so on down: a
@@ -88,6 +91,14 @@ class Saved:
     plan: list[dict[str, Any]]
     notes: list[str]
     description: str = ""
+    #: The plan's wake-up; ``wake_saved`` is False for a file written before it was saved.
+    wake_at: float | None = None
+    wake_saved: bool = False
+
+    def same_plan(self, plan: Plan) -> bool:
+        """Whether ``plan`` is the saved one: its actions, its notes and (when saved) its wake-up."""
+        return (plan_rows(plan) == self.plan and list(plan.notes) == self.notes
+                and (not self.wake_saved or plan.wake_at == self.wake_at))
 
 
 # -- the snapshot -------------------------------------------------------------------------------------
@@ -340,11 +351,11 @@ def document(snapshot: Snapshot, policy: Policy, plan: Plan, description: str = 
     if description:
         out["description"] = description
     out.update(policy=policy_section(policy), snapshot=to_dict(snapshot), plan=plan_rows(plan),
-               notes=list(plan.notes))
+               notes=list(plan.notes), wake_at=plan.wake_at)
     return out
 
 
-_DOC_KEYS = ("format", "description", "policy", "snapshot", "plan", "notes")
+_DOC_KEYS = ("format", "description", "policy", "snapshot", "plan", "notes", "wake_at")
 _ROW_KEYS = {"action": str, "cloud": str, "count": int, "instance": str, "node": str, "reason": str}
 
 
@@ -371,8 +382,9 @@ def parse_document(data: object) -> Saved:
     for i, row in enumerate(rows):
         _check_row(row, f"plan[{i}]")
     notes = list(_load(data["notes"], tuple[str, ...], "notes"))
+    wake_at = _load(data.get("wake_at"), float | None, "wake_at")
     return Saved(policy=policy, snapshot=snapshot, plan=[dict(r) for r in rows], notes=notes,
-                 description=description)
+                 description=description, wake_at=wake_at, wake_saved="wake_at" in data)
 
 
 def _check_row(row: object, where: str) -> None:

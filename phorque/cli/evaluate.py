@@ -187,18 +187,21 @@ def _plan_saved(config, args) -> int:
     data = evaluation_json(config, ev)
     rows, notes = plan_rows(plan), list(plan.notes)
     configured = policy_section(policy)
-    same_plan = rows == saved.plan and notes == saved.notes
+    same_plan = saved.same_plan(plan)
     data["snapshot"] = {"file": args.snapshot, "same_plan": same_plan,
                         "same_policy": configured == saved.policy, "policy": configured,
                         "saved_policy": saved.policy, "saved_actions": saved.plan,
-                        "saved_notes": saved.notes}
+                        "saved_notes": saved.notes, "wake_at": plan.wake_at,
+                        "saved_wake_at": saved.wake_at if saved.wake_saved else None}
     if args.json:
         print(json.dumps(data, sort_keys=True))
     else:
         print(render(ev, data))
+        wake = [{"wake_at": plan.wake_at}] if saved.wake_saved else []
         print("\n".join(_compared(args.snapshot, configured, saved.policy, same_plan,
-                                   saved.plan + [{"note": n} for n in saved.notes],
-                                   rows + [{"note": n} for n in notes])))
+                                   saved.plan + [{"note": n} for n in saved.notes]
+                                   + ([{"wake_at": saved.wake_at}] if saved.wake_saved else []),
+                                   rows + [{"note": n} for n in notes] + wake)))
     code = EXIT_OK
     if args.save_snapshot is not None:
         code = _save(args.save_snapshot, saved.snapshot, policy, plan, saved.description)

@@ -130,3 +130,16 @@ def test_snapshot_takes_no_live_options(tmp_path):
     conf = _config(tmp_path, "name = OnDemand")
     proc = _evaluate(conf, "--snapshot", "tests/cases/cheapest_cloud.json", "--local")
     assert proc.returncode == 2 and "takes no --async or --local" in proc.stderr
+
+
+def test_command_says_when_only_the_wake_up_differs(tmp_path):
+    # The same idle instance, drained 300 s before its boundary instead of 120 s: no action
+    # either way, but the plan looks again at another moment.
+    case = "tests/cases/idle_mid_period.json"
+    conf = _config(tmp_path, "name = CostAware\nprice_per_hour = 10\nscale_in_margin_secs = 300")
+    proc = _evaluate(conf, "--snapshot", case)
+    assert proc.returncode == 1, proc.stderr
+    assert "the plan differs from the one saved:" in proc.stdout
+    assert '    -{"wake_at": 1700001680.0}' in proc.stdout and '    +{"wake_at": 1700001500.0}' in proc.stdout
+    out = json.loads(_evaluate(conf, "--snapshot", case, "--json").stdout)["snapshot"]
+    assert (out["same_plan"], out["wake_at"], out["saved_wake_at"]) == (False, 1700001500.0, 1700001680.0)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -64,6 +65,8 @@ def test_case_gives_its_saved_plan(path):
     plan = policy.plan(saved.snapshot)
     assert plan_rows(plan) == saved.plan
     assert list(plan.notes) == saved.notes
+    assert saved.wake_saved and plan.wake_at == saved.wake_at
+    assert saved.same_plan(plan)
     # The file is in the form this Phorque writes: nothing in it is read and then dropped.
     raw = json.loads(path.read_text())
     assert to_dict(saved.snapshot) == raw["snapshot"]
@@ -190,6 +193,7 @@ def _set(data: dict, path: list, value) -> dict:
     (["plan", 0, "action"], "explode", "plan[0].action", "expected one of launch, cancel, join"),
     (["plan", 0, "count"], "1", "plan[0].count", "expected an integer"),
     (["notes"], [3], "notes[0]", "expected a string, got 3"),
+    (["wake_at"], "soon", "wake_at", "expected a number"),
     (["extra"], 1, "extra", "unknown field"),
 ])
 def test_malformed_file_names_file_and_field(tmp_path, path, value, field, words):
@@ -243,6 +247,18 @@ def test_parse_document_of_what_document_wrote():
     saved = parse_document(data)
     assert saved.description == "a test" and saved.plan == data["plan"] and saved.notes == data["notes"]
     assert saved.plan and saved.plan[0]["action"] == Kind.LAUNCH.value
+
+
+def test_the_wake_up_is_part_of_the_saved_plan():
+    saved = read_saved(str(ROOT / "tests" / "cases" / "idle_mid_period.json"))
+    plan = policy_from_section(saved.policy).plan(saved.snapshot)
+    assert saved.wake_at == plan.wake_at == saved.snapshot.now + 1800 - 120  # the drain moment
+    assert not saved.same_plan(replace(plan, wake_at=plan.wake_at + 60))
+    # A file saved before the wake-up was written is compared on its actions and notes.
+    data = json.loads((ROOT / "tests" / "cases" / "idle_mid_period.json").read_text())
+    del data["wake_at"]
+    older = parse_document(data)
+    assert not older.wake_saved and older.same_plan(replace(plan, wake_at=None))
 
 
 def test_policy_of_the_file_is_built_as_configured():
