@@ -371,6 +371,8 @@ class CostAware(Policy):
                 spent += sum(n * view.snapshot.cloud(name).price for name, n in opened_now.items())
             elif opened_now is None:
                 hopeless[alike] = pool.version
+        if hopeless and budget is not None:
+            self._note_budget(view, clouds, budget, spent, d)
         wanted = pool.used_names()
         spent = 0.0
         for cloud, opener in zip(clouds if jobs else (), openers, strict=True):
@@ -392,6 +394,16 @@ class CostAware(Policy):
             elif cn.node.is_idle:
                 d.actions.extend(retire(cn, "drained and still idle"))
         return d
+
+    @staticmethod
+    def _note_budget(view: View, clouds: list[CloudState], budget: float, asked: float, d: Decision) -> None:
+        """Jobs found no room, and every cloud that could still take an instance costs more an
+        hour than the budget has left: say that the budget holds them."""
+        left = budget - view.spend_rate - asked
+        open_clouds = [c for c in clouds if c.headroom > 0]
+        if open_clouds and all(c.price > left + 1e-9 for c in open_clouds):
+            d.notes.append(f"queued jobs wait: price_per_hour {budget:g} reached "
+                           f"({view.spend_rate + asked:g} an hour spent or asked for)")
 
     def _margin(self, charge: int) -> float:
         return min(float(self.options["scale_in_margin_secs"]), charge / 4)

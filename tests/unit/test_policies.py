@@ -215,6 +215,24 @@ def test_costaware_waits_for_cores_freed_before_a_boot():
     assert launches(CostAware().plan(snap)) == {"hotel": 1}
 
 
+def test_costaware_says_when_the_budget_holds_the_queue():
+    # Two busy 0.1-an-hour instances of a 0.25 budget: a third would spend 0.3.
+    busy = tuple(inst(f"i-{k}", f"h{k}") for k in range(2))
+    jobs = [job("1.s", nodes=((1, 4),))] + [job(f"{k + 2}.s", "R", cores=4, hosts=(f"h{k}",)) for k in range(2)]
+    nodes = [cloud_node(f"h{k}", state="job-exclusive", jobs=(f"{k + 2}.s",)) for k in range(2)]
+    snap = snapshot(jobs=jobs, nodes=nodes, clouds=[cloud(price=0.1, instances=busy)])
+    plan = CostAware(price_per_hour=0.25).plan(snap)
+    assert launches(plan) == {}
+    assert "queued jobs wait: price_per_hour 0.25 reached (0.2 an hour spent or asked for)" in plan.notes
+    # With room in the budget it launches, and no such note is given.
+    plan = CostAware(price_per_hour=0.35).plan(snap)
+    assert launches(plan) == {"hotel": 1} and not any("price_per_hour" in n for n in plan.notes)
+    # Held by max_instances, not by the budget: no budget note either.
+    full = snapshot(jobs=jobs, nodes=nodes, clouds=[cloud(price=0.1, max_instances=2, instances=busy)])
+    plan = CostAware(price_per_hour=0.25).plan(full)
+    assert launches(plan) == {} and not any("price_per_hour" in n for n in plan.notes)
+
+
 def test_costaware_names_jobs_that_never_fit_and_does_not_launch_for_them():
     snap = snapshot(jobs=[job("1.s", nodes=((1, 16),))], nodes=(node("s1", 8),), clouds=[cloud(cores=4)])
     plan = CostAware().plan(snap)
