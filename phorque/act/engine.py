@@ -21,7 +21,7 @@ from phorque.act.crashpoints import crashpoint
 from phorque.act.events import EventType, emit
 from phorque.act.executor import Executor, Outcome
 from phorque.act.forgotten import check_nothing_forgotten
-from phorque.act.snapshot import Observation, build, observe_all
+from phorque.act.snapshot import build, observe_all
 from phorque.adapters.cloud.backoff import (
     CloudHealthRecord,
     health_at,
@@ -44,7 +44,6 @@ from phorque.core.model import (
     in_queues,
     summarize,
 )
-from phorque.core.observe import observe
 from phorque.core.plan import Plan
 from phorque.core.ports import CloudGroup, TorqueAdmin
 from phorque.policy import make_policy
@@ -212,7 +211,7 @@ class Engine:
             except TorqueError as exc:
                 raise TransientError(f"Torque could not be read, nothing decided: {exc}") from exc
             jobs, nodes = read.jobs, read.nodes
-            seen = Observation(seen.previous, observe(now, clouds, nodes, seen.previous))
+            seen = observe_all(now, clouds, nodes, self.state)  # nothing was saved in between
         if save:
             self._report_lost(seen.previous, seen.changed)
         if save and seen.changed:
