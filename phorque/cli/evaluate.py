@@ -197,15 +197,20 @@ def _plan_saved(config, args) -> int:
         print(json.dumps(data, sort_keys=True))
     else:
         print(render(ev, data))
-        wake = [{"wake_at": plan.wake_at}] if saved.wake_saved else []
         print("\n".join(_compared(args.snapshot, configured, saved.policy, same_plan,
-                                   saved.plan + [{"note": n} for n in saved.notes]
-                                   + ([{"wake_at": saved.wake_at}] if saved.wake_saved else []),
-                                   rows + [{"note": n} for n in notes] + wake)))
+                                   _diff_rows(saved.plan, saved.notes, saved.wake_at, saved.wake_saved),
+                                   _diff_rows(rows, notes, plan.wake_at, saved.wake_saved))))
     code = EXIT_OK
     if args.save_snapshot is not None:
         code = _save(args.save_snapshot, saved.snapshot, policy, plan, saved.description)
     return code if same_plan else EXIT_FAILED
+
+
+def _diff_rows(actions: list[dict[str, Any]], notes: list[str], wake_at: float | None,
+               with_wake: bool) -> list[dict[str, Any]]:
+    """A plan as ``--snapshot`` compares it, one row per action, note and (when the file saved
+    one) wake-up."""
+    return actions + [{"note": n} for n in notes] + ([{"wake_at": wake_at}] if with_wake else [])
 
 
 def _compared(path: str, configured: dict[str, Any], saved_policy: dict[str, Any], same_plan: bool,

@@ -11,10 +11,10 @@ as the daemon evaluates it:
   evaluation comes is the daemon's own schedule (:class:`phorque.core.schedule.Schedule`):
   the first trigger after a quiet moment is answered at once; triggers within
   ``event_delay_secs`` after an evaluation triggers asked for are gathered into the next one,
-  and the rate limit (three back to back, then one per 0.5 s) bounds a flood; the latest plan's ``wake_at`` asks for one then (each
-  plan replaces the previous wake-up, which is never less than a second ahead); and the
-  periodic reconciliation comes ``loop_sleep_secs`` after the previous one. An evaluation takes
-  no simulated time;
+  and the rate limit (three back to back, then one per 0.5 s) bounds a flood; the latest
+  plan's ``wake_at`` asks for one then (each plan replaces the previous wake-up, which is never
+  less than a second ahead); and the periodic reconciliation comes ``loop_sleep_secs`` after
+  the previous one. An evaluation takes no simulated time;
 * ``poll`` mode (the original): only the periodic evaluation, every ``loop_sleep_secs``.
 
 Both evaluate once when the replay starts (at the window's start), as the daemon does when it
