@@ -34,9 +34,11 @@ import re
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
+from phorque.act.live_index import LiveIndex
 from phorque.adapters.torque.xmlparse import exec_hosts
-from phorque.core.model import COMPLETED, RUNNING, Job, Node
+from phorque.core.model import COMPLETED, RUNNING, Job, Node, QueueIndex
 from phorque.core.ports import TorqueReader
 
 #: Nodes read by name in one refresh, above which every node is read (one ``pbsnodes -x`` of a
@@ -85,6 +87,8 @@ class Refreshed:
     #: before it frees the job's slots. They are read again at the next refresh, which the
     #: caller should make soon.
     unsettled: tuple[str, ...] = ()
+    #: ``jobs`` sorted as the policies read them (for the snapshot).
+    queue_index: QueueIndex | None = None
 
 
 @dataclass
@@ -137,6 +141,28 @@ def _node_text(node: Node | None) -> str:
     return f"{','.join(sorted(node.state))} np={node.np}{jobs}"
 
 
+class _Touched(dict[str, Job]):
+    """The view's jobs as a refresh changes them: a copy that notes every id set or removed
+    (in the order first touched), so that what changed is known without comparing 100,000
+    jobs."""
+
+    def __init__(self, jobs: dict[str, Job]):
+        super().__init__(jobs)
+        self.touched: dict[str, None] = {}
+
+    def __setitem__(self, key: str, value: Job) -> None:
+        self.touched[key] = None
+        super().__setitem__(key, value)
+
+    def __delitem__(self, key: str) -> None:
+        self.touched[key] = None
+        super().__delitem__(key)
+
+    def pop(self, key: str, *default: Any) -> Any:
+        self.touched[key] = None
+        return super().pop(key, *default)
+
+
 def _array_of(job_id: str) -> str | None:
     """``4[]`` for a sub-job ``4[1]`` (server part kept), else None."""
     head, bracket, rest = job_id.partition("[")
@@ -159,6 +185,8 @@ class ClusterView:
         self._nodes: dict[str, Node] = {}
         #: When each running job's remaining walltime was read, to serve it as of ``now``.
         self._read_at: dict[str, float] = {}
+        #: The jobs sorted as the policies read them, kept as they change.
+        self._index = LiveIndex()
         self._valid = False
 
     @property
@@ -210,15 +238,22 @@ class ClusterView:
             return self._full(torque, now)
         return self._incremental(torque, now)
 
-    def _served(self, now: float) -> tuple[Job, ...]:
-        """The jobs, a running job's remaining walltime counted down to ``now``."""
-        out = []
-        for job in self._jobs.values():
-            read_at = self._read_at.get(job.id)
-            if job.remaining_secs is not None and read_at is not None and now > read_at:
-                job = dataclasses.replace(job, remaining_secs=max(0, job.remaining_secs - int(now - read_at)))
-            out.append(job)
-        return tuple(out)
+    def _served(self, now: float) -> tuple[tuple[Job, ...], tuple[Node, ...], QueueIndex]:
+        """What a refresh hands on: the jobs, a running job's remaining walltime counted down
+        to ``now`` (only the jobs with a remaining walltime are looked at, not the whole
+        queue), the nodes, and the index of the jobs."""
+        jobs = self._jobs
+        replaced: dict[str, Job] = {}
+        for job_id, read_at in self._read_at.items():
+            job = jobs.get(job_id)
+            if job is not None and job.remaining_secs is not None and now > read_at:
+                replaced[job_id] = dataclasses.replace(
+                    job, remaining_secs=max(0, job.remaining_secs - int(now - read_at)))
+        if replaced:
+            jobs = {**jobs, **replaced}  # (the same order: the keys are there already)
+        nodes = self._nodes
+        index = self._index.index(replaced, (j for node in nodes.values() for j in node.jobs))
+        return tuple(jobs.values()), tuple(nodes.values()), index
 
     def _stamp(self, jobs: Iterable[Job], at: float) -> None:
         for job in jobs:
@@ -253,11 +288,13 @@ class ClusterView:
         drift, total = (self._compare(jobs, nodes) if self._valid else ([], 0))
         # A full read is never skipped: "changed" is what it found wrong in the view.
         changed = total > 0 or not self._valid
+        self._index.rebuild(jobs, self._jobs if self._valid else None)
         self._jobs, self._nodes, self._valid = jobs, nodes, True
         self._read_at = {}
         self._stamp(jobs.values(), now)
-        return Refreshed(self._served(now), tuple(nodes.values()), full=True, changed=changed,
-                         drift=drift, drift_total=total)
+        served, listed, index = self._served(now)
+        return Refreshed(served, listed, full=True, changed=changed, drift=drift, drift_total=total,
+                         queue_index=index)
 
     def _compare(self, jobs: dict[str, Job], nodes: dict[str, Node]) -> tuple[list[Drift], int]:
         """The differences, the first DRIFT_KEPT of them by name, and their number. One pass
@@ -274,10 +311,12 @@ class ClusterView:
 
     def _incremental(self, torque: TorqueReader, now: float) -> Refreshed:
         taken = self._take()
-        jobs = dict(self._jobs)
+        before = self._jobs
+        jobs: dict[str, Job] = _Touched(before)
         touched_nodes = set(taken.nodes)
         reread: list[str] = []
         stamps: list[tuple[Job, float]] = []
+        found: list[Job] | None = None  # None: the whole queue was read
         for job_id, (kind, exec_host, start) in taken.jobs.items():
             old = jobs.get(job_id)
             if kind in _ENDED:
@@ -312,8 +351,10 @@ class ClusterView:
         except Exception:
             self._put_back(taken)
             raise
-        ended = {i for i, (kind, _h, _s) in taken.jobs.items() if kind in _ENDED} | (
-            self._jobs.keys() - jobs.keys())
+        # What changed: the ids the refresh touched, or (the whole queue read) every id.
+        touched = jobs.touched if isinstance(jobs, _Touched) else before.keys() | jobs.keys()
+        ended = {i for i, (kind, _h, _s) in taken.jobs.items() if kind in _ENDED} | {
+            i for i in touched if i in before and i not in jobs}
         unsettled = tuple(sorted(name for name in touched_nodes if name in nodes
                                  and any(j in ended for j in nodes[name].jobs)))
         if unsettled:
@@ -325,14 +366,29 @@ class ClusterView:
                     for job_id in nodes[name].jobs:
                         if job_id in ended:
                             self._pending.jobs.setdefault(job_id, (REREAD, None, None))
-        changed = jobs != self._jobs or nodes != self._nodes
-        self._jobs, self._nodes = jobs, nodes
+        changed = any(jobs.get(i) != before.get(i) for i in touched) or nodes != self._nodes
+        self._index_changes(jobs, touched, found is None)
+        self._jobs, self._nodes = dict(jobs), nodes
         for job, at in stamps:
             self._stamp((job,), at)
         for gone in [i for i in self._read_at if i not in jobs]:
             del self._read_at[gone]
-        return Refreshed(self._served(now), tuple(nodes.values()), full=False, changed=changed,
-                         jobs_read=jobs_read, nodes_read=nodes_read, unsettled=unsettled)
+        served, listed, index = self._served(now)
+        return Refreshed(served, listed, full=False, changed=changed, jobs_read=jobs_read,
+                         nodes_read=nodes_read, unsettled=unsettled, queue_index=index)
+
+    def _index_changes(self, jobs: dict[str, Job], touched: Iterable[str], whole: bool) -> None:
+        """Tell the index what changed from ``self._jobs`` to ``jobs``: the ids ``touched``, in
+        the order first touched (a new id's first touch is where the dict took it in); a
+        whole-queue read builds it again."""
+        if whole:
+            self._index.rebuild(jobs)
+            return
+        before = self._jobs
+        for job_id in touched:
+            job = jobs.get(job_id)
+            if job is not before.get(job_id):
+                self._index.put(job_id, job)
 
     def _reread(self, torque: TorqueReader, ids: list[str], jobs: dict[str, Job],
                 touched_nodes: set[str]) -> list[Job]:

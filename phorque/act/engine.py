@@ -219,7 +219,7 @@ class Engine:
             crashpoint("observe.saved")
             self._kick_scheduler_for_new_nodes(seen.previous, seen.changed)
         return build(now, jobs, nodes, clouds, seen, self.state, self.state.memory(), save=save,
-                     forgotten=_report_forgotten)
+                     forgotten=_report_forgotten, queue_index=read.queue_index)
 
     @staticmethod
     def _report_lost(previous: Sequence[Owned], changed: Sequence[Owned]) -> None:

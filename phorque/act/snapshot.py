@@ -24,6 +24,7 @@ from phorque.core.model import (
     Job,
     Node,
     Owned,
+    QueueIndex,
     Snapshot,
     Stage,
 )
@@ -99,11 +100,13 @@ def observe_some(now: float, clouds: tuple[CloudState, ...],
 def build(now: float, jobs: tuple[Job, ...], nodes: tuple[Node, ...], clouds: tuple[CloudState, ...],
           seen: Observation, book: InstanceBook, memory: Any, *, save: bool,
           listed: Container[str] | None = None,
-          forgotten: Callable[[list[str]], None] | None = None) -> Snapshot:
+          forgotten: Callable[[list[str]], None] | None = None,
+          queue_index: QueueIndex | None = None) -> Snapshot:
     """The snapshot from what was read and observed. With ``save`` the observation is already
     in the book (as it must be when it is not ``complete``), and the names of gone instances'
     nodes that Torque no longer lists are released from it (and given to ``forgotten``).
-    ``listed`` answers whether Torque lists a node (by default from ``nodes``)."""
+    ``listed`` answers whether Torque lists a node (by default from ``nodes``); ``queue_index``
+    is the live view's index of ``jobs``."""
     previous, changed = seen.previous, seen.changed
     just_gone: dict[str, str] = {}
     if changed:
@@ -127,7 +130,7 @@ def build(now: float, jobs: tuple[Job, ...], nodes: tuple[Node, ...], clouds: tu
         recorded = recorded | set(just_gone.values())
     if not recorded:
         return Snapshot(now=now, jobs=jobs, nodes=nodes, clouds=clouds, owned=owned, memory=memory,
-                        gone_nodes=_NO_GONE_NODES)
+                        gone_nodes=_NO_GONE_NODES, queue_index=queue_index)
     if listed is None:
         listed = {n.name for n in nodes}
     unlisted = sorted(n for n in recorded if n not in listed)
@@ -138,7 +141,8 @@ def build(now: float, jobs: tuple[Job, ...], nodes: tuple[Node, ...], clouds: tu
     gone_nodes = {iid: node for iid, node in book.gone_nodes().items() if node in listed}
     gone_nodes.update({iid: node for iid, node in just_gone.items() if node in listed})
     return Snapshot(now=now, jobs=jobs, nodes=nodes, clouds=clouds, owned=owned, memory=memory,
-                    recorded_nodes=frozenset(n for n in recorded if n in listed), gone_nodes=gone_nodes)
+                    recorded_nodes=frozenset(n for n in recorded if n in listed), gone_nodes=gone_nodes,
+                    queue_index=queue_index)
 
 
 def with_vanished_spot(clouds: tuple[CloudState, ...], previous: Sequence[Owned],

@@ -119,8 +119,9 @@ def _hints(cls: type) -> dict[str, Any]:
 
 
 def _written_fields(cls: type) -> list:
-    # init=False fields are derived caches (Node.free_cores, CloudState._valid): never data.
-    return [f for f in fields(cls) if f.init]
+    # init=False fields are derived caches (Node.free_cores, CloudState._valid), and so is a
+    # field marked derived (Snapshot.queue_index): never data.
+    return [f for f in fields(cls) if f.init and not f.metadata.get("derived")]
 
 
 def _plain(kind: Any) -> Any:

@@ -405,6 +405,35 @@ class Owned:
     updated_at: float | None = None
 
 
+#: A kind of queued job: what judging whether a job can ever run, and whether it fits, reads of
+#: it (its request, queue and rerunnable flag). The request is one tuple for every job of one
+#: request (the Torque parser's cache), so it is named by identity; whoever holds a kind holds a
+#: job of it, so no identity is reused meanwhile.
+KindKey = tuple[int, int, str, bool | None]
+
+
+@dataclass(frozen=True, eq=False)
+class QueueIndex:
+    """A snapshot's jobs as the policies read them (``phorque.core.queue_index``).
+
+    ``queued``: the jobs in state Q that pbs_server does not refuse and no node lists (a job
+    that started between the ``qstat`` and the ``pbsnodes`` read is running), in FIFO order.
+    ``refused`` and ``running``: in the snapshot's order. ``kinds``: for every kind of job in
+    ``queued``, how many there are and one of them.
+    """
+
+    queued: tuple[Job, ...]
+    refused: tuple[Job, ...]
+    running: tuple[Job, ...]
+    kinds: Mapping[KindKey, tuple[int, Job]]
+
+    def same_as(self, other: QueueIndex) -> bool:
+        """The same jobs in the same order, and the same counts of the same kinds."""
+        return (self.queued == other.queued and self.refused == other.refused
+                and self.running == other.running
+                and {k: n for k, (n, _) in self.kinds.items()} == {k: n for k, (n, _) in other.kinds.items()})
+
+
 @dataclass(frozen=True)
 class Snapshot:
     """Everything a policy may look at. ``clouds`` are in price order (cheapest first)."""
@@ -423,6 +452,10 @@ class Snapshot:
     #: Instance id -> Torque node of Phorque's records of gone instances whose node Torque still
     #: lists: the cloud forgets a terminated instance's DNS name, the state store does not.
     gone_nodes: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    #: ``jobs`` sorted as the policies read them, when the daemon's live view kept them so
+    #: (``phorque.core.queue_index``); derived from ``jobs`` when None. Never written to a file.
+    queue_index: QueueIndex | None = field(default=None, compare=False, repr=False,
+                                           metadata={"derived": True})
 
     @property
     def spend_rate(self) -> float:

@@ -15,6 +15,7 @@ from phorque.core.model import (
     Chunk,
     CloudState,
     Job,
+    KindKey,
     Node,
     asks_spot,
     spot_job,
@@ -213,20 +214,24 @@ def asks_shape(job: Job) -> bool:
 def runnable(view: View, d_notes: list[str]) -> list[Job]:
     """The queued jobs some static node or cloud could ever run; the others are named in
     ``d_notes`` (up to NOTE_LIMIT, the rest counted)."""
+    return runnable_kinds(view, d_notes)[0]
+
+
+def runnable_kinds(view: View, d_notes: list[str]) -> tuple[list[Job], dict[KindKey, tuple[int, Job]]]:
+    """``runnable``, and how many of its jobs there are of each kind (and one of them)."""
     queued = view.queued
     if not queued:
-        return []
+        return [], {}
     limits = Limits.of(view)
+    kinds = view.queued_kinds
+    # What never_reason reads of a job is its kind: each kind is judged once.
+    judged = {kind: never_reason(one, limits) for kind, (_, one) in kinds.items()}
+    counts = {kind: found for kind, found in kinds.items() if judged[kind] is None}
+    if len(counts) == len(kinds):
+        return list(queued), counts  # every kind can run: no pass over the queue
     out, never = [], 0
-    # What never_reason reads of a job; jobs alike are judged once.
-    judged: dict[tuple[int, int, str, bool | None], str | None] = {}
     for job in queued:
-        # The same request is one tuple (jobs_request's cache); the jobs outlive this loop.
-        alike = (id(job.chunks), job.cores, job.queue, job.rerunnable)
-        if alike in judged:
-            reason = judged[alike]
-        else:
-            reason = judged[alike] = never_reason(job, limits)
+        reason = judged[(id(job.chunks), job.cores, job.queue, job.rerunnable)]  # its kind
         if reason is None:
             out.append(job)
             continue
@@ -235,7 +240,7 @@ def runnable(view: View, d_notes: list[str]) -> list[Job]:
             d_notes.append(f"job {job.id} can never run: {reason}")
     if never > NOTE_LIMIT:
         d_notes.append(f"... and {never - NOTE_LIMIT} more jobs that can never run")
-    return out
+    return out, counts
 
 
 _FREE_ONLY = frozenset({FREE})

@@ -14,7 +14,7 @@ from operator import attrgetter
 from typing import Any, NotRequired, TypedDict, cast
 
 from phorque.core import plan as p
-from phorque.core.model import CloudState, Job, Node, asks_spot
+from phorque.core.model import CloudState, Job, KindKey, Node, asks_spot
 from phorque.core.options import bool_option, int_option
 from phorque.policy.base import Decision, Policy
 from phorque.policy.common import (
@@ -27,6 +27,7 @@ from phorque.policy.common import (
     launch_clouds,
     retire,
     runnable,
+    runnable_kinds,
 )
 from phorque.policy.lifecycle import Lifecycle
 from phorque.policy.packing import UNLIMITED, BinPool, Key, Opener
@@ -342,7 +343,7 @@ class CostAware(Policy):
         clouds = launch_clouds(view)
         expendable = self._expendable(view, life, d)
         draining = draining_nodes(view, life)
-        jobs = runnable(view, d.notes)
+        jobs, kinds = runnable_kinds(view, d.notes)
         # Without a job to place the pool would stay unused (nothing wanted, nothing opened):
         # most evaluations come after the scheduler has started every job that fits.
         pool = self._pool(view, life, clouds, expendable, draining) if jobs else BinPool()
@@ -357,20 +358,30 @@ class CostAware(Policy):
         # Alike: the same request (one tuple for jobs of one request: jobs_request's cache) and
         # the same clouds. Behind a full cluster 100,000 queued jobs cost a look-up each.
         hopeless: dict[tuple[int, int, int], int] = {}
+        # How many jobs of each kind are still to come: once every kind still to come is
+        # hopeless, the rest of the queue changes nothing (behind a full cluster the pass ends
+        # after the jobs that found room, not at the queue's end). A short queue is passed over
+        # whole: counting costs more there than it saves.
+        left = _Left(kinds, serving) if serving is not None and len(jobs) > _LONG_QUEUE else None
         for job in jobs:
             assert serving is not None
             offered = serving.openers(job)
             alike = (id(job.chunks), job.cores, id(offered))
-            if hopeless.get(alike) == pool.version:
-                continue
-            if pool.place(job.shape) is not None:
-                continue
-            money = None if budget is None else budget - view.spend_rate - spent
-            opened_now = pool.place(job.shape, offered, money)
-            if opened_now:
-                spent += sum(n * view.snapshot.cloud(name).price for name, n in opened_now.items())
-            elif opened_now is None:
-                hopeless[alike] = pool.version
+            if left is not None:
+                left.take(alike, hopeless, pool.version)
+            if hopeless.get(alike) != pool.version:
+                if pool.place(job.shape) is not None:
+                    continue
+                money = None if budget is None else budget - view.spend_rate - spent
+                opened_now = pool.place(job.shape, offered, money)
+                if opened_now:
+                    spent += sum(n * view.snapshot.cloud(name).price for name, n in opened_now.items())
+                elif opened_now is None:
+                    hopeless[alike] = pool.version
+                    if left is not None:
+                        left.blocked(alike, pool.version)
+            if left is not None and left.all_blocked(pool.version):
+                break
         if hopeless and budget is not None:
             self._note_budget(view, clouds, budget, spent, d)
         wanted = pool.used_names()
@@ -478,6 +489,48 @@ def cloud_opener(cloud: CloudState) -> Opener:
     return Opener(cloud.name, cloud.headroom, cloud.instance_cores, cloud.price,
                   mem_mb=cloud.instance_memory_mb, gpus=cloud.instance_gpus,
                   properties=cloud.node_properties)
+
+
+#: Queued jobs above which CostAware counts them by kind to end its pass early.
+_LONG_QUEUE = 200
+
+
+class _Left:
+    """The jobs still to come in CostAware's pass over the queue, counted by kind as that pass
+    names them (the request's identity, the cores and the clouds that take the job), and how
+    many of those kinds are hopeless at the pool's version: when all of them are, no job still
+    to come can change the plan. The counts must be exact: a kind counted and never reached
+    would only keep the pass going to the end, but one reached and not counted must not be."""
+
+    __slots__ = ("_count", "_version", "_blocked")
+
+    def __init__(self, kinds: Mapping[KindKey, tuple[int, Job]], serving: _Serving):
+        self._count: dict[tuple[int, int, int], int] = {}
+        for (chunks, cores, _queue, _rerunnable), (n, one) in kinds.items():
+            alike = (chunks, cores, id(serving.openers(one)))
+            self._count[alike] = self._count.get(alike, 0) + n
+        self._version = -1
+        self._blocked = 0  # kinds still to come that are hopeless at _version
+
+    def take(self, alike: tuple[int, int, int], hopeless: dict[tuple[int, int, int], int], version: int) -> None:
+        """A job of ``alike`` is reached."""
+        n = self._count[alike] - 1
+        if n:
+            self._count[alike] = n
+            return
+        del self._count[alike]
+        if self._version == version and hopeless.get(alike) == version:
+            self._blocked -= 1
+
+    def blocked(self, alike: tuple[int, int, int], version: int) -> None:
+        """``alike`` was found hopeless at ``version``."""
+        if self._version != version:
+            self._version, self._blocked = version, 0
+        if alike in self._count:
+            self._blocked += 1
+
+    def all_blocked(self, version: int) -> bool:
+        return self._version == version and self._blocked == len(self._count)
 
 
 class _Serving:

@@ -12,7 +12,7 @@ offline by an administrator and is left alone, whatever stage the state store re
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from operator import attrgetter, is_
@@ -21,7 +21,6 @@ from typing import Any, Generic, TypeVar, cast, overload
 from phorque.core.model import (
     EXITING,
     NOTE_MARK,
-    QUEUED,
     RUNNING,
     Chunk,
     CloudState,
@@ -29,11 +28,13 @@ from phorque.core.model import (
     Instance,
     InstanceState,
     Job,
+    KindKey,
     Node,
     Owned,
     Snapshot,
     Stage,
 )
+from phorque.core.queue_index import queue_of
 from phorque.policy.packing import UNLIMITED
 
 _T = TypeVar("_T")
@@ -191,10 +192,19 @@ class View:
         return self.snapshot.now
 
     @cached_property
-    def jobs(self) -> tuple[Job, ...]:
-        if self.queues is None:
-            return self.snapshot.jobs
-        return tuple(j for j in self.snapshot.jobs if j.queue in self.queues)
+    def _queue(self) -> tuple[tuple[Job, ...], tuple[Job, ...], Mapping[KindKey, tuple[int, Job]]]:
+        """The queued jobs in the scheduler's order, the refused ones and the queued kinds: the
+        live view's, kept sorted between evaluations, or derived from the snapshot's jobs."""
+        index = self.snapshot.queue_index
+        if index is not None:
+            return index.queued, index.refused, index.kinds
+        return queue_of(self.snapshot.jobs, self.snapshot.nodes)
+
+    @cached_property
+    def _other_queues(self) -> bool:
+        """Are there queued jobs in queues Phorque does not serve (``queue_name``)?"""
+        queues = self.queues
+        return queues is not None and not all(kind[2] in queues for kind in self._queue[2])
 
     @cached_property
     def queued(self) -> tuple[Job, ...]:
@@ -203,29 +213,36 @@ class View:
         qstat and pbsnodes are two reads: a job that started between them is queued in the one
         and on a node in the other. It is running, and needs no new instance.
         """
-        queued = self._queued_all  # (filtered into a new list below, never changed)
-        if not queued:
-            return ()  # most evaluations: the scheduler started every job it could
-        started = {job for node in self.snapshot.nodes for job in node.jobs}
-        queued = [j for j in queued if j.id not in started and j.refused_by_server is None]
-        queued.sort(key=lambda j: (j.queued_at if j.queued_at is not None else math.inf, _job_order(j.id)))
-        return tuple(queued)
+        queued = self._queue[0]
+        if self._other_queues:
+            assert self.queues is not None
+            return tuple(j for j in queued if j.queue in self.queues)
+        return queued
 
     @cached_property
-    def _queued_all(self) -> list[Job]:
-        """Every job in state Q, in the snapshot's order (``queued`` and ``refused`` both
-        start from it: one pass over the jobs)."""
-        return [j for j in self.jobs if j.state == QUEUED]  # is_queued, without a call per job
+    def queued_kinds(self) -> Mapping[KindKey, tuple[int, Job]]:
+        """How many of ``queued`` there are of each kind, and one of them: a policy may stop
+        reading the queue once no job left in it can change its plan."""
+        kinds = self._queue[2]
+        if self._other_queues:
+            assert self.queues is not None
+            return {kind: found for kind, found in kinds.items() if kind[2] in self.queues}
+        return kinds
 
     @cached_property
     def refused(self) -> tuple[Job, ...]:
         """Queued jobs pbs_server refuses to start on any node (see ``Job.refused_by_server``):
         no instance is launched for them, and the plan names them."""
-        # Only a job with a comment can be refused: most are skipped at the first test.
-        return tuple(j for j in self._queued_all if j.comment and j.refused_by_server is not None)
+        refused = self._queue[1]
+        if self.queues is None or not refused:
+            return refused
+        return tuple(j for j in refused if j.queue in self.queues)
 
     @cached_property
     def running(self) -> tuple[Job, ...]:
+        index = self.snapshot.queue_index
+        if index is not None:
+            return index.running
         return tuple(j for j in self.snapshot.jobs if j.state in _RUNNING)  # is_running, inline
 
     @cached_property
@@ -522,12 +539,3 @@ def _cloud_shape(instance_mem_mb: int, instance_gpus: int, node_gpus: int,
 def _held_per_node(shape: tuple[Chunk, ...]) -> tuple[int, int]:
     parts = [c for c in shape if not c.spread]
     return max((c.mem_mb for c in parts), default=0), max((c.gpus for c in parts), default=0)
-
-
-@lru_cache(maxsize=1 << 17)
-def _job_order(job_id: str) -> tuple[int, int, str]:
-    """Sort key for ids such as ``123.srv`` and ``123[4].srv``: numeric, then array index."""
-    head = job_id.split(".", 1)[0]
-    base, _, index = head.partition("[")
-    index = index.rstrip("]")
-    return (int(base) if base.isdigit() else 0, int(index) if index.isdigit() else -1, job_id)

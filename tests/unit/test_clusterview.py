@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from phorque.act.clusterview import ClusterView, job_id_of_file
 from phorque.core.model import COMPLETED, QUEUED, RUNNING, Job, Node
+from phorque.core.queue_index import index_of
 
 SERVER = "srv"
 
@@ -69,7 +70,8 @@ class MemoryTorque:
                 self.records.append(("Q", jid))
             return f"{self.seq}[].{SERVER}"
         jid = f"{self.seq}.{SERVER}"
-        self.jobs[jid] = Job(jid, QUEUED, "batch", cores, walltime_secs=3600)
+        # (Queue times out of id order: the scheduler's order is not the ids'.)
+        self.jobs[jid] = Job(jid, QUEUED, "batch", cores, walltime_secs=3600, queued_at=float(self.seq % 7))
         self.records.append(("Q", jid))
         return jid
 
@@ -208,6 +210,24 @@ def test_an_array_id_reads_its_sub_jobs_and_an_id_torque_forgot_has_ended():
     view.job_file(f"/spool/server_priv/jobs/{parent.split('[')[0]}.{SERVER}.TA", True)
     got = view.refresh(reader, 2.0)
     assert by_id(got.jobs) == {}
+    assert got.queue_index is not None and got.queue_index.queued == ()
+    assert_index_kept(got)
+
+
+def test_a_queued_job_read_again_after_its_end_leaves_the_queue_the_policies_read():
+    t = MemoryTorque()
+    done, forgotten, waiting = t.submit(), t.submit(), t.submit()
+    view, reader = started_view(t)
+    assert [j.id for j in view.refresh(reader, 1.0).queue_index.queued] == sorted(
+        [done, forgotten, waiting], key=lambda i: (float(int(i.split(".")[0]) % 7), i))
+    # Their end records are lost; their job files say they changed.
+    t.jobs[done] = dataclasses.replace(t.jobs[done], state=COMPLETED)
+    t.purge(forgotten)
+    for jid in (done, forgotten):
+        view.job_file(f"/spool/server_priv/jobs/{jid}.JB", False)
+    got = view.refresh(reader, 2.0)
+    assert not got.full and [j.id for j in got.queue_index.queued] == [waiting]
+    assert_index_kept(got)
 
 
 def test_a_trigger_that_changes_nothing_is_told_apart():
@@ -321,6 +341,7 @@ def _live_cluster(rng: random.Random, t: MemoryTorque, view: ClusterView, reader
             view = ClusterView()  # a restarted daemon: nothing kept but what Torque says
         now += 1.0
         got = view.refresh(reader, now)
+        assert_index_kept(got)
         if check_ended:
             # Every record was delivered: a job the view has queued is queued in Torque.
             live = t.live()
@@ -328,6 +349,12 @@ def _live_cluster(rng: random.Random, t: MemoryTorque, view: ClusterView, reader
                 if job.state == QUEUED:
                     assert job.id in live and live[job.id].state == QUEUED, job.id
     return view
+
+
+def assert_index_kept(got) -> None:
+    """The index the view kept job by job is the one the snapshot's jobs give."""
+    assert got.queue_index is not None
+    assert got.queue_index.same_as(index_of(got.jobs, got.nodes))
 
 
 def live_cluster(stream, keep_every_record: bool) -> tuple[MemoryTorque, ClusterView, Reader]:
@@ -344,6 +371,7 @@ def live_cluster(stream, keep_every_record: bool) -> tuple[MemoryTorque, Cluster
 def test_the_view_equals_a_full_read_after_reconciliation(stream):
     t, view, reader = live_cluster(stream, keep_every_record=False)
     got = view.refresh(reader, 10_000.0, full=True)
+    assert_index_kept(got)
     assert by_id(got.jobs) == truth(t)
     assert {n.name: n for n in got.nodes} == t.nodes
     # And a later incremental look with nothing new agrees with it.
