@@ -134,7 +134,7 @@ def live_view_rows(sizes: list[int], nodes: int, rng: random.Random) -> None:
     print()
     print(f"the daemon's evaluations with the live view (CostAware), {nodes} nodes")
     print(f"{'queued':>8} {'first full':>11} {'reconcile':>10} {'triggered':>10} {'view read':>10} "
-          f"{'policy':>8} {'derived':>9} {'growth':>7}")
+          f"{'policy':>8} {'derived':>9} {'growth':>7} {'OD++':>8} {'OnDemand':>9}")
     first = None
     nodes_bytes = pbsnodes_xml(nodes)
     for size in sizes:
@@ -157,6 +157,8 @@ def live_view_rows(sizes: list[int], nodes: int, rng: random.Random) -> None:
         triggered = []
         reads = []
         derived = []
+        others: dict[str, list[float]] = {"OD++": [], "OnDemand": []}
+        other_policies = {"OD++": OnDemandPlusPlus(price_per_hour=40), "OnDemand": OnDemand(price_per_hour=40)}
         for k in range(5):  # five submits, each its own evaluation
             jid = 10_000_000 + k
             reader.one = one_job(jid)
@@ -176,16 +178,22 @@ def live_view_rows(sizes: list[int], nodes: int, rng: random.Random) -> None:
                 dataclasses.replace(snap, queue_index=None)))
             assert same == plan, "the index changed the plan"
             derived.append(t_derived)
+            for name, other in other_policies.items():
+                t_other, other_plan = timed(lambda snap=snap, other=other: other.plan(snap))
+                assert other_plan == other.plan(dataclasses.replace(snap, queue_index=None))
+                others[name].append(t_other)
         t_trig, t_read = min(triggered), min(reads)
         first = first or t_trig
         print(f"{size:>8} {t_first:>10.3f}s {t_full:>9.3f}s {t_trig:>9.3f}s {t_read:>9.3f}s "
-              f"{t_trig - t_read:>7.3f}s {min(derived):>8.3f}s {t_trig / first:>6.1f}x")
+              f"{t_trig - t_read:>7.3f}s {min(derived):>8.3f}s {t_trig / first:>6.1f}x "
+              f"{min(others['OD++']):>7.3f}s {min(others['OnDemand']):>8.3f}s")
     print("first full = the start's read and plan (every job parsed); reconcile = the best of the "
           "next three full reads and plans,\n30 s apart (the running jobs' remaining walltime changed; "
           "the jobs as they were are not parsed again); triggered = the\nbest of five single-qsub "
           "evaluations; policy = its plan, with the live view's queue index; derived = the same plan, the queue\nderived from the "
           "snapshot's jobs instead (the baseline: the daemon before the index, the replay); growth = triggered relative "
-          "to the first size")
+          "to the first size;\nOD++, OnDemand = their plan of the same triggered snapshot (the same plan as without "
+          "the index)")
 
 
 def main() -> None:

@@ -8,13 +8,14 @@ a copy of pointers, sorting it again would be a pass of Python over every job.
 
 from __future__ import annotations
 
-from bisect import bisect_left
+from bisect import bisect_left, insort
 from collections.abc import Iterable, Mapping
 
 from phorque.core.model import EXITING, QUEUED, RUNNING, Job, KindKey, QueueIndex
 from phorque.core.queue_index import fifo_key, is_refused, kind_of
 
 _RUNNING = (RUNNING, EXITING)
+_Key = tuple[float, tuple[int, int, str]]
 #: Where a job is kept: in the FIFO queue, among the refused or the running, or nowhere.
 _FIFO, _REFUSED, _RUN = 1, 2, 3
 
@@ -31,11 +32,14 @@ class LiveIndex:
         self._where: dict[str, int] = {}
         #: The FIFO key each queued job was filed under (a changed job is put again, and put
         #: takes it out first: its place is found by the key it had).
-        self._key_of: dict[str, tuple[float, tuple[int, int, str]]] = {}
+        self._key_of: dict[str, _Key] = {}
         self._refused: dict[str, Job] = {}
         self._running: dict[str, Job] = {}
-        self._kinds: dict[KindKey, list] = {}  # [how many, one of them]
-        self._keys: list[tuple[float, tuple[int, int, str]]] = []
+        #: Per kind of queued job, its jobs' FIFO keys in order and one of them: how many there
+        #: are, and where the kind first comes in the queue (the kinds are handed on in that
+        #: order, the order a pass over the queue meets them).
+        self._kinds: dict[KindKey, tuple[list[_Key], Job]] = {}
+        self._keys: list[_Key] = []
         self._fifo: list[Job] = []
 
     def rebuild(self, jobs: Mapping[str, Job], before: Mapping[str, Job] | None = None) -> None:
@@ -64,20 +68,28 @@ class LiveIndex:
         for job_id, job in jobs.items():
             self._seq[job_id] = self._next
             self._next += 1
-            if self._file(job_id, job):
+            if self._file(job_id, job, count=False):
                 waiting.append((self._key_of[job_id], job))
         waiting.sort(key=lambda pair: pair[0])  # keys are unique (they end with the id)
         self._keys = [k for k, _ in waiting]
         self._fifo = [j for _, j in waiting]
+        kinds = self._kinds
+        for key, job in waiting:  # in order: each kind's keys come sorted
+            found = kinds.get(kind_of(job))
+            if found is None:
+                kinds[kind_of(job)] = ([key], job)
+            else:
+                found[0].append(key)
 
     def put(self, job_id: str, job: Job | None) -> None:
         """``job_id`` is now ``job`` (None: the view no longer has it)."""
         where = self._where.pop(job_id, None)
         if where == _FIFO:
-            at = self._find(job_id)
+            key = self._key_of.pop(job_id)
+            at = bisect_left(self._keys, key)
             old = self._fifo[at]
             del self._keys[at], self._fifo[at]
-            self._count(old, -1)
+            self._uncount(old, key)
         elif where == _REFUSED:
             del self._refused[job_id]
         elif where == _RUN:
@@ -94,34 +106,38 @@ class LiveIndex:
             self._keys.insert(at, key)
             self._fifo.insert(at, job)
 
-    def _file(self, job_id: str, job: Job) -> bool:
-        """Note where ``job`` belongs; True for the FIFO queue (the caller places it there)."""
+    def _file(self, job_id: str, job: Job, count: bool = True) -> bool:
+        """Note where ``job`` belongs; True for the FIFO queue (the caller places it there; its
+        kind is counted here with ``count``, else by the caller)."""
         if job.state == QUEUED:
             if is_refused(job):
                 self._where[job_id] = _REFUSED
                 self._refused[job_id] = job
                 return False
             self._where[job_id] = _FIFO
-            self._key_of[job_id] = fifo_key(job)
-            self._count(job, 1)
+            key = self._key_of[job_id] = fifo_key(job)
+            if count:
+                self._count(job, key)
             return True
         if job.state in _RUNNING:
             self._where[job_id] = _RUN
             self._running[job_id] = job
         return False
 
-    def _find(self, job_id: str) -> int:
-        return bisect_left(self._keys, self._key_of.pop(job_id))
-
-    def _count(self, job: Job, step: int) -> None:
-        key = kind_of(job)
-        found = self._kinds.get(key)
+    def _count(self, job: Job, key: _Key) -> None:
+        kind = kind_of(job)
+        found = self._kinds.get(kind)
         if found is None:
-            self._kinds[key] = [step, job]
-            return
-        found[0] += step
-        if found[0] <= 0:
-            del self._kinds[key]
+            self._kinds[kind] = ([key], job)
+        else:
+            insort(found[0], key)
+
+    def _uncount(self, job: Job, key: _Key) -> None:
+        kind = kind_of(job)
+        keys = self._kinds[kind][0]
+        del keys[bisect_left(keys, key)]
+        if not keys:
+            del self._kinds[kind]
 
     def index(self, replaced: Mapping[str, Job], listed: Iterable[str]) -> QueueIndex:
         """The snapshot's index: ``replaced`` are the jobs served in another value than the one
@@ -138,13 +154,21 @@ class LiveIndex:
         seq = self._seq
         running = tuple(replaced.get(i, j) for i, j in sorted(self._running.items(), key=lambda p: seq[p[0]]))
         refused = tuple(replaced.get(i, j) for i, j in sorted(self._refused.items(), key=lambda p: seq[p[0]]))
-        kinds = {key: (count, one) for key, (count, one) in self._kinds.items()}
+        return QueueIndex(queued, refused, running, self._kinds_of(started))
+
+    def _kinds_of(self, started: list[str]) -> dict[KindKey, tuple[int, Job]]:
+        """The kinds of the queued jobs but ``started``, in the order the queue first has them."""
+        gone: dict[KindKey, set[_Key]] = {}
         for job_id in started:  # (a few jobs at most: those that started between the reads)
-            job = self._fifo[bisect_left(self._keys, self._key_of[job_id])]
-            key = kind_of(job)
-            count, one = kinds[key]
-            if count > 1:
-                kinds[key] = (count - 1, one)
-            else:
-                del kinds[key]
-        return QueueIndex(queued, refused, running, kinds)
+            key = self._key_of[job_id]
+            gone.setdefault(kind_of(self._fifo[bisect_left(self._keys, key)]), set()).add(key)
+        firsts = []
+        for kind, (keys, one) in self._kinds.items():
+            skip = gone.get(kind)
+            if skip is None:
+                firsts.append((keys[0], kind, len(keys), one))
+            elif len(skip) < len(keys):
+                first = next(k for k in keys if k not in skip)
+                firsts.append((first, kind, len(keys) - len(skip), one))
+        firsts.sort(key=lambda entry: entry[0])  # (keys are unique)
+        return {kind: (count, one) for _first, kind, count, one in firsts}

@@ -419,7 +419,8 @@ class QueueIndex:
     ``queued``: the jobs in state Q that pbs_server does not refuse and no node lists (a job
     that started between the ``qstat`` and the ``pbsnodes`` read is running), in FIFO order.
     ``refused`` and ``running``: in the snapshot's order. ``kinds``: for every kind of job in
-    ``queued``, how many there are and one of them.
+    ``queued``, how many there are and one of them, in the order ``queued`` first has them (a
+    policy that reads the queue by kind meets them as a pass over its jobs would).
     """
 
     queued: tuple[Job, ...]
@@ -428,10 +429,11 @@ class QueueIndex:
     kinds: Mapping[KindKey, tuple[int, Job]]
 
     def same_as(self, other: QueueIndex) -> bool:
-        """The same jobs in the same order, and the same counts of the same kinds."""
+        """The same jobs in the same order, and the same counts of the same kinds in the same
+        order."""
         return (self.queued == other.queued and self.refused == other.refused
                 and self.running == other.running
-                and {k: n for k, (n, _) in self.kinds.items()} == {k: n for k, (n, _) in other.kinds.items()})
+                and [(k, n) for k, (n, _) in self.kinds.items()] == [(k, n) for k, (n, _) in other.kinds.items()])
 
 
 @dataclass(frozen=True)

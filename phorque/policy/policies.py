@@ -26,7 +26,6 @@ from phorque.policy.common import (
     idle_nodes,
     launch_clouds,
     retire,
-    runnable,
     runnable_kinds,
 )
 from phorque.policy.lifecycle import Lifecycle
@@ -86,6 +85,15 @@ def cloud_looks(entry: Mapping[str, Any]) -> CloudLooks:
     return looks
 
 
+#: Queued jobs of one kind: how many, and one of them (``runnable_kinds``). A policy that only
+#: sums what jobs ask for reads the queue by kind, not job by job.
+Group = tuple[int, Job]
+
+
+def _cores(groups: list[Group]) -> int:
+    return sum(n * job.cores for n, job in groups)
+
+
 class OnDemandPlusPlus(Policy):
     """The original Phorque policy, with its known defects fixed.
 
@@ -108,9 +116,9 @@ class OnDemandPlusPlus(Policy):
         memory: dict[str, CloudLooks] = {
             name: cloud_looks(entry)
             for name, entry in view.snapshot.memory.get("odpp", {}).items() if isinstance(entry, Mapping)}
-        jobs = runnable(view, d.notes)
+        groups = list(runnable_kinds(view, d.notes)[1].values())
         fit = Fit(view)
-        queued = sum(j.cores for j in jobs)
+        queued = _cores(groups)
         pending = view.pending_cores
 
         for cloud in view.known_clouds:
@@ -132,7 +140,7 @@ class OnDemandPlusPlus(Policy):
                 d.actions.append(p.cancel(cloud.name, cloud.desired - valid, cloud.desired,
                                           f"no progress for {self.options['stall_limit']} looks: cloud "
                                           "marked failed, its requests cancelled", fault=True))
-        to_launch = self._launch(view, d, memory, jobs, fit) if queued > 0 else 0
+        to_launch = self._launch(view, d, memory, groups, fit) if queued > 0 else 0
         if to_launch <= 0 and (queued == 0 or pending == 0):
             # While instances launched for queued jobs still boot, the idle nodes are part of
             # what those jobs wait for: releasing them would only launch them again.
@@ -140,21 +148,21 @@ class OnDemandPlusPlus(Policy):
         d.memory["odpp"] = memory
         return d
 
-    def _launch(self, view: View, d: Decision, memory: dict[str, CloudLooks], jobs: list[Job],
+    def _launch(self, view: View, d: Decision, memory: dict[str, CloudLooks], groups: list[Group],
                 fit: Fit) -> int:
         """The original's launch on the cheapest cloud that can take more, counting only the
         queued jobs that cloud can run against the capacity of use to them; returns the cores
-        still to launch for (0 when covered)."""
+        still to launch for (0 when covered). ``groups``: the queued jobs, by kind."""
         candidates = [c for c in launch_clouds(view)
                       if not memory[c.name]["failed"] and len(c.valid_instances) < c.max_instances
                       and c.capacity < c.max_instances]
         to_launch = 0
         for cloud in candidates:
-            mine = [j for j in jobs if fit.cloud_runs(cloud, j)]
+            mine = [(n, j) for n, j in groups if fit.cloud_runs(cloud, j)]
             if not mine:
                 continue
-            free, pending, down = fit.capacity(mine)
-            to_launch = sum(j.cores for j in mine) - (free + pending + down)
+            free, pending, down = fit.capacity([j for _, j in mine])
+            to_launch = _cores(mine) - (free + pending + down)
             if to_launch <= 0:
                 continue
             if cloud.desired > len(cloud.valid_instances):
@@ -169,8 +177,8 @@ class OnDemandPlusPlus(Policy):
             d.actions.append(p.launch(cloud.name, count, cloud.capacity,
                                       f"{to_launch} queued cores not covered by free, pending or down cores"))
             return to_launch
-        free, pending, down = fit.capacity(jobs)
-        left = sum(j.cores for j in jobs) - (free + pending + down)
+        free, pending, down = fit.capacity([j for _, j in groups])
+        left = _cores(groups) - (free + pending + down)
         if left > 0:
             d.notes.append(f"{left} queued cores wait: no cloud can take more instances")
         return max(0, left)
@@ -200,8 +208,8 @@ class OnDemand(Policy):
 
     def decide(self, view: View, life: Lifecycle) -> Decision:
         d = Decision()
-        jobs = runnable(view, d.notes)
-        queued = sum(j.cores for j in jobs)
+        groups = list(runnable_kinds(view, d.notes)[1].values())
+        queued = _cores(groups)
         free = sum(map(_FREE_CORES, view.snapshot.nodes))
         booting = [cn.node for cn in view.cloud_nodes
                    if cn.node is not None and cn.node.is_down and not cn.admin_offline]
@@ -217,8 +225,8 @@ class OnDemand(Policy):
                 undrained.append(cn.node)
             elif cn.node.is_idle:
                 d.actions.extend(retire(cn, "idle, and the queue does not need it"))
-        if need > 0 or any(asks_shape(j) for j in jobs):
-            launched = self._launch(view, d, jobs, booting + undrained)
+        if need > 0 or any(asks_shape(j) for _, j in groups):
+            launched = self._launch(view, d, groups, booting + undrained)
             if launched or need > 0:
                 return d
         surplus = free - queued
@@ -234,16 +242,17 @@ class OnDemand(Policy):
                 d.actions.extend(retire(cn, f"idle for {idle_for:.0f} s"))
         return d
 
-    def _launch(self, view: View, d: Decision, jobs: list[Job], extra: list[Node]) -> bool:
+    def _launch(self, view: View, d: Decision, groups: list[Group], extra: list[Node]) -> bool:
         """Launch for what free, pending, booting and put-back capacity of use to them does not
-        cover, per class of jobs (the clouds that can run them), cheapest cloud first and on to
-        the next; cores, memory and GPUs each count. Returns whether anything was short."""
+        cover, per class of jobs (the clouds that can run them; the classes in the order the
+        queue first has them), cheapest cloud first and on to the next; cores, memory and GPUs
+        each count. Returns whether anything was short. ``groups``: the queued jobs, by kind."""
         fit = Fit(view)
         clouds = launch_clouds(view)
-        classes: dict[tuple[str, ...], list[Job]] = {}
-        for job in jobs:
+        classes: dict[tuple[str, ...], list[Group]] = {}
+        for n, job in groups:
             names = tuple(c.name for c in clouds if fit.cloud_runs(c, job))
-            classes.setdefault(names, []).append(job)
+            classes.setdefault(names, []).append((n, job))
         spent = 0.0
         room = {c.name: view.affordable(c, self.price_per_hour) for c in clouds}
         short = False
@@ -281,18 +290,19 @@ def _instances(amount: int, per_instance: int) -> int:
     return math.ceil(amount / per_instance) if amount > 0 and per_instance > 0 else 0
 
 
-def _unmet(view: View, jobs: list[Job], extra: list[Node]) -> list[int]:
-    """``[cores, memory MiB, GPUs, nodes]`` that ``jobs`` ask for beyond the free, pending and
-    booting capacity of use to them (memory of nodes that do not say it is not counted). Nodes:
-    the most distinct nodes one job needs at once, against the nodes of use to it."""
+def _unmet(view: View, groups: list[Group], extra: list[Node]) -> list[int]:
+    """``[cores, memory MiB, GPUs, nodes]`` that the jobs of ``groups`` ask for beyond the free,
+    pending and booting capacity of use to them (memory of nodes that do not say it is not
+    counted). Nodes: the most distinct nodes one job needs at once, against the nodes of use to
+    it."""
     want = [0, 0, 0, 0]
-    for job in jobs:
+    for n, job in groups:
         for c in job.shape:
-            want[0] += c.count * c.ppn
-            want[1] += c.mem_mb * (c.count * c.ppn if c.spread else c.count)
-            want[2] += c.gpus * c.count
+            want[0] += n * c.count * c.ppn
+            want[1] += n * c.mem_mb * (c.count * c.ppn if c.spread else c.count)
+            want[2] += n * c.gpus * c.count
         want[3] = max(want[3], sum(c.count for c in job.shape if not c.spread))
-    of_use = Fit.of_use(jobs)
+    of_use = Fit.of_use([j for _, j in groups])
     # Capacity of use whose memory is not known covers any memory (as packing counts it): the
     # memory asked for is then no shortfall, so nothing is launched or kept for it alone.
     unknown_memory = False
