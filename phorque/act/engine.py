@@ -41,8 +41,7 @@ from phorque.core.model import (
     Owned,
     Snapshot,
     Stage,
-    in_queues,
-    summarize,
+    summarize_snapshot,
 )
 from phorque.core.plan import Plan
 from phorque.core.ports import CloudGroup, TorqueAdmin
@@ -309,8 +308,7 @@ def _report_forgotten(names: list[str]) -> None:
 
 def evaluation_json(config: Config, ev: Evaluation) -> dict[str, Any]:
     """The ``phorque-evaluate --json`` object."""
-    jobs = in_queues(ev.snapshot.jobs, config.phorque.queues)
-    summary = summarize(jobs, ev.snapshot.nodes).as_dict()
+    summary = summarize_snapshot(ev.snapshot, config.phorque.queues).as_dict()
     cluster = {k: summary[k] for k in ("queued_jobs", "queued_cores", "total_cores", "free_cores",
                                        "down_cores")}
     clouds = [{"name": c.name, "price": c.price, "desired": c.desired,

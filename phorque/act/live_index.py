@@ -40,6 +40,8 @@ class LiveIndex:
         #: order, the order a pass over the queue meets them).
         self._kinds: dict[KindKey, tuple[list[_Key], Job]] = {}
         self._keys: list[_Key] = []
+        #: Per queue, the jobs in state Q and their cores.
+        self._tally: dict[str, list[int]] = {}
         self._fifo: list[Job] = []
 
     def rebuild(self, jobs: Mapping[str, Job], before: Mapping[str, Job] | None = None) -> None:
@@ -64,6 +66,7 @@ class LiveIndex:
     def _clear(self, jobs: Mapping[str, Job]) -> None:
         self._seq, self._next = {}, 0
         self._where, self._key_of, self._refused, self._running, self._kinds = {}, {}, {}, {}, {}
+        self._tally = {}
         waiting = []
         for job_id, job in jobs.items():
             self._seq[job_id] = self._next
@@ -90,8 +93,9 @@ class LiveIndex:
             old = self._fifo[at]
             del self._keys[at], self._fifo[at]
             self._uncount(old, key)
+            self._add(old, -1)
         elif where == _REFUSED:
-            del self._refused[job_id]
+            self._add(self._refused.pop(job_id), -1)
         elif where == _RUN:
             del self._running[job_id]
         if job is None:
@@ -110,6 +114,7 @@ class LiveIndex:
         """Note where ``job`` belongs; True for the FIFO queue (the caller places it there; its
         kind is counted here with ``count``, else by the caller)."""
         if job.state == QUEUED:
+            self._add(job, 1)
             if is_refused(job):
                 self._where[job_id] = _REFUSED
                 self._refused[job_id] = job
@@ -123,6 +128,15 @@ class LiveIndex:
             self._where[job_id] = _RUN
             self._running[job_id] = job
         return False
+
+    def _add(self, job: Job, step: int) -> None:
+        found = self._tally.get(job.queue)
+        if found is None:
+            found = self._tally[job.queue] = [0, 0]
+        found[0] += step
+        found[1] += step * job.cores
+        if not found[0]:
+            del self._tally[job.queue]
 
     def _count(self, job: Job, key: _Key) -> None:
         kind = kind_of(job)
@@ -154,7 +168,8 @@ class LiveIndex:
         seq = self._seq
         running = tuple(replaced.get(i, j) for i, j in sorted(self._running.items(), key=lambda p: seq[p[0]]))
         refused = tuple(replaced.get(i, j) for i, j in sorted(self._refused.items(), key=lambda p: seq[p[0]]))
-        return QueueIndex(queued, refused, running, self._kinds_of(started))
+        tally = {queue: (n, cores) for queue, (n, cores) in self._tally.items()}
+        return QueueIndex(queued, refused, running, self._kinds_of(started), tally)
 
     def _kinds_of(self, started: list[str]) -> dict[KindKey, tuple[int, Job]]:
         """The kinds of the queued jobs but ``started``, in the order the queue first has them."""

@@ -420,20 +420,23 @@ class QueueIndex:
     that started between the ``qstat`` and the ``pbsnodes`` read is running), in FIFO order.
     ``refused`` and ``running``: in the snapshot's order. ``kinds``: for every kind of job in
     ``queued``, how many there are and one of them, in the order ``queued`` first has them (a
-    policy that reads the queue by kind meets them as a pass over its jobs would).
+    policy that reads the queue by kind meets them as a pass over its jobs would). ``tally``:
+    per queue, the jobs in state Q (every one: refused, listed on a node) and their cores.
     """
 
     queued: tuple[Job, ...]
     refused: tuple[Job, ...]
     running: tuple[Job, ...]
     kinds: Mapping[KindKey, tuple[int, Job]]
+    tally: Mapping[str, tuple[int, int]]
 
     def same_as(self, other: QueueIndex) -> bool:
         """The same jobs in the same order, and the same counts of the same kinds in the same
         order."""
         return (self.queued == other.queued and self.refused == other.refused
                 and self.running == other.running
-                and [(k, n) for k, (n, _) in self.kinds.items()] == [(k, n) for k, (n, _) in other.kinds.items()])
+                and [(k, n) for k, (n, _) in self.kinds.items()] == [(k, n) for k, (n, _) in other.kinds.items()]
+                and dict(self.tally) == dict(other.tally))
 
 
 @dataclass(frozen=True)
@@ -507,6 +510,37 @@ def summarize(jobs: Iterable[Job], nodes: Iterable[Node]) -> ClusterSummary:
         if node.is_down:
             down += node.np
     return ClusterSummary(queued_jobs, queued_cores, running_jobs, total, free, down)
+
+
+def summarize_snapshot(snap: Snapshot, queues: frozenset[str] | None) -> ClusterSummary:
+    """``summarize`` of the snapshot's jobs in ``queues`` and its nodes: from the live view's
+    index when the snapshot has one (no pass over the queue at each evaluation)."""
+    index = snap.queue_index
+    if index is None:
+        return summarize(in_queues(snap.jobs, queues), snap.nodes)
+    tally = [t for q, t in index.tally.items() if queues is None or q in queues]
+    running = index.running if queues is None else [j for j in index.running if j.queue in queues]
+    whole = summarize((), snap.nodes)
+    return ClusterSummary(sum(n for n, _ in tally), sum(c for _, c in tally), len(running),
+                          whole.total_cores, whole.free_cores, whole.down_cores)
+
+
+def queue_tally(snap: Snapshot, queues: frozenset[str] | None) -> dict[str, tuple[int, int]]:
+    """Per queue (of ``queues``, or every one), the snapshot's jobs in state Q and their cores."""
+    index = snap.queue_index
+    if index is not None:
+        return {q: t for q, t in index.tally.items() if queues is None or q in queues}
+    return tally_of(in_queues(snap.jobs, queues))
+
+
+def tally_of(jobs: Iterable[Job]) -> dict[str, tuple[int, int]]:
+    """Per queue, the jobs in state Q and their cores."""
+    tally: dict[str, tuple[int, int]] = {}
+    for job in jobs:
+        if job.state == QUEUED:
+            n, cores = tally.get(job.queue, (0, 0))
+            tally[job.queue] = (n + 1, cores + job.cores)
+    return tally
 
 
 def in_queues(jobs: Iterable[Job], queues: frozenset[str] | None) -> tuple[Job, ...]:

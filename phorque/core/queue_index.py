@@ -18,7 +18,7 @@ import math
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
 
-from phorque.core.model import EXITING, QUEUED, RUNNING, Job, KindKey, Node, QueueIndex
+from phorque.core.model import EXITING, QUEUED, RUNNING, Job, KindKey, Node, QueueIndex, tally_of
 
 _RUNNING = (RUNNING, EXITING)
 
@@ -51,7 +51,7 @@ def index_of(jobs: Iterable[Job], nodes: Iterable[Node]) -> QueueIndex:
     have started."""
     jobs = tuple(jobs)
     queued, refused, kinds = queue_of(jobs, nodes)
-    return QueueIndex(queued, refused, tuple(j for j in jobs if j.state in _RUNNING), kinds)
+    return QueueIndex(queued, refused, tuple(j for j in jobs if j.state in _RUNNING), kinds, tally_of(jobs))
 
 
 def queue_of(jobs: Sequence[Job], nodes: Iterable[Node]

@@ -28,7 +28,7 @@ from phorque.adapters.config import Config, load_config
 from phorque.adapters.private import private_dir
 from phorque.adapters.state import StateStore
 from phorque.core.errors import ConfigError, PhorqueError, TransientError
-from phorque.core.model import Job, in_queues, summarize
+from phorque.core.model import Job, summarize_snapshot
 from phorque.core.plan import Kind, Status
 from phorque.core.schedule import MIN_EVALUATION_INTERVAL_SECS, RATE_BURST, Schedule
 from phorque.policy.why import WhyKind, explain
@@ -295,7 +295,7 @@ class Daemon:
     def _finish(self, ev: Evaluation, n: int, why: str, started: float) -> Evaluation:
         took = self.clock.monotonic() - started
         done = sum(1 for o in ev.outcomes if o.status == Status.DONE)
-        queue = summarize(in_queues(ev.snapshot.jobs, self.config.phorque.queues), ())
+        queue = summarize_snapshot(ev.snapshot, self.config.phorque.queues)
         emit(log, EventType.EVALUATION, "evaluation #%d (%s): %d action(s), %d done, %.2f s", n, why,
              len(ev.outcomes), done, took, number=n, trigger=why, actions=len(ev.outcomes), done=done,
              duration_secs=round(took, 4), queued_jobs=queue.queued_jobs,

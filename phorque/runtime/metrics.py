@@ -28,7 +28,7 @@ from prometheus_client import (
 from phorque import __version__
 from phorque.act.events import EventType, event_of
 from phorque.adapters.config import Config
-from phorque.core.model import MOM_LIST_NOT_SENT, Snapshot, Stage, in_queues
+from phorque.core.model import MOM_LIST_NOT_SENT, Snapshot, Stage, queue_tally, summarize_snapshot
 
 log = logging.getLogger("phorque.metrics")
 
@@ -190,14 +190,13 @@ class Metrics:
         self.info.clear()
         self.info.labels(__version__, config.policy.name).set(1)
         self.last_success.set(ok_at)
-        jobs = in_queues(snap.jobs, config.phorque.queues)
+        queues = config.phorque.queues
         self.queued_jobs.clear()
         self.queued_cores.clear()
-        for job in jobs:
-            if job.is_queued:
-                self.queued_jobs.labels(job.queue).inc()
-                self.queued_cores.labels(job.queue).inc(job.cores)
-        self.running_jobs.set(sum(1 for j in jobs if j.is_running))
+        for queue, (n, cores) in queue_tally(snap, queues).items():
+            self.queued_jobs.labels(queue).set(n)
+            self.queued_cores.labels(queue).set(cores)
+        self.running_jobs.set(summarize_snapshot(snap, queues).running_jobs)
         mine = {o.node for o in snap.owned if o.node} | set(snap.recorded_nodes)
         self.nodes.clear()
         self.node_cores.clear()

@@ -12,7 +12,19 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from phorque.act.live_index import LiveIndex
-from phorque.core.model import COMPLETED, EXITING, HELD, QUEUED, RUNNING, Chunk, Job, Node
+from phorque.core.model import (
+    COMPLETED,
+    EXITING,
+    HELD,
+    QUEUED,
+    RUNNING,
+    Chunk,
+    Job,
+    Node,
+    queue_tally,
+    summarize,
+    summarize_snapshot,
+)
 from phorque.core.queue_index import index_of
 from phorque.policy import policies
 from phorque.policy.policies import CostAware
@@ -165,3 +177,16 @@ def test_behind_full_clouds_a_long_queue_is_planned_as_a_short_one():
     launches = {a.cloud: a.count for a in plan.actions}
     assert launches == {"cheap": 2, "dear": 1}
     assert View(snap).queued_kinds == {(id(chunks), 8, "batch", None): (10_000, jobs[0])}
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(crowded(), st.sampled_from([None, frozenset({"batch"}), frozenset({"debug"})]))
+def test_the_daemons_numbers_from_the_index_are_the_numbers_from_the_jobs(snap, queues):
+    """What every evaluation logs, shows and exports (queued jobs and cores per queue, running
+    jobs) is read from the index when the snapshot has one: the same numbers."""
+    indexed = dataclasses.replace(snap, queue_index=index_of(snap.jobs, snap.nodes))
+    assert summarize_snapshot(indexed, queues) == summarize_snapshot(snap, queues)
+    assert queue_tally(indexed, queues) == queue_tally(snap, queues)
+    jobs = [j for j in snap.jobs if queues is None or j.queue in queues]
+    assert summarize_snapshot(snap, queues) == summarize(jobs, snap.nodes)
+    assert sum(n for n, _ in queue_tally(snap, queues).values()) == sum(j.state == QUEUED for j in jobs)
