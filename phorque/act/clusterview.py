@@ -368,7 +368,9 @@ class ClusterView:
                             self._pending.jobs.setdefault(job_id, (REREAD, None, None))
         changed = any(jobs.get(i) != before.get(i) for i in touched) or nodes != self._nodes
         self._index_changes(jobs, touched, found is None)
-        self._jobs, self._nodes = dict(jobs), nodes
+        if isinstance(jobs, _Touched):
+            jobs.touched = {}  # (kept as it is: copying 100,000 jobs again would cost more)
+        self._jobs, self._nodes = jobs, nodes
         for job, at in stamps:
             self._stamp((job,), at)
         for gone in [i for i in self._read_at if i not in jobs]:
