@@ -21,6 +21,7 @@ from typing import Any, Generic, TypeVar, cast, overload
 from phorque.core.model import (
     EXITING,
     NOTE_MARK,
+    QUEUED,
     RUNNING,
     Chunk,
     CloudState,
@@ -34,7 +35,7 @@ from phorque.core.model import (
     Snapshot,
     Stage,
 )
-from phorque.core.queue_index import queue_of
+from phorque.core.queue_index import is_refused, queue_of
 from phorque.policy.packing import UNLIMITED
 
 _T = TypeVar("_T")
@@ -233,7 +234,13 @@ class View:
     def refused(self) -> tuple[Job, ...]:
         """Queued jobs pbs_server refuses to start on any node (see ``Job.refused_by_server``):
         no instance is launched for them, and the plan names them."""
-        refused = self._queue[1]
+        index = self.snapshot.queue_index
+        if index is not None:
+            refused = index.refused
+        elif "_queue" in self.__dict__:  # (derived already)
+            refused = self._queue[1]
+        else:  # a policy that reads no queue (LocalOnly) sorts none for this
+            refused = tuple(j for j in self.snapshot.jobs if j.state == QUEUED and is_refused(j))
         if self.queues is None or not refused:
             return refused
         return tuple(j for j in refused if j.queue in self.queues)
