@@ -1,5 +1,5 @@
 """The live view's jobs kept sorted as the policies read them, job by job
-(:class:`phorque.core.queue_index.QueueIndex`).
+(:class:`phorque.core.model.QueueIndex`).
 
 A refresh that changed a few jobs puts those jobs; a full read builds it all again. Each
 snapshot is handed an immutable :class:`QueueIndex` taken from it: copying the sorted queue is
