@@ -211,14 +211,10 @@ def asks_shape(job: Job) -> bool:
     return any(c.mem_mb or c.gpus or c.properties for c in job.shape)
 
 
-def runnable(view: View, d_notes: list[str]) -> list[Job]:
-    """The queued jobs some static node or cloud could ever run; the others are named in
-    ``d_notes`` (up to NOTE_LIMIT, the rest counted)."""
-    return runnable_kinds(view, d_notes)[0]
-
-
 def runnable_kinds(view: View, d_notes: list[str]) -> tuple[list[Job], dict[KindKey, tuple[int, Job]]]:
-    """``runnable``, and how many of its jobs there are of each kind (and one of them)."""
+    """The queued jobs some static node or cloud could ever run, and how many of them there are
+    of each kind (and one of them); the others are named in ``d_notes`` (up to NOTE_LIMIT, the
+    rest counted)."""
     queued = view.queued
     if not queued:
         return [], {}

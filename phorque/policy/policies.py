@@ -366,7 +366,7 @@ class CostAware(Policy):
         # A job like one that found no room, while the pool is as it was then, finds none either
         # (a failed placement changes nothing; money and openers change only with a success).
         # Alike: the same request (one tuple for jobs of one request: jobs_request's cache) and
-        # the same clouds. Behind a full cluster 100,000 queued jobs cost a look-up each.
+        # the same clouds.
         hopeless: dict[tuple[int, int, int], int] = {}
         # How many jobs of each kind are still to come: once every kind still to come is
         # hopeless, the rest of the queue changes nothing (behind a full cluster the pass ends

@@ -237,9 +237,7 @@ class View:
         index = self.snapshot.queue_index
         if index is not None:
             refused = index.refused
-        elif "_queue" in self.__dict__:  # (derived already)
-            refused = self._queue[1]
-        else:  # a policy that reads no queue (LocalOnly) sorts none for this
+        else:  # (not from _queue: a policy that reads no queue, LocalOnly, sorts none for this)
             refused = tuple(j for j in self.snapshot.jobs if j.state == QUEUED and is_refused(j))
         if self.queues is None or not refused:
             return refused
