@@ -307,7 +307,7 @@ class MemoryCloud(_Scripted):
         self._enter("ensure_setup")
         self.set_up = True
 
-    def describe(self) -> GroupView:
+    def describe(self, fresh: bool = True) -> GroupView:
         self._enter("describe")
         return self.group()
 

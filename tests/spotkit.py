@@ -27,8 +27,10 @@ def members(moto: str, group: str, region: str = "us-east-1") -> list[dict]:
     return found[0]["Instances"] if found else []
 
 
-def reclaim(group: str, instance_id: str, region: str = "us-east-1", replace: bool = False) -> None:
-    """Take ``instance_id`` of ``group`` back as the spot market does."""
+def reclaim(group: str, instance_id: str, region: str = "us-east-1", replace: bool = False,
+            group_knows: bool = True) -> None:
+    """Take ``instance_id`` of ``group`` back as the spot market does (``group_knows=False``:
+    the group has not noticed yet and still shows the member in service)."""
     ec2 = ec2_backends[DEFAULT_ACCOUNT_ID][region]
     asg = autoscaling_backends[DEFAULT_ACCOUNT_ID][region].autoscaling_groups[group]
     instance = ec2.get_instance(instance_id)
@@ -37,7 +39,7 @@ def reclaim(group: str, instance_id: str, region: str = "us-east-1", replace: bo
     instance.state_reason = StateReason(MESSAGE, SPOT_TERMINATION)
     instance._reason = MESSAGE
     for member in asg.instance_states:
-        if member.instance.id == instance_id:
+        if member.instance.id == instance_id and group_knows:
             member.lifecycle_state = "Terminating"
     if replace:
         asg.set_desired_capacity(asg.desired_capacity)

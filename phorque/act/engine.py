@@ -143,13 +143,15 @@ class Engine:
                 self._cloud_result(settings.name, str(exc))
 
     def read_clouds(self, now: float, records: Mapping[str, CloudHealthRecord],
-                    record_errors: bool) -> tuple[CloudState, ...]:
+                    record_errors: bool, fresh: bool = True) -> tuple[CloudState, ...]:
+        """Every cloud's group; ``fresh=False`` lets a cloud reuse EC2's word on settled members
+        (``CloudProvider.describe``)."""
         out = []
         believed = self.state.capacities()
         for settings in self.config.clouds:
             record = records.get(settings.name, CloudHealthRecord())
             try:
-                group = self.providers[settings.name].describe()
+                group = self.providers[settings.name].describe(fresh=fresh)
             except CloudError as exc:
                 if exc.code == "NoSuchGroup" and not record_errors:
                     # A dry run before the first start: the group will be created empty.
@@ -195,10 +197,11 @@ class Engine:
         except TorqueError as exc:
             raise TransientError(f"Torque could not be read, nothing decided: {exc}") from exc
 
-    def snapshot(self, now: float, save: bool, torque: Refreshed | None = None) -> Snapshot:
+    def snapshot(self, now: float, save: bool, torque: Refreshed | None = None,
+                 fresh_clouds: bool = True) -> Snapshot:
         read = torque if torque is not None else self.read_torque(now)
         jobs, nodes = read.jobs, read.nodes
-        clouds = self.read_clouds(now, self._health_records(), record_errors=save)
+        clouds = self.read_clouds(now, self._health_records(), record_errors=save, fresh=fresh_clouds)
         seen = observe_all(now, clouds, nodes, self.state)
         stale = {o.node for o in seen.changed if o.node}
         if self.view is not None and not read.full and stale:
@@ -251,12 +254,14 @@ class Engine:
 
     # -- one evaluation --------------------------------------------------------------------------
     def evaluate(self, dry_run: bool = False, full: bool = True,
-                 skip_unchanged: bool = False) -> Evaluation:
+                 skip_unchanged: bool = False, fresh_clouds: bool | None = None) -> Evaluation:
         """Evaluate now. Raises TransientError when Torque cannot be read.
 
         With a live view, ``full=False`` reads only what changed in Torque; ``skip_unchanged``
         then ends the evaluation before any cloud is read when nothing did (a trigger that
-        changes nothing a decision depends on costs no cloud call)."""
+        changes nothing a decision depends on costs no cloud call). ``fresh_clouds`` (default:
+        ``full``) has EC2 describe every member again, settled ones included."""
+        fresh = full if fresh_clouds is None else fresh_clouds
         if dry_run:
             if self._state is None and not os.path.exists(self.config.phorque.state_path):
                 self._state = StateStore(":memory:")  # nothing is written by a dry run
@@ -278,7 +283,8 @@ class Engine:
             # (Executor.fallen), at most 1 + clouds passes.
             for attempt in range(1 + len(self.config.clouds)):
                 now = self.clock()
-                snap = self.snapshot(now, save=True, torque=read if attempt == 0 else None)
+                snap = self.snapshot(now, save=True, torque=read if attempt == 0 else None,
+                                     fresh_clouds=fresh or attempt > 0)
                 plan = self.policy.plan(snap)
                 executor = Executor(self.torque, self.providers,
                                     {c.name: c for c in self.config.clouds}, self.state, now,

@@ -130,9 +130,11 @@ class CloudGroup(Protocol):
         missing; idempotent."""
         ...
 
-    def describe(self) -> GroupView:
+    def describe(self, fresh: bool = True) -> GroupView:
         """The group and every member, with each member's state as the cloud sees it. Raises
-        CloudError with code ``NoSuchGroup`` when the group does not exist."""
+        CloudError with code ``NoSuchGroup`` when the group does not exist. ``fresh=False``
+        allows a member that was settled (running, with its DNS name) at a recent read, and
+        that the group still shows as then, to be described as then."""
         ...
 
     def set_desired(self, desired: int) -> None:

@@ -132,7 +132,7 @@ class SimGroup:
     def ensure_setup(self) -> None:
         """The simulated group always exists."""
 
-    def describe(self) -> GroupView:
+    def describe(self, fresh: bool = True) -> GroupView:
         state = self.cloud.state()
         return GroupView(desired=self.cloud.desired, max_size=self.cloud.spec.max_instances,
                          instances=state.instances)

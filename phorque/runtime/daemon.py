@@ -34,6 +34,7 @@ from phorque.core.schedule import MIN_EVALUATION_INTERVAL_SECS, RATE_BURST, Sche
 from phorque.policy.why import WhyKind, explain
 from phorque.runtime.clock import SYSTEM, Clock
 from phorque.runtime.nudge import NudgeListener
+from phorque.runtime.spotwatch import REASON as SPOT_REASON
 from phorque.runtime.spotwatch import SpotWatch
 from phorque.runtime.triggers import Fired, Trigger
 from phorque.runtime.watcher import TorqueWatcher, is_file_event
@@ -236,7 +237,7 @@ class Daemon:
         return self.view
 
     def evaluate(self, fired: Fired, reason: str, full: bool = True,
-                 may_skip: bool = True) -> Evaluation | None:
+                 may_skip: bool = True, fresh_clouds: bool | None = None) -> Evaluation | None:
         """One evaluation: a full read of Torque when ``full`` (start, reconciliation, retry),
         else what the live view says changed. An incremental one that only file events asked
         for ends at once when Torque changed in nothing (and counts as no evaluation)."""
@@ -247,7 +248,8 @@ class Daemon:
         skippable = (may_skip and view is not None and not full and bool(fired)
                      and all(is_file_event(r) or r in SKIPPABLE for r in fired.reasons))
         try:
-            ev = self.engine.evaluate(full=full or view is None, skip_unchanged=skippable)
+            ev = self.engine.evaluate(full=full or view is None, skip_unchanged=skippable,
+                                      fresh_clouds=fresh_clouds)
         except Exception as exc:  # the daemon goes on, whatever one evaluation raised
             self.evaluations += 1
             self._not_evaluated(self.evaluations, why, exc)
@@ -389,7 +391,10 @@ class Daemon:
                 # got wrong is logged.
                 # phorque-evaluate is an administrator's "look now": at everything.
                 full = due.full or reloaded or "phorque-evaluate" in fired.reasons
-                ev = self.evaluate(fired, due.look.value, full=full, may_skip=not due.wake)
+                # A spot interruption is news of the cloud's: EC2 is asked about every instance.
+                fresh = full or SPOT_REASON in fired.reasons
+                ev = self.evaluate(fired, due.look.value, full=full, may_skip=not due.wake,
+                                   fresh_clouds=fresh)
                 if ev is not None and ev.unchanged:
                     schedule.found_unchanged(self.clock.monotonic(), self.clock.time(), bool(fired),
                                              bool(ev.unsettled))

@@ -10,8 +10,11 @@ reclaimed instance is no longer paid for nor counted; nothing launches in a loop
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
+
+import pytest
 
 from phorque.adapters.state import StateStore
 from tests import spotkit
@@ -40,8 +43,11 @@ def node_of(sandbox, job: str) -> str | None:
     return spotkit.exec_node(sandbox.records("S", job))
 
 
+@pytest.mark.parametrize("group_knows", [True, False], ids=["group-knows", "only-ec2-knows"])
 def test_a_reclaimed_spot_instance_requeues_its_jobs_and_they_finish_on_demand(
-        make_sandbox, moto, tmp_path, daemons):
+        make_sandbox, moto, tmp_path, daemons, group_knows):
+    # only-ec2-knows: the group still shows the member in service; the spot watch's trigger
+    # has the daemon ask EC2 about every member, settled ones included.
     sandbox = make_sandbox(nodes=1, np=2, boot_mode="cloud", cloud_endpoint=moto, boot_delay=1)
     blocker = sandbox.qsub("-l", "nodes=1:ppn=2", runtime=3600)
     wait_until(lambda: node_of(sandbox, blocker), 30, "the static node to be taken")
@@ -58,7 +64,7 @@ def test_a_reclaimed_spot_instance_requeues_its_jobs_and_they_finish_on_demand(
         assert node_of(sandbox, doomed) == spot_node
         (member,) = [m for m in spotkit.members(moto, SPOT) if m["LifecycleState"] == "InService"]
 
-        spotkit.reclaim(SPOT, member["InstanceId"])
+        spotkit.reclaim(SPOT, member["InstanceId"], group_knows=group_knows)
 
         # Requeued at once (an R record), then run to its end on an on-demand instance.
         wait_until(lambda: sandbox.records("R", saved), 60, "the rerunnable job requeued")
@@ -86,6 +92,11 @@ def test_a_reclaimed_spot_instance_requeues_its_jobs_and_they_finish_on_demand(
     assert f"lost (not rerunnable) {doomed}" in text
     log = daemon.text()
     assert "Traceback" not in log
+    if not group_knows:
+        # Found by the evaluation the spot watch asked for, not by a later one.
+        after = log[log.index(f"instance {member['InstanceId']} taken back by the cloud"):]
+        answering = re.search(r"evaluation #\d+ \((.*)\): ", after)
+        assert answering is not None and "spot interruption" in answering.group(1), after[:2000]
     assert f"{doomed} not requeued" in log and "purged (qdel -p)" in row["lost"][doomed]
     assert "backing off" in log  # the spot section: repeated interruptions move work elsewhere
 

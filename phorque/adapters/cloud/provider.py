@@ -11,7 +11,9 @@ read that decides it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from phorque.adapters.cloud import clients
@@ -22,6 +24,23 @@ from phorque.core.model import Instance, InstanceId, InstanceState, LaunchFailur
 from phorque.core.ports import GroupView
 
 log = logging.getLogger("phorque.cloud.provider")
+
+#: How long EC2's description of a settled member (running, with a DNS name) is reused by a
+#: describe that need not be fresh. Such a member changes only by going away, which the group
+#: shows by a new lifecycle or health state (that ends the reuse at once); this bounds how long
+#: a going-away the group has not shown yet can stay unseen.
+SETTLED_REUSE_SECS = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class _Settled:
+    """EC2's description of a settled member, and what the group said of it then."""
+
+    record: Mapping[str, Any]
+    #: The member's (LifecycleState, HealthStatus) in the group when EC2 was read.
+    member: tuple[str, str]
+    #: Monotonic time of that read.
+    at: float
 
 
 class CloudProvider:
@@ -34,11 +53,15 @@ class CloudProvider:
     #: Does a member that EC2 does not list count as gone (else: keep the group's word)?
     missing_in_ec2_is_gone: ClassVar[bool] = False
 
-    def __init__(self, settings: CloudSettings, session: Any = None):
+    def __init__(self, settings: CloudSettings, session: Any = None,
+                 clock: Callable[[], float] = time.monotonic):
         self.settings = settings
         self._session = session
         self._secrets = clients.settings_secrets(settings)
         self._clients: dict[str, Any] = {}
+        self._clock = clock
+        #: EC2's word on the members that were settled when last read (``describe(fresh=False)``).
+        self._settled: dict[str, _Settled] = {}
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.settings.name!r}, group {self.settings.autoscale_group_name!r})"
@@ -49,12 +72,16 @@ class CloudProvider:
         """Create the launch configuration (or template) and the group if missing; idempotent."""
         raise NotImplementedError
 
-    def describe(self) -> GroupView:
-        """The group joined with EC2's DescribeInstances: desired, max and every member."""
+    def describe(self, fresh: bool = True) -> GroupView:
+        """The group joined with EC2's DescribeInstances: desired, max and every member.
+
+        ``fresh=False`` (an evaluation a trigger asked for) asks EC2 only about the members that
+        are not settled: a member EC2 last described as running with a DNS name, while the group
+        shows it in the lifecycle and health state it had then, is described as then, for up to
+        SETTLED_REUSE_SECS. The group itself is always read."""
         group = self._group()
         members = group.get("Instances") or []
-        ids = [m.get("InstanceId") or "" for m in members]
-        seen = self._ec2_instances([i for i in ids if i])
+        seen = self._ec2_view(members, fresh)
         instances = tuple(self._instance(m, seen.get(m.get("InstanceId") or "")) for m in members)
         desired = int(group.get("DesiredCapacity") or 0)
         live = sum(1 for i in instances if i.state.is_valid)
@@ -168,6 +195,38 @@ class CloudProvider:
                              f"group {self.settings.autoscale_group_name!r} does not exist "
                              "(it is created at start-up)", code="NoSuchGroup")
         return group
+
+    def _ec2_view(self, members: list[dict[str, Any]], fresh: bool) -> dict[str, Mapping[str, Any]]:
+        """EC2's description of the members, keyed by id: asked for, or reused (``describe``)."""
+        now = self._clock()
+        reused: dict[str, Mapping[str, Any]] = {}
+        kept: dict[str, _Settled] = {}
+        asked: dict[str, tuple[str, str]] = {}
+        for member in members:
+            iid = member.get("InstanceId") or ""
+            if not iid:
+                continue
+            state = (str(member.get("LifecycleState") or ""), str(member.get("HealthStatus") or ""))
+            settled = None if fresh else self._settled.get(iid)
+            if settled is not None and settled.member == state and now - settled.at < SETTLED_REUSE_SECS:
+                reused[iid] = settled.record
+                kept[iid] = settled
+            else:
+                asked[iid] = state
+        found: dict[str, Mapping[str, Any]] = dict(self._ec2_instances(list(asked))) if asked else {}
+        for iid, state in asked.items():
+            record = found.get(iid)
+            if record is not None and self._is_settled(record):
+                kept[iid] = _Settled(record, state, now)
+        self._settled = kept  # members that left the group are forgotten
+        found.update(reused)
+        return found
+
+    def _is_settled(self, record: Mapping[str, Any]) -> bool:
+        """Running, with the DNS name it joins Torque by: nothing more to learn but its end."""
+        running = ec2_state(str((record.get("State") or {}).get("Name", ""))) == InstanceState.RUNNING
+        return running and pick_dns(record.get("PublicDnsName"), record.get("PrivateDnsName"),
+                                    self.settings.node_dns) is not None
 
     def _instance(self, member: Mapping[str, Any], ec2: Mapping[str, Any] | None) -> Instance:
         iid = InstanceId(member.get("InstanceId") or "")
