@@ -11,7 +11,10 @@ An evaluation is due when
 * a trigger fires (a file event, a nudge, a spot interruption). The first after a quiet moment is
   answered at once; those that come while an evaluation runs, or within ``event_delay_secs``
   after an evaluation triggers asked for, are gathered into the next one; and a token bucket
-  (:mod:`phorque.core.ratelimit`) bounds a flood.
+  (:mod:`phorque.core.ratelimit`) bounds a flood. Gathering holds a trigger ``event_delay_secs``
+  at most, counted from the end of the evaluation triggers asked for or from the trigger,
+  whichever is earlier: one that came while an evaluation ran waits for that evaluation to end,
+  and no longer than ``event_delay_secs`` after it came.
 
 The schedule is plain data and arithmetic: the daemon gives it its clocks' readings, the replay
 its virtual time. Two clocks, because the intervals (the reconciliation period, gathering, the
@@ -118,10 +121,14 @@ class Schedule:
             left = min(left, self.wake_at - wall)
         return max(0.0, left)
 
-    def gather_until(self, mono: float) -> float:
+    def gather_until(self, mono: float, first: float | None = None) -> float:
         """Triggers that fire before this monotonic moment wait for it: the rate limit, and
-        ``event_delay_secs`` after the last evaluation triggers asked for."""
-        return max(self.bucket.not_before(mono), self.settled + self.event_delay_secs)
+        ``event_delay_secs`` after the last evaluation triggers asked for, or after ``first``
+        (the first trigger waiting) when that came before the evaluation ended. A ``qsub``
+        that comes while an evaluation runs is then answered at most ``event_delay_secs`` after
+        it (or when that evaluation ends), not ``event_delay_secs`` after the evaluation."""
+        since = self.settled if first is None or first > self.settled else first
+        return max(self.bucket.not_before(mono), since + self.event_delay_secs)
 
     def look_at(self, now: float, first_trigger: float | None, sweeps: bool = True) -> float:
         """On one clock (the replay's): when the loop evaluates next, as the daemon's wait gives
@@ -136,7 +143,7 @@ class Schedule:
         if deadline < now:
             deadline = now
         if first_trigger is not None and first_trigger <= deadline:
-            until = self.gather_until(first_trigger)
+            until = self.gather_until(first_trigger, first_trigger)
             return until if until > first_trigger else first_trigger
         return deadline
 

@@ -423,10 +423,11 @@ class Daemon:
         """Wait for the next trigger, the policy's wake-up or the reconciliation. The first
         trigger after a quiet moment is answered at once; triggers that come while an
         evaluation runs, or within event_delay_secs after an evaluation triggers asked for, are
-        gathered until then (and the rate limit may hold a flood a little longer)."""
+        gathered until then, or until event_delay_secs after the first of them when it came
+        while the evaluation ran (and the rate limit may hold a flood a little longer)."""
         mono = self.clock.monotonic()
         fired = self.trigger.wait(schedule.timeout(mono, self.clock.time()),
-                                  not_before=schedule.gather_until(mono))
+                                  not_before=schedule.gather_until(mono, self.trigger.pending_since()))
         fired.reasons.pop("stop", None)
         fired.reasons.pop("reload", None)
         return fired

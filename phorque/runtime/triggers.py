@@ -54,6 +54,11 @@ class Trigger:
                 self._pending.waiters.append(waiter)
             self._cond.notify_all()
 
+    def pending_since(self) -> float | None:
+        """When the first signal not yet taken fired (the clock's time), or None."""
+        with self._cond:
+            return self._pending.first_at if self._pending else None
+
     def wait(self, timeout: float | None, gather: float = 0.0, not_before: float = 0.0) -> Fired:
         """Block until fired or ``timeout``; then gather for ``gather`` seconds after the first
         signal, and at least until ``not_before`` (the clock's time: a rate limit). A ``stop``
