@@ -1,8 +1,8 @@
 """A plan: what a policy decided, as printable actions each with the reason for it.
 
 Policies return a :class:`Plan`; the executor (daemon, ``phorque-evaluate``) or the replay
-simulator applies it. Actions are applied in :data:`ORDER`, so that nodes join before new
-launches are asked for, and terminations free budget before launches spend it.
+simulator applies it. Actions are applied in :data:`ORDER`, so that terminations free budget
+before launches spend it, and launches are asked for before anything waits on Torque's commands.
 """
 
 from __future__ import annotations
@@ -37,9 +37,12 @@ class Status(StrEnum):
 
 # Removals last: a real pbs_server takes at least 2 s over each `qmgr delete node` (it waits for
 # its other threads to let go of the node), and launches must not wait for that.
+# Joins after launches: a join is several qmgr commands, and the queued job a launch is for
+# must not wait for them (a join needs nothing a launch does; the launch counts the joining
+# node's room already).
 # Requeues first: the jobs of a node whose instance is gone are lost work until requeued, and
 # the section's back-off they count must be in place before anything is launched.
-ORDER = (Kind.REQUEUE, Kind.JOIN, Kind.UNDRAIN, Kind.DRAIN, Kind.TERMINATE, Kind.CANCEL, Kind.LAUNCH,
+ORDER = (Kind.REQUEUE, Kind.UNDRAIN, Kind.DRAIN, Kind.TERMINATE, Kind.CANCEL, Kind.LAUNCH, Kind.JOIN,
          Kind.REMOVE)
 
 

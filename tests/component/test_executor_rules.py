@@ -313,6 +313,18 @@ def test_a_join_records_the_intent_first_creates_the_node_and_asks_for_a_cycle(b
     assert run.reports == [(CLOUD, None)], "a join is the cloud's success"
 
 
+def test_a_launch_is_asked_for_before_a_join_runs_its_torque_commands(bed):
+    iid, name = booted(bed)
+    desired_at_create: list[int] = []
+    bed.torque.after("add_node", lambda node, np: desired_at_create.append(bed.clouds[CLOUD].desired))
+    # Planned join first: applied launch first (the queued job does not wait for qmgr).
+    run = apply(bed, Action(Kind.JOIN, "booted", cloud=CLOUD, instance=iid, node=name, np=4),
+                Action(Kind.LAUNCH, "queued", cloud=CLOUD, count=1, current=1))
+    assert run.status(Kind.LAUNCH) == ["done"] and run.status(Kind.JOIN) == ["done"]
+    assert desired_at_create == [2], "the node was created before the launch was asked for"
+    assert [o.action.kind for o in run.outcomes] == [Kind.LAUNCH, Kind.JOIN]
+
+
 def test_a_failed_join_asks_for_no_cycle_and_keeps_its_first_try(bed):
     iid, name = booted(bed)
     first_try = bed.clock()
