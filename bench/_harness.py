@@ -77,9 +77,10 @@ class Rig:
         raise RuntimeError(f"{url} did not start")
 
     def config(self, *, watch: bool, loop_sleep: int = 120, max_instances: int = 100,
-               trigger: bool = True, state: str = "state") -> Path:
+               trigger: bool = True, state: str = "state", event_delay: float | None = None) -> Path:
         conf = self.dir / f"{state}.conf"
         trigger_address = f"127.0.0.1:{free_port(socket.SOCK_DGRAM)}" if trigger else ""
+        delay = "" if event_delay is None else f"event_delay_secs = {event_delay:g}\n"
         conf.write_text(f"""
 [Phorque]
 cluster_directory = {self.cluster_directory}
@@ -89,7 +90,7 @@ loop_sleep_secs = {loop_sleep}
 watch_files = {str(watch).lower()}
 trigger_address = {trigger_address}
 boot_timeout_secs = 36000
-
+{delay}
 [Policy]
 name = CostAware
 

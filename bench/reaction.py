@@ -16,6 +16,7 @@ build`; two moms of np=2 kept busy, 2-core instances, so again every job needs a
 and both are printed side by side.
 
     python3 dev.py bench reaction [--jobs 50] [--baseline-jobs 50] [--baseline-periods 4] [--torque]
+                                  [--event-delay SECS]
 """
 
 from __future__ import annotations
@@ -30,11 +31,12 @@ from _harness import Rig, Sampler, TorqueRig, evaluation_seconds, percentile
 TARGET_P99_SECS = 0.3
 
 
-def measure(rig: Rig, *, watch: bool, jobs: int, spread: float, seed: int) -> tuple[list[float], list[float]]:
+def measure(rig: Rig, *, watch: bool, jobs: int, spread: float, seed: int,
+            event_delay: float | None = None) -> tuple[list[float], list[float]]:
     """The reaction to each job, and the duration of each evaluation of the daemon meanwhile."""
     rig.reset_cloud()
     conf = rig.config(watch=watch, trigger=watch, loop_sleep=120, max_instances=jobs + 5,
-                      state="events" if watch else "polling")
+                      state="events" if watch else "polling", event_delay=event_delay)
     log = rig.start_daemon(conf)
     sampler = Sampler(rig)
     sampler.start()
@@ -76,10 +78,13 @@ def main() -> None:
     ap.add_argument("--baseline-jobs", type=int, default=50)
     ap.add_argument("--baseline-periods", type=float, default=4, help="baseline spread, in loop_sleep_secs")
     ap.add_argument("--torque", action="store_true", help="also on a real Torque, side by side")
+    ap.add_argument("--event-delay", type=float, default=None,
+                    help="event_delay_secs of the events runs (default: the daemon's, 0.2)")
     args = ap.parse_args()
     rig = Rig(static_np=1, boot_delay=1)
     try:
-        fast = measure(rig, watch=True, jobs=args.jobs, spread=args.jobs * 1.5, seed=1)
+        fast = measure(rig, watch=True, jobs=args.jobs, spread=args.jobs * 1.5, seed=1,
+                       event_delay=args.event_delay)
         slow = measure(rig, watch=False, jobs=args.baseline_jobs, spread=args.baseline_periods * 120, seed=2)
     finally:
         rig.close()
@@ -87,10 +92,12 @@ def main() -> None:
     if args.torque:
         real_rig = TorqueRig()
         try:
-            real = measure(real_rig, watch=True, jobs=args.jobs, spread=args.jobs * 1.5, seed=1)
+            real = measure(real_rig, watch=True, jobs=args.jobs, spread=args.jobs * 1.5, seed=1,
+                           event_delay=args.event_delay)
         finally:
             real_rig.close()
-    print("reaction latency, qsub -> desired capacity raised at the cloud (loop_sleep_secs = 120)")
+    delay = "" if args.event_delay is None else f", event_delay_secs = {args.event_delay:g}"
+    print(f"reaction latency, qsub -> desired capacity raised at the cloud (loop_sleep_secs = 120{delay})")
     print(f"{'':<28} {'reaction':^40}   {'evaluations':^23}")
     print(f"{'mode':<28} {'n':>4} {'p50':>8} {'p99':>8} {'max':>8} {'mean':>8}   {'n':>5} {'p50':>8} {'max':>8}")
     print(_row("events, sandbox", fast))
