@@ -47,12 +47,20 @@ def test_a_submit_is_answered_from_what_changed_without_a_full_read(
     wait_until(lambda: woken_by(daemon.text(), "accounting Q") or woken_by(daemon.text(), "job file queued"),
                30, "the submit's evaluation to be logged")
     # A job file of no job Torque knows is a file event that changes nothing: no cloud is read,
-    # nothing is decided, and it is not counted as an evaluation.
-    answered = woken_by(daemon.text(), "job file")
-    unchanged = reads(conf).get("unchanged", 0)
-    stray = Path(sandbox.layout.jobs) / "999999.srv.test.JB"
-    stray.write_text("")
-    wait_until(lambda: reads(conf).get("unchanged", 0) > unchanged, 60, "the stray job file to be looked at")
+    # nothing is decided, and it is not counted as an evaluation. (Its look may share an
+    # evaluation with something that did change, the launched instance joining or a look at it
+    # while it boots: then another stray file is tried.)
+    for attempt in range(3):
+        answered = woken_by(daemon.text(), "job file")
+        unchanged = reads(conf).get("unchanged", 0)
+        stray = Path(sandbox.layout.jobs) / f"99999{attempt}.srv.test.JB"
+        stray.write_text("")
+        wait_until(lambda u=unchanged, a=answered: reads(conf).get("unchanged", 0) > u
+                   or woken_by(daemon.text(), "job file") > a, 60, "the stray job file to be looked at")
+        if reads(conf).get("unchanged", 0) > unchanged:
+            break
+    else:
+        raise AssertionError("every stray job file was counted as an evaluation:\n" + daemon.text())
     assert woken_by(daemon.text(), "job file") == answered, daemon.text()
     assert daemon.stop() == 0
 
