@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import boto3
 
-from phorque.adapters.cloud import make_provider
+from phorque.adapters.cloud.aws import AwsProvider
 from phorque.adapters.cloud.provider import SETTLED_REUSE_SECS
 from phorque.core.model import InstanceState
 from tests.cloud.cloudkit import AWS_ID, AWS_SECRET, aws_settings
@@ -21,9 +21,7 @@ class Clock:
 
 def provider_with_asks(url: str, clock: Clock, **overrides):
     """A provider, and the instance ids of each DescribeInstances it sends."""
-    settings = aws_settings(url, max_instances=6, **overrides)
-    provider = make_provider(settings)
-    provider._clock = clock  # the provider's own clock for reuse ages
+    provider = AwsProvider(aws_settings(url, max_instances=6, **overrides), clock=clock)
     provider.ensure_setup()
     asks: list[list[str]] = []
 
